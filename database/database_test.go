@@ -1,0 +1,163 @@
+package database
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+)
+
+func openTestDB(t *testing.T) *Database {
+	t.Helper()
+	db, err := Open(context.Background(), Config{URI: "file:" + filepath.Join(t.TempDir(), "test.db")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestSQLiteDSN(t *testing.T) {
+	for _, tc := range []struct {
+		uri, want string
+		ok        bool
+	}{
+		{"file:mxpp.db", "file:mxpp.db?_pragma=foreign_keys%281%29", true},
+		{"/data/mxpp.db", "file:/data/mxpp.db?", true},
+		{"file:/x.db?cache=shared", "cache=shared", true},
+		{"", "", false},
+		{"file:", "", false},
+		{"postgres://user@host/db", "", false},
+		{"file:x.db?%zz", "", false},
+	} {
+		got, err := sqliteDSN(tc.uri)
+		if (err == nil) != tc.ok {
+			t.Errorf("sqliteDSN(%q) error = %v; want ok=%v", tc.uri, err, tc.ok)
+			continue
+		}
+		if tc.ok && !strings.Contains(got, tc.want) {
+			t.Errorf("sqliteDSN(%q) = %q; want it to contain %q", tc.uri, got, tc.want)
+		}
+	}
+}
+
+func TestReopenKeepsRows(t *testing.T) {
+	ctx := context.Background()
+	path := "file:" + filepath.Join(t.TempDir(), "reopen.db")
+	db, err := Open(ctx, Config{URI: path}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Portal{RoomID: "!a:hs.test", Alias: "#Lobby:hs.test", MUCLocal: "#lobby#hs.test", CreatedAt: time.UnixMilli(1000)}
+	if err = db.Portal.Insert(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	db, err = Open(ctx, Config{URI: path}, zerolog.Nop())
+	if err != nil {
+		t.Fatal("reopening an upgraded database:", err)
+	}
+	defer db.Close()
+	got, err := db.Portal.GetByMUCLocal(ctx, "#lobby#hs.test")
+	if err != nil || got == nil || *got != *p {
+		t.Fatalf("GetByMUCLocal after reopen = %+v, %v; want %+v", got, err, p)
+	}
+}
+
+func TestPortalPuppetOccupant(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	room := id.RoomID("!room:hs.test")
+	if p, err := db.Portal.GetByRoomID(ctx, room); p != nil || err != nil {
+		t.Fatalf("GetByRoomID of a missing portal = %v, %v; want nil, nil", p, err)
+	}
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: "!other:hs.test", Alias: "#X:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err == nil {
+		t.Fatal("two portals with the same MUC localpart were accepted")
+	}
+	// An occupant needs its puppet (foreign key).
+	occ := &Occupant{RoomID: room, FullJID: "alice@xmpp.test/phone", UserJID: "alice@xmpp.test", Nick: "Alice", JoinedAt: time.Now()}
+	if err := db.Occupant.Upsert(ctx, occ); err == nil {
+		t.Fatal("an occupant without a puppet was accepted; are foreign keys on?")
+	}
+	pup := &Puppet{JID: "alice@xmpp.test", MXID: "@_xmpp_alice=40xmpp.test:hs.test", CreatedAt: time.Now()}
+	if err := db.Puppet.Upsert(ctx, pup); err != nil {
+		t.Fatal(err)
+	}
+	pup.Registered = true
+	if err := db.Puppet.Upsert(ctx, pup); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Puppet.GetByMXID(ctx, pup.MXID); err != nil || got == nil || !got.Registered {
+		t.Fatalf("GetByMXID = %+v, %v; want a registered puppet", got, err)
+	}
+	if err := db.Occupant.Upsert(ctx, occ); err != nil {
+		t.Fatal(err)
+	}
+	occ2 := *occ
+	occ2.FullJID = "alice@xmpp.test/laptop"
+	if err := db.Occupant.Upsert(ctx, &occ2); err != nil {
+		t.Fatal(err)
+	}
+	occs, err := db.Occupant.GetByRoom(ctx, room)
+	if err != nil || len(occs) != 2 {
+		t.Fatalf("GetByRoom = %d occupants, %v; want 2", len(occs), err)
+	}
+	if err = db.Occupant.Delete(ctx, room, occ.FullJID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.Occupant.Count(ctx); n != 1 {
+		t.Fatalf("after Delete, %d occupants; want 1", n)
+	}
+	// Deleting the portal cascades to its occupants and messages.
+	if err = db.Message.Insert(ctx, &Message{RoomID: room, EventID: "$e", SenderJID: "alice@xmpp.test", StanzaID: "s1", Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err = db.Portal.Delete(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.Occupant.Count(ctx); n != 0 {
+		t.Fatalf("after deleting the portal, %d occupants remain", n)
+	}
+	if m, _ := db.Message.GetByEventID(ctx, room, "$e"); m != nil {
+		t.Fatal("after deleting the portal, its message map remains")
+	}
+}
+
+func TestMessageMap(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	room := id.RoomID("!room:hs.test")
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	old := &Message{RoomID: room, EventID: "$old", SenderJID: "alice@xmpp.test", StanzaID: "a1", Timestamp: time.UnixMilli(1000)}
+	recent := &Message{RoomID: room, EventID: "$new", SenderJID: "bob#hs.test@matrix.xmpp.test", StanzaID: "$new", Timestamp: time.UnixMilli(5000)}
+	for _, m := range []*Message{old, recent, old} { // the repeat must be a no-op
+		if err := db.Message.Insert(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.Message.GetByStanzaID(ctx, room, "alice@xmpp.test", "a1")
+	if err != nil || got == nil || got.EventID != "$old" {
+		t.Fatalf("GetByStanzaID = %+v, %v", got, err)
+	}
+	if got, _ = db.Message.GetByStanzaID(ctx, room, "mallory@xmpp.test", "a1"); got != nil {
+		t.Fatal("GetByStanzaID matched another sender's stanza id")
+	}
+	if err = db.Message.DeleteBefore(ctx, time.UnixMilli(2000)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = db.Message.GetByEventID(ctx, room, "$old"); got != nil {
+		t.Fatal("DeleteBefore kept an old mapping")
+	}
+	if got, _ = db.Message.GetByEventID(ctx, room, "$new"); got == nil {
+		t.Fatal("DeleteBefore removed a recent mapping")
+	}
+}

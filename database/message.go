@@ -1,0 +1,67 @@
+package database
+
+import (
+	"context"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
+)
+
+// Message maps one Matrix event to the XMPP stanza it was bridged from or to.
+type Message struct {
+	RoomID  id.RoomID
+	EventID id.EventID
+	// SenderJID is the sender as XMPP knows it: an XMPP user's bare JID, or
+	// a Matrix user's contact JID on the component.
+	SenderJID string
+	// StanzaID is the sender's id for the stanza (origin-id, else id).
+	StanzaID  string
+	Timestamp time.Time
+}
+
+func newMessage(_ *dbutil.QueryHelper[*Message]) *Message { return &Message{} }
+
+const (
+	messageColumns       = `room_id, event_id, sender_jid, stanza_id, timestamp`
+	getMessageByEventID  = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
+	getMessageByStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3`
+	insertMessage        = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_id) DO NOTHING`
+	deleteMessagesBefore = `DELETE FROM message WHERE timestamp<$1`
+)
+
+// Scan implements dbutil.DataStruct.
+func (m *Message) Scan(row dbutil.Scannable) (*Message, error) {
+	var ts int64
+	err := row.Scan(&m.RoomID, &m.EventID, &m.SenderJID, &m.StanzaID, &ts)
+	if err != nil {
+		return nil, err
+	}
+	m.Timestamp = time.UnixMilli(ts)
+	return m, nil
+}
+
+// MessageQuery reads and writes the message-ID map.
+type MessageQuery struct {
+	*dbutil.QueryHelper[*Message]
+}
+
+// GetByEventID returns the mapping of a Matrix event, or nil if there is none.
+func (mq *MessageQuery) GetByEventID(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*Message, error) {
+	return mq.QueryOne(ctx, getMessageByEventID, roomID, eventID)
+}
+
+// GetByStanzaID returns the mapping of a sender's stanza in a room, or nil.
+func (mq *MessageQuery) GetByStanzaID(ctx context.Context, roomID id.RoomID, sender, stanzaID string) (*Message, error) {
+	return mq.QueryOne(ctx, getMessageByStanzaID, roomID, sender, stanzaID)
+}
+
+// Insert adds a mapping; an existing one for the same event is kept.
+func (mq *MessageQuery) Insert(ctx context.Context, m *Message) error {
+	return mq.Exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.Timestamp.UnixMilli())
+}
+
+// DeleteBefore removes the mappings of messages older than t.
+func (mq *MessageQuery) DeleteBefore(ctx context.Context, t time.Time) error {
+	return mq.Exec(ctx, deleteMessagesBefore, t.UnixMilli())
+}

@@ -1,0 +1,72 @@
+package database
+
+import (
+	"context"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
+)
+
+// Puppet is the Matrix user that stands for one XMPP user.
+type Puppet struct {
+	// JID is the XMPP user's bare JID.
+	JID  string
+	MXID id.UserID
+	// Registered is set once the homeserver knows the user.
+	Registered bool
+	CreatedAt  time.Time
+}
+
+func newPuppet(_ *dbutil.QueryHelper[*Puppet]) *Puppet { return &Puppet{} }
+
+const (
+	puppetColumns   = `jid, mxid, registered, created_at`
+	getPuppetByJID  = `SELECT ` + puppetColumns + ` FROM puppet WHERE jid=$1`
+	getPuppetByMXID = `SELECT ` + puppetColumns + ` FROM puppet WHERE mxid=$1`
+	upsertPuppet    = `INSERT INTO puppet (` + puppetColumns + `) VALUES ($1, $2, $3, $4) ON CONFLICT (jid) DO UPDATE SET registered=excluded.registered`
+	deletePuppet    = `DELETE FROM puppet WHERE jid=$1`
+	countPuppets    = `SELECT COUNT(*) FROM puppet`
+)
+
+// Scan implements dbutil.DataStruct.
+func (p *Puppet) Scan(row dbutil.Scannable) (*Puppet, error) {
+	var created int64
+	err := row.Scan(&p.JID, &p.MXID, &p.Registered, &created)
+	if err != nil {
+		return nil, err
+	}
+	p.CreatedAt = time.UnixMilli(created)
+	return p, nil
+}
+
+// PuppetQuery reads and writes the puppet table.
+type PuppetQuery struct {
+	*dbutil.QueryHelper[*Puppet]
+}
+
+// GetByJID returns the puppet of a bare JID, or nil if there is none.
+func (pq *PuppetQuery) GetByJID(ctx context.Context, bare string) (*Puppet, error) {
+	return pq.QueryOne(ctx, getPuppetByJID, bare)
+}
+
+// GetByMXID returns the puppet with a Matrix ID, or nil if there is none.
+func (pq *PuppetQuery) GetByMXID(ctx context.Context, mxid id.UserID) (*Puppet, error) {
+	return pq.QueryOne(ctx, getPuppetByMXID, mxid)
+}
+
+// Upsert adds a puppet or updates its registration flag.
+func (pq *PuppetQuery) Upsert(ctx context.Context, p *Puppet) error {
+	return pq.Exec(ctx, upsertPuppet, p.JID, p.MXID, p.Registered, p.CreatedAt.UnixMilli())
+}
+
+// Delete removes a puppet and its occupant sessions.
+func (pq *PuppetQuery) Delete(ctx context.Context, bare string) error {
+	return pq.Exec(ctx, deletePuppet, bare)
+}
+
+// Count returns the number of puppets.
+func (pq *PuppetQuery) Count(ctx context.Context) (n int, err error) {
+	err = pq.GetDB().QueryRow(ctx, countPuppets).Scan(&n)
+	return
+}

@@ -1,0 +1,49 @@
+-- v0 -> v1: Latest revision
+-- Only identifiers live here: no message body, subject text or profile data
+-- beyond what addressing needs.
+
+-- A portal is a Matrix room that XMPP users can reach as a MUC.
+CREATE TABLE portal (
+	room_id    TEXT    PRIMARY KEY,
+	-- The canonical alias on Matrix, with its original case.
+	alias      TEXT    NOT NULL,
+	-- The MUC localpart after case folding: how XMPP addresses the room.
+	muc_local  TEXT    NOT NULL UNIQUE,
+	created_at BIGINT  NOT NULL
+);
+
+-- A puppet is the Matrix user that stands for one XMPP user (a bare JID).
+CREATE TABLE puppet (
+	jid        TEXT    PRIMARY KEY,
+	mxid       TEXT    NOT NULL UNIQUE,
+	-- Whether the homeserver already knows the user (appservice register).
+	registered BOOLEAN NOT NULL DEFAULT false,
+	created_at BIGINT  NOT NULL
+);
+
+-- An occupant session: one full JID of an XMPP user joined to a portal's MUC.
+-- Several resources of one user share the nick and the puppet.
+CREATE TABLE occupant (
+	room_id    TEXT    NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	full_jid   TEXT    NOT NULL,
+	user_jid   TEXT    NOT NULL REFERENCES puppet(jid) ON DELETE CASCADE,
+	nick       TEXT    NOT NULL,
+	joined_at  BIGINT  NOT NULL,
+	PRIMARY KEY (room_id, full_jid)
+);
+CREATE INDEX occupant_user_idx ON occupant (user_jid);
+
+-- The message-ID map: which Matrix event is which XMPP stanza in a room.
+CREATE TABLE message (
+	room_id    TEXT    NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	event_id   TEXT    NOT NULL,
+	-- The sender as the XMPP side knows it: a bare JID for XMPP users, the
+	-- contact JID for Matrix users.
+	sender_jid TEXT    NOT NULL,
+	-- The id the XMPP sender gave the stanza (origin-id if present, else id).
+	stanza_id  TEXT    NOT NULL,
+	timestamp  BIGINT  NOT NULL,
+	PRIMARY KEY (room_id, event_id)
+);
+CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
+CREATE INDEX message_timestamp_idx ON message (timestamp);
