@@ -1,0 +1,278 @@
+// Package bridge wires the Matrix appservice, the XMPP component, the
+// database and the portals together, and owns their lifecycle. It routes
+// every event from either side to the portal of its room.
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Bridge is one running bridge.
+type Bridge struct {
+	Config *Config
+	Log    zerolog.Logger
+	DB     *database.Database
+	Matrix *matrix.Connector
+	XMPP   *xmpp.Component
+
+	scheme xmpp.Scheme
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	byRoom  map[id.RoomID]*portal.Portal
+	byMUC   map[string]*portal.Portal
+	pending map[string]*lookup
+}
+
+var (
+	_ matrix.Handler = (*Bridge)(nil)
+	_ xmpp.Handler   = (*Bridge)(nil)
+)
+
+// New builds a bridge from a validated config. Nothing runs until Start.
+func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
+	b := &Bridge{
+		Config:  cfg,
+		Log:     log,
+		byRoom:  map[id.RoomID]*portal.Portal{},
+		byMUC:   map[string]*portal.Portal{},
+		pending: map[string]*lookup{},
+	}
+	comp, err := xmpp.NewComponent(cfg.XMPP, b, log.With().Str("component", "xmpp").Logger())
+	if err != nil {
+		return nil, err
+	}
+	b.XMPP = comp
+	b.scheme = xmpp.Scheme{Domain: comp.Domain()}
+	return b, nil
+}
+
+// NewLogger builds the root logger from the logging section.
+func NewLogger(cfg LoggingConfig) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	var log zerolog.Logger
+	if cfg.Format == "json" {
+		log = zerolog.New(os.Stderr)
+	} else {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime, NoColor: !isTerminal(os.Stderr)})
+	}
+	return log.Level(level).With().Timestamp().Logger()
+}
+
+// Start opens the database, starts listening for the homeserver and
+// connects the component. It returns once the bridge can take traffic, or
+// with the first error.
+func (b *Bridge) Start(ctx context.Context) error {
+	b.ctx, b.cancel = context.WithCancel(b.Log.WithContext(context.WithoutCancel(ctx)))
+	db, err := database.Open(ctx, b.Config.Database, b.Log.With().Str("component", "database").Logger())
+	if err != nil {
+		return err
+	}
+	b.DB = db
+	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
+	stateStore := sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, stateLog), stateLog, false)
+	if err = stateStore.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to upgrade state store: %w", err)
+	}
+	b.Matrix, err = matrix.NewConnector(b.Config.MatrixConfig(), stateStore, b, b.Log.With().Str("component", "matrix").Logger())
+	if err != nil {
+		return err
+	}
+	b.registerHealth(b.Matrix.Mux)
+	if err = b.Matrix.Start(b.ctx); err != nil {
+		return err
+	}
+	if err = b.initBot(ctx); err != nil {
+		b.Log.Warn().Err(err).Msg("Failed to set up the bridge bot; is the homeserver up and the registration installed?")
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.XMPP.Run(b.ctx)
+	}()
+	b.Log.Info().Stringer("xmpp_domain", b.XMPP.Domain()).Str("homeserver", b.Config.Homeserver.Address).Msg("Bridge started")
+	return nil
+}
+
+// initBot checks that the homeserver knows the appservice and sets the
+// bot's profile.
+func (b *Bridge) initBot(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	bot := b.Matrix.Bot()
+	if _, err := bot.Whoami(ctx); err != nil {
+		return fmt.Errorf("homeserver did not accept the as_token: %w", err)
+	}
+	if name := b.Config.Appservice.Bot.Displayname; name != "" {
+		if err := bot.SetDisplayName(ctx, name); err != nil {
+			return err
+		}
+	}
+	if avatar := b.Config.Appservice.Bot.Avatar; avatar != "" {
+		uri, _ := id.ParseContentURI(avatar)
+		if err := bot.SetAvatarURL(ctx, uri); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop shuts the bridge down: no new transactions are taken, portals finish
+// the event at hand, the component says goodbye, the database is closed.
+func (b *Bridge) Stop() {
+	if b.cancel == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if b.Matrix != nil {
+		b.Matrix.Stop(ctx)
+	}
+	b.mu.Lock()
+	portals := make([]*portal.Portal, 0, len(b.byRoom))
+	for _, p := range b.byRoom {
+		portals = append(portals, p)
+	}
+	b.mu.Unlock()
+	for _, p := range portals {
+		p.Stop()
+	}
+	b.cancel()
+	b.wg.Wait()
+	if b.DB != nil {
+		_ = b.DB.Close()
+	}
+	b.Log.Info().Msg("Bridge stopped")
+}
+
+// HandleMatrixEvent implements matrix.Handler: it queues the event in its
+// room's portal. Rooms without a portal are not bridged.
+func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
+	p, err := b.portalByRoom(ctx, evt.RoomID)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", evt.RoomID).Msg("Failed to look up portal")
+		return
+	}
+	if p != nil {
+		p.Queue(ctx, evt)
+	}
+}
+
+// portalByRoom returns the running portal of a room, loading it from the
+// database if needed, or nil if the room is not bridged.
+func (b *Bridge) portalByRoom(ctx context.Context, roomID id.RoomID) (*portal.Portal, error) {
+	b.mu.Lock()
+	p := b.byRoom[roomID]
+	b.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	row, err := b.DB.Portal.GetByRoomID(ctx, roomID)
+	if err != nil || row == nil {
+		return nil, err
+	}
+	return b.startPortal(row)
+}
+
+// portalByMUC is portalByRoom for a MUC localpart.
+func (b *Bridge) portalByMUC(ctx context.Context, local string) (*portal.Portal, error) {
+	b.mu.Lock()
+	p := b.byMUC[local]
+	b.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	row, err := b.DB.Portal.GetByMUCLocal(ctx, local)
+	if err != nil || row == nil {
+		return nil, err
+	}
+	return b.startPortal(row)
+}
+
+// startPortal runs a portal for a row, or returns the one already running.
+func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.byRoom[row.RoomID]; p != nil {
+		return p, nil
+	}
+	p, err := portal.New(row, portal.Deps{
+		Matrix:           b.Matrix,
+		XMPP:             b.XMPP,
+		DB:               b.DB,
+		Scheme:           b.scheme,
+		HomeserverDomain: b.Config.Homeserver.Domain,
+		Log:              b.Log.With().Str("component", "portal").Logger(),
+		OnGone:           b.forgetPortal,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.byRoom[row.RoomID] = p
+	b.byMUC[row.MUCLocal] = p
+	p.Start(b.ctx)
+	return p, nil
+}
+
+// forgetPortal drops a portal that closed itself; a later event loads it
+// again from the database if its row is still there.
+func (b *Bridge) forgetPortal(p *portal.Portal) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byRoom[p.RoomID] == p {
+		delete(b.byRoom, p.RoomID)
+	}
+	for k, v := range b.byMUC {
+		if v == p {
+			delete(b.byMUC, k)
+		}
+	}
+}
+
+// HandleConnected implements xmpp.Handler: after the component (re)connects,
+// every portal with occupants checks that they are still there.
+func (b *Bridge) HandleConnected(ctx context.Context) {
+	rows, err := b.DB.Portal.GetAll(ctx)
+	if err != nil {
+		b.Log.Error().Err(err).Msg("Failed to list portals")
+		return
+	}
+	for _, row := range rows {
+		occs, err := b.DB.Occupant.GetByRoom(ctx, row.RoomID)
+		if err != nil || len(occs) == 0 {
+			continue
+		}
+		if p, err := b.startPortal(row); err == nil {
+			p.Queue(ctx, portal.Reconnected{})
+		}
+	}
+}
+
+// componentJID is the bare domain of the component.
+func (b *Bridge) componentJID() jid.JID { return b.XMPP.Domain() }
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,184 @@
+package bridge
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Config is the bridge's config file. Each leaf package owns its section.
+type Config struct {
+	Homeserver matrix.HomeserverConfig `yaml:"homeserver"`
+	Appservice matrix.AppserviceConfig `yaml:"appservice"`
+	XMPP       xmpp.Config             `yaml:"xmpp"`
+	Database   database.Config         `yaml:"database"`
+	Logging    LoggingConfig           `yaml:"logging"`
+}
+
+// LoggingConfig is the logging section.
+type LoggingConfig struct {
+	// Level is a zerolog level: trace, debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is "pretty" for people or "json" for log collectors.
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns the values used for keys a config file leaves out.
+func DefaultConfig() Config {
+	return Config{
+		Homeserver: matrix.DefaultHomeserverConfig(),
+		Appservice: matrix.DefaultAppserviceConfig(),
+		Database:   database.DefaultConfig(),
+		Logging:    LoggingConfig{Level: "info", Format: "pretty"},
+	}
+}
+
+// ParseConfig decodes a config over the defaults. Unknown keys are errors,
+// so that a typo does not silently leave a default in place.
+func ParseConfig(data []byte) (*Config, error) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// LoadConfig reads and decodes a config file. It does not validate it.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	return ParseConfig(data)
+}
+
+// Validate reports the first problem, naming its key. Tokens may be empty
+// only while generating the registration, which fills them in.
+func (c *Config) Validate(allowEmptyTokens bool) error {
+	if err := c.MatrixConfig().Validate(); err != nil {
+		return err
+	}
+	if !allowEmptyTokens {
+		if c.Appservice.ASToken == "" {
+			return fmt.Errorf("appservice.as_token: is empty; generate the registration with -g first")
+		}
+		if c.Appservice.HSToken == "" {
+			return fmt.Errorf("appservice.hs_token: is empty; generate the registration with -g first")
+		}
+	}
+	if err := c.XMPP.Validate(); err != nil {
+		return err
+	}
+	if err := c.Database.Validate(); err != nil {
+		return err
+	}
+	if _, err := zerolog.ParseLevel(c.Logging.Level); err != nil || c.Logging.Level == "" {
+		return fmt.Errorf("logging.level: must be trace, debug, info, warn or error, got %q", c.Logging.Level)
+	}
+	if c.Logging.Format != "pretty" && c.Logging.Format != "json" {
+		return fmt.Errorf("logging.format: must be pretty or json, got %q", c.Logging.Format)
+	}
+	if c.XMPP.Domain == c.Homeserver.Domain {
+		return fmt.Errorf("xmpp.domain: must differ from homeserver.domain")
+	}
+	return nil
+}
+
+// MatrixConfig returns what the matrix package needs.
+func (c *Config) MatrixConfig() matrix.Config {
+	return matrix.Config{Homeserver: c.Homeserver, Appservice: c.Appservice}
+}
+
+// GenerateTokens fills in empty appservice tokens and reports whether it did.
+func (c *Config) GenerateTokens() bool {
+	changed := false
+	for _, tok := range []*string{&c.Appservice.ASToken, &c.Appservice.HSToken} {
+		if *tok == "" {
+			*tok = randomToken()
+			changed = true
+		}
+	}
+	return changed
+}
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// WriteTokens stores the appservice tokens into the config file at path,
+// keeping its comments and layout.
+func WriteTokens(path string, asToken, hsToken string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("failed to read config: %w", err)
+	}
+	var doc yaml.Node
+	if err = yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("failed to parse config: %w", err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("config is not a YAML mapping")
+	}
+	as := mappingChild(doc.Content[0], "appservice")
+	setScalar(as, "as_token", asToken)
+	setScalar(as, "hs_token", hsToken)
+	var out strings.Builder
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err = enc.Encode(&doc); err != nil {
+		return fmt.Errorf("failed to write config: %w", err)
+	}
+	return writeFileAtomic(path, []byte(out.String()), 0o600)
+}
+
+// mappingChild returns the mapping under key, adding it if missing.
+func mappingChild(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			v := m.Content[i+1]
+			if v.Kind != yaml.MappingNode {
+				v.Kind, v.Tag, v.Value, v.Content = yaml.MappingNode, "!!map", "", nil
+			}
+			return v
+		}
+	}
+	v := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
+	return v
+}
+
+func setScalar(m *yaml.Node, key, value string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1].Kind, m.Content[i+1].Tag, m.Content[i+1].Value = yaml.ScalarNode, "!!str", value
+			m.Content[i+1].Style = 0
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key},
+		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value})
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

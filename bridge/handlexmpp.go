@@ -1,0 +1,286 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// HandleMessage implements xmpp.Handler.
+func (b *Bridge) HandleMessage(ctx context.Context, m *xmpp.Message) {
+	b.route(ctx, m, m.To.JID, m.From.JID)
+}
+
+// HandlePresence implements xmpp.Handler.
+func (b *Bridge) HandlePresence(ctx context.Context, p *xmpp.Presence) {
+	b.route(ctx, p, p.To.JID, p.From.JID)
+}
+
+// HandleIQ implements xmpp.Handler.
+func (b *Bridge) HandleIQ(ctx context.Context, iq *xmpp.IQ) { b.route(ctx, iq, iq.To.JID, iq.From.JID) }
+
+// route finds where a stanza goes: the component itself, a Matrix user, or
+// a room. A room without a running portal is looked up on Matrix first, but
+// only for stanzas that may create one (joins and IQs).
+func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
+	log := b.Log.With().Stringer("to", to).Stringer("from", from).Logger()
+	if from.Equal(jid.JID{}) {
+		log.Debug().Msg("Dropping stanza without sender")
+		return
+	}
+	if to.Localpart() == "" {
+		b.handleServiceStanza(ctx, st)
+		return
+	}
+	_, server, err := b.scheme.ParseRoomJID(to)
+	if err != nil {
+		if _, _, uerr := b.scheme.ParseUserJID(to); uerr == nil {
+			b.reject(ctx, st, stanza.FeatureNotImplemented, "Direct messages with Matrix users are not supported yet")
+		} else {
+			b.reject(ctx, st, stanza.ItemNotFound, "There is no such room or user on this bridge")
+		}
+		return
+	}
+	local := to.Localpart()
+	p, err := b.portalByMUC(ctx, local)
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to look up portal")
+		b.reject(ctx, st, stanza.InternalServerError, "")
+		return
+	}
+	if p != nil {
+		p.Queue(ctx, st)
+		return
+	}
+	if !createsPortal(st) {
+		b.answerWithoutPortal(ctx, st)
+		return
+	}
+	if server != b.Config.Homeserver.Domain {
+		b.reject(ctx, st, stanza.ItemNotFound, "Only rooms of "+b.Config.Homeserver.Domain+" are bridged here")
+		return
+	}
+	b.lookupRoom(ctx, local, st)
+}
+
+// createsPortal reports whether a stanza to a room without a portal is
+// worth a homeserver lookup: a join, or a question about the room.
+func createsPortal(st any) bool {
+	switch s := st.(type) {
+	case *xmpp.Presence:
+		return s.Type == ""
+	case *xmpp.IQ:
+		return s.Type == xmpp.TypeGet
+	}
+	return false
+}
+
+// answerWithoutPortal answers what is sent to a room nobody joined.
+func (b *Bridge) answerWithoutPortal(ctx context.Context, st any) {
+	switch s := st.(type) {
+	case *xmpp.Presence:
+		if s.Type == xmpp.TypeUnavailable && s.To.Resourcepart() != "" {
+			// Confirm the leave, so that the client stops thinking it is in.
+			b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: s.To, To: s.From, MUCUser: &xmpp.MUCUser{
+				Items: []xmpp.MUCItem{{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}}, Status: xmpp.Statuses(xmpp.StatusSelf)}})
+		}
+	default:
+		b.reject(ctx, st, stanza.NotAcceptable, "You are not in this room")
+	}
+}
+
+// lookup collects the stanzas for a room while it is being looked up on
+// Matrix, so that they reach the portal in order.
+type lookup struct {
+	waiting []any
+}
+
+func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
+	b.mu.Lock()
+	if l := b.pending[local]; l != nil {
+		l.waiting = append(l.waiting, st)
+		b.mu.Unlock()
+		return
+	}
+	b.pending[local] = &lookup{waiting: []any{st}}
+	b.mu.Unlock()
+	go func() {
+		ctx := b.ctx
+		p, serr := b.createPortal(ctx, local)
+		b.mu.Lock()
+		waiting := b.pending[local].waiting
+		delete(b.pending, local)
+		b.mu.Unlock()
+		for _, st := range waiting {
+			if serr != nil {
+				b.reject(ctx, st, serr.Condition, serr.Error())
+			} else {
+				p.Queue(ctx, st)
+			}
+		}
+	}()
+}
+
+// createPortal finds the Matrix room of a MUC localpart and makes it a
+// portal if XMPP users may reach it. The bot joins the room to read its
+// state, and leaves again if the room turns out not to be reachable.
+func (b *Bridge) createPortal(ctx context.Context, local string) (*portal.Portal, *stanza.Error) {
+	roomJID, err := jid.New(local, b.componentJID().Domainpart(), "")
+	if err != nil {
+		roomJID, err = xmpp.ParseJID(local + "@" + b.componentJID().Domainpart())
+	}
+	if err != nil {
+		return nil, xmpp.StanzaError(stanza.JIDMalformed, "")
+	}
+	name, server, _ := b.scheme.ParseRoomJID(roomJID)
+	alias := id.RoomAlias("#" + name + ":" + server)
+	log := b.Log.With().Stringer("alias", alias).Logger()
+	notFound := xmpp.StanzaError(stanza.ItemNotFound, "There is no room "+alias.String())
+
+	roomID, err := b.Matrix.ResolveAlias(ctx, alias)
+	if errors.Is(err, mautrix.MNotFound) {
+		// The alias reached us case-folded; the room's may not be.
+		roomID, _, err = b.Matrix.FindRoomByAliasFold(ctx, alias)
+		if err == nil && roomID == "" {
+			return nil, notFound
+		}
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to resolve room alias")
+		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+	}
+	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err != nil {
+		log.Error().Err(err).Msg("Failed to look up portal")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	} else if row != nil {
+		// The room is bridged under its canonical alias; this is another.
+		return nil, xmpp.StanzaError(stanza.ItemNotFound, "This room is bridged as "+b.mucJIDString(row.Alias))
+	}
+	wasJoined := b.Matrix.AS.StateStore.IsInRoom(ctx, roomID, b.Matrix.BotID())
+	if err = b.Matrix.JoinBot(ctx, roomID); err != nil {
+		log.Info().Err(err).Msg("Bridge bot cannot join the room")
+		if errors.Is(err, mautrix.MForbidden) {
+			return nil, xmpp.StanzaError(stanza.Forbidden, "The room is not open to XMPP users")
+		}
+		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+	}
+	info, err := b.Matrix.RoomInfo(ctx, roomID)
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to read room state")
+		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+	}
+	leave := func() {
+		if !wasJoined {
+			if _, err := b.Matrix.Bot().LeaveRoom(ctx, roomID); err != nil {
+				log.Warn().Err(err).Msg("Bridge bot failed to leave the room again")
+			}
+		}
+	}
+	if rerr := portal.Reachable(info, b.scheme, b.Config.Homeserver.Domain); rerr != nil {
+		leave()
+		serr := rerr.(stanza.Error)
+		return nil, &serr
+	}
+	canonical, _ := portal.MUCJID(b.scheme, info.CanonicalAlias)
+	if canonical.Localpart() != local {
+		leave()
+		return nil, xmpp.StanzaError(stanza.ItemNotFound, "This room is bridged as "+canonical.String())
+	}
+	row := &database.Portal{RoomID: roomID, Alias: info.CanonicalAlias, MUCLocal: local, CreatedAt: time.Now()}
+	if err = b.DB.Portal.Insert(ctx, row); err != nil {
+		log.Error().Err(err).Msg("Failed to store portal")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	}
+	log.Info().Stringer("room_id", roomID).Msg("Created portal")
+	p, err := b.startPortal(row)
+	if err != nil {
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	}
+	return p, nil
+}
+
+func (b *Bridge) mucJIDString(alias id.RoomAlias) string {
+	j, err := portal.MUCJID(b.scheme, alias)
+	if err != nil {
+		return alias.String()
+	}
+	return j.String()
+}
+
+// handleServiceStanza handles stanzas to the component's own domain.
+func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
+	iq, ok := st.(*xmpp.IQ)
+	if !ok {
+		if m, isMsg := st.(*xmpp.Message); isMsg && m.Type != xmpp.TypeError && m.Body != "" {
+			b.reject(ctx, st, stanza.ServiceUnavailable, "This is a Matrix bridge; join its rooms to chat")
+		}
+		return
+	}
+	switch {
+	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo:
+		b.XMPP.Reply(ctx, iq, &xmpp.DiscoInfo{
+			Identities: []xmpp.DiscoIdentity{
+				{Category: "conference", Type: "text", Name: "Matrix rooms"},
+				{Category: "gateway", Type: "matrix", Name: "Matrix bridge"},
+			},
+			Features: xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSMUC, xmpp.NSPing),
+		}, nil)
+	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoItems:
+		b.XMPP.Reply(ctx, iq, b.roomItems(ctx), nil)
+	default:
+		b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, ""))
+	}
+}
+
+// roomItems lists the bridged rooms (XEP-0045 §6.3).
+func (b *Bridge) roomItems(ctx context.Context) *xmpp.DiscoItems {
+	items := &xmpp.DiscoItems{}
+	rows, err := b.DB.Portal.GetAll(ctx)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to list portals")
+		return items
+	}
+	for _, row := range rows {
+		if j, err := portal.MUCJID(b.scheme, row.Alias); err == nil {
+			items.Items = append(items.Items, xmpp.DiscoItem{JID: xmpp.A(j), Name: row.Alias.String()})
+		}
+	}
+	return items
+}
+
+// reject answers a stanza with an error, unless it is an error or an IQ
+// result itself.
+func (b *Bridge) reject(ctx context.Context, st any, cond stanza.Condition, text string) {
+	serr := xmpp.StanzaError(cond, strings.TrimSpace(text))
+	switch s := st.(type) {
+	case *xmpp.Message:
+		if s.Type != xmpp.TypeError {
+			b.send(ctx, &xmpp.Message{ID: s.ID, Type: xmpp.TypeError, From: s.To, To: s.From, Error: serr})
+		}
+	case *xmpp.Presence:
+		if s.Type != xmpp.TypeError && s.Type != xmpp.TypeUnavailable {
+			b.send(ctx, &xmpp.Presence{ID: s.ID, Type: xmpp.TypeError, From: s.To, To: s.From, Error: serr, MUC: &xmpp.MUCJoin{}})
+		}
+	case *xmpp.IQ:
+		if s.Type == xmpp.TypeGet || s.Type == xmpp.TypeSet {
+			b.XMPP.Reply(ctx, s, nil, serr)
+		}
+	}
+}
+
+func (b *Bridge) send(ctx context.Context, st any) {
+	if err := b.XMPP.Send(ctx, st); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send stanza")
+	}
+}

@@ -1,0 +1,42 @@
+// Command mxpp runs the Matrix-XMPP bridge.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mxpp/mxpp/bridge"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+func main() {
+	configPath := flag.String("c", "config.yaml", "path to the config file")
+	generate := flag.Bool("g", false, "generate the appservice registration and exit")
+	registration := flag.String("r", "registration.yaml", "where -g writes the registration")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+
+	switch {
+	case *version:
+		fmt.Println("mxpp", Version)
+	case *generate:
+		if err := bridge.GenerateRegistration(*configPath, *registration); err != nil {
+			fmt.Fprintln(os.Stderr, "mxpp:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("Wrote %s; add it to your homeserver's appservice config files.\n", *registration)
+	default:
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := bridge.Run(ctx, *configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "mxpp:", err)
+			os.Exit(1)
+		}
+	}
+}

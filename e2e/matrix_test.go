@@ -1,0 +1,177 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// mxUser is a Matrix user with a running sync loop.
+type mxUser struct {
+	t  *testing.T
+	c  *mautrix.Client
+	id id.UserID
+
+	mu     sync.Mutex
+	events []*event.Event
+	wake   chan struct{}
+}
+
+var userSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newMatrixUser registers a fresh user (the localpart gets a unique suffix)
+// with a display name and starts syncing.
+func (v *env) newMatrixUser(t *testing.T, localpart, displayname string) *mxUser {
+	t.Helper()
+	userSeq.Lock()
+	userSeq.n++
+	localpart = fmt.Sprintf("%s%d", localpart, userSeq.n)
+	userSeq.Unlock()
+	c, err := mautrix.NewClient(v.hsURL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.RegisterDummy(ctx(t), &mautrix.ReqRegister[any]{Username: localpart, Password: "password_" + localpart})
+	if err != nil {
+		t.Fatalf("registering %s: %v", localpart, err)
+	}
+	c.SetCredentials(resp.UserID, resp.AccessToken)
+	if displayname != "" {
+		if err = c.SetDisplayName(ctx(t), displayname); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := &mxUser{t: t, c: c, id: resp.UserID, wake: make(chan struct{}, 1)}
+	syncer := c.Syncer.(*mautrix.DefaultSyncer)
+	syncer.OnEvent(func(_ context.Context, evt *event.Event) {
+		u.mu.Lock()
+		u.events = append(u.events, evt)
+		u.mu.Unlock()
+		select {
+		case u.wake <- struct{}{}:
+		default:
+		}
+	})
+	syncCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for syncCtx.Err() == nil {
+			if err := c.SyncWithContext(syncCtx); err != nil && !errors.Is(err, context.Canceled) {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return u
+}
+
+// createRoom makes a public room with an alias (localpart made unique) and
+// returns its ID and alias.
+func (u *mxUser) createRoom(aliasLocal, name, topic string) (id.RoomID, id.RoomAlias) {
+	u.t.Helper()
+	userSeq.Lock()
+	userSeq.n++
+	aliasLocal = fmt.Sprintf("%s%d", aliasLocal, userSeq.n)
+	userSeq.Unlock()
+	resp, err := u.c.CreateRoom(ctx(u.t), &mautrix.ReqCreateRoom{
+		Visibility: "public", Preset: "public_chat", RoomAliasName: aliasLocal, Name: name, Topic: topic,
+	})
+	if err != nil {
+		u.t.Fatalf("creating room: %v", err)
+	}
+	return resp.RoomID, id.RoomAlias("#" + aliasLocal + ":" + e.hsDomain)
+}
+
+func (u *mxUser) join(room id.RoomID) {
+	u.t.Helper()
+	if _, err := u.c.JoinRoomByID(ctx(u.t), room); err != nil {
+		u.t.Fatalf("%s joining %s: %v", u.id, room, err)
+	}
+}
+
+func (u *mxUser) leave(room id.RoomID) {
+	u.t.Helper()
+	if _, err := u.c.LeaveRoom(ctx(u.t), room); err != nil {
+		u.t.Fatalf("%s leaving %s: %v", u.id, room, err)
+	}
+}
+
+func (u *mxUser) say(room id.RoomID, text string) id.EventID {
+	u.t.Helper()
+	resp, err := u.c.SendText(ctx(u.t), room, text)
+	if err != nil {
+		u.t.Fatalf("%s sending to %s: %v", u.id, room, err)
+	}
+	return resp.EventID
+}
+
+// waitEvent waits for an event that matches, seen since the user started
+// syncing, and returns it.
+func (u *mxUser) waitEvent(what string, match func(*event.Event) bool) *event.Event {
+	u.t.Helper()
+	deadline := time.After(20 * time.Second)
+	seen := 0
+	for {
+		u.mu.Lock()
+		for ; seen < len(u.events); seen++ {
+			if match(u.events[seen]) {
+				evt := u.events[seen]
+				u.mu.Unlock()
+				return evt
+			}
+		}
+		u.mu.Unlock()
+		select {
+		case <-u.wake:
+		case <-deadline:
+			u.t.Fatalf("%s: timed out waiting for %s", u.id, what)
+			return nil
+		}
+	}
+}
+
+// messagesFrom returns the bodies of the text messages sender sent to room,
+// in the order they were received.
+func (u *mxUser) messagesFrom(room id.RoomID, sender id.UserID) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for _, evt := range u.events {
+		if evt.RoomID == room && evt.Sender == sender && evt.Type == event.EventMessage {
+			out = append(out, evt.Content.AsMessage().Body)
+		}
+	}
+	return out
+}
+
+func isMessage(room id.RoomID, sender id.UserID, body string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == sender && evt.Type == event.EventMessage &&
+			evt.Content.AsMessage().Body == body
+	}
+}
+
+func isMembership(room id.RoomID, target id.UserID, m event.Membership) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.StateKey != nil &&
+			*evt.StateKey == target.String() && evt.Content.AsMember().Membership == m
+	}
+}
+
+// puppetOf is the Matrix ID of an XMPP user's puppet.
+func puppetOf(bare string) id.UserID {
+	return id.NewUserID("_xmpp_"+id.EncodeUserLocalpart(bare), e.hsDomain)
+}

@@ -1,0 +1,231 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/xml"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	mellium "mellium.im/xmpp"
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// xmppClient is a logged-in XMPP client that records what it receives and
+// answers pings (XEP-0199) like real clients do.
+type xmppClient struct {
+	t    *testing.T
+	s    *mellium.Session
+	conn net.Conn
+	jid  jid.JID
+
+	mu      sync.Mutex
+	stanzas []any
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+// newXMPPClient logs in user@xmpp.test with the given resource. The
+// connection is plain TCP on loopback, so the session is marked secure to
+// let mellium offer SASL; never do this outside tests.
+func (v *env) newXMPPClient(t *testing.T, user, resource string) *xmppClient {
+	t.Helper()
+	origin := jid.MustParse(user + "@" + v.xmppDomain + "/" + resource)
+	conn, err := net.Dial("tcp", v.c2sAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	neg := mellium.NewNegotiator(func(*mellium.Session, *mellium.StreamConfig) mellium.StreamConfig {
+		return mellium.StreamConfig{Features: []mellium.StreamFeature{
+			mellium.SASL("", user+"pw", sasl.ScramSha1, sasl.Plain), mellium.BindResource()}}
+	})
+	s, err := mellium.NewSession(ctx(t), origin.Domain(), origin, conn, mellium.Secure, neg)
+	if err != nil {
+		conn.Close()
+		t.Fatalf("logging in %s: %v", origin, err)
+	}
+	c := &xmppClient{t: t, s: s, conn: conn, jid: s.LocalAddr(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		_ = s.Serve(mellium.HandlerFunc(c.handle))
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *xmppClient) close() {
+	_ = c.s.Close()
+	_ = c.conn.Close()
+	<-c.done
+}
+
+func (c *xmppClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+	var v any
+	switch start.Name.Local {
+	case "message":
+		v = &xmpp.Message{}
+	case "presence":
+		v = &xmpp.Presence{}
+	case "iq":
+		v = &xmpp.IQ{}
+	default:
+		return nil
+	}
+	if err := d.Decode(v); err != nil {
+		return nil
+	}
+	if iq, ok := v.(*xmpp.IQ); ok && iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSPing {
+		return t.Encode(&xmpp.IQ{ID: iq.ID, Type: xmpp.TypeResult, To: iq.From})
+	}
+	c.mu.Lock()
+	c.stanzas = append(c.stanzas, v)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *xmppClient) send(v any) {
+	c.t.Helper()
+	if err := c.s.Encode(ctx(c.t), v); err != nil {
+		c.t.Fatalf("%s sending: %v", c.jid, err)
+	}
+}
+
+// mark returns a position in the received stanzas; waits after it only
+// look at what came later.
+func (c *xmppClient) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.stanzas)
+}
+
+// waitFrom waits for a stanza received at or after position from that
+// matches, and returns it with its position.
+func (c *xmppClient) waitFrom(from int, what string, match func(any) bool) (any, int) {
+	c.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for seen := from; ; {
+		c.mu.Lock()
+		for ; seen < len(c.stanzas); seen++ {
+			if match(c.stanzas[seen]) {
+				st := c.stanzas[seen]
+				c.mu.Unlock()
+				return st, seen
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.wake:
+		case <-deadline:
+			c.t.Fatalf("%s: timed out waiting for %s", c.jid, what)
+			return nil, 0
+		}
+	}
+}
+
+// since returns the stanzas received at or after position from.
+func (c *xmppClient) since(from int) []any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]any(nil), c.stanzas[from:]...)
+}
+
+// iq sends an IQ and waits for the answer.
+func (c *xmppClient) iq(to jid.JID, typ string, body any) *xmpp.IQ {
+	c.t.Helper()
+	mark := c.mark()
+	id := xmpp.RandomID()
+	c.send(&xmpp.IQ{ID: id, Type: typ, To: xmpp.A(to), Body: body})
+	st, _ := c.waitFrom(mark, "IQ reply "+id, func(v any) bool {
+		r, ok := v.(*xmpp.IQ)
+		return ok && r.ID == id && (r.Type == xmpp.TypeResult || r.Type == xmpp.TypeError)
+	})
+	return st.(*xmpp.IQ)
+}
+
+// joinResult is what a client got for a MUC join.
+type joinResult struct {
+	occupants []*xmpp.Presence // presence of the others, before self
+	self      *xmpp.Presence
+	subject   *xmpp.Message
+	err       *xmpp.Presence
+}
+
+// join joins room/nick and collects the join sequence (XEP-0045 §7.2.3):
+// other occupants' presence, the self-presence with status 110, then the
+// subject. A presence error ends it early.
+func (c *xmppClient) join(room jid.JID, nick string) *joinResult {
+	c.t.Helper()
+	mark := c.mark()
+	to, err := room.WithResource(nick)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.send(&xmpp.Presence{To: xmpp.A(to), MUC: &xmpp.MUCJoin{}})
+	res := &joinResult{}
+	st, pos := c.waitFrom(mark, "join of "+to.String(), func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.From.Bare().Equal(room) && (p.Type == xmpp.TypeError || hasStatus(p, xmpp.StatusSelf))
+	})
+	p := st.(*xmpp.Presence)
+	if p.Type == xmpp.TypeError {
+		res.err = p
+		return res
+	}
+	res.self = p
+	for _, v := range c.since(mark)[:pos-mark] {
+		if op, ok := v.(*xmpp.Presence); ok && op.From.Bare().Equal(room) && op.Type == "" {
+			res.occupants = append(res.occupants, op)
+		}
+	}
+	st, _ = c.waitFrom(pos, "subject of "+room.String(), func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(room) && m.Subject != nil
+	})
+	res.subject = st.(*xmpp.Message)
+	return res
+}
+
+func hasStatus(p *xmpp.Presence, code int) bool {
+	if p.MUCUser == nil {
+		return false
+	}
+	for _, s := range p.MUCUser.Status {
+		if s.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// groupchat sends a groupchat message with an origin-id and returns its id.
+func (c *xmppClient) groupchat(room jid.JID, body string) string {
+	id := xmpp.RandomID()
+	c.send(&xmpp.Message{ID: id, Type: xmpp.TypeGroupchat, To: xmpp.A(room), Body: body, OriginID: &xmpp.OriginID{ID: "o-" + id}})
+	return id
+}
+
+func isGroupchat(from jid.JID, body string) func(any) bool {
+	return func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(from) && m.Body == body
+	}
+}
+
+func isPresence(from jid.JID, typ string) func(any) bool {
+	return func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.From.Equal(from) && p.Type == typ
+	}
+}
+

@@ -1,0 +1,184 @@
+package matrix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// Member is a joined member of a room as the bridge shows it.
+type Member struct {
+	Displayname string
+	AvatarURL   id.ContentURIString
+}
+
+// RoomInfo is the part of a room's state the bridge needs.
+type RoomInfo struct {
+	RoomID         id.RoomID
+	Name           string
+	Topic          string
+	CanonicalAlias id.RoomAlias
+	AltAliases     []id.RoomAlias
+	JoinRule       event.JoinRule
+	// Members holds the joined members, the bridge's own users included.
+	Members map[id.UserID]Member
+}
+
+// ResolveAlias returns the room an alias points to. A missing alias is an
+// error that matches mautrix.MNotFound.
+func (c *Connector) ResolveAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error) {
+	resp, err := c.Bot().ResolveAlias(ctx, alias)
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve %s: %w", alias, err)
+	}
+	return resp.RoomID, nil
+}
+
+// JoinBot makes the bridge bot a member of a room, which is what makes the
+// homeserver push the room's events to the bridge.
+func (c *Connector) JoinBot(ctx context.Context, roomID id.RoomID) error {
+	if err := c.Bot().EnsureJoined(ctx, roomID); err != nil {
+		return fmt.Errorf("bot failed to join %s: %w", roomID, err)
+	}
+	return nil
+}
+
+// RoomInfo reads a room's current state as the bridge bot.
+func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, error) {
+	state, err := c.Bot().State(ctx, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get state of %s: %w", roomID, err)
+	}
+	info := &RoomInfo{RoomID: roomID, JoinRule: event.JoinRuleInvite, Members: map[id.UserID]Member{}}
+	if evt := state[event.StateRoomName][""]; evt != nil {
+		info.Name = evt.Content.AsRoomName().Name
+	}
+	if evt := state[event.StateTopic][""]; evt != nil {
+		info.Topic = evt.Content.AsTopic().Topic
+	}
+	if evt := state[event.StateCanonicalAlias][""]; evt != nil {
+		ca := evt.Content.AsCanonicalAlias()
+		info.CanonicalAlias, info.AltAliases = ca.Alias, ca.AltAliases
+	}
+	if evt := state[event.StateJoinRules][""]; evt != nil {
+		info.JoinRule = evt.Content.AsJoinRules().JoinRule
+	}
+	for key, evt := range state[event.StateMember] {
+		m := evt.Content.AsMember()
+		if m.Membership == event.MembershipJoin {
+			info.Members[id.UserID(key)] = Member{Displayname: m.Displayname, AvatarURL: m.AvatarURL}
+		}
+	}
+	return info, nil
+}
+
+// EnsurePuppet registers a puppet with the homeserver if it is new, and gives
+// it a global display name then. It is cheap when the puppet exists.
+func (c *Connector) EnsurePuppet(ctx context.Context, userID id.UserID, displayname string) error {
+	intent := c.Intent(userID)
+	if intent.Registered {
+		return nil
+	}
+	known, err := c.AS.StateStore.IsRegistered(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("failed to check registration of %s: %w", userID, err)
+	}
+	if err = intent.EnsureRegistered(ctx); err != nil {
+		return fmt.Errorf("failed to register %s: %w", userID, err)
+	}
+	if !known && displayname != "" {
+		if err = intent.SetDisplayName(ctx, displayname); err != nil {
+			return fmt.Errorf("failed to set display name of %s: %w", userID, err)
+		}
+	}
+	return nil
+}
+
+// JoinPuppet makes a puppet a member of a room with a display name for that
+// room (its MUC nick). If the room does not let it join by itself, the bot
+// invites it first.
+func (c *Connector) JoinPuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error {
+	if err := c.EnsurePuppet(ctx, userID, displayname); err != nil {
+		return err
+	}
+	intent := c.Intent(userID)
+	if err := intent.EnsureJoined(ctx, roomID, appservice.EnsureJoinedParams{}); err != nil {
+		return fmt.Errorf("%s failed to join %s: %w", userID, roomID, err)
+	}
+	return c.SetPuppetRoomName(ctx, roomID, userID, displayname)
+}
+
+// SetPuppetRoomName changes a joined puppet's display name in one room with
+// a new member event, unless it already has that name there.
+func (c *Connector) SetPuppetRoomName(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error {
+	member, err := c.AS.StateStore.TryGetMember(ctx, roomID, userID)
+	if err == nil && member != nil && member.Membership == event.MembershipJoin && member.Displayname == displayname {
+		return nil
+	}
+	content := &event.MemberEventContent{Membership: event.MembershipJoin, Displayname: displayname}
+	if member != nil {
+		content.AvatarURL = member.AvatarURL
+	}
+	if _, err = c.Intent(userID).SendStateEvent(ctx, roomID, event.StateMember, userID.String(), content); err != nil {
+		return fmt.Errorf("failed to set display name of %s in %s: %w", userID, roomID, err)
+	}
+	return nil
+}
+
+// LeavePuppet makes a puppet leave a room. Not being in the room is not an
+// error.
+func (c *Connector) LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error {
+	_, err := c.Intent(userID).LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: reason})
+	if err != nil && !errors.Is(err, mautrix.MForbidden) && !errors.Is(err, mautrix.MNotFound) {
+		return fmt.Errorf("%s failed to leave %s: %w", userID, roomID, err)
+	}
+	_ = c.AS.StateStore.SetMembership(ctx, roomID, userID, event.MembershipLeave)
+	return nil
+}
+
+// SendMessage sends a message event as sender. txnID makes the send
+// idempotent: a retry with the same ID returns the first event. A non-zero ts
+// sets the event's origin_server_ts (appservice timestamp massaging).
+func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error) {
+	req := mautrix.ReqSendEvent{TransactionID: txnID}
+	if !ts.IsZero() {
+		req.Timestamp = ts.UnixMilli()
+	}
+	resp, err := c.Intent(sender).SendMessageEvent(ctx, roomID, evtType, content, req)
+	if err != nil {
+		return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
+	}
+	return resp.EventID, nil
+}
+
+// FindRoomByAliasFold looks for a published room whose canonical alias
+// equals alias without regard to case. It is the fallback of ResolveAlias
+// for aliases that reached the bridge case-folded, as MUC JIDs do. It
+// returns "" if there is none among the first pages of the room directory.
+func (c *Connector) FindRoomByAliasFold(ctx context.Context, alias id.RoomAlias) (id.RoomID, id.RoomAlias, error) {
+	const pages = 10
+	req := &mautrix.ReqPublicRooms{Limit: 100}
+	for range pages {
+		resp, err := c.Bot().PublicRooms(ctx, req)
+		if err != nil {
+			return "", "", fmt.Errorf("failed to list public rooms: %w", err)
+		}
+		for _, r := range resp.Chunk {
+			if strings.EqualFold(r.CanonicalAlias.String(), alias.String()) {
+				return r.RoomID, r.CanonicalAlias, nil
+			}
+		}
+		if resp.NextBatch == "" {
+			break
+		}
+		req.Since = resp.NextBatch
+	}
+	return "", "", nil
+}

@@ -1,0 +1,201 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// MaxTransactionSize bounds the body of one appservice transaction. A
+// homeserver batches at most a few hundred events; anything beyond this is
+// refused with 413 instead of being read into memory.
+const MaxTransactionSize = 32 << 20
+
+// Handler receives the room events of appservice transactions, one at a
+// time and in the order the homeserver sent them. Implementations queue the
+// event and return; the transaction is acknowledged when all its events were
+// handed over.
+type Handler interface {
+	HandleMatrixEvent(ctx context.Context, evt *event.Event)
+}
+
+// Connector is the bridge's appservice: it serves the homeserver's pushes
+// and makes client-server calls as the bot and the puppets.
+type Connector struct {
+	Config
+	AS  *appservice.AppService
+	log zerolog.Logger
+
+	handler Handler
+	server  *http.Server
+	// Mux serves the appservice API; the bridge may add its own routes.
+	Mux *http.ServeMux
+
+	txnMu sync.Mutex
+	txns  *recentSet
+}
+
+// NewConnector prepares the appservice. stateStore caches room membership
+// and registrations across restarts.
+func NewConnector(cfg Config, stateStore appservice.StateStore, handler Handler, log zerolog.Logger) (*Connector, error) {
+	as, err := appservice.CreateFull(appservice.CreateOpts{
+		Registration:     cfg.Registration(),
+		HomeserverDomain: cfg.Homeserver.Domain,
+		HomeserverURL:    cfg.Homeserver.Address,
+		HostConfig:       appservice.HostConfig{Hostname: cfg.Appservice.Hostname, Port: cfg.Appservice.Port},
+		StateStore:       stateStore,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to create appservice: %w", err)
+	}
+	as.Log = log
+	as.UserAgent = "mxpp"
+	c := &Connector{Config: cfg, AS: as, log: log, handler: handler, Mux: http.NewServeMux(), txns: newRecentSet(1024)}
+	// Transactions are ours: mautrix acknowledges them before handling and
+	// reads bodies without a bound. Everything else is mautrix's.
+	c.Mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", c.putTransaction)
+	c.Mux.Handle("/_matrix/", as.Router)
+	return c, nil
+}
+
+// Start listens for the homeserver. It returns once the socket is bound, so a
+// busy port is reported at start.
+func (c *Connector) Start(ctx context.Context) error {
+	addr := net.JoinHostPort(c.Appservice.Hostname, strconv.Itoa(int(c.Appservice.Port)))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", addr, err)
+	}
+	c.server = &http.Server{
+		Handler:           c.Mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	go func() {
+		if err := c.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error().Err(err).Msg("Appservice listener failed")
+		}
+	}()
+	c.log.Info().Str("address", addr).Msg("Appservice listening")
+	return nil
+}
+
+// Stop closes the listener, letting running requests finish for a while.
+func (c *Connector) Stop(ctx context.Context) {
+	if c.server != nil {
+		_ = c.server.Shutdown(ctx)
+	}
+}
+
+// putTransaction handles PUT /_matrix/app/v1/transactions/{txnID}
+// (application service API §2.2.1). It hands every event to the handler in
+// order before answering, so a crash before the answer makes the homeserver
+// send the transaction again.
+func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
+	if !c.AS.CheckServerToken(w, r) {
+		c.log.Warn().Str("remote", r.RemoteAddr).Msg("Refused appservice transaction with a missing or wrong hs_token")
+		return
+	}
+	txnID := r.PathValue("txnID")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxTransactionSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			mautrix.RespError{ErrCode: "M_TOO_LARGE", Err: "Transaction too large", StatusCode: http.StatusRequestEntityTooLarge}.Write(w)
+		} else {
+			mautrix.MNotJSON.WithMessage("Failed to read request body").Write(w)
+		}
+		return
+	}
+	log := c.log.With().Str("transaction_id", txnID).Logger()
+	var txn appservice.Transaction
+	if err = json.Unmarshal(body, &txn); err != nil {
+		log.Warn().Err(err).Msg("Refused unparseable appservice transaction")
+		mautrix.MBadJSON.WithMessage("Failed to parse transaction").Write(w)
+		return
+	}
+	// The homeserver sends one transaction at a time; the lock keeps the
+	// order even if one retries while another is still being handled.
+	c.txnMu.Lock()
+	defer c.txnMu.Unlock()
+	if c.txns.has(txnID) {
+		log.Debug().Msg("Ignoring repeated transaction")
+		writeEmptyJSON(w)
+		return
+	}
+	ctx := log.WithContext(context.WithoutCancel(r.Context()))
+	for _, evt := range txn.Events {
+		c.dispatch(ctx, evt)
+	}
+	c.txns.add(txnID)
+	writeEmptyJSON(w)
+}
+
+func (c *Connector) dispatch(ctx context.Context, evt *event.Event) {
+	if evt == nil || evt.ID == "" || evt.RoomID == "" {
+		return
+	}
+	evt.Mautrix.ReceivedAt = time.Now()
+	if evt.StateKey != nil {
+		evt.Type.Class = event.StateEventType
+	} else {
+		evt.Type.Class = event.MessageEventType
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrUnsupportedContentType) {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Str("event_type", evt.Type.Type).
+			Msg("Failed to parse event content")
+		return
+	}
+	if evt.Type.IsState() {
+		mautrix.UpdateStateStore(ctx, c.AS.StateStore, evt)
+	}
+	c.handler.HandleMatrixEvent(ctx, evt)
+}
+
+func writeEmptyJSON(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("{}"))
+}
+
+// recentSet remembers the last n strings added.
+type recentSet struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newRecentSet(n int) *recentSet {
+	return &recentSet{set: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+func (s *recentSet) has(v string) bool { _, ok := s.set[v]; return ok }
+
+func (s *recentSet) add(v string) {
+	if s.has(v) {
+		return
+	}
+	delete(s.set, s.ring[s.next])
+	s.ring[s.next] = v
+	s.set[v] = struct{}{}
+	s.next = (s.next + 1) % len(s.ring)
+}
+
+// Intent returns the client that acts as userID.
+func (c *Connector) Intent(userID id.UserID) *appservice.IntentAPI { return c.AS.Intent(userID) }
+
+// Bot returns the client that acts as the bridge bot.
+func (c *Connector) Bot() *appservice.IntentAPI { return c.AS.BotIntent() }

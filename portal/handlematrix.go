@@ -1,0 +1,280 @@
+package portal
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// handleMatrixEvent handles a room event from the homeserver. It returns
+// false when the portal is gone.
+func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
+	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Logger()
+	ctx = log.WithContext(ctx)
+	switch evt.Type {
+	case event.EventMessage:
+		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
+			p.handleMatrixMessage(ctx, evt)
+		}
+	case event.StateMember:
+		return p.handleMatrixMember(ctx, evt)
+	case event.StateRoomName, event.StateTopic:
+		p.handleMatrixSubject(ctx, evt)
+	case event.StateCanonicalAlias, event.StateJoinRules:
+		return p.handleMatrixReachability(ctx, evt)
+	}
+	return true
+}
+
+func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
+	log := p.log.With().Stringer("event_id", evt.ID).Logger()
+	content := evt.Content.AsMessage()
+	if content.MsgType == "" && content.Body == "" {
+		return
+	}
+	m := p.roster.members[evt.Sender]
+	if m == nil {
+		// The member event has not reached us yet; show the user by ID
+		// until it does.
+		m, _ = p.roster.add(evt.Sender, "")
+		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+	}
+	if len(p.occupants) == 0 {
+		return
+	}
+	if prev, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, evt.ID); err != nil {
+		log.Error().Err(err).Msg("Failed to look up message")
+	} else if prev != nil {
+		log.Debug().Msg("Ignoring Matrix message that was already bridged")
+		return
+	}
+	body := xmppBody(content)
+	for _, to := range p.sessions() {
+		p.send(ctx, &xmpp.Message{
+			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
+			StanzaID: &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
+		})
+	}
+	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
+		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), Timestamp: time.Now()})
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to store message mapping")
+	}
+	log.Debug().Int("sessions", len(p.sessions())).Msg("Bridged Matrix message to XMPP")
+}
+
+// xmppBody is the plain text an XMPP client shows for a Matrix message.
+func xmppBody(content *event.MessageEventContent) string {
+	content.RemoveReplyFallback()
+	body := content.Body
+	switch content.MsgType {
+	case event.MsgEmote:
+		return "/me " + body
+	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
+		name := content.FileName
+		if name == "" {
+			name = body
+		}
+		return "[" + strings.TrimPrefix(string(content.MsgType), "m.") + ": " + name + "]"
+	}
+	return body
+}
+
+// handleMatrixMember follows joins, leaves and display names of Matrix
+// members, and kicks and bans of puppets.
+func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool {
+	if evt.StateKey == nil {
+		return true
+	}
+	target := id.UserID(*evt.StateKey)
+	content := evt.Content.AsMember()
+	switch {
+	case target == p.deps.Matrix.BotID():
+		if content.Membership != event.MembershipJoin {
+			p.log.Info().Str("membership", string(content.Membership)).Msg("Bridge bot left the room, closing portal")
+			p.destroy(ctx, jid.JID{}, "The room is no longer bridged")
+			return false
+		}
+	case p.deps.Matrix.IsBridgeUser(target):
+		if evt.Sender != target && (content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan) {
+			p.removedOnMatrix(ctx, target, evt.Sender, content)
+		}
+	default:
+		p.handleMemberChange(ctx, target, evt.Sender, content)
+	}
+	return true
+}
+
+func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserID, content *event.MemberEventContent) {
+	switch content.Membership {
+	case event.MembershipJoin:
+		m, oldNick := p.roster.add(target, content.Displayname)
+		switch {
+		case oldNick == "":
+			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+		case oldNick != m.nick:
+			// A nick change: unavailable with the new nick and 303, then
+			// available under the new nick (XEP-0045 §7.6).
+			p.broadcast(ctx, nil, func(to jid.JID) any {
+				item := p.memberItem(m)
+				item.Nick = m.nick
+				return p.unavailablePresence(oldNick, to, item, xmpp.StatusNewNick)
+			})
+			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+		}
+	case event.MembershipLeave, event.MembershipBan:
+		m := p.roster.remove(target)
+		if m == nil {
+			return
+		}
+		var status []int
+		item := p.memberItem(m)
+		if sender != target {
+			status = []int{kickStatus(content.Membership)}
+			item.Actor = &xmpp.MUCActor{Nick: p.nickOf(sender)}
+			item.Reason = content.Reason
+		}
+		if content.Membership == event.MembershipBan {
+			item.Affiliation = xmpp.AffOutcast
+		}
+		p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(m.nick, to, item, status...) })
+	}
+}
+
+func kickStatus(m event.Membership) int {
+	if m == event.MembershipBan {
+		return xmpp.StatusBanned
+	}
+	return xmpp.StatusKicked
+}
+
+// nickOf returns the nick a Matrix user has in the MUC, or its ID.
+func (p *Portal) nickOf(userID id.UserID) string {
+	if m := p.roster.members[userID]; m != nil {
+		return m.nick
+	}
+	return userID.String()
+}
+
+// removedOnMatrix handles a puppet kicked or banned on Matrix: its XMPP user
+// is removed from the MUC with status 307 or 301 (XEP-0045 §9.1, §9.2).
+func (p *Portal) removedOnMatrix(ctx context.Context, puppet, actor id.UserID, content *event.MemberEventContent) {
+	var occ *occupant
+	for _, o := range p.occupants {
+		if o.puppet == puppet {
+			occ = o
+		}
+	}
+	if occ == nil {
+		return
+	}
+	p.log.Info().Stringer("jid", occ.bare).Stringer("actor", actor).Str("membership", string(content.Membership)).
+		Msg("XMPP user removed on Matrix")
+	item := p.occupantItem(occ, jid.JID{})
+	item.Actor = &xmpp.MUCActor{Nick: p.nickOf(actor)}
+	item.Reason = content.Reason
+	if content.Membership == event.MembershipBan {
+		item.Affiliation = xmpp.AffOutcast
+	}
+	code := kickStatus(content.Membership)
+	sessions := occ.sessions
+	p.dropOccupant(ctx, occ)
+	for _, s := range sessions {
+		p.send(ctx, p.unavailablePresence(occ.nick, s, item, code, xmpp.StatusSelf))
+	}
+	p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(occ.nick, to, item, code) })
+}
+
+func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
+	before := p.subject()
+	switch evt.Type {
+	case event.StateRoomName:
+		p.info.Name = evt.Content.AsRoomName().Name
+	case event.StateTopic:
+		p.info.Topic = evt.Content.AsTopic().Topic
+	}
+	if p.subject() == before {
+		return
+	}
+	m := p.roster.members[evt.Sender]
+	for _, to := range p.sessions() {
+		msg := p.subjectMessage(to)
+		if m != nil {
+			msg.From = xmpp.A(p.occupantJID(m.nick))
+		}
+		p.send(ctx, msg)
+	}
+}
+
+// handleMatrixReachability follows the canonical alias and join rule. A room
+// that loses them is destroyed; a new alias moves the MUC, and occupants are
+// told where to (XEP-0045 §10.9). It returns false when the portal is gone.
+func (p *Portal) handleMatrixReachability(ctx context.Context, evt *event.Event) bool {
+	switch evt.Type {
+	case event.StateCanonicalAlias:
+		ca := evt.Content.AsCanonicalAlias()
+		p.info.CanonicalAlias, p.info.AltAliases = ca.Alias, ca.AltAliases
+	case event.StateJoinRules:
+		p.info.JoinRule = evt.Content.AsJoinRules().JoinRule
+	}
+	alias := p.info.CanonicalAlias
+	if Reachable(p.info, p.deps.Scheme, p.deps.HomeserverDomain) != nil {
+		p.log.Info().Msg("Room is no longer reachable from XMPP, closing portal")
+		p.destroy(ctx, jid.JID{}, "The room is no longer open to XMPP")
+		return false
+	}
+	if strings.EqualFold(alias.String(), p.Alias.String()) {
+		if alias != p.Alias { // only the case changed
+			p.Alias = alias
+			if err := p.deps.DB.Portal.Update(ctx, p.Portal); err != nil {
+				p.log.Error().Err(err).Msg("Failed to store new alias")
+			}
+		}
+		return true
+	}
+	newJID, _ := MUCJID(p.deps.Scheme, alias)
+	p.log.Info().Stringer("alias", alias).Stringer("new_muc", newJID).Msg("Room alias changed, moving MUC")
+	p.destroyKeep(ctx, newJID, "The room has a new address")
+	p.Alias, p.MUCLocal = alias, newJID.Localpart()
+	if err := p.deps.DB.Portal.Update(ctx, p.Portal); err != nil {
+		p.log.Error().Err(err).Msg("Failed to store new alias")
+	}
+	if p.deps.OnGone != nil {
+		p.deps.OnGone(p)
+	}
+	return false
+}
+
+// destroy closes the MUC for good and deletes the portal.
+func (p *Portal) destroy(ctx context.Context, venue jid.JID, reason string) {
+	p.destroyKeep(ctx, venue, reason)
+	if err := p.deps.DB.Portal.Delete(ctx, p.RoomID); err != nil {
+		p.log.Error().Err(err).Msg("Failed to delete portal")
+	}
+	if p.deps.OnGone != nil {
+		p.deps.OnGone(p)
+	}
+}
+
+// destroyKeep removes every occupant with a destroy notice (pointing to
+// venue if set) and lets their puppets leave Matrix, keeping the portal row.
+func (p *Portal) destroyKeep(ctx context.Context, venue jid.JID, reason string) {
+	for _, o := range p.occupants {
+		for _, s := range o.sessions {
+			pres := p.unavailablePresence(o.nick, s, xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}, xmpp.StatusSelf)
+			pres.MUCUser.Destroy = &xmpp.MUCDestroy{JID: xmpp.A(venue), Reason: reason}
+			p.send(ctx, pres)
+		}
+		p.dropOccupant(ctx, o)
+		if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, o.puppet, reason); err != nil {
+			p.log.Error().Err(err).Stringer("puppet", o.puppet).Msg("Puppet failed to leave the Matrix room")
+		}
+	}
+}

@@ -1,0 +1,351 @@
+package portal
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// MaxBodyBytes bounds the body of a message from XMPP. A Matrix event may
+// not exceed 64 KiB in all, and the event's envelope needs some of that.
+const MaxBodyBytes = 60 << 10
+
+func (p *Portal) handleXMPPPresence(ctx context.Context, pres *xmpp.Presence) {
+	switch pres.Type {
+	case "":
+		p.handleJoin(ctx, pres)
+	case xmpp.TypeUnavailable:
+		p.handleLeave(ctx, pres)
+	case xmpp.TypeError:
+		// An occupant's client or server bounced what we sent: the session
+		// is gone (XEP-0045 §7.14 lets the service remove it).
+		if occ, ok := p.session(pres.From.JID); ok {
+			p.removeSession(ctx, occ, pres.From.JID, false, "The XMPP client went away")
+		}
+	default:
+		p.log.Debug().Str("type", pres.Type).Stringer("from", pres.From).Msg("Ignoring presence of unhandled type")
+	}
+}
+
+// session returns the occupant that joined from a full JID.
+func (p *Portal) session(full jid.JID) (*occupant, bool) {
+	occ := p.occupants[full.Bare().String()]
+	if occ == nil {
+		return nil, false
+	}
+	_, ok := occ.sessions[full.String()]
+	return occ, ok
+}
+
+// handleJoin handles available presence to room/nick: a join, a rejoin, a
+// second session of an occupant, or a status update (XEP-0045 §7.2, §7.7).
+func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
+	from, nick := pres.From.JID, pres.To.Resourcepart()
+	log := p.log.With().Stringer("jid", from).Str("nick", nick).Logger()
+	fail := func(cond stanza.Condition, text string) {
+		log.Debug().Str("condition", string(cond)).Str("reason", text).Msg("Refusing join")
+		errFrom := pres.To.JID
+		p.send(ctx, &xmpp.Presence{ID: pres.ID, Type: xmpp.TypeError, From: xmpp.A(errFrom), To: pres.From,
+			MUC: &xmpp.MUCJoin{}, Error: xmpp.StanzaError(cond, text)})
+	}
+	switch {
+	case nick == "":
+		fail(stanza.JIDMalformed, "A nickname is required to join the room")
+		return
+	case from.Resourcepart() == "":
+		fail(stanza.BadRequest, "Only clients with a full JID can join")
+		return
+	case cleanNick(nick) != nick:
+		fail(stanza.NotAcceptable, "This nickname cannot be used")
+		return
+	}
+	bare := from.Bare()
+	if occ := p.occupants[bare.String()]; occ != nil {
+		if nickKey(occ.nick) != nickKey(nick) {
+			fail(stanza.NotAcceptable, "You are in this room as "+occ.nick+"; changing the nickname is not supported yet")
+			return
+		}
+		if _, joined := occ.sessions[from.String()]; joined && pres.MUC == nil {
+			// A status change of a joined session (§7.7): share it.
+			p.broadcastStatus(ctx, occ, from, pres)
+			return
+		}
+		// A second session of the occupant, or a rejoin (the client lost
+		// track of the room): send it the room as on a first join.
+		if err := p.addSession(ctx, occ, from); err != nil {
+			log.Error().Err(err).Msg("Failed to store occupant session")
+			fail(stanza.InternalServerError, "")
+			return
+		}
+		p.sendRoomState(ctx, occ, from)
+		return
+	}
+	if _, taken := p.roster.owns(nick); taken {
+		fail(stanza.Conflict, "This nickname is already in use in the room")
+		return
+	}
+	puppet := p.deps.Matrix.PuppetID(bare.String())
+	err := p.deps.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to store puppet")
+		fail(stanza.InternalServerError, "")
+		return
+	}
+	if err = p.deps.Matrix.JoinPuppet(ctx, p.RoomID, puppet, nick); err != nil {
+		log.Warn().Err(err).Msg("Puppet could not join the Matrix room")
+		if errors.Is(err, mautrix.MForbidden) {
+			fail(stanza.Forbidden, "You are not allowed to join this room")
+		} else {
+			fail(stanza.RemoteServerTimeout, "The Matrix homeserver did not let you join")
+		}
+		return
+	}
+	occ := &occupant{bare: bare, nick: nick, puppet: puppet, sessions: map[string]jid.JID{}}
+	if err = p.addSession(ctx, occ, from); err != nil {
+		log.Error().Err(err).Msg("Failed to store occupant")
+		fail(stanza.InternalServerError, "")
+		return
+	}
+	p.occupants[bare.String()] = occ
+	p.roster.claim(nick, puppet)
+	log.Info().Stringer("puppet", puppet).Msg("XMPP user joined")
+	// Everyone else learns of the new occupant; it gets the room itself.
+	p.broadcast(ctx, occ, func(to jid.JID) any {
+		return p.availablePresence(nick, to, p.occupantItem(occ, from))
+	})
+	p.sendRoomState(ctx, occ, from)
+}
+
+func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) error {
+	err := p.deps.DB.Occupant.Upsert(ctx, &database.Occupant{
+		RoomID: p.RoomID, FullJID: full.String(), UserJID: occ.bare.String(), Nick: occ.nick, JoinedAt: time.Now(),
+	})
+	if err == nil {
+		occ.sessions[full.String()] = full
+	}
+	return err
+}
+
+// sendRoomState sends a joining session what XEP-0045 §7.2.3 orders: the
+// presence of every other occupant, its own presence with status 110, and
+// the subject.
+func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID) {
+	for _, m := range p.roster.members {
+		p.send(ctx, p.availablePresence(m.nick, to, p.memberItem(m)))
+	}
+	for _, o := range p.occupants {
+		if o != self {
+			p.send(ctx, p.availablePresence(o.nick, to, p.occupantItem(o, jid.JID{})))
+		}
+	}
+	p.send(ctx, p.availablePresence(self.nick, to, p.occupantItem(self, to),
+		xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
+	p.send(ctx, p.subjectMessage(to))
+}
+
+// broadcastStatus shares a joined session's new show/status (§7.7).
+func (p *Portal) broadcastStatus(ctx context.Context, occ *occupant, from jid.JID, pres *xmpp.Presence) {
+	for _, o := range p.occupants {
+		for _, s := range o.sessions {
+			var status []int
+			if s.Equal(from) {
+				status = []int{xmpp.StatusSelf}
+			}
+			out := p.availablePresence(occ.nick, s, p.occupantItem(occ, from), status...)
+			out.Show, out.Status = pres.Show, pres.Status
+			p.send(ctx, out)
+		}
+	}
+}
+
+// handleLeave handles unavailable presence to the room (§7.14).
+func (p *Portal) handleLeave(ctx context.Context, pres *xmpp.Presence) {
+	occ, ok := p.session(pres.From.JID)
+	if !ok {
+		// Not (or no longer) an occupant: confirm anyway, so that the
+		// client's idea of the room matches ours.
+		nick := pres.To.Resourcepart()
+		if nick != "" {
+			item := xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}
+			p.send(ctx, p.unavailablePresence(nick, pres.From.JID, item, xmpp.StatusSelf))
+		}
+		return
+	}
+	p.log.Info().Stringer("jid", pres.From).Str("nick", occ.nick).Msg("XMPP session left")
+	p.removeSession(ctx, occ, pres.From.JID, true, "Left the XMPP room")
+}
+
+// removeSession ends one session of an occupant. When it was the last, the
+// occupant leaves the room for everyone, and its puppet leaves Matrix.
+func (p *Portal) removeSession(ctx context.Context, occ *occupant, session jid.JID, notifySelf bool, reason string) {
+	delete(occ.sessions, session.String())
+	if err := p.deps.DB.Occupant.Delete(ctx, p.RoomID, session.String()); err != nil {
+		p.log.Error().Err(err).Stringer("jid", session).Msg("Failed to delete occupant session")
+	}
+	if notifySelf {
+		p.send(ctx, p.unavailablePresence(occ.nick, session, p.occupantItem(occ, session), xmpp.StatusSelf))
+	}
+	if len(occ.sessions) > 0 {
+		return
+	}
+	p.dropOccupant(ctx, occ)
+	p.broadcast(ctx, nil, func(to jid.JID) any {
+		return p.unavailablePresence(occ.nick, to, p.occupantItem(occ, session))
+	})
+	if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, occ.puppet, reason); err != nil {
+		p.log.Error().Err(err).Stringer("puppet", occ.puppet).Msg("Puppet failed to leave the Matrix room")
+	}
+}
+
+// dropOccupant forgets an occupant whose sessions are all gone.
+func (p *Portal) dropOccupant(ctx context.Context, occ *occupant) {
+	delete(p.occupants, occ.bare.String())
+	p.roster.release(occ.nick, occ.puppet)
+	if err := p.deps.DB.Occupant.DeleteUser(ctx, p.RoomID, occ.bare.String()); err != nil {
+		p.log.Error().Err(err).Stringer("jid", occ.bare).Msg("Failed to delete occupant")
+	}
+}
+
+func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
+	from := msg.From.JID
+	reject := func(cond stanza.Condition, text string) {
+		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+	}
+	switch {
+	case msg.Type == xmpp.TypeError:
+		if occ, ok := p.session(from); ok && sessionGone(msg.Error) {
+			p.removeSession(ctx, occ, from, false, "The XMPP client went away")
+		}
+		return
+	case msg.Type != xmpp.TypeGroupchat:
+		if msg.To.Resourcepart() != "" {
+			reject(stanza.FeatureNotImplemented, "Private messages are not supported yet")
+		} else if msg.Body != "" {
+			reject(stanza.NotAcceptable, "Send messages to the room with type groupchat")
+		}
+		return
+	case msg.To.Resourcepart() != "":
+		reject(stanza.BadRequest, "A groupchat message goes to the room, not to an occupant")
+		return
+	}
+	occ, ok := p.session(from)
+	if !ok {
+		reject(stanza.NotAcceptable, "You are not in this room")
+		return
+	}
+	if msg.Body == "" {
+		if msg.Subject != nil {
+			reject(stanza.Forbidden, "Changing the subject from XMPP is not supported yet")
+		}
+		return // chat states and other payload-only messages
+	}
+	if len(msg.Body) > MaxBodyBytes {
+		reject(stanza.NotAcceptable, "The message is too long for Matrix")
+		return
+	}
+	stanzaID := msg.ID
+	if msg.OriginID != nil && msg.OriginID.ID != "" {
+		stanzaID = msg.OriginID.ID
+	}
+	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
+	if stanzaID != "" {
+		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
+		if err != nil {
+			log.Error().Err(err).Msg("Failed to look up message")
+		} else if prev != nil {
+			// A resend of a message that is already on Matrix: only its
+			// sender needs the reflection again.
+			log.Debug().Stringer("event_id", prev.EventID).Msg("Ignoring repeated XMPP message")
+			p.send(ctx, p.reflection(msg, occ, from, prev.EventID.String()))
+			return
+		}
+	}
+	evtType, content := matrixContent(msg.Body)
+	evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID),
+		evtType, content, time.Time{})
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
+		switch {
+		case errors.Is(err, mautrix.MForbidden):
+			reject(stanza.Forbidden, "You may not send messages to this room")
+		case errors.Is(err, mautrix.MTooLarge):
+			reject(stanza.NotAcceptable, "The message is too large for Matrix")
+		default:
+			reject(stanza.RemoteServerTimeout, "The message could not be delivered to Matrix")
+		}
+		return
+	}
+	log.Debug().Stringer("event_id", evtID).Msg("Bridged XMPP message to Matrix")
+	if stanzaID != "" {
+		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(), StanzaID: stanzaID, Timestamp: time.Now()})
+		if err != nil {
+			log.Error().Err(err).Msg("Failed to store message mapping")
+		}
+	}
+	for _, o := range p.occupants {
+		for _, s := range o.sessions {
+			p.send(ctx, p.reflection(msg, occ, s, evtID.String()))
+		}
+	}
+}
+
+// reflection is an XMPP message as the room sends it to one session: with
+// the sender's own id and origin-id, so that the sender recognises its echo,
+// and the Matrix event ID as the room's stanza-id (XEP-0359).
+func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventID string) *xmpp.Message {
+	return &xmpp.Message{
+		ID: msg.ID, Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
+		Body:     msg.Body,
+		StanzaID: &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
+		OriginID: msg.OriginID,
+	}
+}
+
+// matrixContent turns an XMPP body into a Matrix message; "/me " makes an
+// emote (XEP-0245).
+func matrixContent(body string) (event.Type, *event.MessageEventContent) {
+	if rest, ok := strings.CutPrefix(body, "/me "); ok {
+		return event.EventMessage, &event.MessageEventContent{MsgType: event.MsgEmote, Body: rest}
+	}
+	return event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: body}
+}
+
+// txnID makes the Matrix transaction ID of an XMPP message, so that sending
+// the same stanza twice yields one event. Transaction IDs are scoped to the
+// sending user; the room is part of the hash since stanza ids need not be
+// unique across rooms.
+func txnID(room, sender, stanzaID, fallback string) string {
+	if stanzaID == "" {
+		stanzaID = fallback
+	}
+	if stanzaID == "" {
+		return "mxpp_" + xmpp.RandomID()
+	}
+	sum := sha256.Sum256([]byte(room + "\x00" + sender + "\x00" + stanzaID))
+	return "mxpp_" + base64.RawURLEncoding.EncodeToString(sum[:18])
+}
+
+// sessionGone reports whether a bounced stanza means that the session no
+// longer exists, rather than that one stanza was refused.
+func sessionGone(e *stanza.Error) bool {
+	if e == nil {
+		return false
+	}
+	switch e.Condition {
+	case stanza.ServiceUnavailable, stanza.RecipientUnavailable, stanza.ItemNotFound,
+		stanza.RemoteServerNotFound, stanza.RemoteServerTimeout, stanza.Gone:
+		return true
+	}
+	return false
+}

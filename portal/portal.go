@@ -1,0 +1,325 @@
+// Package portal bridges one Matrix room to one MUC on the component. Each
+// portal owns a goroutine and a queue: everything that concerns the room,
+// from either side, is handled there one event at a time, which keeps each
+// room's messages in order while rooms run in parallel.
+//
+// It imports the leaf packages matrix, xmpp and database; they never import
+// it. The calls it makes on each side go through MatrixAPI and XMPPAPI, so
+// tests can use fakes.
+package portal
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// MatrixAPI is what a portal does on Matrix. *matrix.Connector implements it.
+type MatrixAPI interface {
+	RoomInfo(ctx context.Context, roomID id.RoomID) (*matrix.RoomInfo, error)
+	JoinPuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
+	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
+	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
+	PuppetID(remote string) id.UserID
+	IsBridgeUser(userID id.UserID) bool
+	BotID() id.UserID
+}
+
+// XMPPAPI is what a portal does on XMPP. *xmpp.Component implements it.
+type XMPPAPI interface {
+	Send(ctx context.Context, v any) error
+	SendIQ(ctx context.Context, iq *xmpp.IQ) (*xmpp.IQ, error)
+	Reply(ctx context.Context, iq *xmpp.IQ, body any, serr *stanza.Error)
+	WaitConnected(ctx context.Context) error
+}
+
+var (
+	_ MatrixAPI = (*matrix.Connector)(nil)
+	_ XMPPAPI   = (*xmpp.Component)(nil)
+)
+
+// Deps are the services every portal shares.
+type Deps struct {
+	Matrix MatrixAPI
+	XMPP   XMPPAPI
+	DB     *database.Database
+	Scheme xmpp.Scheme
+	// HomeserverDomain is the server name of the bridged homeserver.
+	HomeserverDomain string
+	Log              zerolog.Logger
+	// OnGone is called from the portal's goroutine when the room stopped
+	// being reachable and the portal deleted itself.
+	OnGone func(p *Portal)
+}
+
+// QueueSize bounds each portal's queue. A full queue blocks the producer,
+// which pushes back on the homeserver or the XMPP stream.
+const QueueSize = 256
+
+// eventTimeout bounds the handling of one queued event.
+const eventTimeout = 2 * time.Minute
+
+// Portal is one bridged room.
+type Portal struct {
+	*database.Portal
+	deps    Deps
+	log     zerolog.Logger
+	roomJID jid.JID
+
+	queue chan any
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+
+	// Owned by the loop goroutine.
+	loaded    bool
+	info      *matrix.RoomInfo
+	roster    *roster
+	occupants map[string]*occupant // by bare JID
+}
+
+// New returns a portal for a stored row; Start runs it.
+func New(row *database.Portal, deps Deps) (*Portal, error) {
+	roomJID, err := MUCJID(deps.Scheme, row.Alias)
+	if err != nil {
+		return nil, err
+	}
+	return &Portal{
+		Portal:  row,
+		deps:    deps,
+		log:     deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
+		roomJID: roomJID,
+		queue:   make(chan any, QueueSize),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// MUCJID returns the MUC JID of a Matrix room alias.
+func MUCJID(scheme xmpp.Scheme, alias id.RoomAlias) (jid.JID, error) {
+	local, server, ok := SplitAlias(alias)
+	if !ok {
+		return jid.JID{}, fmt.Errorf("%q is not a room alias", alias)
+	}
+	j, err := scheme.RoomJID(local, server)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("alias %s has no MUC JID: %w", alias, err)
+	}
+	return j, nil
+}
+
+// SplitAlias splits #local:server. The localpart of an alias cannot hold
+// ':', while a server name can (a port).
+func SplitAlias(alias id.RoomAlias) (local, server string, ok bool) {
+	rest, ok := strings.CutPrefix(string(alias), "#")
+	if !ok {
+		return "", "", false
+	}
+	local, server, ok = strings.Cut(rest, ":")
+	return local, server, ok && local != "" && server != ""
+}
+
+// RoomJID returns the bare JID of the portal's MUC.
+func (p *Portal) RoomJID() jid.JID { return p.roomJID }
+
+// Start runs the portal's loop until ctx ends or Stop is called.
+func (p *Portal) Start(ctx context.Context) {
+	go p.loop(p.log.WithContext(ctx))
+}
+
+// Stop ends the loop after the event being handled; queued events are
+// dropped. It waits for the loop to finish.
+func (p *Portal) Stop() {
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
+}
+
+// Queue hands an event to the portal's loop, waiting while the queue is full.
+// It reports false if the portal has stopped.
+func (p *Portal) Queue(ctx context.Context, evt any) bool {
+	select {
+	case p.queue <- evt:
+		return true
+	default:
+	}
+	start := time.Now()
+	p.log.Warn().Int("queue_size", QueueSize).Msg("Portal queue is full, waiting")
+	select {
+	case p.queue <- evt:
+		p.log.Debug().Stringer("waited", time.Since(start)).Msg("Queued event after waiting")
+		return true
+	case <-p.stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Events a portal handles, besides *event.Event and the xmpp stanza types.
+type (
+	// Reconnected tells the portal that the component link came back.
+	Reconnected struct{}
+	// sync is answered once everything queued before it was handled.
+	syncEvent struct{ done chan struct{} }
+)
+
+// Sync waits until every event queued before it was handled.
+func (p *Portal) Sync(ctx context.Context) error {
+	done := make(chan struct{})
+	if !p.Queue(ctx, syncEvent{done}) {
+		return fmt.Errorf("portal stopped")
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Portal) loop(ctx context.Context) {
+	defer close(p.done)
+	for {
+		select {
+		case evt := <-p.queue:
+			if !p.handle(ctx, evt) {
+				return
+			}
+		case <-p.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handle runs one event with a deadline, recovering from panics so that one
+// bad event cannot take down the room. It returns false when the portal is
+// gone.
+func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
+	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
+	defer cancel()
+	alive = true
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error().Any("panic", r).Bytes("stack", debug.Stack()).Msg("Panic while handling portal event")
+		}
+	}()
+	if s, ok := evt.(syncEvent); ok {
+		close(s.done)
+		return true
+	}
+	if !p.loaded {
+		if err := p.load(ctx); err != nil {
+			p.log.Error().Err(err).Msg("Failed to load portal")
+			p.rejectUnloaded(ctx, evt)
+			return true
+		}
+	}
+	switch e := evt.(type) {
+	case *event.Event:
+		return p.handleMatrixEvent(ctx, e)
+	case *xmpp.Message:
+		p.handleXMPPMessage(ctx, e)
+	case *xmpp.Presence:
+		p.handleXMPPPresence(ctx, e)
+	case *xmpp.IQ:
+		p.handleXMPPIQ(ctx, e)
+	case Reconnected:
+		p.checkOccupants(ctx)
+	default:
+		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
+	}
+	return true
+}
+
+// load reads the room's state from the homeserver and the occupants from
+// the database. Until it succeeds, the portal answers XMPP with errors.
+func (p *Portal) load(ctx context.Context) error {
+	info, err := p.deps.Matrix.RoomInfo(ctx, p.RoomID)
+	if err != nil {
+		return err
+	}
+	rows, err := p.deps.DB.Occupant.GetByRoom(ctx, p.RoomID)
+	if err != nil {
+		return fmt.Errorf("failed to load occupants: %w", err)
+	}
+	p.info = info
+	p.roster = newRoster()
+	p.occupants = make(map[string]*occupant)
+	// XMPP occupants keep their nicks; Matrix members are fitted around them.
+	for _, row := range rows {
+		occ := p.occupants[row.UserJID]
+		if occ == nil {
+			bare, err := jid.Parse(row.UserJID)
+			if err != nil {
+				p.log.Warn().Err(err).Str("jid", row.UserJID).Msg("Dropping occupant with invalid JID")
+				continue
+			}
+			occ = &occupant{bare: bare, nick: row.Nick, puppet: p.deps.Matrix.PuppetID(row.UserJID), sessions: map[string]jid.JID{}}
+			p.occupants[row.UserJID] = occ
+			p.roster.claim(row.Nick, occ.puppet)
+		}
+		full, err := xmpp.ParseJID(row.FullJID)
+		if err == nil {
+			occ.sessions[full.String()] = full
+		}
+	}
+	for userID, m := range info.Members {
+		if !p.deps.Matrix.IsBridgeUser(userID) {
+			p.roster.add(userID, m.Displayname)
+		}
+	}
+	p.loaded = true
+	p.log.Debug().Int("members", len(info.Members)).Int("occupants", len(p.occupants)).Msg("Loaded portal")
+	return nil
+}
+
+// rejectUnloaded answers an XMPP stanza when the room's state could not be
+// read, so that the sender is not left waiting.
+func (p *Portal) rejectUnloaded(ctx context.Context, evt any) {
+	serr := xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver cannot be reached")
+	switch e := evt.(type) {
+	case *xmpp.Presence:
+		if e.Type == "" {
+			p.send(ctx, &xmpp.Presence{ID: e.ID, Type: xmpp.TypeError, From: e.To, To: e.From, Error: serr})
+		}
+	case *xmpp.Message:
+		if e.Type != xmpp.TypeError {
+			p.send(ctx, &xmpp.Message{ID: e.ID, Type: xmpp.TypeError, From: e.To, To: e.From, Error: serr})
+		}
+	case *xmpp.IQ:
+		p.deps.XMPP.Reply(ctx, e, nil, serr)
+	}
+}
+
+// send writes stanzas to XMPP, waiting a while for the component link if it
+// is down.
+func (p *Portal) send(ctx context.Context, stanzas ...any) {
+	for _, st := range stanzas {
+		err := p.deps.XMPP.Send(ctx, st)
+		if err == xmpp.ErrNotConnected {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err = p.deps.XMPP.WaitConnected(wctx); err == nil {
+				err = p.deps.XMPP.Send(ctx, st)
+			}
+			cancel()
+		}
+		if err != nil {
+			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
+		}
+	}
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Start a throwaway Prosody on loopback with users and the bridge's component
+# port, installing Prosody from Debian first if it is missing. Idempotent per
+# XMPP_DIR. Prints the pid on stdout; everything else goes to stderr.
+#
+#   XMPP_DIR                   state dir                       default .local/xmpp
+#   XMPP_BIND                  listen address                  127.0.0.1
+#   XMPP_DOMAIN                the users' domain               xmpp.test
+#   XMPP_C2S_PORT              client port                     15222
+#   XMPP_COMPONENT_PORT        component port                  15347
+#   XMPP_COMPONENT_DOMAIN      the bridge's domain             matrix.$XMPP_DOMAIN
+#   XMPP_COMPONENT_SECRET      component secret                componentsecret
+#   XMPP_USERS                 "user:password ..." created at start   "alice:alicepw bob:bobpw"
+#   XMPP_LOG_LEVEL             info, or debug for every stanza        info
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+XMPP_DIR=${XMPP_DIR:-$HERE/../.local/xmpp}
+XMPP_BIND=${XMPP_BIND:-127.0.0.1}
+XMPP_DOMAIN=${XMPP_DOMAIN:-xmpp.test}
+XMPP_C2S_PORT=${XMPP_C2S_PORT:-15222}
+XMPP_COMPONENT_PORT=${XMPP_COMPONENT_PORT:-15347}
+XMPP_COMPONENT_DOMAIN=${XMPP_COMPONENT_DOMAIN:-matrix.$XMPP_DOMAIN}
+XMPP_COMPONENT_SECRET=${XMPP_COMPONENT_SECRET:-componentsecret}
+XMPP_USERS=${XMPP_USERS:-"alice:alicepw bob:bobpw"}
+XMPP_LOG_LEVEL=${XMPP_LOG_LEVEL:-info}
+XMPP_START_TIMEOUT=${XMPP_START_TIMEOUT:-30}
+
+log() { echo "start-prosody: $*" >&2; }
+mkdir -p "$XMPP_DIR" && XMPP_DIR=$(cd "$XMPP_DIR" && pwd)
+cfg="$XMPP_DIR/prosody.cfg.lua"
+pidfile="$XMPP_DIR/prosody.pid"
+port_open() { (exec 3<> "/dev/tcp/$XMPP_BIND/$1") 2> /dev/null; }
+
+if [[ -f $pidfile ]] && pid=$(<"$pidfile") && grep -qs "$cfg" "/proc/$pid/cmdline"; then
+  log "already running"; echo "$pid"; exit 0
+fi
+
+if ! command -v prosody > /dev/null; then
+  log "installing prosody"
+  apt-get install -y -q prosody > /dev/null 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q prosody > /dev/null; }
+fi
+
+mkdir -p "$XMPP_DIR/data" "$XMPP_DIR/certs"
+sed -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
+    -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
+    -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
+    -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" \
+    "$HERE/prosody.cfg.lua.tmpl" > "$cfg"
+for up in $XMPP_USERS; do
+  prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_DOMAIN" "${up#*:}" > /dev/null 2>&1
+done
+
+for p in "$XMPP_C2S_PORT" "$XMPP_COMPONENT_PORT"; do
+  ! port_open "$p" || { log "port $p already in use"; exit 1; }
+done
+nohup prosody --config "$cfg" -F > "$XMPP_DIR/stdout.log" 2>&1 &
+pid=$!
+echo "$pid" > "$pidfile"
+for ((i = 0; i < XMPP_START_TIMEOUT * 10; i++)); do
+  if port_open "$XMPP_C2S_PORT" && port_open "$XMPP_COMPONENT_PORT"; then
+    log "ready: c2s $XMPP_BIND:$XMPP_C2S_PORT, component $XMPP_COMPONENT_DOMAIN at $XMPP_BIND:$XMPP_COMPONENT_PORT"
+    echo "$pid"; exit 0
+  fi
+  kill -0 "$pid" 2> /dev/null || { cat "$XMPP_DIR/stdout.log" >&2; log "prosody exited"; exit 1; }
+  sleep 0.1
+done
+log "not ready after ${XMPP_START_TIMEOUT}s"; exit 1

@@ -1,0 +1,523 @@
+package xmpp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	mellium "mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/stream"
+)
+
+// Errors returned by Component.
+var (
+	// ErrNotConnected is returned by Send and SendIQ while the link to the
+	// XMPP server is down; callers retry once HandleConnected was called.
+	ErrNotConnected = errors.New("component is not connected to the XMPP server")
+)
+
+// Handler receives what arrives on the component's stream. Its methods run on
+// the goroutine that reads the stream, one at a time and in stream order, so
+// they must hand slow work to other goroutines.
+type Handler interface {
+	HandleMessage(ctx context.Context, m *Message)
+	HandlePresence(ctx context.Context, p *Presence)
+	// HandleIQ receives IQs of type get or set, except pings to the
+	// component's own domain. Every one must be answered with Reply.
+	HandleIQ(ctx context.Context, iq *IQ)
+	// HandleConnected is called after each successful (re)connection.
+	HandleConnected(ctx context.Context)
+}
+
+// Component is an XEP-0114 external component connection that keeps itself
+// connected: it redials with backoff after the stream ends, and pings itself
+// through the server to notice a dead link.
+type Component struct {
+	cfg     Config
+	domain  jid.JID
+	handler Handler
+	log     zerolog.Logger
+
+	session   atomic.Pointer[mellium.Session]
+	connected chan struct{} // closed while connected; replaced on disconnect
+	connMu    sync.Mutex
+	kick      chan struct{}
+
+	pendingMu sync.Mutex
+	pending   map[string]chan *IQ
+
+	// KeepaliveInterval is how long the stream may be idle before the
+	// component pings itself; a ping unanswered for KeepaliveTimeout drops
+	// the connection.
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+}
+
+// NewComponent returns a component for the configured domain. It does not
+// connect until Run.
+func NewComponent(cfg Config, handler Handler, log zerolog.Logger) (*Component, error) {
+	domain, err := jid.Parse(cfg.Domain)
+	if err != nil {
+		return nil, fmt.Errorf("invalid component domain: %w", err)
+	}
+	return &Component{
+		cfg:               cfg,
+		domain:            domain.Domain(),
+		handler:           handler,
+		log:               log,
+		connected:         make(chan struct{}),
+		kick:              make(chan struct{}, 1),
+		pending:           make(map[string]chan *IQ),
+		KeepaliveInterval: 30 * time.Second,
+		KeepaliveTimeout:  15 * time.Second,
+	}, nil
+}
+
+// Domain returns the component's JID.
+func (c *Component) Domain() jid.JID { return c.domain }
+
+// Connected reports whether the stream is up.
+func (c *Component) Connected() bool { return c.session.Load() != nil }
+
+// WaitConnected blocks until the stream is up or ctx ends.
+func (c *Component) WaitConnected(ctx context.Context) error {
+	c.connMu.Lock()
+	ch := c.connected
+	c.connMu.Unlock()
+	if c.Connected() {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Reconnect drops the current connection; Run dials again at once.
+func (c *Component) Reconnect() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the component connected until ctx ends.
+func (c *Component) Run(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = time.Second
+		}
+		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("XMPP component connection lost")
+		select {
+		case <-time.After(backoff):
+		case <-c.kick:
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (c *Component) connectAndServe(ctx context.Context) error {
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(dialCtx, "tcp", c.cfg.Server)
+	if err != nil {
+		return fmt.Errorf("failed to dial %s: %w", c.cfg.Server, err)
+	}
+	defer conn.Close()
+	s, err := component.NewSession(dialCtx, c.domain, []byte(c.cfg.Secret), &logConn{Conn: conn, log: c.log})
+	if err != nil {
+		return fmt.Errorf("component handshake failed: %w", err)
+	}
+	c.log.Info().Str("server", c.cfg.Server).Stringer("domain", c.domain).Msg("XMPP component connected")
+
+	connCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	lastRead := &atomic.Int64{}
+	lastRead.Store(time.Now().UnixNano())
+	go func() {
+		select {
+		case <-c.kick:
+			c.log.Info().Msg("Reconnecting XMPP component on request")
+		case <-connCtx.Done():
+		}
+		_ = conn.Close()
+	}()
+	go c.keepalive(connCtx, conn, lastRead)
+
+	c.setSession(s)
+	defer c.setSession(nil)
+	go c.handler.HandleConnected(connCtx)
+	err = c.serve(connCtx, s, lastRead)
+	_ = s.Close()
+	return err
+}
+
+func (c *Component) setSession(s *mellium.Session) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	c.session.Store(s)
+	if s != nil {
+		close(c.connected)
+	} else {
+		c.connected = make(chan struct{})
+		c.failPending()
+	}
+}
+
+// keepalive pings the component's own domain through the server whenever
+// the stream was quiet for KeepaliveInterval, and closes the connection when
+// the ping is not answered: TCP alone takes many minutes to notice a dead peer.
+func (c *Component) keepalive(ctx context.Context, conn net.Conn, lastRead *atomic.Int64) {
+	t := time.NewTicker(c.KeepaliveInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, lastRead.Load())) < c.KeepaliveInterval {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.KeepaliveTimeout)
+		_, err := c.Ping(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("XMPP server did not answer keepalive ping, reconnecting")
+			_ = conn.Close()
+			return
+		}
+	}
+}
+
+// Ping sends an XEP-0199 ping from the component to itself through the
+// server and returns the round-trip time.
+func (c *Component) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.SendIQ(ctx, &IQ{Type: TypeGet, From: A(c.domain), To: A(c.domain), Body: pingQuery{}})
+	return time.Since(start), err
+}
+
+type pingQuery struct {
+	XMLName xml.Name `xml:"urn:xmpp:ping ping"`
+}
+
+// serve reads stanzas until the stream ends. It does not use Session.Serve:
+// that answers every IQ not answered inside the handler with an error, which
+// rules out answering after a homeserver round trip, and it ends the stream
+// on any handler error.
+func (c *Component) serve(ctx context.Context, s *mellium.Session, lastRead *atomic.Int64) error {
+	r := s.TokenReader()
+	defer r.Close()
+	for {
+		tok, err := r.Token()
+		if err != nil {
+			return err
+		}
+		lastRead.Store(time.Now().UnixNano())
+		start, ok := tok.(xml.StartElement)
+		if !ok {
+			if _, end := tok.(xml.EndElement); end {
+				return io.EOF // </stream:stream>
+			}
+			continue // whitespace keepalive
+		}
+		if start.Name.Space == stream.NS {
+			var se stream.Error
+			if err = xml.NewTokenDecoder(elementReader(start, r)).Decode(&se); err != nil {
+				return fmt.Errorf("unreadable stream-level element %s: %w", start.Name.Local, err)
+			}
+			return se
+		}
+		if err = c.dispatch(ctx, start, elementReader(start, r)); err != nil {
+			return err
+		}
+	}
+}
+
+// elementReader returns the tokens of the element whose start was just read
+// from r, start and end included, so it can be decoded on its own.
+func elementReader(start xml.StartElement, r xml.TokenReader) *elemReader {
+	return &elemReader{r: r, pending: start, depth: 0}
+}
+
+type elemReader struct {
+	r       xml.TokenReader
+	pending xml.Token
+	depth   int
+	done    bool
+}
+
+func (e *elemReader) Token() (xml.Token, error) {
+	if e.done {
+		return nil, io.EOF
+	}
+	var tok xml.Token
+	if e.pending != nil {
+		tok, e.pending = e.pending, nil
+	} else {
+		var err error
+		if tok, err = e.r.Token(); err != nil {
+			return nil, err
+		}
+	}
+	switch tok.(type) {
+	case xml.StartElement:
+		e.depth++
+	case xml.EndElement:
+		e.depth--
+		if e.depth == 0 {
+			e.done = true
+		}
+	}
+	return tok, nil
+}
+
+// drain consumes what is left of the element.
+func (e *elemReader) drain() error {
+	for !e.done {
+		if _, err := e.Token(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatch decodes one stanza and hands it to the handler. Only errors of
+// the stream itself are returned; a stanza that does not decode gets an
+// error reply, or is dropped if it has no usable sender.
+func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *elemReader) error {
+	var (
+		v   any
+		err error
+	)
+	d := xml.NewTokenDecoder(r)
+	switch start.Name.Local {
+	case "message":
+		m := &Message{}
+		err, v = d.Decode(m), m
+	case "presence":
+		p := &Presence{}
+		err, v = d.Decode(p), p
+	case "iq":
+		iq := &IQ{}
+		err, v = d.Decode(iq), iq
+	default:
+		c.log.Debug().Str("element", start.Name.Local).Msg("Ignoring unknown top-level element")
+		return r.drain()
+	}
+	if derr := r.drain(); derr != nil {
+		return derr
+	}
+	if err != nil {
+		var syntax *xml.SyntaxError
+		if errors.As(err, &syntax) {
+			return err // the stream itself is broken
+		}
+		c.rejectUndecodable(ctx, start, err)
+		return nil
+	}
+	switch st := v.(type) {
+	case *Message:
+		c.handler.HandleMessage(ctx, st)
+	case *Presence:
+		c.handler.HandlePresence(ctx, st)
+	case *IQ:
+		c.handleIQ(ctx, st)
+	}
+	return nil
+}
+
+func (c *Component) handleIQ(ctx context.Context, iq *IQ) {
+	switch iq.Type {
+	case TypeResult, TypeError:
+		c.pendingMu.Lock()
+		ch, ok := c.pending[iq.ID]
+		delete(c.pending, iq.ID)
+		c.pendingMu.Unlock()
+		if ok {
+			ch <- iq
+		} else {
+			c.log.Debug().Str("stanza_id", iq.ID).Msg("Ignoring IQ reply nobody waits for")
+		}
+	case TypeGet, TypeSet:
+		if iq.To.Equal(c.domain) && iq.Payload.XMLName == (xml.Name{Space: NSPing, Local: "ping"}) {
+			c.Reply(ctx, iq, nil, nil)
+			return
+		}
+		c.handler.HandleIQ(ctx, iq)
+	default:
+		c.Reply(ctx, iq, nil, StanzaError(stanza.BadRequest, "unknown IQ type"))
+	}
+}
+
+// rejectUndecodable answers a stanza that did not decode with bad-request or
+// jid-malformed, if it has a sender to answer and is not an error itself.
+func (c *Component) rejectUndecodable(ctx context.Context, start xml.StartElement, err error) {
+	attrs := map[string]string{}
+	for _, a := range start.Attr {
+		attrs[a.Name.Local] = a.Value
+	}
+	log := c.log.With().Err(err).Str("element", start.Name.Local).Str("from", attrs["from"]).Logger()
+	from, ferr := ParseJID(attrs["from"])
+	if ferr != nil || attrs["type"] == TypeError || attrs["type"] == TypeResult {
+		log.Warn().Msg("Dropping undecodable stanza")
+		return
+	}
+	to, _ := ParseJID(attrs["to"])
+	cond := stanza.BadRequest
+	var ae *AddrError
+	if errors.As(err, &ae) {
+		cond = stanza.JIDMalformed
+	}
+	log.Warn().Msg("Rejecting undecodable stanza")
+	serr := StanzaError(cond, err.Error())
+	var reply any
+	switch start.Name.Local {
+	case "message":
+		reply = &Message{ID: attrs["id"], Type: TypeError, From: A(to), To: A(from), Error: serr}
+	case "presence":
+		reply = &Presence{ID: attrs["id"], Type: TypeError, From: A(to), To: A(from), Error: serr}
+	default:
+		reply = &IQ{ID: attrs["id"], Type: TypeError, From: A(to), To: A(from), Error: serr}
+	}
+	if to.Equal(jid.JID{}) {
+		switch r := reply.(type) {
+		case *Message:
+			r.From = A(c.domain)
+		case *Presence:
+			r.From = A(c.domain)
+		case *IQ:
+			r.From = A(c.domain)
+		}
+	}
+	if err := c.Send(ctx, reply); err != nil {
+		log.Debug().Err(err).Msg("Failed to send error reply")
+	}
+}
+
+// Send writes one stanza. From must be set: the server refuses component
+// stanzas without it.
+func (c *Component) Send(ctx context.Context, v any) error {
+	s := c.session.Load()
+	if s == nil {
+		return ErrNotConnected
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	if err := s.Encode(ctx, v); err != nil {
+		return fmt.Errorf("failed to send stanza: %w", err)
+	}
+	return nil
+}
+
+// Reply answers an IQ get or set: with body as the result's child, or with
+// serr as an error.
+func (c *Component) Reply(ctx context.Context, iq *IQ, body any, serr *stanza.Error) {
+	reply := &IQ{ID: iq.ID, Type: TypeResult, From: iq.To, To: iq.From, Body: body}
+	if serr != nil {
+		reply.Type, reply.Body, reply.Error = TypeError, nil, serr
+	}
+	if err := c.Send(ctx, reply); err != nil {
+		c.log.Warn().Err(err).Str("stanza_id", iq.ID).Stringer("to", iq.From).Msg("Failed to answer IQ")
+	}
+}
+
+// SendIQ sends an IQ get or set and waits for its result. An error reply is
+// returned as a stanza.Error.
+func (c *Component) SendIQ(ctx context.Context, iq *IQ) (*IQ, error) {
+	if iq.ID == "" {
+		iq.ID = RandomID()
+	}
+	ch := make(chan *IQ, 1)
+	c.pendingMu.Lock()
+	c.pending[iq.ID] = ch
+	c.pendingMu.Unlock()
+	defer func() {
+		c.pendingMu.Lock()
+		delete(c.pending, iq.ID)
+		c.pendingMu.Unlock()
+	}()
+	if err := c.Send(ctx, iq); err != nil {
+		return nil, err
+	}
+	select {
+	case reply := <-ch:
+		if reply == nil {
+			return nil, ErrNotConnected
+		}
+		if reply.Type == TypeError {
+			if reply.Error != nil {
+				return reply, *reply.Error
+			}
+			return reply, stanza.Error{Condition: stanza.UndefinedCondition}
+		}
+		return reply, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// failPending wakes everyone waiting for an IQ reply after a disconnect.
+func (c *Component) failPending() {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	for id, ch := range c.pending {
+		ch <- nil
+		delete(c.pending, id)
+	}
+}
+
+// RandomID returns a random stanza id.
+func RandomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// logConn logs the raw XML of the stream at trace level. It stays a
+// net.Conn so that deadlines keep working.
+type logConn struct {
+	net.Conn
+	log zerolog.Logger
+}
+
+func (lc *logConn) Read(p []byte) (int, error) {
+	n, err := lc.Conn.Read(p)
+	if n > 0 && lc.log.GetLevel() <= zerolog.TraceLevel {
+		lc.log.Trace().Bytes("xml", p[:n]).Msg("XMPP in")
+	}
+	return n, err
+}
+
+func (lc *logConn) Write(p []byte) (int, error) {
+	if lc.log.GetLevel() <= zerolog.TraceLevel {
+		lc.log.Trace().Bytes("xml", p).Msg("XMPP out")
+	}
+	return lc.Conn.Write(p)
+}

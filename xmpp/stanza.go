@@ -1,0 +1,302 @@
+package xmpp
+
+import (
+	"encoding/xml"
+	"io"
+	"strconv"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+)
+
+// XML namespaces the component reads or writes.
+const (
+	NSMUC        = "http://jabber.org/protocol/muc"
+	NSMUCUser    = "http://jabber.org/protocol/muc#user"
+	NSStanzaID   = "urn:xmpp:sid:0"
+	NSDelay      = "urn:xmpp:delay"
+	NSPing       = "urn:xmpp:ping"
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+	NSDataForms  = "jabber:x:data"
+	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
+)
+
+// Addr is a JID in an XML attribute. It is read with ParseJID, so that room
+// JIDs holding non-ASCII letters are accepted, and a zero Addr is left out
+// when written.
+type Addr struct{ jid.JID }
+
+// A returns j as an Addr.
+func A(j jid.JID) Addr { return Addr{j} }
+
+// IsZero reports whether the address is empty.
+func (a Addr) IsZero() bool { return a.JID.Equal(jid.JID{}) }
+
+// MarshalXMLAttr implements xml.MarshalerAttr.
+func (a Addr) MarshalXMLAttr(name xml.Name) (xml.Attr, error) {
+	if a.IsZero() {
+		return xml.Attr{}, nil
+	}
+	return xml.Attr{Name: name, Value: a.String()}, nil
+}
+
+// UnmarshalXMLAttr implements xml.UnmarshalerAttr.
+func (a *Addr) UnmarshalXMLAttr(attr xml.Attr) error {
+	if attr.Value == "" {
+		a.JID = jid.JID{}
+		return nil
+	}
+	j, err := ParseJID(attr.Value)
+	if err != nil {
+		return &AddrError{Value: attr.Value, Err: err}
+	}
+	a.JID = j
+	return nil
+}
+
+// AddrError is returned when decoding a stanza whose address is not a JID.
+type AddrError struct {
+	Value string
+	Err   error
+}
+
+func (e *AddrError) Error() string {
+	return "invalid JID " + strconv.Quote(e.Value) + ": " + e.Err.Error()
+}
+func (e *AddrError) Unwrap() error { return e.Err }
+
+// Message is a message stanza (RFC 6120 §8, RFC 6121 §5), with the payloads
+// the bridge reads or writes.
+type Message struct {
+	XMLName  xml.Name      `xml:"message"`
+	ID       string        `xml:"id,attr,omitempty"`
+	Type     string        `xml:"type,attr,omitempty"`
+	From     Addr          `xml:"from,attr"`
+	To       Addr          `xml:"to,attr"`
+	Lang     string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Subject  *string       `xml:"subject"`
+	Body     string        `xml:"body,omitempty"`
+	Error    *stanza.Error `xml:"error"`
+	Delay    *Delay        `xml:"urn:xmpp:delay delay"`
+	StanzaID *StanzaID     `xml:"urn:xmpp:sid:0 stanza-id"`
+	OriginID *OriginID     `xml:"urn:xmpp:sid:0 origin-id"`
+}
+
+// Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
+type Presence struct {
+	XMLName  xml.Name      `xml:"presence"`
+	ID       string        `xml:"id,attr,omitempty"`
+	Type     string        `xml:"type,attr,omitempty"`
+	From     Addr          `xml:"from,attr"`
+	To       Addr          `xml:"to,attr"`
+	Lang     string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Show     string        `xml:"show,omitempty"`
+	Status   string        `xml:"status,omitempty"`
+	Priority int           `xml:"priority,omitempty"`
+	Error    *stanza.Error `xml:"error"`
+	MUC      *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
+	MUCUser  *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+}
+
+// IQ is an info/query stanza (RFC 6120 §8.2.3). Payload holds the raw child
+// element of a get or set; Body is written out as the child of a result.
+type IQ struct {
+	XMLName xml.Name      `xml:"iq"`
+	ID      string        `xml:"id,attr"`
+	Type    string        `xml:"type,attr"`
+	From    Addr          `xml:"from,attr"`
+	To      Addr          `xml:"to,attr"`
+	Lang    string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Payload Payload       `xml:",any"`
+	Body    any           `xml:",omitempty"`
+	Error   *stanza.Error `xml:"error"`
+}
+
+// Payload is the first child element of an IQ, kept as tokens until a
+// handler decodes it with Decode.
+type Payload struct {
+	XMLName xml.Name
+	tokens  []xml.Token
+}
+
+// UnmarshalXML implements xml.Unmarshaler by keeping the element's tokens.
+func (p *Payload) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	p.XMLName = start.Name
+	p.tokens = append(p.tokens[:0], start.Copy())
+	for depth := 1; depth > 0; {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+		p.tokens = append(p.tokens, xml.CopyToken(tok))
+	}
+	return nil
+}
+
+// MarshalXML writes nothing: a Payload is only ever read. Replies carry
+// their child in IQ.Body.
+func (p Payload) MarshalXML(*xml.Encoder, xml.StartElement) error { return nil }
+
+// Decode decodes the payload element into v.
+func (p Payload) Decode(v any) error {
+	if len(p.tokens) == 0 {
+		return io.EOF
+	}
+	return xml.NewTokenDecoder(&tokenSlice{toks: p.tokens}).Decode(v)
+}
+
+type tokenSlice struct{ toks []xml.Token }
+
+func (t *tokenSlice) Token() (xml.Token, error) {
+	if len(t.toks) == 0 {
+		return nil, io.EOF
+	}
+	tok := t.toks[0]
+	t.toks = t.toks[1:]
+	return tok, nil
+}
+
+// Stanza types of the bridge's concern.
+const (
+	TypeGroupchat   = "groupchat"
+	TypeChat        = "chat"
+	TypeError       = "error"
+	TypeUnavailable = "unavailable"
+	TypeGet         = "get"
+	TypeSet         = "set"
+	TypeResult      = "result"
+)
+
+// StanzaID is the XEP-0359 id a MUC service gives each message it reflects.
+type StanzaID struct {
+	ID string `xml:"id,attr"`
+	By string `xml:"by,attr"`
+}
+
+// OriginID is the XEP-0359 id the sender gave its message.
+type OriginID struct {
+	ID string `xml:"id,attr"`
+}
+
+// Delay is the XEP-0203 delayed-delivery stamp.
+type Delay struct {
+	From  string    `xml:"from,attr,omitempty"`
+	Stamp time.Time `xml:"stamp,attr"`
+}
+
+// MUCJoin is the <x xmlns='http://jabber.org/protocol/muc'/> of a join
+// request (XEP-0045 §7.2).
+type MUCJoin struct {
+	Password string      `xml:"password,omitempty"`
+	History  *MUCHistory `xml:"history"`
+}
+
+// MUCHistory is the history a joining client asks for (XEP-0045 §7.2.13).
+type MUCHistory struct {
+	MaxChars   *int       `xml:"maxchars,attr"`
+	MaxStanzas *int       `xml:"maxstanzas,attr"`
+	Seconds    *int       `xml:"seconds,attr"`
+	Since      *time.Time `xml:"since,attr"`
+}
+
+// MUCUser is the <x xmlns='http://jabber.org/protocol/muc#user'/> payload
+// of occupant presence (XEP-0045 §7.2.2).
+type MUCUser struct {
+	Items   []MUCItem   `xml:"item"`
+	Status  []MUCStatus `xml:"status"`
+	Destroy *MUCDestroy `xml:"destroy"`
+}
+
+// MUCItem describes an occupant. Affiliation and role are plain strings: the
+// muc.Item of mellium v0.22.0 marshals them as numbers and drops "none".
+type MUCItem struct {
+	Affiliation string    `xml:"affiliation,attr"`
+	Role        string    `xml:"role,attr"`
+	JID         Addr      `xml:"jid,attr"`
+	Nick        string    `xml:"nick,attr,omitempty"`
+	Actor       *MUCActor `xml:"actor"`
+	Reason      string    `xml:"reason,omitempty"`
+}
+
+// MUCActor names who kicked or banned an occupant.
+type MUCActor struct {
+	Nick string `xml:"nick,attr,omitempty"`
+	JID  Addr   `xml:"jid,attr"`
+}
+
+// MUCStatus is an XEP-0045 status code.
+type MUCStatus struct {
+	Code int `xml:"code,attr"`
+}
+
+// XEP-0045 status codes (§15.6.2).
+const (
+	StatusNonAnonymous = 100
+	StatusSelf         = 110
+	StatusLogged       = 170
+	StatusCreated      = 201
+	StatusNickAssigned = 210
+	StatusBanned       = 301
+	StatusNewNick      = 303
+	StatusKicked       = 307
+	StatusShutdown     = 332
+)
+
+// Affiliations and roles as XEP-0045 names them.
+const (
+	AffOwner        = "owner"
+	AffAdmin        = "admin"
+	AffMember       = "member"
+	AffNone         = "none"
+	AffOutcast      = "outcast"
+	RoleModerator   = "moderator"
+	RoleParticipant = "participant"
+	RoleVisitor     = "visitor"
+	RoleNone        = "none"
+)
+
+// Statuses returns status elements for codes.
+func Statuses(codes ...int) []MUCStatus {
+	s := make([]MUCStatus, len(codes))
+	for i, c := range codes {
+		s[i] = MUCStatus{Code: c}
+	}
+	return s
+}
+
+// StanzaError returns a stanza error of the condition's usual type (RFC 6120
+// §8.3.3) with an optional human-readable text.
+func StanzaError(cond stanza.Condition, text string) *stanza.Error {
+	e := &stanza.Error{Condition: cond, Type: errorType(cond)}
+	if text != "" {
+		e.Text = map[string]string{"": text}
+	}
+	return e
+}
+
+func errorType(cond stanza.Condition) stanza.ErrorType {
+	switch cond {
+	case stanza.BadRequest, stanza.JIDMalformed, stanza.NotAcceptable, stanza.PolicyViolation, stanza.Redirect, stanza.Conflict:
+		return stanza.Modify
+	case stanza.Forbidden, stanza.NotAuthorized, stanza.RegistrationRequired, stanza.SubscriptionRequired:
+		return stanza.Auth
+	case stanza.ResourceConstraint, stanza.RecipientUnavailable, stanza.RemoteServerTimeout, stanza.InternalServerError, stanza.UnexpectedRequest:
+		return stanza.Wait
+	}
+	return stanza.Cancel
+}
+
+// MUCDestroy tells occupants that the room is gone, and where it went
+// (XEP-0045 §10.9).
+type MUCDestroy struct {
+	JID    Addr   `xml:"jid,attr"`
+	Reason string `xml:"reason,omitempty"`
+}
