@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	mellium "mellium.im/xmpp"
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
+	mellium "mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/xmpp"
@@ -228,4 +228,3 @@ func isPresence(from jid.JID, typ string) func(any) bool {
 		return ok && p.From.Equal(from) && p.Type == typ
 	}
 }
-

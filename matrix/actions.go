@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
@@ -151,7 +153,7 @@ func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
-	resp, err := c.Intent(sender).SendMessageEvent(ctx, roomID, evtType, content, req)
+	resp, err := c.Intent(sender).SendMessageEvent(withoutBodyLogs(ctx), roomID, evtType, content, req)
 	if err != nil {
 		return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
 	}
@@ -181,4 +183,15 @@ func (c *Connector) FindRoomByAliasFold(ctx context.Context, alias id.RoomAlias)
 		req.Since = resp.NextBatch
 	}
 	return "", "", nil
+}
+
+// withoutBodyLogs keeps mautrix from logging request bodies, which hold
+// message text, at debug level: its request log uses the context's logger,
+// so that logger is raised to info unless trace logging is on.
+func withoutBodyLogs(ctx context.Context) context.Context {
+	log := zerolog.Ctx(ctx)
+	if log.GetLevel() <= zerolog.TraceLevel || log.GetLevel() >= zerolog.InfoLevel {
+		return ctx
+	}
+	return log.Level(zerolog.InfoLevel).WithContext(ctx)
 }

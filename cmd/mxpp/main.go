@@ -20,11 +20,17 @@ func main() {
 	generate := flag.Bool("g", false, "generate the appservice registration and exit")
 	registration := flag.String("r", "registration.yaml", "where -g writes the registration")
 	version := flag.Bool("version", false, "print the version and exit")
+	healthcheck := flag.String("healthcheck", "", "GET this URL and exit 0 if it answers 200 (for container health checks)")
 	flag.Parse()
 
 	switch {
 	case *version:
 		fmt.Println("mxpp", Version)
+	case *healthcheck != "":
+		if err := bridge.HealthCheck(*healthcheck); err != nil {
+			fmt.Fprintln(os.Stderr, "mxpp:", err)
+			os.Exit(1)
+		}
 	case *generate:
 		if err := bridge.GenerateRegistration(*configPath, *registration); err != nil {
 			fmt.Fprintln(os.Stderr, "mxpp:", err)

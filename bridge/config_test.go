@@ -1,0 +1,130 @@
+package bridge
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/appservice"
+)
+
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../example-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(data) // refuses unknown keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = cfg.Validate(true); err != nil {
+		t.Fatalf("example config does not validate: %v", err)
+	}
+	if cfg.Appservice.PuppetPrefix != "_xmpp_" || cfg.Database.URI != "file:mxpp.db" || cfg.Appservice.Port != 29333 {
+		t.Errorf("example config differs from the defaults it documents: %+v", cfg)
+	}
+	// Every key of the example is commented, so the example documents
+	// everything the struct has. Check that no section lost its comment.
+	for _, key := range []string{"homeserver:", "appservice:", "xmpp:", "database:", "logging:", "address:", "domain:",
+		"puppet_prefix:", "secret:", "uri:", "level:", "format:"} {
+		idx := strings.Index(string(data), key)
+		if idx < 0 {
+			t.Errorf("example config lacks %s", key)
+			continue
+		}
+		before := strings.TrimRight(string(data[:idx]), " ")
+		lines := strings.Split(strings.TrimRight(before, "\n"), "\n")
+		if !strings.HasPrefix(strings.TrimSpace(lines[len(lines)-1]), "#") {
+			t.Errorf("%s in the example config has no comment above it", key)
+		}
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"homeserver:\n  adress: http://x\n", "field adress not found"},
+		{"unknown: 1\n", "field unknown not found"},
+		{"appservice:\n  port: not-a-port\n", "cannot unmarshal"},
+	} {
+		if _, err := ParseConfig([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseConfig(%q) error = %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestValidateNamesKey(t *testing.T) {
+	base := func() *Config {
+		data, _ := os.ReadFile("../example-config.yaml")
+		cfg, _ := ParseConfig(data)
+		cfg.Appservice.ASToken, cfg.Appservice.HSToken = "a", "h"
+		return cfg
+	}
+	if err := base().Validate(false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"appservice.as_token", func(c *Config) { c.Appservice.ASToken = "" }},
+		{"appservice.hs_token", func(c *Config) { c.Appservice.HSToken = "" }},
+		{"xmpp.server", func(c *Config) { c.XMPP.Server = "localhost" }},
+		{"xmpp.domain", func(c *Config) { c.XMPP.Domain = "user@matrix.example.net" }},
+		{"xmpp.secret", func(c *Config) { c.XMPP.Secret = "" }},
+		{"database.uri", func(c *Config) { c.Database.URI = "postgres://x/y" }},
+		{"logging.level", func(c *Config) { c.Logging.Level = "loud" }},
+		{"logging.format", func(c *Config) { c.Logging.Format = "xml" }},
+		{"homeserver.address", func(c *Config) { c.Homeserver.Address = "" }},
+	} {
+		c := base()
+		tc.mutate(c)
+		if err := c.Validate(false); err == nil || !strings.HasPrefix(err.Error(), tc.key+":") {
+			t.Errorf("bad %s: Validate = %v; want an error starting with the key", tc.key, err)
+		}
+	}
+}
+
+func TestGenerateRegistration(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, regPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "registration.yaml")
+	example, err := os.ReadFile("../example-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = os.WriteFile(cfgPath, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err = GenerateRegistration(cfgPath, regPath); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Appservice.ASToken) < 32 || len(cfg.Appservice.HSToken) < 32 || cfg.Appservice.ASToken == cfg.Appservice.HSToken {
+		t.Fatalf("tokens not generated into the config: %q %q", cfg.Appservice.ASToken, cfg.Appservice.HSToken)
+	}
+	written, _ := os.ReadFile(cfgPath)
+	if !strings.Contains(string(written), "# The component secret configured on the XMPP server.") {
+		t.Error("writing the tokens lost the config's comments")
+	}
+	reg, err := appservice.LoadRegistration(regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg.AppToken != cfg.Appservice.ASToken || reg.ServerToken != cfg.Appservice.HSToken {
+		t.Error("registration tokens differ from the config's")
+	}
+	if st, _ := os.Stat(regPath); st.Mode().Perm() != 0o600 {
+		t.Errorf("registration mode %v; want 0600", st.Mode().Perm())
+	}
+	// A second run keeps the tokens.
+	if err = GenerateRegistration(cfgPath, regPath); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := LoadConfig(cfgPath)
+	if again.Appservice.ASToken != cfg.Appservice.ASToken {
+		t.Error("a second -g changed the tokens")
+	}
+}

@@ -1,0 +1,188 @@
+package matrix
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+func testConfig() Config {
+	as := DefaultAppserviceConfig()
+	as.Address = "http://127.0.0.1:29333"
+	as.ASToken, as.HSToken = "as-secret", "hs-secret"
+	return Config{Homeserver: HomeserverConfig{Address: "http://127.0.0.1:8008", Domain: "hs.test"}, Appservice: as}
+}
+
+func TestPuppetID(t *testing.T) {
+	c := testConfig()
+	for _, tc := range []struct {
+		remote string
+		want   id.UserID
+	}{
+		{"alice@xmpp.test", "@_xmpp_alice=40xmpp.test:hs.test"},
+		{"Alice.Smith@Jabber.example", "@_xmpp__alice._smith=40_jabber.example:hs.test"},
+		{"x_y@z", "@_xmpp_x__y=40z:hs.test"},
+	} {
+		got := c.PuppetID(tc.remote)
+		if got != tc.want {
+			t.Errorf("PuppetID(%q) = %s; want %s", tc.remote, got, tc.want)
+		}
+		if back, ok := c.ParsePuppetID(got); !ok || back != tc.remote {
+			t.Errorf("ParsePuppetID(%s) = %q, %v", got, back, ok)
+		}
+		if !c.IsBridgeUser(got) {
+			t.Errorf("IsBridgeUser(%s) = false", got)
+		}
+	}
+	for _, u := range []id.UserID{"@alice:hs.test", "@_xmpp_alice=40xmpp.test:other.test", "@_xmpp_:hs.test", "@xmppbot:hs.test",
+		"@_xmpp_=zz:hs.test", "@_xmpp_=41:hs.test"} {
+		if r, ok := c.ParsePuppetID(u); ok {
+			t.Errorf("ParsePuppetID(%s) = %q; want no puppet", u, r)
+		}
+	}
+	if !c.IsBridgeUser("@xmppbot:hs.test") || c.IsBridgeUser("@alice:hs.test") {
+		t.Error("IsBridgeUser does not tell the bot from a real user")
+	}
+}
+
+func FuzzPuppetIDRoundTrip(f *testing.F) {
+	c := testConfig()
+	for _, s := range []string{"alice@xmpp.test", "UPPER@x", "_=@/", "ü@ß"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, remote string) {
+		if remote == "" {
+			return // a puppet always stands for someone
+		}
+		u := c.PuppetID(remote)
+		back, ok := c.ParsePuppetID(u)
+		if !ok || back != remote {
+			t.Fatalf("ParsePuppetID(PuppetID(%q) = %s) = %q, %v", remote, u, back, ok)
+		}
+	})
+}
+
+func TestValidate(t *testing.T) {
+	if err := testConfig().Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for _, tc := range []struct {
+		key    string
+		mutate func(*Config)
+	}{
+		{"homeserver.address", func(c *Config) { c.Homeserver.Address = "localhost:8008" }},
+		{"homeserver.domain", func(c *Config) { c.Homeserver.Domain = "" }},
+		{"homeserver.domain", func(c *Config) { c.Homeserver.Domain = "bad domain" }},
+		{"appservice.address", func(c *Config) { c.Appservice.Address = "ftp://x" }},
+		{"appservice.port", func(c *Config) { c.Appservice.Port = 0 }},
+		{"appservice.id", func(c *Config) { c.Appservice.ID = "" }},
+		{"appservice.bot.username", func(c *Config) { c.Appservice.Bot.Username = "Bot!" }},
+		{"appservice.bot.avatar", func(c *Config) { c.Appservice.Bot.Avatar = "http://x/y.png" }},
+		{"appservice.puppet_prefix", func(c *Config) { c.Appservice.PuppetPrefix = "" }},
+	} {
+		c := testConfig()
+		tc.mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.key+":") {
+			t.Errorf("Validate with a bad %s = %v; want an error naming the key", tc.key, err)
+		}
+	}
+}
+
+func TestRegistration(t *testing.T) {
+	reg := testConfig().Registration()
+	if reg.AppToken != "as-secret" || reg.ServerToken != "hs-secret" || reg.SenderLocalpart != "xmppbot" || reg.URL != "http://127.0.0.1:29333" {
+		t.Errorf("registration = %+v", reg)
+	}
+	users := reg.Namespaces.UserIDs
+	if len(users) != 2 || !users[0].Exclusive {
+		t.Fatalf("user namespaces = %+v", users)
+	}
+	re := regexp.MustCompile(users[0].Regex)
+	for u, want := range map[string]bool{
+		"@_xmpp_alice=40xmpp.test:hs.test":      true,
+		"@_xmpp_alice=40xmpp.test:hs.test.evil": false,
+		"@x_xmpp_a:hs.test":                     false,
+		"@alice:hs.test":                        false,
+	} {
+		if got := re.MatchString(u); got != want {
+			t.Errorf("namespace %q matches %s = %v; want %v", re, u, got, want)
+		}
+	}
+}
+
+type recordingHandler struct {
+	mu     sync.Mutex
+	events []*event.Event
+}
+
+func (h *recordingHandler) HandleMatrixEvent(_ context.Context, evt *event.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, evt)
+}
+
+func TestPutTransaction(t *testing.T) {
+	h := &recordingHandler{}
+	c, err := NewConnector(testConfig(), nil, h, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Mux)
+	defer srv.Close()
+	put := func(txn, token, body string) int {
+		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/_matrix/app/v1/transactions/"+txn, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	events := func(n int) string {
+		var evts []string
+		for i := range n {
+			evts = append(evts, fmt.Sprintf(`{"type":"m.room.message","event_id":"$e%d","room_id":"!r:hs.test","sender":"@u:hs.test","content":{"msgtype":"m.text","body":"%d"}}`, i, i))
+		}
+		return `{"events":[` + strings.Join(evts, ",") + `]}`
+	}
+	for _, tc := range []struct {
+		name, txn, token, body string
+		status, handled        int
+	}{
+		{"no token", "t0", "", events(1), 401, 0},
+		{"wrong token", "t0", "as-secret", events(1), 401, 0},
+		{"bad JSON", "t1", "hs-secret", `{"events":[`, 400, 0},
+		{"in order", "t2", "hs-secret", events(5), 200, 5},
+		{"repeated transaction", "t2", "hs-secret", events(5), 200, 5},
+		{"event without ID skipped", "t3", "hs-secret", `{"events":[{"type":"m.room.message","room_id":"!r:hs.test","content":{}}]}`, 200, 5},
+		{"too large", "t4", "hs-secret", `{"events":[],"x":"` + strings.Repeat("a", MaxTransactionSize) + `"}`, 413, 5},
+	} {
+		if got := put(tc.txn, tc.token, tc.body); got != tc.status {
+			t.Errorf("%s: status %d; want %d", tc.name, got, tc.status)
+		}
+		h.mu.Lock()
+		n := len(h.events)
+		h.mu.Unlock()
+		if n != tc.handled {
+			t.Errorf("%s: %d events handled in all; want %d", tc.name, n, tc.handled)
+		}
+	}
+	for i, evt := range h.events {
+		if evt.ID != id.EventID(fmt.Sprintf("$e%d", i)) || evt.Content.AsMessage().Body != fmt.Sprint(i) {
+			t.Errorf("event %d = %s %q; want in order", i, evt.ID, evt.Content.AsMessage().Body)
+		}
+	}
+}
