@@ -263,6 +263,9 @@ func (b *Bridge) roomItems(ctx context.Context) *xmpp.DiscoItems {
 // result itself.
 func (b *Bridge) reject(ctx context.Context, st any, cond stanza.Condition, text string) {
 	serr := xmpp.StanzaError(cond, strings.TrimSpace(text))
+	from, to := addresses(st)
+	zerolog.Ctx(ctx).Info().Str("condition", string(cond)).Str("reason", text).Type("stanza", st).
+		Stringer("from", from).Stringer("to", to).Msg("Refusing stanza")
 	switch s := st.(type) {
 	case *xmpp.Message:
 		if s.Type != xmpp.TypeError {
@@ -283,4 +286,16 @@ func (b *Bridge) send(ctx context.Context, st any) {
 	if err := b.XMPP.Send(ctx, st); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send stanza")
 	}
+}
+
+func addresses(st any) (from, to jid.JID) {
+	switch s := st.(type) {
+	case *xmpp.Message:
+		return s.From.JID, s.To.JID
+	case *xmpp.Presence:
+		return s.From.JID, s.To.JID
+	case *xmpp.IQ:
+		return s.From.JID, s.To.JID
+	}
+	return jid.JID{}, jid.JID{}
 }

@@ -227,8 +227,9 @@ func (v *env) killBridge(hard bool) {
 // restartProsody stops Prosody and starts it again with the same data.
 func (v *env) restartProsody(t *testing.T) {
 	t.Helper()
-	if err := v.script("stop.sh", v.xmppDir); err != nil {
-		t.Fatal(err)
+	stop := exec.Command(filepath.Join(v.root, "testenv", "stop.sh"), v.xmppDir)
+	if out, err := stop.CombinedOutput(); err != nil {
+		t.Fatalf("stopping Prosody: %v\n%s", err, out)
 	}
 	if err := v.startProsody(); err != nil {
 		t.Fatal(err)

@@ -121,7 +121,15 @@ func (c *Connector) JoinPuppet(ctx context.Context, roomID id.RoomID, userID id.
 // a new member event, unless it already has that name there.
 func (c *Connector) SetPuppetRoomName(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error {
 	member, err := c.AS.StateStore.TryGetMember(ctx, roomID, userID)
-	if err == nil && member != nil && member.Membership == event.MembershipJoin && member.Displayname == displayname {
+	if err != nil || member == nil || member.Displayname == "" {
+		// The cache may know the membership without the member event
+		// (right after a join): ask the homeserver before sending one more.
+		var fetched event.MemberEventContent
+		if c.Intent(userID).StateEvent(ctx, roomID, event.StateMember, userID.String(), &fetched) == nil {
+			member = &fetched
+		}
+	}
+	if member != nil && member.Membership == event.MembershipJoin && member.Displayname == displayname {
 		return nil
 	}
 	content := &event.MemberEventContent{Membership: event.MembershipJoin, Displayname: displayname}

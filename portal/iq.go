@@ -57,17 +57,20 @@ func (p *Portal) discoInfo() *xmpp.DiscoInfo {
 }
 
 // checkOccupants pings every session after the component link came back
-// (XEP-0199), and removes the sessions whose client is gone: while the link
-// was down, their leave may have been lost.
+// (XEP-0199). Sessions whose client is gone are removed: while the link was
+// down, their leave may have been lost. The others get their self-presence
+// again, so that a client that took bounced stanzas for a lost room sees
+// that it is still in.
 func (p *Portal) checkOccupants(ctx context.Context) {
 	type result struct {
 		occ     *occupant
 		session jid.JID
 	}
 	var (
-		mu   sync.Mutex
-		gone []result
-		wg   sync.WaitGroup
+		mu    sync.Mutex
+		gone  []result
+		alive []result
+		wg    sync.WaitGroup
 	)
 	for _, o := range p.occupants {
 		for _, s := range o.sessions {
@@ -78,10 +81,12 @@ func (p *Portal) checkOccupants(ctx context.Context) {
 				defer cancel()
 				_, err := p.deps.XMPP.SendIQ(pctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(p.occupantJID(o.nick)), To: xmpp.A(s),
 					Body: pingBody{}})
+				mu.Lock()
+				defer mu.Unlock()
 				if serr, ok := err.(stanza.Error); ok && sessionGone(&serr) {
-					mu.Lock()
 					gone = append(gone, result{o, s})
-					mu.Unlock()
+				} else if err == nil {
+					alive = append(alive, result{o, s})
 				}
 			}()
 		}
@@ -90,6 +95,12 @@ func (p *Portal) checkOccupants(ctx context.Context) {
 	for _, g := range gone {
 		p.log.Info().Stringer("jid", g.session).Msg("Removing XMPP session that is gone")
 		p.removeSession(ctx, g.occ, g.session, false, "The XMPP client went away")
+	}
+	for _, a := range alive {
+		if _, still := p.session(a.session); still {
+			p.send(ctx, p.availablePresence(a.occ.nick, a.session, p.occupantItem(a.occ, a.session),
+				xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
+		}
 	}
 }
 

@@ -117,7 +117,8 @@ func (c *Component) Reconnect() {
 
 // Run keeps the component connected until ctx ends.
 func (c *Component) Run(ctx context.Context) {
-	backoff := time.Second
+	const firstBackoff = 500 * time.Millisecond
+	backoff := firstBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := c.connectAndServe(ctx)
@@ -125,7 +126,7 @@ func (c *Component) Run(ctx context.Context) {
 			return
 		}
 		if time.Since(start) > time.Minute {
-			backoff = time.Second
+			backoff = firstBackoff
 		}
 		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("XMPP component connection lost")
 		select {
@@ -134,7 +135,7 @@ func (c *Component) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		backoff = min(backoff*2, 20*time.Second)
 	}
 }
 

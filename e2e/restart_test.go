@@ -1,0 +1,114 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+)
+
+// TestE2EBridgeKilled: the bridge is killed with SIGKILL and started again;
+// it carries on with the same portal, puppets and occupants, and a Matrix
+// message sent while it was down still reaches XMPP.
+func TestE2EBridgeKilled(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	room, alias := mary.createRoom("phoenix", "Phoenix", "")
+	muc := mucJID(t, alias)
+	alice := v.newXMPPClient(t, "alice", "k")
+	bob := v.newXMPPClient(t, "bob", "k")
+	for _, c := range []*xmppClient{alice, bob} {
+		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
+			t.Fatal(res.err.Error)
+		}
+	}
+	mary.waitEvent("bob's puppet", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipJoin))
+
+	v.killBridge(true)
+	aliceMark, bobMark := alice.mark(), bob.mark()
+	mary.say(room, "sent while the bridge was down")
+	if err := v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The occupants are still in: they can talk without joining again.
+	alice.groupchat(muc, "after the restart")
+	mary.waitEvent("alice after restart", isMessage(room, puppetOf("alice@"+v.xmppDomain), "after the restart"))
+	bob.waitFrom(bobMark, "alice's message after restart", isGroupchat(occ(muc, "alice"), "after the restart"))
+	// The homeserver redelivers what the dead bridge did not acknowledge.
+	alice.waitFrom(aliceMark, "message sent during the outage", isGroupchat(occ(muc, "Mary"), "sent while the bridge was down"))
+	mary.say(room, "welcome back")
+	bob.waitFrom(bobMark, "message after restart", isGroupchat(occ(muc, "Mary"), "welcome back"))
+
+	// A newcomer sees the occupants that joined before the restart.
+	carol := v.newXMPPClient(t, "carol", "k")
+	res := carol.join(muc, "carol")
+	if res.err != nil {
+		t.Fatal(res.err.Error)
+	}
+	if !hasOccupant(res.occupants, occ(muc, "alice")) || !hasOccupant(res.occupants, occ(muc, "bob")) {
+		t.Errorf("after the restart, the join list %v lacks alice or bob", res.occupants)
+	}
+	// Their nicks are still theirs.
+	if res := v.newXMPPClient(t, "dave", "k").join(muc, "alice"); res.err == nil {
+		t.Error("a newcomer took the nick of an occupant from before the restart")
+	}
+}
+
+// TestE2EOccupantGoneWhileBridgeDown: a client that disconnects while the
+// bridge is down is noticed after the restart (its leave was lost), and its
+// puppet leaves Matrix.
+func TestE2EOccupantGoneWhileBridgeDown(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	room, alias := mary.createRoom("ghosts", "Ghosts", "")
+	muc := mucJID(t, alias)
+	erin := v.newXMPPClient(t, "erin", "gone")
+	if res := erin.join(muc, "Erin"); res.err != nil {
+		t.Fatal(res.err.Error)
+	}
+	puppet := puppetOf("erin@" + v.xmppDomain)
+	mary.waitEvent("erin's puppet", isMembership(room, puppet, event.MembershipJoin))
+
+	v.killBridge(true)
+	erin.close() // Prosody's unavailable presence for erin goes nowhere
+	if err := v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
+	mary.waitEvent("erin's puppet leaving after the restart", isMembership(room, puppet, event.MembershipLeave))
+}
+
+// TestE2EProsodyRestart: the XMPP server restarts; the component reconnects
+// and users who come back can join again and chat.
+func TestE2EProsodyRestart(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	room, alias := mary.createRoom("restart", "Restart", "")
+	muc := mucJID(t, alias)
+	alice := v.newXMPPClient(t, "alice", "p")
+	if res := alice.join(muc, "Alice"); res.err != nil {
+		t.Fatal(res.err.Error)
+	}
+
+	v.restartProsody(t)
+	select {
+	case <-alice.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client's connection outlived the server restart")
+	}
+	if err := v.waitReady(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	again := v.newXMPPClient(t, "alice", "p")
+	if res := again.join(muc, "Alice"); res.err != nil {
+		t.Fatalf("rejoin after the server restart: %v", res.err.Error)
+	}
+	mark := again.mark()
+	again.groupchat(muc, "back after the server restart")
+	mary.waitEvent("message after the server restart", isMessage(room, puppetOf("alice@"+v.xmppDomain), "back after the server restart"))
+	again.waitFrom(mark, "reflection", isGroupchat(occ(muc, "Alice"), "back after the server restart"))
+	mary.say(room, "hello again")
+	again.waitFrom(mark, "Matrix message after the server restart", isGroupchat(occ(muc, "Mary"), "hello again"))
+}
