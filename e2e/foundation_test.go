@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -156,3 +157,24 @@ func TestE2EJoinErrors(t *testing.T) {
 func id2alias(local, server string) id.RoomAlias { return id.RoomAlias("#" + local + ":" + server) }
 
 var privateRoom = mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: "secret", Name: "Secret"}
+
+// TestE2EAliasCase: JIDs are case-folded, Matrix aliases are not; a room
+// whose alias has capitals or non-ASCII letters is still found.
+func TestE2EAliasCase(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	for _, local := range []string{"CamelCase", "Büro"} {
+		room, alias := mary.createRoom(local, local, "")
+		muc := mucJID(t, alias)
+		if strings.ToLower(muc.Localpart()) != muc.Localpart() {
+			t.Fatalf("MUC JID %s is not case-folded", muc)
+		}
+		alice := v.newXMPPClient(t, "alice", "case"+local[:1])
+		res := alice.join(muc, "Alice")
+		if res.err != nil {
+			t.Fatalf("join of %s for %s: %v", muc, alias, res.err.Error)
+		}
+		alice.groupchat(muc, "found "+local)
+		mary.waitEvent("message in "+alias.String(), isMessage(room, puppetOf("alice@"+v.xmppDomain), "found "+local))
+	}
+}

@@ -163,6 +163,8 @@ func (p *Portal) Queue(ctx context.Context, evt any) bool {
 		return true
 	case <-p.stop:
 		return false
+	case <-p.done:
+		return false
 	case <-ctx.Done():
 		return false
 	}

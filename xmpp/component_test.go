@@ -1,0 +1,306 @@
+package xmpp
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/xml"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp/stanza"
+)
+
+// fakeServer speaks the server side of XEP-0114 well enough to test the
+// component: handshake, then raw stanzas both ways.
+type fakeServer struct {
+	t     *testing.T
+	ln    net.Listener
+	conns chan *serverConn
+}
+
+type serverConn struct {
+	net.Conn
+	dec *xml.Decoder
+}
+
+func newFakeServer(t *testing.T) *fakeServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeServer{t: t, ln: ln, conns: make(chan *serverConn, 4)}
+	go s.accept()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *fakeServer) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.handshake(c)
+	}
+}
+
+func (s *fakeServer) handshake(c net.Conn) {
+	r := bufio.NewReader(c)
+	dec := xml.NewDecoder(r)
+	if _, err := dec.Token(); err != nil { // <stream:stream ...>
+		c.Close()
+		return
+	}
+	io.WriteString(c, `<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='sid1' from='matrix.xmpp.test'>`)
+	var hs struct {
+		XMLName xml.Name `xml:"handshake"`
+		Digest  string   `xml:",chardata"`
+	}
+	if err := dec.Decode(&hs); err != nil {
+		c.Close()
+		return
+	}
+	sum := sha1.Sum([]byte("sid1" + "secret"))
+	if hs.Digest != hex.EncodeToString(sum[:]) {
+		io.WriteString(c, `<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`)
+		c.Close()
+		return
+	}
+	io.WriteString(c, `<handshake/>`)
+	s.conns <- &serverConn{Conn: c, dec: dec}
+}
+
+func (s *fakeServer) next() *serverConn {
+	select {
+	case c := <-s.conns:
+		return c
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("the component did not connect")
+		return nil
+	}
+}
+
+// read decodes the next stanza the component sent into v.
+func (c *serverConn) read(t *testing.T, v any) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		tok, err := c.dec.Token()
+		if err != nil {
+			t.Fatalf("reading from the component: %v", err)
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			if err = c.dec.DecodeElement(v, &start); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+type recorder struct {
+	mu        sync.Mutex
+	messages  []*Message
+	iqs       []*IQ
+	connected int
+	wake      chan struct{}
+}
+
+func (r *recorder) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+func (r *recorder) HandleMessage(_ context.Context, m *Message) {
+	r.mu.Lock()
+	r.messages = append(r.messages, m)
+	r.mu.Unlock()
+	r.poke()
+}
+func (r *recorder) HandlePresence(context.Context, *Presence) {}
+func (r *recorder) HandleIQ(_ context.Context, iq *IQ) {
+	r.mu.Lock()
+	r.iqs = append(r.iqs, iq)
+	r.mu.Unlock()
+	r.poke()
+}
+func (r *recorder) HandleConnected(context.Context) {
+	r.mu.Lock()
+	r.connected++
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *recorder) wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok := cond()
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.wake:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func startComponent(t *testing.T) (*Component, *fakeServer, *recorder) {
+	srv := newFakeServer(t)
+	rec := &recorder{wake: make(chan struct{}, 1)}
+	c, err := NewComponent(Config{Server: srv.ln.Addr().String(), Domain: "matrix.xmpp.test", Secret: "secret"}, rec, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c, srv, rec
+}
+
+func TestComponentBadStanzas(t *testing.T) {
+	c, srv, rec := startComponent(t)
+	conn := srv.next()
+	if err := c.WaitConnected(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   string
+		want stanza.Condition
+	}{
+		{`<message from='alice@xmpp.test/r' to='a@b@matrix.xmpp.test' id='m1'><body>x</body></message>`, stanza.JIDMalformed},
+		{`<message from='alice@xmpp.test/r' to='#r#hs@matrix.xmpp.test' id='m2'><delay xmlns='urn:xmpp:delay' stamp='yesterday'/></message>`, stanza.BadRequest},
+		{`<iq type='get' from='alice@xmpp.test/r' to='x@@matrix.xmpp.test' id='q1'><query xmlns='urn:x'/></iq>`, stanza.JIDMalformed},
+		{`<iq type='bogus' from='alice@xmpp.test/r' to='matrix.xmpp.test' id='q2'/>`, stanza.BadRequest},
+	} {
+		io.WriteString(conn, tc.in)
+		var reply struct {
+			XMLName xml.Name
+			ID      string        `xml:"id,attr"`
+			Type    string        `xml:"type,attr"`
+			From    string        `xml:"from,attr"`
+			To      string        `xml:"to,attr"`
+			Error   *stanza.Error `xml:"error"`
+		}
+		conn.read(t, &reply)
+		if reply.Type != "error" || reply.Error == nil || reply.Error.Condition != tc.want || reply.To != "alice@xmpp.test/r" || reply.From == "" {
+			t.Errorf("reply to %s = %+v; want a %s error to the sender", tc.in, reply, tc.want)
+		}
+	}
+	// Errors and stanzas without a usable sender get no reply; the stream
+	// goes on, and the next good stanza arrives.
+	io.WriteString(conn, `<message type='error' from='alice@xmpp.test/r' to='q@@x' id='e'/>`)
+	io.WriteString(conn, `<message from='not a jid' to='matrix.xmpp.test' id='n'/>`)
+	io.WriteString(conn, `<unknown-element/>`)
+	io.WriteString(conn, `<message from='alice@xmpp.test/r' to='#büro#hs.test@matrix.xmpp.test' id='ok'><body>fine</body></message>`)
+	rec.wait(t, "the good message", func() bool { return len(rec.messages) > 0 })
+	if m := rec.messages[0]; m.ID != "ok" || m.Body != "fine" || m.To.Localpart() != "#büro#hs.test" {
+		t.Errorf("handler got %+v; want only the good message", m)
+	}
+}
+
+func TestComponentIQs(t *testing.T) {
+	c, srv, rec := startComponent(t)
+	conn := srv.next()
+	if err := c.WaitConnected(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A ping to the component itself is answered by the component.
+	io.WriteString(conn, `<iq type='get' from='alice@xmpp.test/r' to='matrix.xmpp.test' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	var reply IQ
+	conn.read(t, &reply)
+	if reply.ID != "p1" || reply.Type != TypeResult || reply.To.String() != "alice@xmpp.test/r" || reply.From.String() != "matrix.xmpp.test" {
+		t.Errorf("ping reply = %+v", reply)
+	}
+	// Other IQs go to the handler.
+	io.WriteString(conn, `<iq type='get' from='alice@xmpp.test/r' to='matrix.xmpp.test' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	rec.wait(t, "disco IQ", func() bool { return len(rec.iqs) == 1 })
+	if rec.iqs[0].Payload.XMLName.Space != NSDiscoInfo {
+		t.Errorf("handler got payload %v", rec.iqs[0].Payload.XMLName)
+	}
+	// SendIQ gets its result matched by id; an error comes back as an error.
+	for _, answer := range []string{"result", "error"} {
+		type outcome struct {
+			iq  *IQ
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			iq, err := c.SendIQ(context.Background(), &IQ{Type: TypeGet, From: A(c.Domain()), To: mustJID("alice@xmpp.test/r"), Body: pingQuery{}})
+			done <- outcome{iq, err}
+		}()
+		var sent IQ
+		conn.read(t, &sent)
+		body := ""
+		if answer == "error" {
+			body = `<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`
+		}
+		io.WriteString(conn, `<iq type='`+answer+`' from='alice@xmpp.test/r' to='matrix.xmpp.test' id='`+sent.ID+`'>`+body+`</iq>`)
+		got := <-done
+		if answer == "result" && (got.err != nil || got.iq.ID != sent.ID) {
+			t.Errorf("SendIQ = %+v, %v", got.iq, got.err)
+		}
+		if serr, ok := got.err.(stanza.Error); answer == "error" && (!ok || serr.Condition != stanza.ServiceUnavailable) {
+			t.Errorf("SendIQ with an error reply = %v", got.err)
+		}
+	}
+}
+
+func TestComponentReconnects(t *testing.T) {
+	c, srv, rec := startComponent(t)
+	first := srv.next()
+	rec.wait(t, "first connection", func() bool { return rec.connected == 1 })
+	// The server ends the stream with a stream error and closes.
+	io.WriteString(first, `<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`)
+	first.Close()
+	second := srv.next()
+	rec.wait(t, "second connection", func() bool { return rec.connected == 2 })
+	if !c.Connected() {
+		t.Error("not connected after reconnecting")
+	}
+	io.WriteString(second, `<message from='alice@xmpp.test/r' to='matrix.xmpp.test' id='after'><body>again</body></message>`)
+	rec.wait(t, "message on the new connection", func() bool { return len(rec.messages) == 1 })
+	// With the server gone for good, sends fail at once instead of hanging.
+	srv.ln.Close()
+	second.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Connected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Send(context.Background(), &Message{From: A(c.Domain()), To: A(c.Domain())}); err != ErrNotConnected {
+		t.Errorf("Send while disconnected = %v; want ErrNotConnected", err)
+	}
+}
+
+func TestComponentWrongSecret(t *testing.T) {
+	srv := newFakeServer(t)
+	c, err := NewComponent(Config{Server: srv.ln.Addr().String(), Domain: "matrix.xmpp.test", Secret: "wrong"}, &recorder{wake: make(chan struct{}, 1)}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.connectAndServe(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "handshake") {
+		t.Errorf("connecting with a wrong secret: %v; want a handshake error", err)
+	}
+}
+
+func mustJID(s string) Addr {
+	j, err := ParseJID(s)
+	if err != nil {
+		panic(err)
+	}
+	return A(j)
+}
