@@ -31,10 +31,11 @@ type Bridge struct {
 	Matrix *matrix.Connector
 	XMPP   *xmpp.Component
 
-	scheme xmpp.Scheme
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	scheme        xmpp.Scheme
+	occupantIDKey []byte
+	ctx           context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 
 	mu      sync.Mutex
 	byRoom  map[id.RoomID]*portal.Portal
@@ -90,6 +91,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return err
 	}
 	b.DB = db
+	if b.occupantIDKey, err = db.Secret(ctx, database.KeyOccupantID); err != nil {
+		return fmt.Errorf("failed to load occupant id key: %w", err)
+	}
 	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
 	stateStore := sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, stateLog), stateLog, false)
 	if err = stateStore.Upgrade(ctx); err != nil {
@@ -223,6 +227,7 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		DB:               b.DB,
 		Scheme:           b.scheme,
 		HomeserverDomain: b.Config.Homeserver.Domain,
+		OccupantIDKey:    b.occupantIDKey,
 		Log:              b.Log.With().Str("component", "portal").Logger(),
 		OnGone:           b.forgetPortal,
 	})

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,3 +162,62 @@ func TestMessageMap(t *testing.T) {
 		t.Fatal("DeleteBefore removed a recent mapping")
 	}
 }
+
+func TestSecret(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	a, err := db.Secret(ctx, KeyOccupantID)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret = %x, %v", a, err)
+	}
+	b, err := db.Secret(ctx, KeyOccupantID)
+	if err != nil || string(a) != string(b) {
+		t.Fatal("Secret changed between calls")
+	}
+	if c, _ := db.Secret(ctx, "other"); string(c) == string(a) {
+		t.Fatal("two keys share a secret")
+	}
+}
+
+// TestUpgradeFromV1 freezes the first released schema and upgrades it.
+func TestUpgradeFromV1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Exec(v1Schema + `
+		CREATE TABLE version (version INTEGER, compat INTEGER);
+		INSERT INTO version VALUES (1, 1);
+		INSERT INTO portal VALUES ('!r:hs.test', '#r:hs.test', '#r#hs.test', 1);`)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, Config{URI: "file:" + path}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("upgrading a v1 database: %v", err)
+	}
+	defer db.Close()
+	if p, err := db.Portal.GetByRoomID(ctx, "!r:hs.test"); err != nil || p == nil {
+		t.Fatalf("portal after the upgrade: %v, %v", p, err)
+	}
+	if _, err = db.Secret(ctx, KeyOccupantID); err != nil {
+		t.Fatalf("kv table after the upgrade: %v", err)
+	}
+}
+
+// v1Schema is 00-latest.sql as released at version 1.
+const v1Schema = `
+CREATE TABLE portal (room_id TEXT PRIMARY KEY, alias TEXT NOT NULL, muc_local TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL);
+CREATE TABLE puppet (jid TEXT PRIMARY KEY, mxid TEXT NOT NULL UNIQUE, registered BOOLEAN NOT NULL DEFAULT false, created_at BIGINT NOT NULL);
+CREATE TABLE occupant (room_id TEXT NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE, full_jid TEXT NOT NULL,
+	user_jid TEXT NOT NULL REFERENCES puppet(jid) ON DELETE CASCADE, nick TEXT NOT NULL, joined_at BIGINT NOT NULL,
+	PRIMARY KEY (room_id, full_jid));
+CREATE INDEX occupant_user_idx ON occupant (user_jid);
+CREATE TABLE message (room_id TEXT NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE, event_id TEXT NOT NULL,
+	sender_jid TEXT NOT NULL, stanza_id TEXT NOT NULL, timestamp BIGINT NOT NULL, PRIMARY KEY (room_id, event_id));
+CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
+CREATE INDEX message_timestamp_idx ON message (timestamp);
+`

@@ -29,8 +29,16 @@ type RoomInfo struct {
 	CanonicalAlias id.RoomAlias
 	AltAliases     []id.RoomAlias
 	JoinRule       event.JoinRule
+	// PowerLevels is never nil: a room without the event gets the spec's
+	// defaults. Its CreateEvent is set, so room creators count as such.
+	PowerLevels       *event.PowerLevelsEventContent
+	HistoryVisibility event.HistoryVisibility
+	Avatar            id.ContentURIString
 	// Members holds the joined members, the bridge's own users included.
 	Members map[id.UserID]Member
+	// Invited holds the users invited and not yet joined; Banned the banned.
+	Invited map[id.UserID]bool
+	Banned  map[id.UserID]bool
 }
 
 // ResolveAlias returns the room an alias points to. A missing alias is an
@@ -58,7 +66,8 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to get state of %s: %w", roomID, err)
 	}
-	info := &RoomInfo{RoomID: roomID, JoinRule: event.JoinRuleInvite, Members: map[id.UserID]Member{}}
+	info := &RoomInfo{RoomID: roomID, JoinRule: event.JoinRuleInvite, HistoryVisibility: event.HistoryVisibilityShared,
+		Members: map[id.UserID]Member{}, Invited: map[id.UserID]bool{}, Banned: map[id.UserID]bool{}}
 	if evt := state[event.StateRoomName][""]; evt != nil {
 		info.Name = evt.Content.AsRoomName().Name
 	}
@@ -72,10 +81,29 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 	if evt := state[event.StateJoinRules][""]; evt != nil {
 		info.JoinRule = evt.Content.AsJoinRules().JoinRule
 	}
+	if evt := state[event.StateHistoryVisibility][""]; evt != nil {
+		info.HistoryVisibility = evt.Content.AsHistoryVisibility().HistoryVisibility
+	}
+	if evt := state[event.StateRoomAvatar][""]; evt != nil {
+		info.Avatar = evt.Content.AsRoomAvatar().URL
+	}
+	info.PowerLevels = &event.PowerLevelsEventContent{}
+	if evt := state[event.StatePowerLevels][""]; evt != nil {
+		info.PowerLevels = evt.Content.AsPowerLevels()
+	} else if create := state[event.StateCreate][""]; create != nil {
+		// Without a power levels event the creator has 100 (spec §10.5).
+		info.PowerLevels.Users = map[id.UserID]int{create.Sender: 100}
+	}
+	info.PowerLevels.CreateEvent = state[event.StateCreate][""]
 	for key, evt := range state[event.StateMember] {
 		m := evt.Content.AsMember()
-		if m.Membership == event.MembershipJoin {
+		switch m.Membership {
+		case event.MembershipJoin:
 			info.Members[id.UserID(key)] = Member{Displayname: m.Displayname, AvatarURL: m.AvatarURL}
+		case event.MembershipInvite:
+			info.Invited[id.UserID(key)] = true
+		case event.MembershipBan:
+			info.Banned[id.UserID(key)] = true
 		}
 	}
 	return info, nil
@@ -202,4 +230,53 @@ func withoutBodyLogs(ctx context.Context) context.Context {
 		return ctx
 	}
 	return log.Level(zerolog.InfoLevel).WithContext(ctx)
+}
+
+// Kick removes target from a room, acting as actor.
+func (c *Connector) Kick(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error {
+	_, err := c.Intent(actor).KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: target, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("%s failed to kick %s: %w", actor, target, err)
+	}
+	return nil
+}
+
+// Ban bans target from a room, acting as actor.
+func (c *Connector) Ban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error {
+	_, err := c.Intent(actor).BanUser(ctx, roomID, &mautrix.ReqBanUser{UserID: target, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("%s failed to ban %s: %w", actor, target, err)
+	}
+	return nil
+}
+
+// Unban lifts a ban, acting as actor.
+func (c *Connector) Unban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error {
+	_, err := c.Intent(actor).UnbanUser(ctx, roomID, &mautrix.ReqUnbanUser{UserID: target, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("%s failed to unban %s: %w", actor, target, err)
+	}
+	return nil
+}
+
+// SetUserLevel changes one user's power level, acting as actor. It reads
+// the current power levels first, so that only that user's level changes.
+func (c *Connector) SetUserLevel(ctx context.Context, roomID id.RoomID, actor, target id.UserID, level int) error {
+	var pl event.PowerLevelsEventContent
+	if err := c.Intent(actor).StateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		return fmt.Errorf("failed to read power levels of %s: %w", roomID, err)
+	}
+	pl.SetUserLevel(target, level)
+	if _, err := c.Intent(actor).SendStateEvent(ctx, roomID, event.StatePowerLevels, "", &pl); err != nil {
+		return fmt.Errorf("%s failed to set the power level of %s: %w", actor, target, err)
+	}
+	return nil
+}
+
+// SetTopic changes a room's topic, acting as actor.
+func (c *Connector) SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error {
+	if _, err := c.Intent(actor).SetRoomTopic(ctx, roomID, topic); err != nil {
+		return fmt.Errorf("%s failed to set the topic of %s: %w", actor, roomID, err)
+	}
+	return nil
 }

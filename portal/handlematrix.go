@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -29,6 +30,8 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		p.handleMatrixSubject(ctx, evt)
 	case event.StateCanonicalAlias, event.StateJoinRules:
 		return p.handleMatrixReachability(ctx, evt)
+	case event.StatePowerLevels:
+		p.handlePowerLevels(ctx, evt)
 	}
 	return true
 }
@@ -44,7 +47,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		// The member event has not reached us yet; show the user by ID
 		// until it does.
 		m, _ = p.roster.add(evt.Sender, "")
-		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
 	}
 	if len(p.occupants) == 0 {
 		return
@@ -59,7 +62,8 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	for _, to := range p.sessions() {
 		p.send(ctx, &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
-			StanzaID: &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
+			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
+			OccupantID: p.occupantID(evt.Sender),
 		})
 	}
 	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
@@ -95,6 +99,7 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 	}
 	target := id.UserID(*evt.StateKey)
 	content := evt.Content.AsMember()
+	p.trackMembership(target, content)
 	switch {
 	case target == p.deps.Matrix.BotID():
 		if content.Membership != event.MembershipJoin {
@@ -118,16 +123,16 @@ func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserI
 		m, oldNick := p.roster.add(target, content.Displayname)
 		switch {
 		case oldNick == "":
-			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
 		case oldNick != m.nick:
 			// A nick change: unavailable with the new nick and 303, then
 			// available under the new nick (XEP-0045 §7.6).
 			p.broadcast(ctx, nil, func(to jid.JID) any {
 				item := p.memberItem(m)
 				item.Nick = m.nick
-				return p.unavailablePresence(oldNick, to, item, xmpp.StatusNewNick)
+				return p.unavailablePresence(m.userID, oldNick, to, item, xmpp.StatusNewNick)
 			})
-			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.nick, to, p.memberItem(m)) })
+			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
 		}
 	case event.MembershipLeave, event.MembershipBan:
 		m := p.roster.remove(target)
@@ -138,13 +143,13 @@ func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserI
 		item := p.memberItem(m)
 		if sender != target {
 			status = []int{kickStatus(content.Membership)}
-			item.Actor = &xmpp.MUCActor{Nick: p.nickOf(sender)}
+			item.Actor = p.actor(sender)
 			item.Reason = content.Reason
 		}
 		if content.Membership == event.MembershipBan {
 			item.Affiliation = xmpp.AffOutcast
 		}
-		p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(m.nick, to, item, status...) })
+		p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(m.userID, m.nick, to, item, status...) })
 	}
 }
 
@@ -153,14 +158,6 @@ func kickStatus(m event.Membership) int {
 		return xmpp.StatusBanned
 	}
 	return xmpp.StatusKicked
-}
-
-// nickOf returns the nick a Matrix user has in the MUC, or its ID.
-func (p *Portal) nickOf(userID id.UserID) string {
-	if m := p.roster.members[userID]; m != nil {
-		return m.nick
-	}
-	return userID.String()
 }
 
 // removedOnMatrix handles a puppet kicked or banned on Matrix: its XMPP user
@@ -178,7 +175,7 @@ func (p *Portal) removedOnMatrix(ctx context.Context, puppet, actor id.UserID, c
 	p.log.Info().Stringer("jid", occ.bare).Stringer("actor", actor).Str("membership", string(content.Membership)).
 		Msg("XMPP user removed on Matrix")
 	item := p.occupantItem(occ, jid.JID{})
-	item.Actor = &xmpp.MUCActor{Nick: p.nickOf(actor)}
+	item.Actor = p.actor(actor)
 	item.Reason = content.Reason
 	if content.Membership == event.MembershipBan {
 		item.Affiliation = xmpp.AffOutcast
@@ -187,9 +184,9 @@ func (p *Portal) removedOnMatrix(ctx context.Context, puppet, actor id.UserID, c
 	sessions := occ.sessions
 	p.dropOccupant(ctx, occ)
 	for _, s := range sessions {
-		p.send(ctx, p.unavailablePresence(occ.nick, s, item, code, xmpp.StatusSelf))
+		p.send(ctx, p.unavailablePresence(occ.puppet, occ.nick, s, item, code, xmpp.StatusSelf))
 	}
-	p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(occ.nick, to, item, code) })
+	p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(occ.puppet, occ.nick, to, item, code) })
 }
 
 func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
@@ -203,11 +200,12 @@ func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
 	if p.subject() == before {
 		return
 	}
-	m := p.roster.members[evt.Sender]
+	nick := p.nickOf(evt.Sender)
 	for _, to := range p.sessions() {
 		msg := p.subjectMessage(to)
-		if m != nil {
-			msg.From = xmpp.A(p.occupantJID(m.nick))
+		if nick != "" {
+			msg.From = xmpp.A(p.occupantJID(nick))
+			msg.OccupantID = p.occupantID(evt.Sender)
 		}
 		p.send(ctx, msg)
 	}
@@ -268,7 +266,7 @@ func (p *Portal) destroy(ctx context.Context, venue jid.JID, reason string) {
 func (p *Portal) destroyKeep(ctx context.Context, venue jid.JID, reason string) {
 	for _, o := range p.occupants {
 		for _, s := range o.sessions {
-			pres := p.unavailablePresence(o.nick, s, xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}, xmpp.StatusSelf)
+			pres := p.unavailablePresence(o.puppet, o.nick, s, xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}, xmpp.StatusSelf)
 			pres.MUCUser.Destroy = &xmpp.MUCDestroy{JID: xmpp.A(venue), Reason: reason}
 			p.send(ctx, pres)
 		}
@@ -276,5 +274,20 @@ func (p *Portal) destroyKeep(ctx context.Context, venue jid.JID, reason string) 
 		if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, o.puppet, reason); err != nil {
 			p.log.Error().Err(err).Stringer("puppet", o.puppet).Msg("Puppet failed to leave the Matrix room")
 		}
+	}
+}
+
+// trackMembership keeps the room's member, invite and ban lists current.
+func (p *Portal) trackMembership(target id.UserID, content *event.MemberEventContent) {
+	delete(p.info.Members, target)
+	delete(p.info.Invited, target)
+	delete(p.info.Banned, target)
+	switch content.Membership {
+	case event.MembershipJoin:
+		p.info.Members[target] = matrix.Member{Displayname: content.Displayname, AvatarURL: content.AvatarURL}
+	case event.MembershipInvite:
+		p.info.Invited[target] = true
+	case event.MembershipBan:
+		p.info.Banned[target] = true
 	}
 }

@@ -72,8 +72,12 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	}
 	bare := from.Bare()
 	if occ := p.occupants[bare.String()]; occ != nil {
-		if nickKey(occ.nick) != nickKey(nick) {
-			fail(stanza.NotAcceptable, "You are in this room as "+occ.nick+"; changing the nickname is not supported yet")
+		if occ.nick != nick {
+			if _, joined := occ.sessions[from.String()]; joined {
+				p.changeNick(ctx, occ, from, pres)
+			} else {
+				fail(stanza.NotAcceptable, "You are in this room as "+occ.nick+" from another client; join with that nickname")
+			}
 			return
 		}
 		if _, joined := occ.sessions[from.String()]; joined && pres.MUC == nil {
@@ -122,7 +126,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	log.Info().Stringer("puppet", puppet).Msg("XMPP user joined")
 	// Everyone else learns of the new occupant; it gets the room itself.
 	p.broadcast(ctx, occ, func(to jid.JID) any {
-		return p.availablePresence(nick, to, p.occupantItem(occ, from))
+		return p.availablePresence(occ.puppet, nick, to, p.occupantItem(occ, from))
 	})
 	p.sendRoomState(ctx, occ, from)
 }
@@ -142,14 +146,14 @@ func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) er
 // the subject.
 func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID) {
 	for _, m := range p.roster.members {
-		p.send(ctx, p.availablePresence(m.nick, to, p.memberItem(m)))
+		p.send(ctx, p.availablePresence(m.userID, m.nick, to, p.memberItem(m)))
 	}
 	for _, o := range p.occupants {
 		if o != self {
-			p.send(ctx, p.availablePresence(o.nick, to, p.occupantItem(o, jid.JID{})))
+			p.send(ctx, p.availablePresence(o.puppet, o.nick, to, p.occupantItem(o, jid.JID{})))
 		}
 	}
-	p.send(ctx, p.availablePresence(self.nick, to, p.occupantItem(self, to),
+	p.send(ctx, p.availablePresence(self.puppet, self.nick, to, p.occupantItem(self, to),
 		xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
 	p.send(ctx, p.subjectMessage(to))
 }
@@ -162,7 +166,7 @@ func (p *Portal) broadcastStatus(ctx context.Context, occ *occupant, from jid.JI
 			if s.Equal(from) {
 				status = []int{xmpp.StatusSelf}
 			}
-			out := p.availablePresence(occ.nick, s, p.occupantItem(occ, from), status...)
+			out := p.availablePresence(occ.puppet, occ.nick, s, p.occupantItem(occ, from), status...)
 			out.Show, out.Status = pres.Show, pres.Status
 			p.send(ctx, out)
 		}
@@ -178,7 +182,7 @@ func (p *Portal) handleLeave(ctx context.Context, pres *xmpp.Presence) {
 		nick := pres.To.Resourcepart()
 		if nick != "" {
 			item := xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}
-			p.send(ctx, p.unavailablePresence(nick, pres.From.JID, item, xmpp.StatusSelf))
+			p.send(ctx, p.unavailablePresence("", nick, pres.From.JID, item, xmpp.StatusSelf))
 		}
 		return
 	}
@@ -194,14 +198,14 @@ func (p *Portal) removeSession(ctx context.Context, occ *occupant, session jid.J
 		p.log.Error().Err(err).Stringer("jid", session).Msg("Failed to delete occupant session")
 	}
 	if notifySelf {
-		p.send(ctx, p.unavailablePresence(occ.nick, session, p.occupantItem(occ, session), xmpp.StatusSelf))
+		p.send(ctx, p.unavailablePresence(occ.puppet, occ.nick, session, p.occupantItem(occ, session), xmpp.StatusSelf))
 	}
 	if len(occ.sessions) > 0 {
 		return
 	}
 	p.dropOccupant(ctx, occ)
 	p.broadcast(ctx, nil, func(to jid.JID) any {
-		return p.unavailablePresence(occ.nick, to, p.occupantItem(occ, session))
+		return p.unavailablePresence(occ.puppet, occ.nick, to, p.occupantItem(occ, session))
 	})
 	if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, occ.puppet, reason); err != nil {
 		p.log.Error().Err(err).Stringer("puppet", occ.puppet).Msg("Puppet failed to leave the Matrix room")
@@ -246,7 +250,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	}
 	if msg.Body == "" {
 		if msg.Subject != nil {
-			reject(stanza.Forbidden, "Changing the subject from XMPP is not supported yet")
+			p.setSubject(ctx, occ, msg)
 		}
 		return // chat states and other payload-only messages
 	}
@@ -306,9 +310,10 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventID string) *xmpp.Message {
 	return &xmpp.Message{
 		ID: msg.ID, Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
-		Body:     msg.Body,
-		StanzaID: &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
-		OriginID: msg.OriginID,
+		Body:       msg.Body,
+		StanzaID:   &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
+		OriginID:   msg.OriginID,
+		OccupantID: p.occupantID(occ.puppet),
 	}
 }
 

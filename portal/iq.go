@@ -28,6 +28,8 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 		p.deps.XMPP.Reply(ctx, iq, nil, nil)
 	case payload.Space == xmpp.NSDiscoInfo && iq.Type == xmpp.TypeGet && !toOccupant:
 		p.deps.XMPP.Reply(ctx, iq, p.discoInfo(), nil)
+	case payload.Space == xmpp.NSMUCAdmin && !toOccupant:
+		p.handleAdmin(ctx, iq)
 	case payload.Space == xmpp.NSDiscoItems && iq.Type == xmpp.TypeGet && !toOccupant:
 		// Occupants are not listed: XEP-0045 §6.5 leaves it to the room.
 		p.deps.XMPP.Reply(ctx, iq, &xmpp.DiscoItems{}, nil)
@@ -42,10 +44,14 @@ func (p *Portal) discoInfo() *xmpp.DiscoInfo {
 	if name == "" {
 		name = p.Alias.String()
 	}
+	moderation := "muc_unmoderated"
+	if p.moderated() {
+		moderation = "muc_moderated"
+	}
 	return &xmpp.DiscoInfo{
 		Identities: []xmpp.DiscoIdentity{{Category: "conference", Type: "text", Name: name}},
 		Features: xmpp.Features(xmpp.NSMUC, xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSPing, xmpp.NSStanzaID,
-			"muc_public", "muc_open", "muc_persistent", "muc_nonanonymous", "muc_unmoderated", "muc_unsecured"),
+			xmpp.NSOccupantID, "muc_public", "muc_open", "muc_persistent", "muc_nonanonymous", moderation, "muc_unsecured"),
 		Forms: []xmpp.DataForm{{Type: "result", Fields: []xmpp.FormField{
 			{Var: "FORM_TYPE", Type: "hidden", Values: []string{"http://jabber.org/protocol/muc#roominfo"}},
 			{Var: "muc#roominfo_description", Label: "Description", Values: []string{p.info.Topic}},
@@ -98,7 +104,7 @@ func (p *Portal) checkOccupants(ctx context.Context) {
 	}
 	for _, a := range alive {
 		if _, still := p.session(a.session); still {
-			p.send(ctx, p.availablePresence(a.occ.nick, a.session, p.occupantItem(a.occ, a.session),
+			p.send(ctx, p.availablePresence(a.occ.puppet, a.occ.nick, a.session, p.occupantItem(a.occ, a.session),
 				xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
 		}
 	}

@@ -31,9 +31,16 @@ import (
 type MatrixAPI interface {
 	RoomInfo(ctx context.Context, roomID id.RoomID) (*matrix.RoomInfo, error)
 	JoinPuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
+	SetPuppetRoomName(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
+	Kick(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
+	Ban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
+	Unban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
+	SetUserLevel(ctx context.Context, roomID id.RoomID, actor, target id.UserID, level int) error
+	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
 	PuppetID(remote string) id.UserID
+	ParsePuppetID(userID id.UserID) (remote string, ok bool)
 	IsBridgeUser(userID id.UserID) bool
 	BotID() id.UserID
 }
@@ -59,7 +66,9 @@ type Deps struct {
 	Scheme xmpp.Scheme
 	// HomeserverDomain is the server name of the bridged homeserver.
 	HomeserverDomain string
-	Log              zerolog.Logger
+	// OccupantIDKey keys the HMAC of XEP-0421 occupant ids.
+	OccupantIDKey []byte
+	Log           zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)

@@ -36,14 +36,16 @@ func (p *Portal) contactJID(userID id.UserID) jid.JID {
 // The room is non-anonymous: Matrix members see every XMPP user's address in
 // the puppet's ID, so XMPP occupants see real JIDs too.
 func (p *Portal) memberItem(m *member) xmpp.MUCItem {
-	return xmpp.MUCItem{Affiliation: xmpp.AffMember, Role: xmpp.RoleParticipant, JID: xmpp.A(p.contactJID(m.userID))}
+	st := p.standingOf(m.userID)
+	return xmpp.MUCItem{Affiliation: st.affiliation, Role: st.role, JID: xmpp.A(p.contactJID(m.userID))}
 }
 
 func (p *Portal) occupantItem(o *occupant, session jid.JID) xmpp.MUCItem {
 	if session.Equal(jid.JID{}) {
 		session = o.anySession()
 	}
-	return xmpp.MUCItem{Affiliation: xmpp.AffMember, Role: xmpp.RoleParticipant, JID: xmpp.A(session)}
+	st := p.standingOf(o.puppet)
+	return xmpp.MUCItem{Affiliation: st.affiliation, Role: st.role, JID: xmpp.A(session)}
 }
 
 func (o *occupant) anySession() jid.JID {
@@ -53,19 +55,24 @@ func (o *occupant) anySession() jid.JID {
 	return o.bare
 }
 
-// availablePresence is the presence of the occupant nick with item.
-func (p *Portal) availablePresence(nick string, to jid.JID, item xmpp.MUCItem, status ...int) *xmpp.Presence {
-	return &xmpp.Presence{
+// availablePresence is the presence of the occupant nick, who is userID on
+// Matrix (empty if unknown), with item.
+func (p *Portal) availablePresence(userID id.UserID, nick string, to jid.JID, item xmpp.MUCItem, status ...int) *xmpp.Presence {
+	pres := &xmpp.Presence{
 		From:    xmpp.A(p.occupantJID(nick)),
 		To:      xmpp.A(to),
 		MUCUser: &xmpp.MUCUser{Items: []xmpp.MUCItem{item}, Status: xmpp.Statuses(status...)},
 	}
+	if userID != "" {
+		pres.OccupantID = p.occupantID(userID)
+	}
+	return pres
 }
 
 // unavailablePresence tells to that nick left, with role none.
-func (p *Portal) unavailablePresence(nick string, to jid.JID, item xmpp.MUCItem, status ...int) *xmpp.Presence {
+func (p *Portal) unavailablePresence(userID id.UserID, nick string, to jid.JID, item xmpp.MUCItem, status ...int) *xmpp.Presence {
 	item.Role = xmpp.RoleNone
-	pres := p.availablePresence(nick, to, item, status...)
+	pres := p.availablePresence(userID, nick, to, item, status...)
 	pres.Type = xmpp.TypeUnavailable
 	return pres
 }

@@ -21,6 +21,8 @@ const (
 	NSDiscoItems = "http://jabber.org/protocol/disco#items"
 	NSDataForms  = "jabber:x:data"
 	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSOccupantID = "urn:xmpp:occupant-id:0"
+	NSMUCAdmin   = "http://jabber.org/protocol/muc#admin"
 )
 
 // Addr is a JID in an XML attribute. It is read with ParseJID, so that room
@@ -70,34 +72,37 @@ func (e *AddrError) Unwrap() error { return e.Err }
 // Message is a message stanza (RFC 6120 §8, RFC 6121 §5), with the payloads
 // the bridge reads or writes.
 type Message struct {
-	XMLName  xml.Name      `xml:"message"`
-	ID       string        `xml:"id,attr,omitempty"`
-	Type     string        `xml:"type,attr,omitempty"`
-	From     Addr          `xml:"from,attr"`
-	To       Addr          `xml:"to,attr"`
-	Lang     string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
-	Subject  *string       `xml:"subject"`
-	Body     string        `xml:"body,omitempty"`
-	Error    *stanza.Error `xml:"error"`
-	Delay    *Delay        `xml:"urn:xmpp:delay delay"`
-	StanzaID *StanzaID     `xml:"urn:xmpp:sid:0 stanza-id"`
-	OriginID *OriginID     `xml:"urn:xmpp:sid:0 origin-id"`
+	XMLName    xml.Name      `xml:"message"`
+	ID         string        `xml:"id,attr,omitempty"`
+	Type       string        `xml:"type,attr,omitempty"`
+	From       Addr          `xml:"from,attr"`
+	To         Addr          `xml:"to,attr"`
+	Lang       string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Subject    *string       `xml:"subject"`
+	Body       string        `xml:"body,omitempty"`
+	Error      *stanza.Error `xml:"error"`
+	Delay      *Delay        `xml:"urn:xmpp:delay delay"`
+	StanzaID   *StanzaID     `xml:"urn:xmpp:sid:0 stanza-id"`
+	OriginID   *OriginID     `xml:"urn:xmpp:sid:0 origin-id"`
+	OccupantID *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	MUCUser    *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
 type Presence struct {
-	XMLName  xml.Name      `xml:"presence"`
-	ID       string        `xml:"id,attr,omitempty"`
-	Type     string        `xml:"type,attr,omitempty"`
-	From     Addr          `xml:"from,attr"`
-	To       Addr          `xml:"to,attr"`
-	Lang     string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
-	Show     string        `xml:"show,omitempty"`
-	Status   string        `xml:"status,omitempty"`
-	Priority int           `xml:"priority,omitempty"`
-	Error    *stanza.Error `xml:"error"`
-	MUC      *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
-	MUCUser  *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	XMLName    xml.Name      `xml:"presence"`
+	ID         string        `xml:"id,attr,omitempty"`
+	Type       string        `xml:"type,attr,omitempty"`
+	From       Addr          `xml:"from,attr"`
+	To         Addr          `xml:"to,attr"`
+	Lang       string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Show       string        `xml:"show,omitempty"`
+	Status     string        `xml:"status,omitempty"`
+	Priority   int           `xml:"priority,omitempty"`
+	Error      *stanza.Error `xml:"error"`
+	MUC        *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
+	MUCUser    *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	OccupantID *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 }
 
 // IQ is an info/query stanza (RFC 6120 §8.2.3). Payload holds the raw child
@@ -186,6 +191,12 @@ type OriginID struct {
 	ID string `xml:"id,attr"`
 }
 
+// OccupantID is the XEP-0421 id a room gives an occupant: stable for the
+// room, opaque, and the same whatever nick or session the occupant uses.
+type OccupantID struct {
+	ID string `xml:"id,attr"`
+}
+
 // Delay is the XEP-0203 delayed-delivery stamp.
 type Delay struct {
 	From  string    `xml:"from,attr,omitempty"`
@@ -213,13 +224,28 @@ type MUCUser struct {
 	Items   []MUCItem   `xml:"item"`
 	Status  []MUCStatus `xml:"status"`
 	Destroy *MUCDestroy `xml:"destroy"`
+	Invite  []MUCInvite `xml:"invite"`
+}
+
+// MUCInvite is a mediated invitation (XEP-0045 §7.8.2): to the room from an
+// occupant, or from the room to the invitee.
+type MUCInvite struct {
+	To     Addr   `xml:"to,attr"`
+	From   Addr   `xml:"from,attr"`
+	Reason string `xml:"reason,omitempty"`
+}
+
+// MUCAdmin is the muc#admin query of moderation requests (XEP-0045 §8, §9).
+type MUCAdmin struct {
+	XMLName xml.Name  `xml:"http://jabber.org/protocol/muc#admin query"`
+	Items   []MUCItem `xml:"item"`
 }
 
 // MUCItem describes an occupant. Affiliation and role are plain strings: the
 // muc.Item of mellium v0.22.0 marshals them as numbers and drops "none".
 type MUCItem struct {
-	Affiliation string    `xml:"affiliation,attr"`
-	Role        string    `xml:"role,attr"`
+	Affiliation string    `xml:"affiliation,attr,omitempty"`
+	Role        string    `xml:"role,attr,omitempty"`
 	JID         Addr      `xml:"jid,attr"`
 	Nick        string    `xml:"nick,attr,omitempty"`
 	Actor       *MUCActor `xml:"actor"`

@@ -1,4 +1,4 @@
--- v0 -> v1: Latest revision
+-- v0 -> v2: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -47,3 +47,9 @@ CREATE TABLE message (
 );
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
+
+-- Small bridge-wide values, such as the key that makes occupant ids.
+CREATE TABLE kv (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);

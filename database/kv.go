@@ -1,0 +1,39 @@
+package database
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+)
+
+// Keys of the kv table.
+const (
+	// KeyOccupantID keys the HMAC that derives XEP-0421 occupant ids.
+	KeyOccupantID = "occupant_id_key"
+)
+
+const (
+	getKV    = `SELECT value FROM kv WHERE key=$1`
+	insertKV = `INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`
+)
+
+// Secret returns the random secret stored under key, creating it on first
+// use. Concurrent first uses agree on one value.
+func (db *Database) Secret(ctx context.Context, key string) ([]byte, error) {
+	var value string
+	err := db.QueryRow(ctx, getKV, key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		if _, err = db.Exec(ctx, insertKV, key, base64.StdEncoding.EncodeToString(b[:])); err != nil {
+			return nil, err
+		}
+		err = db.QueryRow(ctx, getKV, key).Scan(&value)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(value)
+}
