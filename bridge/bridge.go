@@ -37,6 +37,8 @@ type Bridge struct {
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 
+	dir directoryCache
+
 	mu      sync.Mutex
 	byRoom  map[id.RoomID]*portal.Portal
 	byMUC   map[string]*portal.Portal
@@ -228,6 +230,7 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		Scheme:           b.scheme,
 		HomeserverDomain: b.Config.Homeserver.Domain,
 		OccupantIDKey:    b.occupantIDKey,
+		HistoryMessages:  b.Config.Bridge.HistoryMessages,
 		Log:              b.Log.With().Str("component", "portal").Logger(),
 		OnGone:           b.forgetPortal,
 	})

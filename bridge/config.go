@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
@@ -21,10 +22,21 @@ import (
 // Config is the bridge's config file. Each leaf package owns its section.
 type Config struct {
 	Homeserver matrix.HomeserverConfig `yaml:"homeserver"`
+	Bridge     BridgeConfig            `yaml:"bridge"`
 	Appservice matrix.AppserviceConfig `yaml:"appservice"`
 	XMPP       xmpp.Config             `yaml:"xmpp"`
 	Database   database.Config         `yaml:"database"`
 	Logging    LoggingConfig           `yaml:"logging"`
+}
+
+// BridgeConfig is the bridge section: how the bridge behaves.
+type BridgeConfig struct {
+	// HistoryMessages is how many recent messages a joining XMPP user gets,
+	// where the room's history visibility lets them see any.
+	HistoryMessages int `yaml:"history_messages"`
+	// OccupantCheckInterval is how often occupants that were quiet that
+	// long are pinged to find the ones that vanished. Zero turns it off.
+	OccupantCheckInterval time.Duration `yaml:"occupant_check_interval"`
 }
 
 // LoggingConfig is the logging section.
@@ -40,6 +52,7 @@ func DefaultConfig() Config {
 	return Config{
 		Homeserver: matrix.DefaultHomeserverConfig(),
 		Appservice: matrix.DefaultAppserviceConfig(),
+		Bridge:     BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute},
 		Database:   database.DefaultConfig(),
 		Logging:    LoggingConfig{Level: "info", Format: "pretty"},
 	}
@@ -79,6 +92,12 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 		if c.Appservice.HSToken == "" {
 			return fmt.Errorf("appservice.hs_token: is empty; generate the registration with -g first")
 		}
+	}
+	if c.Bridge.HistoryMessages < 0 || c.Bridge.HistoryMessages > 500 {
+		return fmt.Errorf("bridge.history_messages: must be between 0 and 500, got %d", c.Bridge.HistoryMessages)
+	}
+	if c.Bridge.OccupantCheckInterval < 0 || (c.Bridge.OccupantCheckInterval > 0 && c.Bridge.OccupantCheckInterval < time.Second) {
+		return fmt.Errorf("bridge.occupant_check_interval: must be 0 (off) or at least 1s, got %s", c.Bridge.OccupantCheckInterval)
 	}
 	if err := c.XMPP.Validate(); err != nil {
 		return err

@@ -71,6 +71,12 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		b.reject(ctx, st, stanza.ItemNotFound, "Only rooms of "+b.Config.Homeserver.Domain+" are bridged here")
 		return
 	}
+	if iq, ok := st.(*xmpp.IQ); ok && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo && to.Resourcepart() == "" {
+		// Browsing the room list must not make the bot join every room:
+		// rooms in the directory are described from it.
+		go b.roomInfoWithoutPortal(ctx, iq, local)
+		return
+	}
 	b.lookupRoom(ctx, local, st)
 }
 
@@ -216,47 +222,6 @@ func (b *Bridge) mucJIDString(alias id.RoomAlias) string {
 		return alias.String()
 	}
 	return j.String()
-}
-
-// handleServiceStanza handles stanzas to the component's own domain.
-func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
-	iq, ok := st.(*xmpp.IQ)
-	if !ok {
-		if m, isMsg := st.(*xmpp.Message); isMsg && m.Type != xmpp.TypeError && m.Body != "" {
-			b.reject(ctx, st, stanza.ServiceUnavailable, "This is a Matrix bridge; join its rooms to chat")
-		}
-		return
-	}
-	switch {
-	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo:
-		b.XMPP.Reply(ctx, iq, &xmpp.DiscoInfo{
-			Identities: []xmpp.DiscoIdentity{
-				{Category: "conference", Type: "text", Name: "Matrix rooms"},
-				{Category: "gateway", Type: "matrix", Name: "Matrix bridge"},
-			},
-			Features: xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSMUC, xmpp.NSPing),
-		}, nil)
-	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoItems:
-		b.XMPP.Reply(ctx, iq, b.roomItems(ctx), nil)
-	default:
-		b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, ""))
-	}
-}
-
-// roomItems lists the bridged rooms (XEP-0045 §6.3).
-func (b *Bridge) roomItems(ctx context.Context) *xmpp.DiscoItems {
-	items := &xmpp.DiscoItems{}
-	rows, err := b.DB.Portal.GetAll(ctx)
-	if err != nil {
-		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to list portals")
-		return items
-	}
-	for _, row := range rows {
-		if j, err := portal.MUCJID(b.scheme, row.Alias); err == nil {
-			items.Items = append(items.Items, xmpp.DiscoItem{JID: xmpp.A(j), Name: row.Alias.String()})
-		}
-	}
-	return items
 }
 
 // reject answers a stanza with an error, unless it is an error or an IQ

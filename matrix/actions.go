@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -279,4 +280,77 @@ func (c *Connector) SetTopic(ctx context.Context, roomID id.RoomID, actor id.Use
 		return fmt.Errorf("%s failed to set the topic of %s: %w", actor, roomID, err)
 	}
 	return nil
+}
+
+// PublicRoom is a room from the homeserver's room directory.
+type PublicRoom struct {
+	RoomID         id.RoomID
+	CanonicalAlias id.RoomAlias
+	Name           string
+	Topic          string
+	JoinRule       event.JoinRule
+	Members        int
+}
+
+// PublicRooms lists the homeserver's room directory, up to a bound.
+func (c *Connector) PublicRooms(ctx context.Context) ([]PublicRoom, error) {
+	const pages = 20
+	var out []PublicRoom
+	req := &mautrix.ReqPublicRooms{Limit: 100}
+	for range pages {
+		resp, err := c.Bot().PublicRooms(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("failed to list public rooms: %w", err)
+		}
+		for _, r := range resp.Chunk {
+			out = append(out, PublicRoom{RoomID: r.RoomID, CanonicalAlias: r.CanonicalAlias, Name: r.Name,
+				Topic: r.Topic, JoinRule: r.JoinRule, Members: r.NumJoinedMembers})
+		}
+		if resp.NextBatch == "" {
+			break
+		}
+		req.Since = resp.NextBatch
+	}
+	return out, nil
+}
+
+// InDirectory reports whether a room is published in the room directory.
+func (c *Connector) InDirectory(ctx context.Context, roomID id.RoomID) (bool, error) {
+	var resp struct {
+		Visibility string `json:"visibility"`
+	}
+	_, err := c.Bot().MakeRequest(ctx, "GET", c.Bot().BuildClientURL("v3", "directory", "list", "room", roomID), nil, &resp)
+	if err != nil {
+		return false, fmt.Errorf("failed to get directory visibility of %s: %w", roomID, err)
+	}
+	return resp.Visibility == "public", nil
+}
+
+// RecentMessages returns up to limit of the latest message events of a room
+// that asUser may see, oldest first. Reading as the user lets the homeserver
+// apply the room's history visibility for that user. Some homeservers count
+// the limit before the type filter, so more events are asked for and the
+// messages picked out here.
+func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error) {
+	resp, err := c.Intent(asUser).Messages(withoutBodyLogs(ctx), roomID, "", "", mautrix.DirectionBackward, nil, min(100, 3*limit+20))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read history of %s: %w", roomID, err)
+	}
+	var out []*event.Event
+	for _, evt := range resp.Chunk {
+		if len(out) == limit {
+			break
+		}
+		if evt.Type.Type != event.EventMessage.Type || evt.StateKey != nil {
+			continue
+		}
+		evt.RoomID = roomID
+		evt.Type.Class = event.MessageEventType
+		err := evt.Content.ParseRaw(evt.Type)
+		if err == nil || errors.Is(err, event.ErrContentAlreadyParsed) {
+			out = append(out, evt)
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
 }

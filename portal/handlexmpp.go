@@ -92,7 +92,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 			fail(stanza.InternalServerError, "")
 			return
 		}
-		p.sendRoomState(ctx, occ, from)
+		p.sendRoomState(ctx, occ, from, pres.MUC)
 		return
 	}
 	if _, taken := p.roster.owns(nick); taken {
@@ -128,7 +128,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	p.broadcast(ctx, occ, func(to jid.JID) any {
 		return p.availablePresence(occ.puppet, nick, to, p.occupantItem(occ, from))
 	})
-	p.sendRoomState(ctx, occ, from)
+	p.sendRoomState(ctx, occ, from, pres.MUC)
 }
 
 func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) error {
@@ -142,9 +142,9 @@ func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) er
 }
 
 // sendRoomState sends a joining session what XEP-0045 §7.2.3 orders: the
-// presence of every other occupant, its own presence with status 110, and
-// the subject.
-func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID) {
+// presence of every other occupant, its own presence with status 110, the
+// history it may see, and the subject.
+func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID, join *xmpp.MUCJoin) {
 	for _, m := range p.roster.members {
 		p.send(ctx, p.availablePresence(m.userID, m.nick, to, p.memberItem(m)))
 	}
@@ -155,6 +155,11 @@ func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID) 
 	}
 	p.send(ctx, p.availablePresence(self.puppet, self.nick, to, p.occupantItem(self, to),
 		xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
+	var history *xmpp.MUCHistory
+	if join != nil {
+		history = join.History
+	}
+	p.sendHistory(ctx, self, to, history)
 	p.send(ctx, p.subjectMessage(to))
 }
 

@@ -2,7 +2,10 @@ package portal
 
 import (
 	"context"
+
 	"encoding/xml"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"strconv"
 	"sync"
 	"time"
@@ -40,24 +43,57 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 
 // discoInfo describes the room (XEP-0045 §6.4).
 func (p *Portal) discoInfo() *xmpp.DiscoInfo {
-	name := p.info.Name
+	return RoomDiscoInfo(RoomSummary{
+		Name:      p.info.Name,
+		Alias:     p.Alias,
+		Topic:     p.info.Topic,
+		Subject:   p.subject(),
+		Occupants: len(p.roster.members) + len(p.occupants),
+		Listed:    p.listed,
+		Open:      p.info.JoinRule == event.JoinRulePublic,
+		Moderated: p.moderated(),
+	})
+}
+
+// RoomSummary is what disco#info tells about a room.
+type RoomSummary struct {
+	Name, Topic, Subject string
+	Alias                id.RoomAlias
+	Occupants            int
+	// Listed is whether the room is in the homeserver's room directory.
+	Listed bool
+	// Open is whether anyone may join, rather than the invited.
+	Open      bool
+	Moderated bool
+}
+
+// RoomDiscoInfo is the disco#info of a room: its identity, the MUC features
+// that describe it, and the muc#roominfo form (XEP-0045 §6.4, §15.5.4).
+func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
+	name := r.Name
 	if name == "" {
-		name = p.Alias.String()
+		name = r.Alias.String()
 	}
-	moderation := "muc_unmoderated"
-	if p.moderated() {
-		moderation = "muc_moderated"
+	pick := func(cond bool, yes, no string) string {
+		if cond {
+			return yes
+		}
+		return no
 	}
 	return &xmpp.DiscoInfo{
 		Identities: []xmpp.DiscoIdentity{{Category: "conference", Type: "text", Name: name}},
 		Features: xmpp.Features(xmpp.NSMUC, xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSPing, xmpp.NSStanzaID,
-			xmpp.NSOccupantID, "muc_public", "muc_open", "muc_persistent", "muc_nonanonymous", moderation, "muc_unsecured"),
+			xmpp.NSOccupantID,
+			pick(r.Listed, "muc_public", "muc_hidden"),
+			pick(r.Open, "muc_open", "muc_membersonly"),
+			"muc_persistent", "muc_nonanonymous",
+			pick(r.Moderated, "muc_moderated", "muc_unmoderated"),
+			"muc_unsecured"),
 		Forms: []xmpp.DataForm{{Type: "result", Fields: []xmpp.FormField{
 			{Var: "FORM_TYPE", Type: "hidden", Values: []string{"http://jabber.org/protocol/muc#roominfo"}},
-			{Var: "muc#roominfo_description", Label: "Description", Values: []string{p.info.Topic}},
-			{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{p.subject()}},
-			{Var: "muc#roominfo_occupants", Label: "Number of occupants",
-				Values: []string{strconv.Itoa(len(p.roster.members) + len(p.occupants))}},
+			{Var: "muc#roominfo_description", Label: "Description", Values: []string{r.Topic}},
+			{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{r.Subject}},
+			{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(r.Occupants)}},
 		}}},
 	}
 }

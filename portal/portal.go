@@ -30,6 +30,7 @@ import (
 // MatrixAPI is what a portal does on Matrix. *matrix.Connector implements it.
 type MatrixAPI interface {
 	RoomInfo(ctx context.Context, roomID id.RoomID) (*matrix.RoomInfo, error)
+	InDirectory(ctx context.Context, roomID id.RoomID) (bool, error)
 	JoinPuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
 	SetPuppetRoomName(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
 	Kick(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
@@ -37,6 +38,7 @@ type MatrixAPI interface {
 	Unban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	SetUserLevel(ctx context.Context, roomID id.RoomID, actor, target id.UserID, level int) error
 	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
+	RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error)
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
 	PuppetID(remote string) id.UserID
@@ -68,7 +70,9 @@ type Deps struct {
 	HomeserverDomain string
 	// OccupantIDKey keys the HMAC of XEP-0421 occupant ids.
 	OccupantIDKey []byte
-	Log           zerolog.Logger
+	// HistoryMessages bounds the history a joining session gets.
+	HistoryMessages int
+	Log             zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
@@ -96,6 +100,7 @@ type Portal struct {
 	// Owned by the loop goroutine.
 	loaded    bool
 	info      *matrix.RoomInfo
+	listed    bool // in the room directory
 	roster    *roster
 	occupants map[string]*occupant // by bare JID
 }
@@ -269,6 +274,9 @@ func (p *Portal) load(ctx context.Context) error {
 		return fmt.Errorf("failed to load occupants: %w", err)
 	}
 	p.info = info
+	if p.listed, err = p.deps.Matrix.InDirectory(ctx, p.RoomID); err != nil {
+		p.log.Warn().Err(err).Msg("Failed to read the room's directory visibility")
+	}
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.

@@ -212,10 +212,10 @@ type MUCJoin struct {
 
 // MUCHistory is the history a joining client asks for (XEP-0045 §7.2.13).
 type MUCHistory struct {
-	MaxChars   *int       `xml:"maxchars,attr"`
-	MaxStanzas *int       `xml:"maxstanzas,attr"`
-	Seconds    *int       `xml:"seconds,attr"`
-	Since      *time.Time `xml:"since,attr"`
+	MaxChars   *int       `xml:"maxchars,attr,omitempty"`
+	MaxStanzas *int       `xml:"maxstanzas,attr,omitempty"`
+	Seconds    *int       `xml:"seconds,attr,omitempty"`
+	Since      *time.Time `xml:"since,attr,omitempty"`
 }
 
 // MUCUser is the <x xmlns='http://jabber.org/protocol/muc#user'/> payload
