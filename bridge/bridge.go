@@ -117,6 +117,13 @@ func (b *Bridge) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.XMPP.Run(b.ctx)
 	}()
+	if interval := b.Config.Bridge.OccupantCheckInterval; interval > 0 {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.checkQuietLoop(interval)
+		}()
+	}
 	b.Log.Info().Stringer("xmpp_domain", b.XMPP.Domain()).Str("homeserver", b.Config.Homeserver.Address).Msg("Bridge started")
 	return nil
 }
@@ -231,8 +238,10 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		HomeserverDomain: b.Config.Homeserver.Domain,
 		OccupantIDKey:    b.occupantIDKey,
 		HistoryMessages:  b.Config.Bridge.HistoryMessages,
-		Log:              b.Log.With().Str("component", "portal").Logger(),
-		OnGone:           b.forgetPortal,
+
+		OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,
+		Log:                   b.Log.With().Str("component", "portal").Logger(),
+		OnGone:                b.forgetPortal,
 	})
 	if err != nil {
 		return nil, err
@@ -274,6 +283,28 @@ func (b *Bridge) HandleConnected(ctx context.Context) {
 		if p, err := b.startPortal(row); err == nil {
 			p.Queue(ctx, portal.Reconnected{})
 		}
+	}
+}
+
+// checkQuietLoop has every running portal ping its quiet sessions once per
+// interval. A portal that is busy (full queue) skips a round.
+func (b *Bridge) checkQuietLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !b.XMPP.Connected() {
+			continue
+		}
+		b.mu.Lock()
+		for _, p := range b.byRoom {
+			p.TryQueue(portal.CheckQuiet{})
+		}
+		b.mu.Unlock()
 	}
 }
 

@@ -156,6 +156,8 @@ xmpp:
   secret: componentsecret
 database:
   uri: file:%s
+bridge:
+  occupant_check_interval: 1s
 logging:
   level: debug
   format: pretty

@@ -143,6 +143,18 @@ func (u *mxUser) waitEvent(what string, match func(*event.Event) bool) *event.Ev
 	}
 }
 
+// seen reports whether an event that matches has arrived.
+func (u *mxUser) seen(match func(*event.Event) bool) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, evt := range u.events {
+		if match(evt) {
+			return true
+		}
+	}
+	return false
+}
+
 // messagesFrom returns the bodies of the text messages sender sent to room,
 // in the order they were received.
 func (u *mxUser) messagesFrom(room id.RoomID, sender id.UserID) []string {

@@ -112,3 +112,29 @@ func TestE2EProsodyRestart(t *testing.T) {
 	mary.say(room, "hello again")
 	again.waitFrom(mark, "Matrix message after the server restart", isGroupchat(occ(muc, "Mary"), "hello again"))
 }
+
+// TestE2EVanishedOccupant: a session that stops answering the liveness
+// pings of a quiet occupant is removed after a few checks, and its puppet
+// leaves Matrix; an occupant that answers stays.
+func TestE2EVanishedOccupant(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	room, alias := mary.createRoom("vanish", "Vanish", "")
+	muc := mucJID(t, alias)
+	frank := v.newXMPPClient(t, "frank", "v")
+	dave := v.newXMPPClient(t, "dave", "v")
+	for _, c := range []*xmppClient{frank, dave} {
+		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
+			t.Fatal(res.err.Error)
+		}
+	}
+	frank.ignorePings.Store(true)
+	mary.waitEvent("frank's puppet leaving", isMembership(room, puppetOf("frank@"+v.xmppDomain), event.MembershipLeave))
+	// Dave was quiet as long, but answers: still in.
+	mark := dave.mark()
+	mary.say(room, "dave?")
+	dave.waitFrom(mark, "message to the remaining occupant", isGroupchat(occ(muc, "Mary"), "dave?"))
+	if mary.seen(isMembership(room, puppetOf("dave@"+v.xmppDomain), event.MembershipLeave)) {
+		t.Error("an occupant that answers pings was removed")
+	}
+}

@@ -137,6 +137,7 @@ func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) er
 	})
 	if err == nil {
 		occ.sessions[full.String()] = full
+		p.touch(full)
 	}
 	return err
 }
@@ -199,6 +200,8 @@ func (p *Portal) handleLeave(ctx context.Context, pres *xmpp.Presence) {
 // occupant leaves the room for everyone, and its puppet leaves Matrix.
 func (p *Portal) removeSession(ctx context.Context, occ *occupant, session jid.JID, notifySelf bool, reason string) {
 	delete(occ.sessions, session.String())
+	delete(p.lastSeen, session.String())
+	delete(p.misses, session.String())
 	if err := p.deps.DB.Occupant.Delete(ctx, p.RoomID, session.String()); err != nil {
 		p.log.Error().Err(err).Stringer("jid", session).Msg("Failed to delete occupant session")
 	}

@@ -98,52 +98,131 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 	}
 }
 
-// checkOccupants pings every session after the component link came back
-// (XEP-0199). Sessions whose client is gone are removed: while the link was
-// down, their leave may have been lost. The others get their self-presence
-// again, so that a client that took bounced stanzas for a lost room sees
-// that it is still in.
-func (p *Portal) checkOccupants(ctx context.Context) {
-	type result struct {
-		occ     *occupant
-		session jid.JID
-	}
+// maxPingMisses is how many liveness pings in a row a session may leave
+// unanswered before it counts as gone.
+const maxPingMisses = 3
+
+// pingOutcome is what a liveness ping found out about a session.
+type pingOutcome int
+
+const (
+	pingAnswered pingOutcome = iota
+	pingGone                 // an error saying the session no longer exists
+	pingSilent               // no answer in time, or an error that proves nothing
+)
+
+// pingSessions pings sessions (XEP-0199) in parallel and returns what each
+// answer says. A bounced ping from the user's server says service-unavailable
+// exactly like a client that does not know pings; every client this bridge
+// is for answers pings, so that counts as gone.
+func (p *Portal) pingSessions(ctx context.Context, sessions map[string]*occupant, timeout time.Duration) map[string]pingOutcome {
 	var (
-		mu    sync.Mutex
-		gone  []result
-		alive []result
-		wg    sync.WaitGroup
+		mu  sync.Mutex
+		out = map[string]pingOutcome{}
+		wg  sync.WaitGroup
 	)
-	for _, o := range p.occupants {
-		for _, s := range o.sessions {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				_, err := p.deps.XMPP.SendIQ(pctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(p.occupantJID(o.nick)), To: xmpp.A(s),
-					Body: pingBody{}})
-				mu.Lock()
-				defer mu.Unlock()
-				if serr, ok := err.(stanza.Error); ok && sessionGone(&serr) {
-					gone = append(gone, result{o, s})
-				} else if err == nil {
-					alive = append(alive, result{o, s})
-				}
-			}()
-		}
+	for full, o := range sessions {
+		s := o.sessions[full]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			_, err := p.deps.XMPP.SendIQ(pctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(p.occupantJID(o.nick)), To: xmpp.A(s),
+				Body: pingBody{}})
+			outcome := pingSilent
+			if serr, ok := err.(stanza.Error); ok && sessionGone(&serr) {
+				outcome = pingGone
+			} else if err == nil {
+				outcome = pingAnswered
+			}
+			mu.Lock()
+			out[full] = outcome
+			mu.Unlock()
+		}()
 	}
 	wg.Wait()
-	for _, g := range gone {
-		p.log.Info().Stringer("jid", g.session).Msg("Removing XMPP session that is gone")
-		p.removeSession(ctx, g.occ, g.session, false, "The XMPP client went away")
+	return out
+}
+
+// checkOccupants pings every session after the component link came back.
+// Sessions whose client is gone are removed: while the link was down, their
+// leave may have been lost. The others get their self-presence again, so
+// that a client that took bounced stanzas for a lost room sees that it is
+// still in.
+func (p *Portal) checkOccupants(ctx context.Context) {
+	all := map[string]*occupant{}
+	for _, o := range p.occupants {
+		for full := range o.sessions {
+			all[full] = o
+		}
 	}
-	for _, a := range alive {
-		if _, still := p.session(a.session); still {
-			p.send(ctx, p.availablePresence(a.occ.puppet, a.occ.nick, a.session, p.occupantItem(a.occ, a.session),
+	for full, outcome := range p.pingSessions(ctx, all, 10*time.Second) {
+		o := all[full]
+		s, still := o.sessions[full]
+		switch {
+		case !still:
+		case outcome == pingGone:
+			p.log.Info().Stringer("jid", s).Msg("Removing XMPP session that is gone")
+			p.removeSession(ctx, o, s, false, "The XMPP client went away")
+		case outcome == pingAnswered:
+			p.touch(s)
+			p.send(ctx, p.availablePresence(o.puppet, o.nick, s, p.occupantItem(o, s),
 				xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
 		}
 	}
+}
+
+// CheckQuiet asks a portal to ping the sessions it has not heard from for
+// a while, to find those that vanished without leaving (their server went
+// away, or their leave was lost).
+type CheckQuiet struct{}
+
+// checkQuiet pings sessions quiet for longer than the check interval. A
+// session is removed when the answer says it is gone, or after
+// maxPingMisses checks in a row without an answer.
+func (p *Portal) checkQuiet(ctx context.Context) {
+	interval := p.deps.OccupantCheckInterval
+	if interval <= 0 {
+		return
+	}
+	quiet := map[string]*occupant{}
+	for _, o := range p.occupants {
+		for full := range o.sessions {
+			if time.Since(p.lastSeen[full]) >= interval {
+				quiet[full] = o
+			}
+		}
+	}
+	if len(quiet) == 0 {
+		return
+	}
+	for full, outcome := range p.pingSessions(ctx, quiet, min(10*time.Second, interval)) {
+		o := quiet[full]
+		s, still := o.sessions[full]
+		if !still {
+			continue
+		}
+		switch outcome {
+		case pingAnswered:
+			p.touch(s)
+		case pingGone:
+			p.log.Info().Stringer("jid", s).Msg("Removing XMPP session that is gone")
+			p.removeSession(ctx, o, s, false, "The XMPP client went away")
+		case pingSilent:
+			p.misses[full]++
+			if p.misses[full] >= maxPingMisses {
+				p.log.Info().Stringer("jid", s).Int("misses", p.misses[full]).Msg("Removing XMPP session that stopped answering")
+				p.removeSession(ctx, o, s, false, "The XMPP client stopped answering")
+			}
+		}
+	}
+}
+
+// touch notes that a session was heard from.
+func (p *Portal) touch(session jid.JID) {
+	p.lastSeen[session.String()] = time.Now()
+	delete(p.misses, session.String())
 }
 
 type pingBody struct {

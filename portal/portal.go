@@ -72,7 +72,10 @@ type Deps struct {
 	OccupantIDKey []byte
 	// HistoryMessages bounds the history a joining session gets.
 	HistoryMessages int
-	Log             zerolog.Logger
+	// OccupantCheckInterval is how long a session may be quiet before a
+	// liveness ping; zero turns the checks off.
+	OccupantCheckInterval time.Duration
+	Log                   zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
@@ -103,6 +106,8 @@ type Portal struct {
 	listed    bool // in the room directory
 	roster    *roster
 	occupants map[string]*occupant // by bare JID
+	lastSeen  map[string]time.Time // by full JID of a session
+	misses    map[string]int       // unanswered liveness pings, by full JID
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -245,6 +250,7 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 			return true
 		}
 	}
+	p.noteSender(evt)
 	switch e := evt.(type) {
 	case *event.Event:
 		return p.handleMatrixEvent(ctx, e)
@@ -256,6 +262,8 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		p.handleXMPPIQ(ctx, e)
 	case Reconnected:
 		p.checkOccupants(ctx)
+	case CheckQuiet:
+		p.checkQuiet(ctx)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}
@@ -279,6 +287,8 @@ func (p *Portal) load(ctx context.Context) error {
 	}
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
+	p.lastSeen = make(map[string]time.Time)
+	p.misses = make(map[string]int)
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.
 	for _, row := range rows {
 		occ := p.occupants[row.UserJID]
@@ -340,5 +350,33 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
 		}
+	}
+}
+
+// noteSender marks the session an XMPP stanza came from as alive.
+func (p *Portal) noteSender(evt any) {
+	var from jid.JID
+	switch e := evt.(type) {
+	case *xmpp.Message:
+		from = e.From.JID
+	case *xmpp.Presence:
+		from = e.From.JID
+	case *xmpp.IQ:
+		from = e.From.JID
+	default:
+		return
+	}
+	if _, ok := p.session(from); ok {
+		p.touch(from)
+	}
+}
+
+// TryQueue hands an event to the loop unless the queue is full.
+func (p *Portal) TryQueue(evt any) bool {
+	select {
+	case p.queue <- evt:
+		return true
+	default:
+		return false
 	}
 }
