@@ -189,7 +189,9 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	}
 	if p != nil {
 		p.Queue(ctx, evt)
+		return
 	}
+	b.handleUnbridgedEvent(ctx, evt)
 }
 
 // portalByRoom returns the running portal of a room, loading it from the

@@ -123,7 +123,7 @@ func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 	b.mu.Unlock()
 	go func() {
 		ctx := b.ctx
-		p, serr := b.createPortal(ctx, local)
+		p, serr := b.createPortal(ctx, local, joiner(st))
 		b.mu.Lock()
 		waiting := b.pending[local].waiting
 		delete(b.pending, local)
@@ -138,10 +138,20 @@ func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 	}()
 }
 
+// joiner is the bare JID of who sent a join, or zero.
+func joiner(st any) jid.JID {
+	if p, ok := st.(*xmpp.Presence); ok && p.Type == "" {
+		return p.From.Bare()
+	}
+	return jid.JID{}
+}
+
 // createPortal finds the Matrix room of a MUC localpart and makes it a
 // portal if XMPP users may reach it. The bot joins the room to read its
-// state, and leaves again if the room turns out not to be reachable.
-func (b *Bridge) createPortal(ctx context.Context, local string) (*portal.Portal, *stanza.Error) {
+// state, and leaves again if the room turns out not to be reachable. A room
+// the bot cannot join by itself is entered through the joining user's
+// puppet, if that was invited: it accepts and brings the bot in.
+func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID) (*portal.Portal, *stanza.Error) {
 	roomJID, err := jid.New(local, b.componentJID().Domainpart(), "")
 	if err != nil {
 		roomJID, err = xmpp.ParseJID(local + "@" + b.componentJID().Domainpart())
@@ -174,10 +184,18 @@ func (b *Bridge) createPortal(ctx context.Context, local string) (*portal.Portal
 		return nil, xmpp.StanzaError(stanza.ItemNotFound, "This room is bridged as "+b.mucJIDString(row.Alias))
 	}
 	wasJoined := b.Matrix.AS.StateStore.IsInRoom(ctx, roomID, b.Matrix.BotID())
-	if err = b.Matrix.JoinBot(ctx, roomID); err != nil {
+	if err = b.Matrix.JoinBot(ctx, roomID); errors.Is(err, mautrix.MForbidden) && !joiner.Equal(jid.JID{}) {
+		puppet := b.Matrix.PuppetID(joiner.String())
+		if aerr := b.Matrix.AcceptInvite(ctx, roomID, puppet, joiner.Localpart()); aerr == nil {
+			err = nil
+		} else {
+			log.Info().Err(aerr).Msg("The joining user's puppet cannot enter the room either")
+		}
+	}
+	if err != nil {
 		log.Info().Err(err).Msg("Bridge bot cannot join the room")
 		if errors.Is(err, mautrix.MForbidden) {
-			return nil, xmpp.StanzaError(stanza.Forbidden, "The room is not open to XMPP users")
+			return nil, xmpp.StanzaError(stanza.RegistrationRequired, "This room is members-only: you need an invitation from a member")
 		}
 		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
 	}

@@ -138,7 +138,7 @@ func TestE2EJoinErrors(t *testing.T) {
 			t.Errorf("join as %q: %+v; want conflict", nick, res.err)
 		}
 	}
-	// Rooms that do not exist, or are not public.
+	// Rooms that do not exist, or are not open.
 	unknown := mucJID(t, id2alias("nosuchroom", v.hsDomain))
 	if res := carol.join(unknown, "Carol"); res.err == nil || res.err.Error.Condition != stanza.ItemNotFound {
 		t.Errorf("join of unknown room: %+v; want item-not-found", res.err)
@@ -148,9 +148,11 @@ func TestE2EJoinErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = private
+	// An invite-only room is a members-only MUC: without an invitation,
+	// registration-required (XEP-0045 §7.2.7).
 	if res := carol.join(mucJID(t, id2alias(privateRoom.RoomAliasName, v.hsDomain)), "Carol"); res.err == nil ||
-		res.err.Error.Condition != stanza.Forbidden {
-		t.Errorf("join of private room: %+v; want forbidden", res.err)
+		res.err.Error.Condition != stanza.RegistrationRequired {
+		t.Errorf("join of private room: %+v; want registration-required", res.err)
 	}
 }
 

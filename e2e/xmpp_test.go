@@ -61,6 +61,9 @@ func (v *env) newXMPPClient(t *testing.T, user, resource string) *xmppClient {
 		_ = s.Serve(mellium.HandlerFunc(c.handle))
 	}()
 	t.Cleanup(c.close)
+	// Initial presence, as every client sends: without it the server does
+	// not deliver messages to the bare JID (invitations) to this session.
+	c.send(&xmpp.Presence{})
 	return c
 }
 

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -353,4 +354,50 @@ func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser
 	}
 	slices.Reverse(out)
 	return out, nil
+}
+
+// Invite invites target to a room, acting as actor.
+func (c *Connector) Invite(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error {
+	_, err := c.Intent(actor).InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: target, Reason: reason})
+	if err != nil {
+		return fmt.Errorf("%s failed to invite %s: %w", actor, target, err)
+	}
+	return nil
+}
+
+// AcceptInvite makes a puppet join a room it was invited to, and has it
+// invite the bridge bot, which then joins too: in a room that is not public
+// only a member can bring the bot in.
+func (c *Connector) AcceptInvite(ctx context.Context, roomID id.RoomID, puppet id.UserID, displayname string) error {
+	if err := c.EnsurePuppet(ctx, puppet, displayname); err != nil {
+		return err
+	}
+	if _, err := c.Intent(puppet).JoinRoomByID(ctx, roomID); err != nil {
+		return fmt.Errorf("%s failed to join %s: %w", puppet, roomID, err)
+	}
+	_ = c.AS.StateStore.SetMembership(ctx, roomID, puppet, event.MembershipJoin)
+	if err := c.Bot().EnsureJoined(ctx, roomID, appservice.EnsureJoinedParams{BotOverride: c.Intent(puppet).Client}); err != nil {
+		return fmt.Errorf("bot failed to join %s after an invite by %s: %w", roomID, puppet, err)
+	}
+	return nil
+}
+
+// StrippedAlias returns the canonical alias and name of the room an invite
+// event invites to, from the stripped state the homeserver attaches, if any.
+func StrippedAlias(evt *event.Event) (alias id.RoomAlias, name string) {
+	for _, st := range evt.Unsigned.InviteRoomState {
+		switch st.Type.Type {
+		case event.StateCanonicalAlias.Type:
+			var c event.CanonicalAliasEventContent
+			if json.Unmarshal(st.Content.VeryRaw, &c) == nil {
+				alias = c.Alias
+			}
+		case event.StateRoomName.Type:
+			var c event.RoomNameEventContent
+			if json.Unmarshal(st.Content.VeryRaw, &c) == nil {
+				name = c.Name
+			}
+		}
+	}
+	return alias, name
 }

@@ -28,8 +28,11 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		return p.handleMatrixMember(ctx, evt)
 	case event.StateRoomName, event.StateTopic:
 		p.handleMatrixSubject(ctx, evt)
-	case event.StateCanonicalAlias, event.StateJoinRules:
+	case event.StateCanonicalAlias:
 		return p.handleMatrixReachability(ctx, evt)
+	case event.StateJoinRules:
+		// Open or members-only; either way the room stays reachable.
+		p.info.JoinRule = evt.Content.AsJoinRules().JoinRule
 	case event.StatePowerLevels:
 		p.handlePowerLevels(ctx, evt)
 	}
@@ -108,8 +111,12 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 			return false
 		}
 	case p.deps.Matrix.IsBridgeUser(target):
-		if evt.Sender != target && (content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan) {
+		switch {
+		case evt.Sender == target:
+		case content.Membership == event.MembershipLeave, content.Membership == event.MembershipBan:
 			p.removedOnMatrix(ctx, target, evt.Sender, content)
+		case content.Membership == event.MembershipInvite && !p.deps.Matrix.IsBridgeUser(evt.Sender):
+			p.invitedOnMatrix(ctx, target, evt.Sender, content.Reason)
 		}
 	default:
 		p.handleMemberChange(ctx, target, evt.Sender, content)
@@ -211,17 +218,12 @@ func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
 	}
 }
 
-// handleMatrixReachability follows the canonical alias and join rule. A room
-// that loses them is destroyed; a new alias moves the MUC, and occupants are
-// told where to (XEP-0045 §10.9). It returns false when the portal is gone.
+// handleMatrixReachability follows the canonical alias. A room that loses it
+// is destroyed; a new alias moves the MUC, and occupants are told where to
+// (XEP-0045 §10.9). It returns false when the portal is gone.
 func (p *Portal) handleMatrixReachability(ctx context.Context, evt *event.Event) bool {
-	switch evt.Type {
-	case event.StateCanonicalAlias:
-		ca := evt.Content.AsCanonicalAlias()
-		p.info.CanonicalAlias, p.info.AltAliases = ca.Alias, ca.AltAliases
-	case event.StateJoinRules:
-		p.info.JoinRule = evt.Content.AsJoinRules().JoinRule
-	}
+	ca := evt.Content.AsCanonicalAlias()
+	p.info.CanonicalAlias, p.info.AltAliases = ca.Alias, ca.AltAliases
 	alias := p.info.CanonicalAlias
 	if Reachable(p.info, p.deps.Scheme, p.deps.HomeserverDomain) != nil {
 		p.log.Info().Msg("Room is no longer reachable from XMPP, closing portal")

@@ -100,6 +100,10 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 		return
 	}
 	puppet := p.deps.Matrix.PuppetID(bare.String())
+	if !p.mayJoin(puppet) {
+		fail(stanza.RegistrationRequired, "This room is members-only: you need an invitation from a member")
+		return
+	}
 	err := p.deps.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store puppet")
@@ -235,6 +239,9 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
 	}
 	switch {
+	case msg.Type != xmpp.TypeError && msg.MUCUser != nil && len(msg.MUCUser.Invite) > 0 && msg.To.Resourcepart() == "":
+		p.handleMediatedInvite(ctx, msg)
+		return
 	case msg.Type == xmpp.TypeError:
 		if occ, ok := p.session(from); ok && sessionGone(msg.Error) {
 			p.removeSession(ctx, occ, from, false, "The XMPP client went away")

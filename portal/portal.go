@@ -38,6 +38,7 @@ type MatrixAPI interface {
 	Unban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	SetUserLevel(ctx context.Context, roomID id.RoomID, actor, target id.UserID, level int) error
 	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
+	Invite(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error)
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)

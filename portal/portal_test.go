@@ -119,7 +119,7 @@ func TestReachable(t *testing.T) {
 		{&matrix.RoomInfo{CanonicalAlias: "#a:hs.test", JoinRule: event.JoinRulePublic}, ""},
 		{&matrix.RoomInfo{CanonicalAlias: "", JoinRule: event.JoinRulePublic}, stanza.ItemNotFound},
 		{&matrix.RoomInfo{CanonicalAlias: "#a:other.test", JoinRule: event.JoinRulePublic}, stanza.ItemNotFound},
-		{&matrix.RoomInfo{CanonicalAlias: "#a:hs.test", JoinRule: event.JoinRuleInvite}, stanza.Forbidden},
+		{&matrix.RoomInfo{CanonicalAlias: "#a:hs.test", JoinRule: event.JoinRuleInvite}, ""}, // members-only, still addressable
 		{&matrix.RoomInfo{CanonicalAlias: "# a:hs.test", JoinRule: event.JoinRulePublic}, stanza.ItemNotFound},
 	} {
 		err := Reachable(tc.info, scheme, "hs.test")

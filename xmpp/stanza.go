@@ -72,20 +72,21 @@ func (e *AddrError) Unwrap() error { return e.Err }
 // Message is a message stanza (RFC 6120 §8, RFC 6121 §5), with the payloads
 // the bridge reads or writes.
 type Message struct {
-	XMLName    xml.Name      `xml:"message"`
-	ID         string        `xml:"id,attr,omitempty"`
-	Type       string        `xml:"type,attr,omitempty"`
-	From       Addr          `xml:"from,attr"`
-	To         Addr          `xml:"to,attr"`
-	Lang       string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
-	Subject    *string       `xml:"subject"`
-	Body       string        `xml:"body,omitempty"`
-	Error      *stanza.Error `xml:"error"`
-	Delay      *Delay        `xml:"urn:xmpp:delay delay"`
-	StanzaID   *StanzaID     `xml:"urn:xmpp:sid:0 stanza-id"`
-	OriginID   *OriginID     `xml:"urn:xmpp:sid:0 origin-id"`
-	OccupantID *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
-	MUCUser    *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	XMLName      xml.Name      `xml:"message"`
+	ID           string        `xml:"id,attr,omitempty"`
+	Type         string        `xml:"type,attr,omitempty"`
+	From         Addr          `xml:"from,attr"`
+	To           Addr          `xml:"to,attr"`
+	Lang         string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Subject      *string       `xml:"subject"`
+	Body         string        `xml:"body,omitempty"`
+	Error        *stanza.Error `xml:"error"`
+	Delay        *Delay        `xml:"urn:xmpp:delay delay"`
+	StanzaID     *StanzaID     `xml:"urn:xmpp:sid:0 stanza-id"`
+	OriginID     *OriginID     `xml:"urn:xmpp:sid:0 origin-id"`
+	OccupantID   *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	MUCUser      *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	DirectInvite *DirectInvite `xml:"jabber:x:conference x"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -233,6 +234,12 @@ type MUCInvite struct {
 	To     Addr   `xml:"to,attr"`
 	From   Addr   `xml:"from,attr"`
 	Reason string `xml:"reason,omitempty"`
+}
+
+// DirectInvite is an XEP-0249 direct MUC invitation.
+type DirectInvite struct {
+	JID    Addr   `xml:"jid,attr"`
+	Reason string `xml:"reason,attr,omitempty"`
 }
 
 // MUCAdmin is the muc#admin query of moderation requests (XEP-0045 §8, §9).
