@@ -52,6 +52,22 @@ func TestE2EJoinsAndLeaves(t *testing.T) {
 	nina.leave(room)
 	alice.waitFrom(mark, "nina's unavailable presence", isPresence(occ(muc, "Nina"), xmpp.TypeUnavailable))
 
+	// Two Matrix members with the same display name get distinct nicks
+	// made with their localparts; the first one's nick changes with 303.
+	mark = alice.mark()
+	sam1 := v.newMatrixUser(t, "sam", "Sam")
+	sam1.join(room)
+	alice.waitFrom(mark, "sam's presence", isPresence(occ(muc, "Sam"), ""))
+	sam2 := v.newMatrixUser(t, "sam", "Sam")
+	sam2.join(room)
+	first, second := "Sam ("+sam1.id.Localpart()+")", "Sam ("+sam2.id.Localpart()+")"
+	st0, _ := alice.waitFrom(mark, "the first Sam renamed", isPresence(occ(muc, "Sam"), xmpp.TypeUnavailable))
+	if p := st0.(*xmpp.Presence); !hasStatus(p, xmpp.StatusNewNick) || p.MUCUser.Items[0].Nick != first {
+		t.Errorf("first Sam's nick change %+v; want 303 to %q", p.MUCUser, first)
+	}
+	alice.waitFrom(mark, "first Sam", isPresence(occ(muc, first), ""))
+	alice.waitFrom(mark, "second Sam", isPresence(occ(muc, second), ""))
+
 	// A Matrix user renames: the nick changes with status 303 (XEP-0045 §7.6).
 	mark = alice.mark()
 	if err := mary.c.SetDisplayName(ctx(t), "Mary Q"); err != nil {

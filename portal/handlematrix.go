@@ -47,10 +47,10 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	}
 	m := p.roster.members[evt.Sender]
 	if m == nil {
-		// The member event has not reached us yet; show the user by ID
-		// until it does.
-		m, _ = p.roster.add(evt.Sender, "")
-		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
+		// The member event has not reached us yet; show the user by its
+		// localpart until it does.
+		p.announce(ctx, p.roster.set(evt.Sender, ""))
+		m = p.roster.members[evt.Sender]
 	}
 	if len(p.occupants) == 0 {
 		return
@@ -127,22 +127,9 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserID, content *event.MemberEventContent) {
 	switch content.Membership {
 	case event.MembershipJoin:
-		m, oldNick := p.roster.add(target, content.Displayname)
-		switch {
-		case oldNick == "":
-			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
-		case oldNick != m.nick:
-			// A nick change: unavailable with the new nick and 303, then
-			// available under the new nick (XEP-0045 §7.6).
-			p.broadcast(ctx, nil, func(to jid.JID) any {
-				item := p.memberItem(m)
-				item.Nick = m.nick
-				return p.unavailablePresence(m.userID, oldNick, to, item, xmpp.StatusNewNick)
-			})
-			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
-		}
+		p.announce(ctx, p.roster.set(target, content.Displayname))
 	case event.MembershipLeave, event.MembershipBan:
-		m := p.roster.remove(target)
+		m, changes := p.roster.remove(target)
 		if m == nil {
 			return
 		}
@@ -157,6 +144,25 @@ func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserI
 			item.Affiliation = xmpp.AffOutcast
 		}
 		p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(m.userID, m.nick, to, item, status...) })
+		p.announce(ctx, changes)
+	}
+}
+
+// announce tells every session about members that arrived or whose nick
+// changed: a nick change is unavailable presence under the old nick with
+// the new one and status 303, then presence under the new nick (XEP-0045
+// §7.6).
+func (p *Portal) announce(ctx context.Context, changes []nickChange) {
+	for _, c := range changes {
+		m, old := c.m, c.old
+		if old != "" {
+			p.broadcast(ctx, nil, func(to jid.JID) any {
+				item := p.memberItem(m)
+				item.Nick = m.nick
+				return p.unavailablePresence(m.userID, old, to, item, xmpp.StatusNewNick)
+			})
+		}
+		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
 	}
 }
 

@@ -310,7 +310,7 @@ func (p *Portal) load(ctx context.Context) error {
 	}
 	for userID, m := range info.Members {
 		if !p.deps.Matrix.IsBridgeUser(userID) {
-			p.roster.add(userID, m.Displayname)
+			p.roster.set(userID, m.Displayname)
 		}
 	}
 	p.loaded = true

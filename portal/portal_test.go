@@ -13,43 +13,60 @@ import (
 	"github.com/mxpp/mxpp/xmpp"
 )
 
+func nickOf(r *roster, u id.UserID) string { return r.members[u].nick }
+
 func TestRosterNicks(t *testing.T) {
 	r := newRoster()
-	alice, _ := r.add("@alice:hs.test", "Alice")
-	if alice.nick != "Alice" {
-		t.Fatalf("nick = %q; want the display name", alice.nick)
+	changes := r.set("@alice:hs.test", "Alice")
+	if len(changes) != 1 || changes[0].old != "" || nickOf(r, "@alice:hs.test") != "Alice" {
+		t.Fatalf("new member: changes %+v, nick %q", changes, nickOf(r, "@alice:hs.test"))
 	}
-	// Same display name, another user: disambiguated, stable for each.
-	other, _ := r.add("@alice2:hs.test", "alice")
-	if other.nick != "alice (alice2)" {
-		t.Errorf("second Alice got %q", other.nick)
+	// Same display name, another user: both get their localpart, and the
+	// first one's nick changes.
+	changes = r.set("@alice2:hs.test", "alice")
+	if nickOf(r, "@alice:hs.test") != "Alice (alice)" || nickOf(r, "@alice2:hs.test") != "alice (alice2)" || len(changes) != 2 {
+		t.Errorf("two Alices: %q and %q, changes %+v", nickOf(r, "@alice:hs.test"), nickOf(r, "@alice2:hs.test"), changes)
 	}
-	// An XMPP occupant holds a nick; a member taking that name moves aside.
+	// The plain display name stays reserved for them.
+	if u, taken := r.owns("ALICE"); !taken || (u != "@alice:hs.test" && u != "@alice2:hs.test") {
+		t.Errorf("owns(ALICE) = %s, %v", u, taken)
+	}
+	// The result does not depend on the order they came in.
+	r2 := newRoster()
+	r2.set("@alice2:hs.test", "alice")
+	r2.set("@alice:hs.test", "Alice")
+	if nickOf(r2, "@alice:hs.test") != "Alice (alice)" || nickOf(r2, "@alice2:hs.test") != "alice (alice2)" {
+		t.Error("nicks depend on joining order")
+	}
+	// When one leaves, the other gets the plain name back.
+	m, changes := r.remove("@alice2:hs.test")
+	if m == nil || nickOf(r, "@alice:hs.test") != "Alice" || len(changes) != 1 || changes[0].old != "Alice (alice)" {
+		t.Errorf("after a leave: %q, changes %+v", nickOf(r, "@alice:hs.test"), changes)
+	}
+	// An XMPP occupant holds a nick; a member named so is suffixed.
 	r.claim("Bob", "@_xmpp_bob=40x:hs.test")
-	bob, _ := r.add("@bob:hs.test", "BOB")
-	if bob.nick != "BOB (bob)" {
-		t.Errorf("member named like an occupant got %q", bob.nick)
+	r.set("@bob:hs.test", "BOB")
+	if nickOf(r, "@bob:hs.test") != "BOB (bob)" {
+		t.Errorf("member named like an occupant got %q", nickOf(r, "@bob:hs.test"))
 	}
-	// A rename reports the old nick and frees it.
-	renamed, old := r.add("@alice:hs.test", "Alicia")
-	if old != "Alice" || renamed.nick != "Alicia" {
-		t.Errorf("rename: old %q new %q", old, renamed.nick)
+	// A rename frees the old nick.
+	changes = r.set("@alice:hs.test", "Alicia")
+	if len(changes) != 1 || changes[0].old != "Alice" || nickOf(r, "@alice:hs.test") != "Alicia" {
+		t.Errorf("rename: %+v", changes)
 	}
 	if _, taken := r.owns("alice"); taken {
 		t.Error("the old nick is still taken after a rename")
 	}
-	// Same display name again: no change.
-	if _, old = r.add("@alice:hs.test", "Alicia"); old != "Alicia" {
-		t.Errorf("unchanged member reported old nick %q", old)
+	if changes = r.set("@alice:hs.test", "Alicia"); changes != nil {
+		t.Errorf("an unchanged member reported %+v", changes)
 	}
 	// Empty and unusable display names fall back to the localpart.
-	if m, _ := r.add("@carol:hs.test", ""); m.nick != "carol" {
-		t.Errorf("empty display name gave %q", m.nick)
+	r.set("@carol:hs.test", "")
+	r.set("@dave:hs.test", "\u0007\u0000  ")
+	if nickOf(r, "@carol:hs.test") != "carol" || nickOf(r, "@dave:hs.test") != "dave" {
+		t.Errorf("fallback nicks %q %q", nickOf(r, "@carol:hs.test"), nickOf(r, "@dave:hs.test"))
 	}
-	if m, _ := r.add("@dave:hs.test", "\u0007\u0000  "); m.nick != "dave" {
-		t.Errorf("control characters gave %q", m.nick)
-	}
-	if r.remove("@carol:hs.test") == nil {
+	if m, _ := r.remove("@carol:hs.test"); m == nil {
 		t.Error("remove of a member returned nil")
 	}
 	if _, taken := r.owns("carol"); taken {

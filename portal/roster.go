@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -28,28 +29,44 @@ type occupant struct {
 type member struct {
 	userID      id.UserID
 	displayname string
+	base        string // the name the nick is made from
 	nick        string
 }
 
+// nickChange is a member whose nick changed: old is "" for a new member.
+type nickChange struct {
+	m   *member
+	old string
+}
+
 // roster hands out nicks: every Matrix member and XMPP occupant holds one,
-// and no two hold nicks that differ only in case or Unicode form.
+// and no two hold nicks that differ only in case or Unicode form. A member's
+// nick is its display name; members who share one all get their localpart
+// added, so a nick never depends on who joined first and stays the same
+// across restarts. A display name in use by members is reserved for them.
 type roster struct {
 	owner   map[string]id.UserID // nick key -> Matrix user or puppet
 	members map[id.UserID]*member
+	groups  map[string]map[id.UserID]*member // base key -> members
 }
 
 func newRoster() *roster {
-	return &roster{owner: map[string]id.UserID{}, members: map[id.UserID]*member{}}
+	return &roster{owner: map[string]id.UserID{}, members: map[id.UserID]*member{}, groups: map[string]map[id.UserID]*member{}}
 }
 
 func nickKey(nick string) string {
 	return strings.ToLower(norm.NFKC.String(nick))
 }
 
-// owns reports who holds a nick.
+// owns reports who holds a nick, or whose display name it is.
 func (r *roster) owns(nick string) (id.UserID, bool) {
-	u, ok := r.owner[nickKey(nick)]
-	return u, ok
+	if u, ok := r.owner[nickKey(nick)]; ok {
+		return u, true
+	}
+	for u := range r.groups[nickKey(nick)] {
+		return u, true
+	}
+	return "", false
 }
 
 // claim gives a nick to an XMPP occupant's puppet.
@@ -62,51 +79,92 @@ func (r *roster) release(nick string, owner id.UserID) {
 	}
 }
 
-// add adds a Matrix member or updates its display name. It returns the
-// member and its previous nick ("" if it is new).
-func (r *roster) add(userID id.UserID, displayname string) (m *member, oldNick string) {
-	m = r.members[userID]
+// set adds a Matrix member or updates its display name, and returns every
+// member whose nick changed, this one included.
+func (r *roster) set(userID id.UserID, displayname string) []nickChange {
+	m := r.members[userID]
+	oldKey := ""
 	if m != nil {
 		if m.displayname == displayname {
-			return m, m.nick
+			return nil
 		}
-		oldNick = m.nick
-		r.release(m.nick, userID)
+		oldKey = nickKey(m.base)
+		delete(r.groups[oldKey], userID)
 	} else {
 		m = &member{userID: userID}
 		r.members[userID] = m
 	}
 	m.displayname = displayname
-	m.nick = r.pick(userID, displayname)
-	r.claim(m.nick, userID)
-	return m, oldNick
+	m.base = cleanNick(displayname)
+	if m.base == "" {
+		m.base = cleanNick(userID.Localpart())
+	}
+	if m.base == "" {
+		m.base = string(userID)
+	}
+	newKey := nickKey(m.base)
+	if r.groups[newKey] == nil {
+		r.groups[newKey] = map[id.UserID]*member{}
+	}
+	r.groups[newKey][userID] = m
+	changes := r.renick(newKey)
+	if oldKey != "" && oldKey != newKey {
+		changes = append(changes, r.renick(oldKey)...)
+	}
+	return changes
 }
 
-// remove drops a Matrix member and frees its nick.
-func (r *roster) remove(userID id.UserID) *member {
+// remove drops a Matrix member, frees its nick and returns it with the
+// nick changes of the members that shared its display name.
+func (r *roster) remove(userID id.UserID) (*member, []nickChange) {
 	m := r.members[userID]
-	if m != nil {
-		delete(r.members, userID)
-		r.release(m.nick, userID)
+	if m == nil {
+		return nil, nil
 	}
-	return m
+	delete(r.members, userID)
+	key := nickKey(m.base)
+	delete(r.groups[key], userID)
+	r.release(m.nick, userID)
+	return m, r.renick(key)
 }
 
-// pick finds a free nick for a member: the display name, else the display
-// name with the user's localpart, else with the whole user ID.
-func (r *roster) pick(userID id.UserID, displayname string) string {
-	local := userID.Localpart()
-	base := cleanNick(displayname)
-	if base == "" {
-		base = local
+// renick gives the members of one display name group their nicks.
+func (r *roster) renick(key string) []nickChange {
+	group := r.groups[key]
+	if len(group) == 0 {
+		delete(r.groups, key)
+		return nil
 	}
-	candidates := []string{base, base + " (" + local + ")", base + " (" + string(userID) + ")", string(userID)}
-	for _, c := range candidates {
-		if owner, taken := r.owns(c); !taken || owner == userID {
-			return c
+	ms := make([]*member, 0, len(group))
+	for _, m := range group {
+		ms = append(ms, m)
+		r.release(m.nick, m.userID)
+	}
+	slices.SortFunc(ms, func(a, b *member) int { return strings.Compare(string(a.userID), string(b.userID)) })
+	var changes []nickChange
+	for _, m := range ms {
+		var candidates []string
+		if len(ms) == 1 {
+			candidates = append(candidates, m.base)
+		}
+		candidates = append(candidates, m.base+" ("+m.userID.Localpart()+")", m.base+" ("+string(m.userID)+")", string(m.userID))
+		nick := ""
+		for _, c := range candidates {
+			if owner, taken := r.owner[nickKey(c)]; (!taken || owner == m.userID) && validNick(c) {
+				nick = c
+				break
+			}
+		}
+		if nick == "" {
+			nick = string(m.userID) + " (" + xmpp.RandomID()[:6] + ")"
+		}
+		r.claim(nick, m.userID)
+		if nick != m.nick {
+			changes = append(changes, nickChange{m: m, old: m.nick})
+			m.nick = nick
 		}
 	}
-	return string(userID) + " (" + xmpp.RandomID()[:6] + ")"
+	return changes
 }
 
 // cleanNick makes a display name usable as a MUC nick (a JID resourcepart):
@@ -130,4 +188,10 @@ func cleanNick(s string) string {
 		return ""
 	}
 	return s
+}
+
+// validNick reports whether s can be a MUC nick (a JID resourcepart).
+func validNick(s string) bool {
+	_, err := jid.New("", "x.test", s)
+	return err == nil
 }
