@@ -33,6 +33,8 @@ type Bridge struct {
 
 	scheme        xmpp.Scheme
 	occupantIDKey []byte
+	avatars       *portal.Avatars
+	puppetAvatars *portal.PuppetAvatars
 	ctx           context.Context
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
@@ -106,6 +108,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return err
 	}
 	b.registerHealth(b.Matrix.Mux)
+	b.avatars = portal.NewAvatars(b.Matrix.DownloadMedia, b.Log.With().Str("component", "avatars").Logger())
+	b.avatars.Ready = b.avatarReady
+	b.puppetAvatars = &portal.PuppetAvatars{Matrix: b.Matrix, XMPP: b.XMPP, DB: b.DB, From: b.XMPP.Domain(),
+		Log: b.Log.With().Str("component", "avatars").Logger()}
 	if err = b.Matrix.Start(b.ctx); err != nil {
 		return err
 	}
@@ -242,6 +248,8 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		HistoryMessages:  b.Config.Bridge.HistoryMessages,
 
 		OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,
+		Avatars:               b.avatars,
+		PuppetAvatars:         b.puppetAvatars,
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
 		OnGone:                b.forgetPortal,
 	})
@@ -285,6 +293,15 @@ func (b *Bridge) HandleConnected(ctx context.Context) {
 		if p, err := b.startPortal(row); err == nil {
 			p.Queue(ctx, portal.Reconnected{})
 		}
+	}
+}
+
+// avatarReady tells the running portals that an avatar's hash is known.
+func (b *Bridge) avatarReady(uri id.ContentURIString) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.byRoom {
+		p.TryQueue(portal.AvatarReady{URI: uri})
 	}
 }
 

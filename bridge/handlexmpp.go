@@ -45,7 +45,11 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 	}
 	_, server, err := b.scheme.ParseRoomJID(to)
 	if err != nil {
-		if _, _, uerr := b.scheme.ParseUserJID(to); uerr == nil {
+		if local, server, uerr := b.scheme.ParseUserJID(to); uerr == nil {
+			if iq, ok := st.(*xmpp.IQ); ok && iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSVCard {
+				go b.userVCard(ctx, iq, id.NewUserID(local, server))
+				return
+			}
 			b.reject(ctx, st, stanza.FeatureNotImplemented, "Direct messages with Matrix users are not supported yet")
 		} else {
 			b.reject(ctx, st, stanza.ItemNotFound, "There is no such room or user on this bridge")
@@ -281,4 +285,19 @@ func addresses(st any) (from, to jid.JID) {
 		return s.From.JID, s.To.JID
 	}
 	return jid.JID{}, jid.JID{}
+}
+
+// userVCard answers a vCard request to a Matrix user's contact JID with the
+// user's profile (XEP-0054).
+func (b *Bridge) userVCard(ctx context.Context, iq *xmpp.IQ, userID id.UserID) {
+	name, avatar, err := b.Matrix.Profile(ctx, userID)
+	if err != nil {
+		b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, "No such Matrix user"))
+		return
+	}
+	card := &xmpp.VCard{FN: name, Nickname: name}
+	if card.Photo, err = b.avatars.Photo(ctx, avatar); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("user_id", userID).Msg("Failed to fetch an avatar for a vCard")
+	}
+	b.XMPP.Reply(ctx, iq, card, nil)
 }

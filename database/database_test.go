@@ -206,6 +206,15 @@ func TestUpgradeFromV1(t *testing.T) {
 	if _, err = db.Secret(ctx, KeyOccupantID); err != nil {
 		t.Fatalf("kv table after the upgrade: %v", err)
 	}
+	if err = db.Puppet.Upsert(ctx, &Puppet{JID: "a@x", MXID: "@_xmpp_a=40x:hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err = db.Puppet.SetAvatarHash(ctx, "a@x", "abc"); err != nil {
+		t.Fatalf("puppet avatar hash after the upgrade: %v", err)
+	}
+	if p, _ := db.Puppet.GetByJID(ctx, "a@x"); p == nil || p.AvatarHash != "abc" {
+		t.Fatalf("puppet after the upgrade = %+v", p)
+	}
 }
 
 // v1Schema is 00-latest.sql as released at version 1.

@@ -15,16 +15,20 @@ type Puppet struct {
 	MXID id.UserID
 	// Registered is set once the homeserver knows the user.
 	Registered bool
+	// AvatarHash is the XEP-0153 hash of the avatar last copied to the
+	// puppet, "" if it has none.
+	AvatarHash string
 	CreatedAt  time.Time
 }
 
 func newPuppet(_ *dbutil.QueryHelper[*Puppet]) *Puppet { return &Puppet{} }
 
 const (
-	puppetColumns   = `jid, mxid, registered, created_at`
+	puppetColumns   = `jid, mxid, registered, avatar_hash, created_at`
 	getPuppetByJID  = `SELECT ` + puppetColumns + ` FROM puppet WHERE jid=$1`
 	getPuppetByMXID = `SELECT ` + puppetColumns + ` FROM puppet WHERE mxid=$1`
-	upsertPuppet    = `INSERT INTO puppet (` + puppetColumns + `) VALUES ($1, $2, $3, $4) ON CONFLICT (jid) DO UPDATE SET registered=excluded.registered`
+	upsertPuppet    = `INSERT INTO puppet (` + puppetColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jid) DO UPDATE SET registered=excluded.registered`
+	setAvatarHash   = `UPDATE puppet SET avatar_hash=$2 WHERE jid=$1`
 	deletePuppet    = `DELETE FROM puppet WHERE jid=$1`
 	countPuppets    = `SELECT COUNT(*) FROM puppet`
 )
@@ -32,7 +36,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (p *Puppet) Scan(row dbutil.Scannable) (*Puppet, error) {
 	var created int64
-	err := row.Scan(&p.JID, &p.MXID, &p.Registered, &created)
+	err := row.Scan(&p.JID, &p.MXID, &p.Registered, &p.AvatarHash, &created)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +61,12 @@ func (pq *PuppetQuery) GetByMXID(ctx context.Context, mxid id.UserID) (*Puppet, 
 
 // Upsert adds a puppet or updates its registration flag.
 func (pq *PuppetQuery) Upsert(ctx context.Context, p *Puppet) error {
-	return pq.Exec(ctx, upsertPuppet, p.JID, p.MXID, p.Registered, p.CreatedAt.UnixMilli())
+	return pq.Exec(ctx, upsertPuppet, p.JID, p.MXID, p.Registered, p.AvatarHash, p.CreatedAt.UnixMilli())
+}
+
+// SetAvatarHash stores the hash of the avatar copied to a puppet.
+func (pq *PuppetQuery) SetAvatarHash(ctx context.Context, bare, hash string) error {
+	return pq.Exec(ctx, setAvatarHash, bare, hash)
 }
 
 // Delete removes a puppet and its occupant sessions.

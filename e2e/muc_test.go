@@ -166,9 +166,24 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	}
 	alice.waitFrom(aliceMark, "bob's removal seen by alice", isPresence(occ(muc, "Bob"), xmpp.TypeUnavailable))
 
-	// Bob, kicked but not banned, may come back.
+	// Bob, kicked but not banned, may come back; Mary kicks him on
+	// Matrix, which removes him from the MUC with 307 and her as actor.
 	if res := bob.join(muc, "Bob"); res.err != nil {
 		t.Fatalf("rejoin after a kick: %v", res.err.Error)
+	}
+	mary.waitEvent("bob's puppet back", func(evt *event.Event) bool {
+		return isMembership(room, bobPuppet, event.MembershipJoin)(evt) && evt.Timestamp > kick.Timestamp
+	})
+	bobMark = bob.mark()
+	if _, err := mary.c.KickUser(ctx(t), room, &mautrix.ReqKickUser{UserID: bobPuppet, Reason: "out"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = bob.waitFrom(bobMark, "bob kicked on Matrix", isPresence(occ(muc, "Bob"), xmpp.TypeUnavailable))
+	if p := st.(*xmpp.Presence); !hasStatus(p, xmpp.StatusKicked) || itemOf(p).Actor == nil || itemOf(p).Actor.Nick != "Mary" || itemOf(p).Reason != "out" {
+		t.Errorf("bob's kick presence %+v; want 307, actor Mary, reason", p.MUCUser)
+	}
+	if res := bob.join(muc, "Bob"); res.err != nil {
+		t.Fatalf("rejoin after a Matrix kick: %v", res.err.Error)
 	}
 	// Mary bans Bob on Matrix: he is removed with 301; joining again is
 	// refused.

@@ -35,6 +35,8 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		p.info.JoinRule = evt.Content.AsJoinRules().JoinRule
 	case event.StatePowerLevels:
 		p.handlePowerLevels(ctx, evt)
+	case event.StateRoomAvatar:
+		p.info.Avatar = evt.Content.AsRoomAvatar().URL
 	}
 	return true
 }
@@ -102,6 +104,7 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 	}
 	target := id.UserID(*evt.StateKey)
 	content := evt.Content.AsMember()
+	oldAvatar, wasMember := p.info.Members[target]
 	p.trackMembership(target, content)
 	switch {
 	case target == p.deps.Matrix.BotID():
@@ -119,19 +122,27 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 			p.invitedOnMatrix(ctx, target, evt.Sender, content.Reason)
 		}
 	default:
-		p.handleMemberChange(ctx, target, evt.Sender, content)
+		changes := p.handleMemberChange(ctx, target, evt.Sender, content)
+		if m := p.roster.members[target]; m != nil && wasMember && len(changes) == 0 && oldAvatar.AvatarURL != content.AvatarURL {
+			// Only the avatar changed: the new hash goes out with presence.
+			p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
+		}
 	}
 	return true
 }
 
-func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserID, content *event.MemberEventContent) {
+// handleMemberChange follows a Matrix member's joins, renames and leaves,
+// and returns the nick changes it announced.
+func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserID, content *event.MemberEventContent) []nickChange {
 	switch content.Membership {
 	case event.MembershipJoin:
-		p.announce(ctx, p.roster.set(target, content.Displayname))
+		changes := p.roster.set(target, content.Displayname)
+		p.announce(ctx, changes)
+		return changes
 	case event.MembershipLeave, event.MembershipBan:
 		m, changes := p.roster.remove(target)
 		if m == nil {
-			return
+			return nil
 		}
 		var status []int
 		item := p.memberItem(m)
@@ -145,7 +156,9 @@ func (p *Portal) handleMemberChange(ctx context.Context, target, sender id.UserI
 		}
 		p.broadcast(ctx, nil, func(to jid.JID) any { return p.unavailablePresence(m.userID, m.nick, to, item, status...) })
 		p.announce(ctx, changes)
+		return changes
 	}
+	return nil
 }
 
 // announce tells every session about members that arrived or whose nick

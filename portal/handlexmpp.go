@@ -52,6 +52,7 @@ func (p *Portal) session(full jid.JID) (*occupant, bool) {
 // second session of an occupant, or a status update (XEP-0045 §7.2, §7.7).
 func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	from, nick := pres.From.JID, pres.To.Resourcepart()
+	defer p.followAvatar(pres)
 	log := p.log.With().Stringer("jid", from).Str("nick", nick).Logger()
 	fail := func(cond stanza.Condition, text string) {
 		log.Debug().Str("condition", string(cond)).Str("reason", text).Msg("Refusing join")
@@ -368,4 +369,17 @@ func sessionGone(e *stanza.Error) bool {
 		return true
 	}
 	return false
+}
+
+// followAvatar copies an occupant's avatar to its puppet when its presence
+// carries an XEP-0153 hash (the copier skips hashes it already copied).
+func (p *Portal) followAvatar(pres *xmpp.Presence) {
+	if p.deps.PuppetAvatars == nil || pres.VCardUpdate == nil || pres.VCardUpdate.Photo == nil {
+		return
+	}
+	occ, ok := p.session(pres.From.JID)
+	if !ok {
+		return
+	}
+	p.deps.PuppetAvatars.Update(occ.bare, occ.puppet, *pres.VCardUpdate.Photo)
 }

@@ -31,6 +31,8 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 		p.deps.XMPP.Reply(ctx, iq, nil, nil)
 	case payload.Space == xmpp.NSDiscoInfo && iq.Type == xmpp.TypeGet && !toOccupant:
 		p.deps.XMPP.Reply(ctx, iq, p.discoInfo(), nil)
+	case payload.Space == xmpp.NSVCard:
+		p.handleVCard(ctx, iq)
 	case payload.Space == xmpp.NSMUCAdmin && !toOccupant:
 		p.handleAdmin(ctx, iq)
 	case payload.Space == xmpp.NSDiscoItems && iq.Type == xmpp.TypeGet && !toOccupant:
@@ -52,6 +54,7 @@ func (p *Portal) discoInfo() *xmpp.DiscoInfo {
 		Listed:    p.listed,
 		Open:      p.info.JoinRule == event.JoinRulePublic,
 		Moderated: p.moderated(),
+		Avatar:    p.deps.Avatars.vcardUpdate(p.info.Avatar),
 	})
 }
 
@@ -65,6 +68,8 @@ type RoomSummary struct {
 	// Open is whether anyone may join, rather than the invited.
 	Open      bool
 	Moderated bool
+	// Avatar, if set, holds the XEP-0153 hash of the room's avatar.
+	Avatar *xmpp.VCardUpdate
 }
 
 // RoomDiscoInfo is the disco#info of a room: its identity, the MUC features
@@ -80,21 +85,26 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 		}
 		return no
 	}
+	fields := []xmpp.FormField{
+		{Var: "FORM_TYPE", Type: "hidden", Values: []string{"http://jabber.org/protocol/muc#roominfo"}},
+		{Var: "muc#roominfo_description", Label: "Description", Values: []string{r.Topic}},
+		{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{r.Subject}},
+		{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(r.Occupants)}},
+	}
+	if r.Avatar != nil && r.Avatar.Photo != nil && *r.Avatar.Photo != "" {
+		// XEP-0486: clients fetch the room's vCard when the hash changes.
+		fields = append(fields, xmpp.FormField{Var: "muc#roominfo_avatarhash", Type: "text-multi", Values: []string{*r.Avatar.Photo}})
+	}
 	return &xmpp.DiscoInfo{
 		Identities: []xmpp.DiscoIdentity{{Category: "conference", Type: "text", Name: name}},
 		Features: xmpp.Features(xmpp.NSMUC, xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSPing, xmpp.NSStanzaID,
-			xmpp.NSOccupantID,
+			xmpp.NSOccupantID, xmpp.NSVCard,
 			pick(r.Listed, "muc_public", "muc_hidden"),
 			pick(r.Open, "muc_open", "muc_membersonly"),
 			"muc_persistent", "muc_nonanonymous",
 			pick(r.Moderated, "muc_moderated", "muc_unmoderated"),
 			"muc_unsecured"),
-		Forms: []xmpp.DataForm{{Type: "result", Fields: []xmpp.FormField{
-			{Var: "FORM_TYPE", Type: "hidden", Values: []string{"http://jabber.org/protocol/muc#roominfo"}},
-			{Var: "muc#roominfo_description", Label: "Description", Values: []string{r.Topic}},
-			{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{r.Subject}},
-			{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(r.Occupants)}},
-		}}},
+		Forms: []xmpp.DataForm{{Type: "result", Fields: fields}},
 	}
 }
 

@@ -76,7 +76,11 @@ type Deps struct {
 	// OccupantCheckInterval is how long a session may be quiet before a
 	// liveness ping; zero turns the checks off.
 	OccupantCheckInterval time.Duration
-	Log                   zerolog.Logger
+	// Avatars knows Matrix avatars' hashes; PuppetAvatars copies XMPP
+	// users' avatars to their puppets. Either may be nil.
+	Avatars       *Avatars
+	PuppetAvatars *PuppetAvatars
+	Log           zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
@@ -265,6 +269,8 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		p.checkOccupants(ctx)
 	case CheckQuiet:
 		p.checkQuiet(ctx)
+	case AvatarReady:
+		p.handleAvatarReady(ctx, e.URI)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}

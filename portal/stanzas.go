@@ -65,6 +65,9 @@ func (p *Portal) availablePresence(userID id.UserID, nick string, to jid.JID, it
 	}
 	if userID != "" {
 		pres.OccupantID = p.occupantID(userID)
+		if m := p.info.Members[userID]; p.roster.members[userID] != nil {
+			pres.VCardUpdate = p.deps.Avatars.vcardUpdate(m.AvatarURL)
+		}
 	}
 	return pres
 }

@@ -91,19 +91,20 @@ type Message struct {
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
 type Presence struct {
-	XMLName    xml.Name      `xml:"presence"`
-	ID         string        `xml:"id,attr,omitempty"`
-	Type       string        `xml:"type,attr,omitempty"`
-	From       Addr          `xml:"from,attr"`
-	To         Addr          `xml:"to,attr"`
-	Lang       string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
-	Show       string        `xml:"show,omitempty"`
-	Status     string        `xml:"status,omitempty"`
-	Priority   int           `xml:"priority,omitempty"`
-	Error      *stanza.Error `xml:"error"`
-	MUC        *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
-	MUCUser    *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
-	OccupantID *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	XMLName     xml.Name      `xml:"presence"`
+	ID          string        `xml:"id,attr,omitempty"`
+	Type        string        `xml:"type,attr,omitempty"`
+	From        Addr          `xml:"from,attr"`
+	To          Addr          `xml:"to,attr"`
+	Lang        string        `xml:"http://www.w3.org/XML/1998/namespace lang,attr,omitempty"`
+	Show        string        `xml:"show,omitempty"`
+	Status      string        `xml:"status,omitempty"`
+	Priority    int           `xml:"priority,omitempty"`
+	Error       *stanza.Error `xml:"error"`
+	MUC         *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
+	MUCUser     *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
+	OccupantID  *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	VCardUpdate *VCardUpdate  `xml:"vcard-temp:x:update x"`
 }
 
 // IQ is an info/query stanza (RFC 6120 §8.2.3). Payload holds the raw child

@@ -1,4 +1,4 @@
--- v0 -> v2: Latest revision
+-- v0 -> v3: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -18,6 +18,8 @@ CREATE TABLE puppet (
 	mxid       TEXT    NOT NULL UNIQUE,
 	-- Whether the homeserver already knows the user (appservice register).
 	registered BOOLEAN NOT NULL DEFAULT false,
+	-- XEP-0153 hash of the avatar last copied to the puppet ('' for none).
+	avatar_hash TEXT NOT NULL DEFAULT '',
 	created_at BIGINT  NOT NULL
 );
 

@@ -1,0 +1,86 @@
+package matrix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// ErrTooLarge is returned by DownloadMedia for content over the limit.
+var ErrTooLarge = errors.New("media is larger than allowed")
+
+// DownloadMedia fetches the content of an mxc:// URI, at most maxBytes of
+// it, with its content type. It uses authenticated media (Matrix 1.11) and
+// falls back to the older unauthenticated endpoint for homeservers that do
+// not have it yet.
+func (c *Connector) DownloadMedia(ctx context.Context, uri id.ContentURIString, maxBytes int64) ([]byte, string, error) {
+	mxc, err := id.ParseContentURI(string(uri))
+	if err != nil || mxc.IsEmpty() {
+		return nil, "", fmt.Errorf("invalid media URI %q", uri)
+	}
+	resp, err := c.Bot().Download(ctx, mxc)
+	if errors.Is(err, mautrix.MNotFound) || errors.Is(err, mautrix.MUnrecognized) {
+		resp, err = c.downloadLegacy(ctx, mxc)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to download %s: %w", uri, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to read %s: %w", uri, err)
+	}
+	if int64(len(data)) > maxBytes {
+		return nil, "", fmt.Errorf("%s: %w (%d bytes)", uri, ErrTooLarge, maxBytes)
+	}
+	return data, resp.Header.Get("Content-Type"), nil
+}
+
+func (c *Connector) downloadLegacy(ctx context.Context, mxc id.ContentURI) (*http.Response, error) {
+	url := c.Bot().BuildURL(mautrix.MediaURLPath{"v3", "download", mxc.Homeserver, mxc.FileID})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Appservice.ASToken)
+	resp, err := c.Bot().Client.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("media download answered %s", resp.Status)
+	}
+	return resp, nil
+}
+
+// UploadMedia stores content in the media repository as asUser.
+func (c *Connector) UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error) {
+	resp, err := c.Intent(asUser).UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: data, ContentType: contentType, FileName: fileName})
+	if err != nil {
+		return id.ContentURI{}, fmt.Errorf("failed to upload media as %s: %w", asUser, err)
+	}
+	return resp.ContentURI, nil
+}
+
+// SetPuppetAvatar sets a puppet's avatar; an empty URI removes it.
+func (c *Connector) SetPuppetAvatar(ctx context.Context, puppet id.UserID, uri id.ContentURI) error {
+	if err := c.Intent(puppet).SetAvatarURL(ctx, uri); err != nil {
+		return fmt.Errorf("failed to set the avatar of %s: %w", puppet, err)
+	}
+	return nil
+}
+
+// Profile returns a user's global display name and avatar.
+func (c *Connector) Profile(ctx context.Context, userID id.UserID) (string, id.ContentURIString, error) {
+	resp, err := c.Bot().GetProfile(ctx, userID)
+	if err != nil {
+		return "", "", fmt.Errorf("failed to get the profile of %s: %w", userID, err)
+	}
+	return resp.DisplayName, resp.AvatarURL.CUString(), nil
+}
