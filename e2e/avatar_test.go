@@ -52,13 +52,9 @@ func vcardOf(t *testing.T, c *xmppClient, to jid.JID) *xmpp.VCard {
 // puppet's avatar.
 func TestE2EAvatars(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("avatars", "Avatars", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "avatars", "Avatars", "")
 	alice := v.newXMPPClient(t, "alice", "av")
-	if res := alice.join(muc, "Alice"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	alice.mustJoin(muc, "Alice")
 
 	// Mary sets an avatar: presence with its hash, and her vCards have it.
 	face := testPNG(t, color.RGBA{200, 30, 30, 255})

@@ -49,9 +49,7 @@ func occ(room jid.JID, nick string) jid.JID {
 // XMPP clients need.
 func TestE2EJoinAndChat(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary Matrix")
-	room, alias := mary.createRoom("lobby", "The Lobby", "Welcome to the lobby")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary Matrix", "lobby", "The Lobby", "Welcome to the lobby")
 
 	alice := v.newXMPPClient(t, "alice", "phone")
 	res := alice.join(muc, "Alice")
@@ -110,9 +108,7 @@ func TestE2EJoinAndChat(t *testing.T) {
 // TestE2EJoinErrors: the refusals XEP-0045 asks for.
 func TestE2EJoinErrors(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	_, alias := mary.createRoom("errors", "Errors", "")
-	muc := mucJID(t, alias)
+	mary, _, muc := v.newRoom(t, "Mary", "errors", "Errors", "")
 
 	bob := v.newXMPPClient(t, "bob", "laptop")
 	carol := v.newXMPPClient(t, "carol", "desk")
@@ -120,17 +116,11 @@ func TestE2EJoinErrors(t *testing.T) {
 	// A message from a non-occupant.
 	mark := carol.mark()
 	id := carol.groupchat(muc, "am I in?")
-	st, _ := carol.waitFrom(mark, "not-acceptable", func(v any) bool {
-		m, ok := v.(*xmpp.Message)
-		return ok && m.ID == id && m.Type == xmpp.TypeError
-	})
-	if cond := st.(*xmpp.Message).Error.Condition; cond != stanza.NotAcceptable {
+	if cond := carol.messageError(mark, id); cond != stanza.NotAcceptable {
 		t.Errorf("message from non-occupant: %s; want not-acceptable", cond)
 	}
 
-	if res := bob.join(muc, "Bob"); res.err != nil {
-		t.Fatalf("bob's join refused: %v", res.err.Error)
-	}
+	bob.mustJoin(muc, "Bob")
 	// A nick that is taken, by an XMPP occupant and by a Matrix member.
 	for _, nick := range []string{"Bob", "bob", "Mary"} {
 		res := carol.join(muc, nick)

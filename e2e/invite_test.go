@@ -68,7 +68,5 @@ func TestE2EInvitations(t *testing.T) {
 	if m := st.(*xmpp.Message); !m.From.Equal(muc) || m.MUCUser.Invite[0].Reason != "join us" || !m.MUCUser.Invite[0].From.Equal(jid.MustParse("alice@"+v.xmppDomain)) {
 		t.Errorf("mediated invitation %+v from %s", m.MUCUser.Invite[0], m.From)
 	}
-	if res := bob.join(muc, "Bob"); res.err != nil {
-		t.Fatalf("bob's join after the invitation: %v", res.err.Error)
-	}
+	bob.mustJoin(muc, "Bob")
 }

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 )
 
 // mxUser is a Matrix user with a running sync loop.
@@ -93,6 +94,15 @@ func (u *mxUser) createRoom(aliasLocal, name, topic string) (id.RoomID, id.RoomA
 		u.t.Fatalf("creating room: %v", err)
 	}
 	return resp.RoomID, id.RoomAlias("#" + aliasLocal + ":" + e.hsDomain)
+}
+
+// newRoom registers a Matrix user with a display name, who creates a public
+// room; it returns the user, the room and the room's MUC JID.
+func (v *env) newRoom(t *testing.T, displayname, aliasLocal, name, topic string) (*mxUser, id.RoomID, jid.JID) {
+	t.Helper()
+	u := v.newMatrixUser(t, "mary", displayname)
+	room, alias := u.createRoom(aliasLocal, name, topic)
+	return u, room, mucJID(t, alias)
 }
 
 func (u *mxUser) join(room id.RoomID) {

@@ -53,9 +53,7 @@ func adminSet(c *xmppClient, room jid.JID, item xmpp.MUCItem) *xmpp.IQ {
 // an XMPP occupant may do is what its puppet may do on Matrix.
 func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("mod", "Moderated", "Old topic")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "mod", "Moderated", "Old topic")
 	alice := v.newXMPPClient(t, "alice", "mod")
 	bob := v.newXMPPClient(t, "bob", "mod")
 	res := alice.join(muc, "Alice")
@@ -72,9 +70,7 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	if res.self.OccupantID == nil || res.self.OccupantID.ID == "" {
 		t.Error("self-presence without an occupant-id")
 	}
-	if res := bob.join(muc, "Bob"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	bob.mustJoin(muc, "Bob")
 	alicePuppet, bobPuppet := puppetOf("alice@"+v.xmppDomain), puppetOf("bob@"+v.xmppDomain)
 	mary.waitEvent("bob's puppet", isMembership(room, bobPuppet, event.MembershipJoin))
 
@@ -85,16 +81,13 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	mark := bob.mark()
 	subject := "New topic from Bob"
 	bob.send(&xmpp.Message{ID: "subj1", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Subject: &subject})
-	st, _ := bob.waitFrom(mark, "subject refusal", func(v any) bool {
-		m, ok := v.(*xmpp.Message)
-		return ok && m.ID == "subj1" && m.Type == xmpp.TypeError
-	})
-	if c := st.(*xmpp.Message).Error.Condition; c != stanza.Forbidden {
+	if c := bob.messageError(mark, "subj1"); c != stanza.Forbidden {
 		t.Errorf("subject without power: %s; want forbidden", c)
 	}
 
 	// Mary makes Alice a moderator: Alice and Bob see her new standing.
 	aliceMark, bobMark := alice.mark(), bob.mark()
+	var st any
 	mary.setLevel(room, alicePuppet, 50)
 	st, _ = alice.waitFrom(aliceMark, "alice's new standing", func(v any) bool {
 		p, ok := v.(*xmpp.Presence)
@@ -168,9 +161,7 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 
 	// Bob, kicked but not banned, may come back; Mary kicks him on
 	// Matrix, which removes him from the MUC with 307 and her as actor.
-	if res := bob.join(muc, "Bob"); res.err != nil {
-		t.Fatalf("rejoin after a kick: %v", res.err.Error)
-	}
+	bob.mustJoin(muc, "Bob")
 	mary.waitEvent("bob's puppet back", func(evt *event.Event) bool {
 		return isMembership(room, bobPuppet, event.MembershipJoin)(evt) && evt.Timestamp > kick.Timestamp
 	})
@@ -182,9 +173,7 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	if p := st.(*xmpp.Presence); !hasStatus(p, xmpp.StatusKicked) || itemOf(p).Actor == nil || itemOf(p).Actor.Nick != "Mary" || itemOf(p).Reason != "out" {
 		t.Errorf("bob's kick presence %+v; want 307, actor Mary, reason", p.MUCUser)
 	}
-	if res := bob.join(muc, "Bob"); res.err != nil {
-		t.Fatalf("rejoin after a Matrix kick: %v", res.err.Error)
-	}
+	bob.mustJoin(muc, "Bob")
 	// Mary bans Bob on Matrix: he is removed with 301; joining again is
 	// refused.
 	bobMark, aliceMark = bob.mark(), alice.mark()
@@ -220,16 +209,12 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 // one client leaving keeps the other in.
 func TestE2ENickChangeAndSessions(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("nicks", "Nicks", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "nicks", "Nicks", "")
 	phone := v.newXMPPClient(t, "carol", "phone")
 	laptop := v.newXMPPClient(t, "carol", "laptop")
 	dave := v.newXMPPClient(t, "dave", "n")
 	for _, c := range []*xmppClient{phone, dave} {
-		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
-			t.Fatal(res.err.Error)
-		}
+		c.mustJoin(muc, c.jid.Localpart())
 	}
 	daveMark := dave.mark()
 	res := laptop.join(muc, "carol")

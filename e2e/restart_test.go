@@ -14,15 +14,11 @@ import (
 // message sent while it was down still reaches XMPP.
 func TestE2EBridgeKilled(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("phoenix", "Phoenix", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "phoenix", "Phoenix", "")
 	alice := v.newXMPPClient(t, "alice", "k")
 	bob := v.newXMPPClient(t, "bob", "k")
 	for _, c := range []*xmppClient{alice, bob} {
-		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
-			t.Fatal(res.err.Error)
-		}
+		c.mustJoin(muc, c.jid.Localpart())
 	}
 	mary.waitEvent("bob's puppet", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipJoin))
 
@@ -62,13 +58,9 @@ func TestE2EBridgeKilled(t *testing.T) {
 // puppet leaves Matrix.
 func TestE2EOccupantGoneWhileBridgeDown(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("ghosts", "Ghosts", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "ghosts", "Ghosts", "")
 	erin := v.newXMPPClient(t, "erin", "gone")
-	if res := erin.join(muc, "Erin"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	erin.mustJoin(muc, "Erin")
 	puppet := puppetOf("erin@" + v.xmppDomain)
 	mary.waitEvent("erin's puppet", isMembership(room, puppet, event.MembershipJoin))
 
@@ -84,13 +76,9 @@ func TestE2EOccupantGoneWhileBridgeDown(t *testing.T) {
 // and users who come back can join again and chat.
 func TestE2EProsodyRestart(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("restart", "Restart", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "restart", "Restart", "")
 	alice := v.newXMPPClient(t, "alice", "p")
-	if res := alice.join(muc, "Alice"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	alice.mustJoin(muc, "Alice")
 
 	v.restartProsody(t)
 	select {
@@ -102,9 +90,7 @@ func TestE2EProsodyRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := v.newXMPPClient(t, "alice", "p")
-	if res := again.join(muc, "Alice"); res.err != nil {
-		t.Fatalf("rejoin after the server restart: %v", res.err.Error)
-	}
+	again.mustJoin(muc, "Alice")
 	mark := again.mark()
 	again.groupchat(muc, "back after the server restart")
 	mary.waitEvent("message after the server restart", isMessage(room, puppetOf("alice@"+v.xmppDomain), "back after the server restart"))
@@ -118,15 +104,11 @@ func TestE2EProsodyRestart(t *testing.T) {
 // leaves Matrix; an occupant that answers stays.
 func TestE2EVanishedOccupant(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("vanish", "Vanish", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "vanish", "Vanish", "")
 	frank := v.newXMPPClient(t, "frank", "v")
 	dave := v.newXMPPClient(t, "dave", "v")
 	for _, c := range []*xmppClient{frank, dave} {
-		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
-			t.Fatal(res.err.Error)
-		}
+		c.mustJoin(muc, c.jid.Localpart())
 	}
 	frank.ignorePings.Store(true)
 	mary.waitEvent("frank's puppet leaving", isMembership(room, puppetOf("frank@"+v.xmppDomain), event.MembershipLeave))

@@ -22,14 +22,10 @@ import (
 // other, as occupant presence and as puppet membership.
 func TestE2EJoinsAndLeaves(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("comings", "Comings and goings", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "comings", "Comings and goings", "")
 	alice := v.newXMPPClient(t, "alice", "a1")
 	bob := v.newXMPPClient(t, "bob", "b1")
-	if res := alice.join(muc, "Alice"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	alice.mustJoin(muc, "Alice")
 
 	// An XMPP user joins: the occupant sees the presence, Matrix the puppet.
 	mark := alice.mark()
@@ -127,9 +123,7 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 		c := v.newXMPPClient(t, u, "m")
 		clients[u] = c
 		for _, r := range rooms {
-			if res := c.join(r.muc, strings.ToUpper(u[:1])+u[1:]); res.err != nil {
-				t.Fatalf("%s joining %s: %v", u, r.muc, res.err.Error)
-			}
+			c.mustJoin(r.muc, strings.ToUpper(u[:1])+u[1:])
 		}
 	}
 	for _, u := range users {
@@ -177,12 +171,7 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 	for u, c := range clients {
 		for _, r := range rooms {
 			c.waitFrom(marks[u], "mary's last message", isGroupchat(occ(r.muc, "Mary"), fmt.Sprintf("mary %d", burst-1)))
-			var got []string
-			for _, st := range c.since(marks[u]) {
-				if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(r.muc, "Mary")) {
-					got = append(got, m.Body)
-				}
-			}
+			got := c.groupchatBodies(marks[u], occ(r.muc, "Mary"))
 			checkSequence(t, fmt.Sprintf("%s's view of Mary in %s", u, r.muc), got, "mary", burst)
 		}
 	}
@@ -192,12 +181,7 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 			nick := strings.ToUpper(other[:1]) + other[1:]
 			for _, r := range rooms {
 				c.waitFrom(marks[u], "last of "+other, isGroupchat(occ(r.muc, nick), fmt.Sprintf("%s %d", other, burst-1)))
-				var got []string
-				for _, st := range c.since(marks[u]) {
-					if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(r.muc, nick)) {
-						got = append(got, m.Body)
-					}
-				}
+				got := c.groupchatBodies(marks[u], occ(r.muc, nick))
 				checkSequence(t, fmt.Sprintf("%s's view of %s in %s", u, other, r.muc), got, other, burst)
 			}
 		}
@@ -224,15 +208,11 @@ func checkSequence(t *testing.T, what string, got []string, prefix string, n int
 // reflection again.
 func TestE2EResendIsNotDuplicated(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("resend", "Resend", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "resend", "Resend", "")
 	alice := v.newXMPPClient(t, "alice", "r")
 	bob := v.newXMPPClient(t, "bob", "r")
 	for _, c := range []*xmppClient{alice, bob} {
-		if res := c.join(muc, c.jid.Localpart()); res.err != nil {
-			t.Fatal(res.err.Error)
-		}
+		c.mustJoin(muc, c.jid.Localpart())
 	}
 	bobMark := bob.mark()
 	msg := &xmpp.Message{ID: "fixed-id", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "once", OriginID: &xmpp.OriginID{ID: "fixed-origin"}}
@@ -249,13 +229,7 @@ func TestE2EResendIsNotDuplicated(t *testing.T) {
 	if n := countBodies(mary.messagesFrom(room, puppetOf("alice@"+v.xmppDomain)), "once"); n != 1 {
 		t.Errorf("Matrix got %d copies of a resent stanza; want 1", n)
 	}
-	var bobGot []string
-	for _, st := range bob.since(bobMark) {
-		if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat {
-			bobGot = append(bobGot, m.Body)
-		}
-	}
-	if n := countBodies(bobGot, "once"); n != 1 {
+	if n := countBodies(bob.groupchatBodies(bobMark, occ(muc, "alice")), "once"); n != 1 {
 		t.Errorf("another occupant got %d copies; want 1", n)
 	}
 }
@@ -274,9 +248,7 @@ func countBodies(bodies []string, body string) int {
 // room, and XEP-0410 self-ping.
 func TestE2EDiscoAndPing(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	_, alias := mary.createRoom("disco", "Disco Room", "All about disco")
-	muc := mucJID(t, alias)
+	_, _, muc := v.newRoom(t, "Mary", "disco", "Disco Room", "All about disco")
 	alice := v.newXMPPClient(t, "alice", "d")
 	comp := jid.MustParse(v.compDomain)
 
@@ -317,9 +289,7 @@ func TestE2EDiscoAndPing(t *testing.T) {
 	if r := alice.iq(occ(muc, "Alice"), xmpp.TypeGet, &pingPayload{}); r.Type != xmpp.TypeError || r.Error.Condition != stanza.NotAcceptable {
 		t.Errorf("self-ping before joining: %s %v; want not-acceptable", r.Type, r.Error)
 	}
-	if res := alice.join(muc, "Alice"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	alice.mustJoin(muc, "Alice")
 	if r := alice.iq(occ(muc, "Alice"), xmpp.TypeGet, &pingPayload{}); r.Type != xmpp.TypeResult {
 		t.Errorf("self-ping after joining: %s %v; want a result", r.Type, r.Error)
 	}
@@ -367,23 +337,15 @@ func hasFeature(info *xmpp.DiscoInfo, v string) bool {
 // stream stays up; unauthenticated appservice calls get 401.
 func TestE2EBadInput(t *testing.T) {
 	v := need(t)
-	mary := v.newMatrixUser(t, "mary", "Mary")
-	room, alias := mary.createRoom("bad", "Bad input", "")
-	muc := mucJID(t, alias)
+	mary, room, muc := v.newRoom(t, "Mary", "bad", "Bad input", "")
 	alice := v.newXMPPClient(t, "alice", "x")
-	if res := alice.join(muc, "Alice"); res.err != nil {
-		t.Fatal(res.err.Error)
-	}
+	alice.mustJoin(muc, "Alice")
 	expectError := func(to jid.JID, typ string, want stanza.Condition) {
 		t.Helper()
 		mark := alice.mark()
 		id := xmpp.RandomID()
 		alice.send(&xmpp.Message{ID: id, Type: typ, To: xmpp.A(to), Body: "x"})
-		st, _ := alice.waitFrom(mark, "error for "+to.String(), func(v any) bool {
-			m, ok := v.(*xmpp.Message)
-			return ok && m.ID == id && m.Type == xmpp.TypeError
-		})
-		if got := st.(*xmpp.Message).Error.Condition; got != want {
+		if got := alice.messageError(mark, id); got != want {
 			t.Errorf("message to %s: %s; want %s", to, got, want)
 		}
 	}
@@ -395,11 +357,7 @@ func TestE2EBadInput(t *testing.T) {
 	long := strings.Repeat("x", 70<<10)
 	mark := alice.mark()
 	alice.send(&xmpp.Message{ID: "too-long", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: long})
-	st, _ := alice.waitFrom(mark, "error for a huge body", func(v any) bool {
-		m, ok := v.(*xmpp.Message)
-		return ok && m.ID == "too-long" && m.Type == xmpp.TypeError
-	})
-	if got := st.(*xmpp.Message).Error.Condition; got != stanza.NotAcceptable {
+	if got := alice.messageError(mark, "too-long"); got != stanza.NotAcceptable {
 		t.Errorf("huge body: %s; want not-acceptable", got)
 	}
 	// Joining a room on another homeserver.

@@ -14,6 +14,7 @@ import (
 	"mellium.im/xmlstream"
 	mellium "mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -208,6 +209,42 @@ func (c *xmppClient) join(room jid.JID, nick string) *joinResult {
 	})
 	res.subject = st.(*xmpp.Message)
 	return res
+}
+
+// mustJoin joins and fails the test if the room refuses.
+func (c *xmppClient) mustJoin(room jid.JID, nick string) *joinResult {
+	c.t.Helper()
+	res := c.join(room, nick)
+	if res.err != nil {
+		c.t.Fatalf("%s joining %s as %q: %v", c.jid, room, nick, res.err.Error)
+	}
+	return res
+}
+
+// messageError waits for the error answer to the message with id, sent
+// after mark, and returns its condition.
+func (c *xmppClient) messageError(mark int, id string) stanza.Condition {
+	c.t.Helper()
+	st, _ := c.waitFrom(mark, "error for message "+id, func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.ID == id && m.Type == xmpp.TypeError
+	})
+	if e := st.(*xmpp.Message).Error; e != nil {
+		return e.Condition
+	}
+	return ""
+}
+
+// groupchatBodies returns the bodies of groupchat messages from one
+// occupant JID received after mark, in order.
+func (c *xmppClient) groupchatBodies(mark int, from jid.JID) []string {
+	var out []string
+	for _, st := range c.since(mark) {
+		if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(from) && m.Body != "" {
+			out = append(out, m.Body)
+		}
+	}
+	return out
 }
 
 func hasStatus(p *xmpp.Presence, code int) bool {
