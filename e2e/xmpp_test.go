@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/xml"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,6 +114,14 @@ func (c *xmppClient) send(v any) {
 	c.t.Helper()
 	if err := c.s.Encode(ctx(c.t), v); err != nil {
 		c.t.Fatalf("%s sending: %v", c.jid, err)
+	}
+}
+
+// sendRaw writes XML as it is, for payloads the xmpp package does not write.
+func (c *xmppClient) sendRaw(raw string) {
+	c.t.Helper()
+	if err := c.s.Send(ctx(c.t), xml.NewDecoder(strings.NewReader(raw))); err != nil {
+		c.t.Fatalf("%s sending raw XML: %v", c.jid, err)
 	}
 }
 

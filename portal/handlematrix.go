@@ -63,10 +63,11 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		log.Debug().Msg("Ignoring Matrix message that was already bridged")
 		return
 	}
-	body := xmppBody(content)
+	body, refs := p.xmppBody(ctx, content)
 	for _, to := range p.sessions() {
 		p.send(ctx, &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
+			References: refs,
 			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
 			OccupantID: p.occupantID(evt.Sender),
 		})
@@ -77,23 +78,6 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}
 	log.Debug().Int("sessions", len(p.sessions())).Msg("Bridged Matrix message to XMPP")
-}
-
-// xmppBody is the plain text an XMPP client shows for a Matrix message.
-func xmppBody(content *event.MessageEventContent) string {
-	content.RemoveReplyFallback()
-	body := content.Body
-	switch content.MsgType {
-	case event.MsgEmote:
-		return "/me " + body
-	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
-		name := content.FileName
-		if name == "" {
-			name = body
-		}
-		return "[" + strings.TrimPrefix(string(content.MsgType), "m.") + ": " + name + "]"
-	}
-	return body
 }
 
 // handleMatrixMember follows joins, leaves and display names of Matrix

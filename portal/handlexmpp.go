@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -291,9 +290,9 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 			return
 		}
 	}
-	evtType, content := matrixContent(msg.Body)
+	content := p.matrixContent(msg)
 	evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID),
-		evtType, content, time.Time{})
+		event.EventMessage, content, time.Time{})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
 		switch {
@@ -331,15 +330,6 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 		OriginID:   msg.OriginID,
 		OccupantID: p.occupantID(occ.puppet),
 	}
-}
-
-// matrixContent turns an XMPP body into a Matrix message; "/me " makes an
-// emote (XEP-0245).
-func matrixContent(body string) (event.Type, *event.MessageEventContent) {
-	if rest, ok := strings.CutPrefix(body, "/me "); ok {
-		return event.EventMessage, &event.MessageEventContent{MsgType: event.MsgEmote, Body: rest}
-	}
-	return event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: body}
 }
 
 // txnID makes the Matrix transaction ID of an XMPP message, so that sending

@@ -54,10 +54,12 @@ func (p *Portal) sendHistory(ctx context.Context, occ *occupant, to jid.JID, req
 		if stamp.Before(since) || content.Body == "" || evt.Sender == p.deps.Matrix.BotID() {
 			continue
 		}
+		body, refs := p.xmppBody(ctx, content)
 		p.send(ctx, &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, To: xmpp.A(to),
 			From:       xmpp.A(p.occupantJID(p.historyNick(evt.Sender))),
-			Body:       xmppBody(content),
+			Body:       body,
+			References: refs,
 			Delay:      &xmpp.Delay{From: p.roomJID.String(), Stamp: stamp.UTC()},
 			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
 			OccupantID: p.occupantID(evt.Sender),

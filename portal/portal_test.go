@@ -1,6 +1,8 @@
 package portal
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -104,25 +107,103 @@ func TestTxnID(t *testing.T) {
 	}
 }
 
-func TestContentConversion(t *testing.T) {
-	if typ, c := matrixContent("/me waves"); typ != event.EventMessage || c.MsgType != event.MsgEmote || c.Body != "waves" {
-		t.Errorf("/me: %v %+v", typ, c)
+func testPortal() *Portal {
+	p := &Portal{
+		Portal:    &database.Portal{RoomID: "!r:hs.test", Alias: "#r:hs.test"},
+		roomJID:   jid.MustParse("#r#hs.test@matrix.xmpp.test"),
+		roster:    newRoster(),
+		info:      &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{}},
+		occupants: map[string]*occupant{},
+		deps:      Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
 	}
-	if _, c := matrixContent("<b>not html</b>"); c.MsgType != event.MsgText || c.Body != "<b>not html</b>" || c.FormattedBody != "" {
-		t.Errorf("text: %+v", c)
+	p.roster.set("@mary:hs.test", "Mary Q")
+	alice := &occupant{bare: jid.MustParse("alice@xmpp.test"), nick: "Alice", puppet: "@_xmpp_alice=40xmpp.test:hs.test"}
+	p.occupants["alice@xmpp.test"] = alice
+	p.roster.claim("Alice", alice.puppet)
+	return p
+}
+
+// fakeMatrix is the part of MatrixAPI the converters use.
+type fakeMatrix struct{ MatrixAPI }
+
+func (fakeMatrix) PuppetID(remote string) id.UserID {
+	return id.UserID("@_xmpp_" + id.EncodeUserLocalpart(remote) + ":hs.test")
+}
+
+func (fakeMatrix) ParsePuppetID(u id.UserID) (string, bool) {
+	local, ok := strings.CutPrefix(u.Localpart(), "_xmpp_")
+	if !ok {
+		return "", false
 	}
+	r, err := id.DecodeUserLocalpart(local)
+	return r, err == nil
+}
+
+func TestMatrixContent(t *testing.T) {
+	p := testPortal()
+	n := func(i int) *int { return &i }
 	for _, tc := range []struct {
+		name     string
+		msg      xmpp.Message
+		msgtype  event.MessageType
+		body     string
+		html     string
+		mentions []id.UserID
+	}{
+		{"plain", xmpp.Message{Body: "<b>not html</b>"}, event.MsgText, "<b>not html</b>", "", nil},
+		{"emote", xmpp.Message{Body: "/me waves"}, event.MsgEmote, "waves", "", nil},
+		{"styled", xmpp.Message{Body: "a *b*"}, event.MsgText, "a *b*", "a <strong>b</strong>", nil},
+		{"nick prefix", xmpp.Message{Body: "Mary Q: *hi*"}, event.MsgText, "Mary Q: *hi*",
+			`<a href="https://matrix.to/#/@mary:hs.test">Mary Q</a>: <strong>hi</strong>`, []id.UserID{"@mary:hs.test"}},
+		{"not a nick", xmpp.Message{Body: "Note: x"}, event.MsgText, "Note: x", "", nil},
+		{"reference", xmpp.Message{Body: "ping Älice?", References: []xmpp.Reference{{Type: "mention",
+			URI: "xmpp:#r#hs.test@matrix.xmpp.test/Alice", Begin: n(5), End: n(10)}}}, event.MsgText, "ping Älice?",
+			`ping <a href="https://matrix.to/#/@_xmpp_alice=40xmpp.test:hs.test">Älice</a>?`, []id.UserID{"@_xmpp_alice=40xmpp.test:hs.test"}},
+		{"bad reference range", xmpp.Message{Body: "x", References: []xmpp.Reference{{Type: "mention",
+			URI: "xmpp:#r#hs.test@matrix.xmpp.test/Alice", Begin: n(0), End: n(99)}}}, event.MsgText, "x", "", nil},
+		{"mention cannot be styled away", xmpp.Message{Body: "Mary Q: `code`"}, event.MsgText, "Mary Q: `code`",
+			`<a href="https://matrix.to/#/@mary:hs.test">Mary Q</a>: <code>code</code>`, []id.UserID{"@mary:hs.test"}},
+	} {
+		c := p.matrixContent(&tc.msg)
+		if c.MsgType != tc.msgtype || c.Body != tc.body || c.FormattedBody != tc.html || !slices.Equal(c.Mentions.UserIDs, tc.mentions) {
+			t.Errorf("%s: %s %q %q %v; want %s %q %q %v", tc.name, c.MsgType, c.Body, c.FormattedBody, c.Mentions.UserIDs,
+				tc.msgtype, tc.body, tc.html, tc.mentions)
+		}
+		if tc.html != "" && c.Format != event.FormatHTML {
+			t.Errorf("%s: format %q", tc.name, c.Format)
+		}
+	}
+}
+
+func TestXMPPBody(t *testing.T) {
+	p := testPortal()
+	for _, tc := range []struct {
+		name string
 		c    event.MessageEventContent
 		want string
+		refs int
 	}{
-		{event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}, "hi"},
-		{event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves"}, "/me waves"},
-		{event.MessageEventContent{MsgType: event.MsgImage, Body: "cat.png"}, "[image: cat.png]"},
-		{event.MessageEventContent{MsgType: event.MsgText, Body: "> <@x:y> quoted\n\nreply",
-			Format: event.FormatHTML, FormattedBody: "<mx-reply>q</mx-reply>reply", RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: "$x"}}}, "reply"},
+		{"text", event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}, "hi", 0},
+		{"emote", event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves"}, "/me waves", 0},
+		{"html", event.MessageEventContent{MsgType: event.MsgText, Body: "**b**", Format: event.FormatHTML, FormattedBody: "<b>b</b>"}, "*b*", 0},
+		{"pill", event.MessageEventContent{MsgType: event.MsgText, Body: "Mary: hi", Format: event.FormatHTML,
+			FormattedBody: `<a href="https://matrix.to/#/@mary:hs.test">Mary</a>: hi`}, "Mary Q: hi", 1},
+		{"pill of an unknown user", event.MessageEventContent{MsgType: event.MsgText, Body: "x", Format: event.FormatHTML,
+			FormattedBody: `<a href="https://matrix.to/#/@zed:hs.test">Zed</a>`}, "Zed", 0},
+		{"emote with pill", event.MessageEventContent{MsgType: event.MsgEmote, Body: "x", Format: event.FormatHTML,
+			FormattedBody: `hugs <a href="https://matrix.to/#/@_xmpp_alice=40xmpp.test:hs.test">alice</a>`}, "/me hugs Alice", 1},
+		{"image", event.MessageEventContent{MsgType: event.MsgImage, Body: "cat.png"}, "[image: cat.png]", 0},
+		{"reply fallback", event.MessageEventContent{MsgType: event.MsgText, Body: "> <@x:y> quoted\n\nreply",
+			Format: event.FormatHTML, FormattedBody: "<mx-reply>q</mx-reply>reply", RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: "$x"}}}, "reply", 0},
 	} {
-		if got := xmppBody(&tc.c); got != tc.want {
-			t.Errorf("xmppBody(%+v) = %q; want %q", tc.c, got, tc.want)
+		body, refs := p.xmppBody(context.Background(), &tc.c)
+		if body != tc.want || len(refs) != tc.refs {
+			t.Errorf("%s: %q with %d references; want %q with %d", tc.name, body, len(refs), tc.want, tc.refs)
+		}
+		for _, r := range refs {
+			if got := string([]rune(body)[*r.Begin:*r.End]); !strings.HasSuffix(r.URI, "/"+got) {
+				t.Errorf("%s: reference %s covers %q", tc.name, r.URI, got)
+			}
 		}
 	}
 }

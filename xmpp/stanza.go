@@ -87,6 +87,8 @@ type Message struct {
 	OccupantID   *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 	MUCUser      *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
 	DirectInvite *DirectInvite `xml:"jabber:x:conference x"`
+	References   []Reference   `xml:"urn:xmpp:reference:0 reference"`
+	XHTML        *XHTMLIM      `xml:"http://jabber.org/protocol/xhtml-im html"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -159,6 +161,9 @@ func (p Payload) Decode(v any) error {
 	}
 	return xml.NewTokenDecoder(&tokenSlice{toks: p.tokens}).Decode(v)
 }
+
+// Tokens returns a reader of the payload's element, start and end included.
+func (p Payload) Tokens() xml.TokenReader { return &tokenSlice{toks: p.tokens} }
 
 type tokenSlice struct{ toks []xml.Token }
 
@@ -334,3 +339,20 @@ type MUCDestroy struct {
 	JID    Addr   `xml:"jid,attr"`
 	Reason string `xml:"reason,omitempty"`
 }
+
+// Reference is an XEP-0372 reference, such as a mention, to a range of the
+// body given in Unicode code points.
+type Reference struct {
+	Type  string `xml:"type,attr"`
+	URI   string `xml:"uri,attr"`
+	Begin *int   `xml:"begin,attr,omitempty"`
+	End   *int   `xml:"end,attr,omitempty"`
+}
+
+// XHTMLIM is an XEP-0071 XHTML-IM payload; only its body is read.
+type XHTMLIM struct {
+	Body Payload `xml:"http://www.w3.org/1999/xhtml body"`
+}
+
+// NSReference is the XEP-0372 namespace.
+const NSReference = "urn:xmpp:reference:0"
