@@ -16,24 +16,27 @@ type Message struct {
 	// a Matrix user's contact JID on the component.
 	SenderJID string
 	// StanzaID is the sender's id for the stanza (origin-id, else id).
-	StanzaID  string
-	Timestamp time.Time
+	StanzaID string
+	// TargetEventID is, for an edit, the event it edits.
+	TargetEventID id.EventID
+	Timestamp     time.Time
 }
 
 func newMessage(_ *dbutil.QueryHelper[*Message]) *Message { return &Message{} }
 
 const (
-	messageColumns       = `room_id, event_id, sender_jid, stanza_id, timestamp`
-	getMessageByEventID  = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
-	getMessageByStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3`
-	insertMessage        = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_id) DO NOTHING`
-	deleteMessagesBefore = `DELETE FROM message WHERE timestamp<$1`
+	messageColumns          = `room_id, event_id, sender_jid, stanza_id, target_event_id, timestamp`
+	getMessageByEventID     = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
+	getMessageByStanzaID    = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3`
+	getMessageByAnyStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND stanza_id=$2 LIMIT 1`
+	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
+	deleteMessagesBefore    = `DELETE FROM message WHERE timestamp<$1`
 )
 
 // Scan implements dbutil.DataStruct.
 func (m *Message) Scan(row dbutil.Scannable) (*Message, error) {
 	var ts int64
-	err := row.Scan(&m.RoomID, &m.EventID, &m.SenderJID, &m.StanzaID, &ts)
+	err := row.Scan(&m.RoomID, &m.EventID, &m.SenderJID, &m.StanzaID, &m.TargetEventID, &ts)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +61,12 @@ func (mq *MessageQuery) GetByStanzaID(ctx context.Context, roomID id.RoomID, sen
 
 // Insert adds a mapping; an existing one for the same event is kept.
 func (mq *MessageQuery) Insert(ctx context.Context, m *Message) error {
-	return mq.Exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.Timestamp.UnixMilli())
+	return mq.Exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli())
+}
+
+// GetByAnyStanzaID returns a mapping by stanza id whoever sent it, or nil.
+func (mq *MessageQuery) GetByAnyStanzaID(ctx context.Context, roomID id.RoomID, stanzaID string) (*Message, error) {
+	return mq.QueryOne(ctx, getMessageByAnyStanzaID, roomID, stanzaID)
 }
 
 // DeleteBefore removes the mappings of messages older than t.

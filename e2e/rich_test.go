@@ -76,3 +76,83 @@ func TestE2EFormattingAndMentions(t *testing.T) {
 		t.Error("a javascript: link crossed the bridge")
 	}
 }
+
+// TestE2ERepliesAndEdits: replies (XEP-0461 with a short fallback quote)
+// and corrections (XEP-0308) cross both ways, edits of edits included; an
+// edit of a message the other side never saw arrives marked as a
+// correction.
+func TestE2ERepliesAndEdits(t *testing.T) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", "relations", "Relations", "")
+	alice := v.newXMPPClient(t, "alice", "rel")
+	alice.mustJoin(muc, "Alice")
+	puppet := puppetOf("alice@" + v.xmppDomain)
+
+	// Matrix reply to an XMPP message.
+	mark := alice.mark()
+	alice.groupchat(muc, "first line\nsecond line")
+	origEvt := mary.waitEvent("alice's message", isMessage(room, puppet, "first line\nsecond line"))
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "I agree"}
+	reply.GetRelatesTo().SetReplyTo(origEvt.ID)
+	if _, err := mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, reply); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.waitFrom(mark, "reply", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Reply != nil && m.From.Equal(occ(muc, "Mary"))
+	})
+	m := st.(*xmpp.Message)
+	if m.Body != "> Alice: first line\nI agree" || m.Reply.ID != origEvt.ID.String() || !m.Reply.To.Equal(occ(muc, "Alice")) {
+		t.Errorf("reply %q to %+v", m.Body, m.Reply)
+	}
+	if got := xmpp.StripFallback(m.Body, m.Fallbacks, xmpp.NSReply); got != "I agree" {
+		t.Errorf("reply without its fallback = %q", got)
+	}
+
+	// XMPP reply to a Matrix message, with a fallback quote to strip.
+	maryEvt := mary.say(room, "question?")
+	st, _ = alice.waitFrom(mark, "mary's question", isGroupchat(occ(muc, "Mary"), "question?"))
+	q := st.(*xmpp.Message)
+	start, end := 0, len([]rune("> Mary: question?\n"))
+	alice.send(&xmpp.Message{ID: "r1", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "> Mary: question?\nanswer!",
+		Reply:     &xmpp.Reply{To: xmpp.A(occ(muc, "Mary")), ID: q.StanzaID.ID},
+		Fallbacks: []xmpp.Fallback{{For: xmpp.NSReply, Bodies: []xmpp.FallbackBody{{Start: &start, End: &end}}}}})
+	evt := mary.waitEvent("reply from XMPP", isMessage(room, puppet, "answer!"))
+	if got := evt.Content.AsMessage().RelatesTo.GetReplyTo(); got != maryEvt {
+		t.Errorf("XMPP reply points to %s; want %s", got, maryEvt)
+	}
+
+	// XMPP correction, then a correction of the correction.
+	alice.send(&xmpp.Message{ID: "c1", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "tpyo", OriginID: &xmpp.OriginID{ID: "c1"}})
+	typo := mary.waitEvent("typo", isMessage(room, puppet, "tpyo"))
+	alice.send(&xmpp.Message{ID: "c2", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "typo", Replace: &xmpp.Replace{ID: "c1"}})
+	alice.send(&xmpp.Message{ID: "c3", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "typos", Replace: &xmpp.Replace{ID: "c2"}})
+	for _, want := range []string{"typo", "typos"} {
+		edit := mary.waitEvent("edit "+want, func(evt *event.Event) bool {
+			c := evt.Content.AsMessage()
+			return evt.RoomID == room && evt.Sender == puppet && c.NewContent != nil && c.NewContent.Body == want
+		})
+		if edit.Content.AsMessage().RelatesTo.GetReplaceID() != typo.ID {
+			t.Errorf("edit %q replaces %s; want the original %s", want, edit.Content.AsMessage().RelatesTo.GetReplaceID(), typo.ID)
+		}
+	}
+	// A correction of something never bridged: a new, marked message.
+	alice.send(&xmpp.Message{ID: "c4", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "lost", Replace: &xmpp.Replace{ID: "nope"}})
+	mary.waitEvent("unknown correction", isMessage(room, puppet, "* lost"))
+
+	// Matrix edits, twice: both are corrections of the original's id.
+	mark = alice.mark()
+	first := mary.say(room, "helo")
+	alice.waitFrom(mark, "helo", isGroupchat(occ(muc, "Mary"), "helo"))
+	for _, text := range []string{"hello", "hello!"} {
+		edit := &event.MessageEventContent{MsgType: event.MsgText, Body: text}
+		edit.SetEdit(first)
+		if _, err := mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, edit); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := alice.waitFrom(mark, "correction "+text, isGroupchat(occ(muc, "Mary"), text))
+		if r := st.(*xmpp.Message).Replace; r == nil || r.ID != first.String() {
+			t.Errorf("correction %q replaces %+v; want %s", text, r, first)
+		}
+	}
+}

@@ -401,3 +401,20 @@ func StrippedAlias(evt *event.Event) (alias id.RoomAlias, name string) {
 	}
 	return alias, name
 }
+
+// GetEvent fetches one event of a room as the bot, with its content parsed
+// where the type is known.
+func (c *Connector) GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error) {
+	evt, err := c.Bot().GetEvent(withoutBodyLogs(ctx), roomID, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get event %s: %w", eventID, err)
+	}
+	if evt.Type.Class == event.UnknownEventType {
+		evt.Type.Class = event.MessageEventType
+	}
+	if err = evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) &&
+		!errors.Is(err, event.ErrUnsupportedContentType) {
+		return nil, fmt.Errorf("failed to parse event %s: %w", eventID, err)
+	}
+	return evt, nil
+}

@@ -63,17 +63,21 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		log.Debug().Msg("Ignoring Matrix message that was already bridged")
 		return
 	}
-	body, refs := p.xmppBody(ctx, content)
+	rel := &relation{}
+	render, _ := p.xmppRelations(ctx, content, rel)
+	body, refs := p.xmppBody(ctx, render)
 	for _, to := range p.sessions() {
-		p.send(ctx, &xmpp.Message{
+		out := &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
 			References: refs,
 			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
 			OccupantID: p.occupantID(evt.Sender),
-		})
+		}
+		rel.apply(out)
+		p.send(ctx, out)
 	}
 	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
-		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), Timestamp: time.Now()})
+		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), TargetEventID: rel.target, Timestamp: time.Now()})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}

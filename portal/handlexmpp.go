@@ -290,7 +290,8 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 			return
 		}
 	}
-	content := p.matrixContent(msg)
+	content := p.matrixContent(prepareXMPPRelations(msg))
+	target := p.addXMPPRelations(ctx, occ, msg, content)
 	evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID),
 		event.EventMessage, content, time.Time{})
 	if err != nil {
@@ -307,7 +308,8 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	}
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged XMPP message to Matrix")
 	if stanzaID != "" {
-		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(), StanzaID: stanzaID, Timestamp: time.Now()})
+		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(),
+			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()})
 		if err != nil {
 			log.Error().Err(err).Msg("Failed to store message mapping")
 		}
@@ -329,6 +331,10 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 		StanzaID:   &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
 		OriginID:   msg.OriginID,
 		OccupantID: p.occupantID(occ.puppet),
+		References: msg.References,
+		Replace:    msg.Replace,
+		Reply:      msg.Reply,
+		Fallbacks:  msg.Fallbacks,
 	}
 }
 

@@ -40,6 +40,7 @@ type MatrixAPI interface {
 	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
 	Invite(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error)
+	GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error)
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
 	PuppetID(remote string) id.UserID

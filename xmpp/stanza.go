@@ -89,6 +89,9 @@ type Message struct {
 	DirectInvite *DirectInvite `xml:"jabber:x:conference x"`
 	References   []Reference   `xml:"urn:xmpp:reference:0 reference"`
 	XHTML        *XHTMLIM      `xml:"http://jabber.org/protocol/xhtml-im html"`
+	Replace      *Replace      `xml:"urn:xmpp:message-correct:0 replace"`
+	Reply        *Reply        `xml:"urn:xmpp:reply:0 reply"`
+	Fallbacks    []Fallback    `xml:"urn:xmpp:fallback:0 fallback"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -356,3 +359,70 @@ type XHTMLIM struct {
 
 // NSReference is the XEP-0372 namespace.
 const NSReference = "urn:xmpp:reference:0"
+
+// Replace marks a message as the correction of an earlier one (XEP-0308).
+type Replace struct {
+	ID string `xml:"id,attr"`
+}
+
+// Reply marks a message as a reply (XEP-0461): To is who wrote the message
+// replied to, ID its id (in a MUC, the room's stanza-id).
+type Reply struct {
+	To Addr   `xml:"to,attr"`
+	ID string `xml:"id,attr"`
+}
+
+// Fallback marks the part of the body that only clients without the
+// feature named by For need (XEP-0428), in code points.
+type Fallback struct {
+	For    string         `xml:"for,attr"`
+	Bodies []FallbackBody `xml:"body"`
+}
+
+// FallbackBody is one fallback range of the body; no range means all of it.
+type FallbackBody struct {
+	Start *int `xml:"start,attr,omitempty"`
+	End   *int `xml:"end,attr,omitempty"`
+}
+
+// Namespaces of message relations.
+const (
+	NSCorrect = "urn:xmpp:message-correct:0"
+	NSReply   = "urn:xmpp:reply:0"
+)
+
+// StripFallback removes from body the ranges marked as fallback for
+// feature, returning the rest. Ranges out of bounds are ignored.
+func StripFallback(body string, fallbacks []Fallback, feature string) string {
+	runes := []rune(body)
+	drop := make([]bool, len(runes))
+	found := false
+	for _, fb := range fallbacks {
+		if fb.For != feature {
+			continue
+		}
+		for _, b := range fb.Bodies {
+			start, end := 0, len(runes)
+			if b.Start != nil && b.End != nil {
+				start, end = *b.Start, *b.End
+			}
+			if start < 0 || end > len(runes) || start > end {
+				continue
+			}
+			for i := start; i < end; i++ {
+				drop[i] = true
+			}
+			found = true
+		}
+	}
+	if !found {
+		return body
+	}
+	var out []rune
+	for i, r := range runes {
+		if !drop[i] {
+			out = append(out, r)
+		}
+	}
+	return string(out)
+}

@@ -86,3 +86,22 @@ func TestDecodeStanzas(t *testing.T) {
 		t.Errorf("a message with an invalid from decoded with error %v", err)
 	}
 }
+
+func TestStripFallback(t *testing.T) {
+	n := func(i int) *int { return &i }
+	fb := []Fallback{{For: NSReply, Bodies: []FallbackBody{{Start: n(0), End: n(8)}}}}
+	for _, tc := range []struct {
+		body string
+		fbs  []Fallback
+		want string
+	}{
+		{"> Ä: hi\nanswer", fb, "answer"},
+		{"> x\nanswer", []Fallback{{For: "urn:other", Bodies: fb[0].Bodies}}, "> x\nanswer"},
+		{"short", fb, "short"}, // out of range: kept
+		{"whole", []Fallback{{For: NSReply, Bodies: []FallbackBody{{}}}}, ""},
+	} {
+		if got := StripFallback(tc.body, tc.fbs, NSReply); got != tc.want {
+			t.Errorf("StripFallback(%q) = %q; want %q", tc.body, got, tc.want)
+		}
+	}
+}

@@ -1,4 +1,4 @@
--- v0 -> v3: Latest revision
+-- v0 -> v4: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -44,10 +44,13 @@ CREATE TABLE message (
 	sender_jid TEXT    NOT NULL,
 	-- The id the XMPP sender gave the stanza (origin-id if present, else id).
 	stanza_id  TEXT    NOT NULL,
+	-- For an edit, the event it edits ('' for anything else).
+	target_event_id TEXT NOT NULL DEFAULT '',
 	timestamp  BIGINT  NOT NULL,
 	PRIMARY KEY (room_id, event_id)
 );
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
+CREATE INDEX message_room_stanza_idx ON message (room_id, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
 
 -- Small bridge-wide values, such as the key that makes occupant ids.
