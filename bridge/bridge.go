@@ -39,7 +39,8 @@ type Bridge struct {
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
 
-	dir directoryCache
+	dir    directoryCache
+	events *eventFilter
 
 	mu      sync.Mutex
 	byRoom  map[id.RoomID]*portal.Portal
@@ -60,6 +61,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		byRoom:  map[id.RoomID]*portal.Portal{},
 		byMUC:   map[string]*portal.Portal{},
 		pending: map[string]*lookup{},
+		events:  newEventFilter(cfg.Bridge.SyncFallback),
 	}
 	comp, err := xmpp.NewComponent(cfg.XMPP, b, log.With().Str("component", "xmpp").Logger())
 	if err != nil {
@@ -123,6 +125,13 @@ func (b *Bridge) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.XMPP.Run(b.ctx)
 	}()
+	if b.Config.Bridge.SyncFallback != SyncOff {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.Matrix.RunSync(b.ctx, syncStore{b.DB})
+		}()
+	}
 	if interval := b.Config.Bridge.OccupantCheckInterval; interval > 0 {
 		b.wg.Add(1)
 		go func() {
@@ -188,6 +197,9 @@ func (b *Bridge) Stop() {
 // HandleMatrixEvent implements matrix.Handler: it queues the event in its
 // room's portal. Rooms without a portal are not bridged.
 func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
+	if !b.events.accept(evt) {
+		return
+	}
 	p, err := b.portalByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", evt.RoomID).Msg("Failed to look up portal")

@@ -37,6 +37,10 @@ type BridgeConfig struct {
 	// OccupantCheckInterval is how often occupants that were quiet that
 	// long are pinged to find the ones that vanished. Zero turns it off.
 	OccupantCheckInterval time.Duration `yaml:"occupant_check_interval"`
+	// SyncFallback is how the bot's /sync stands in for what a homeserver
+	// does not push to appservices (redactions, typing, receipts): auto uses
+	// it for what is not pushed, on always, off never.
+	SyncFallback string `yaml:"sync_fallback"`
 }
 
 // LoggingConfig is the logging section.
@@ -52,7 +56,7 @@ func DefaultConfig() Config {
 	return Config{
 		Homeserver: matrix.DefaultHomeserverConfig(),
 		Appservice: matrix.DefaultAppserviceConfig(),
-		Bridge:     BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute},
+		Bridge:     BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute, SyncFallback: SyncAuto},
 		Database:   database.DefaultConfig(),
 		Logging:    LoggingConfig{Level: "info", Format: "pretty"},
 	}
@@ -98,6 +102,11 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	}
 	if c.Bridge.OccupantCheckInterval < 0 || (c.Bridge.OccupantCheckInterval > 0 && c.Bridge.OccupantCheckInterval < time.Second) {
 		return fmt.Errorf("bridge.occupant_check_interval: must be 0 (off) or at least 1s, got %s", c.Bridge.OccupantCheckInterval)
+	}
+	switch c.Bridge.SyncFallback {
+	case SyncAuto, SyncOn, SyncOff:
+	default:
+		return fmt.Errorf("bridge.sync_fallback: must be auto, on or off, got %q", c.Bridge.SyncFallback)
 	}
 	if err := c.XMPP.Validate(); err != nil {
 		return err

@@ -46,6 +46,7 @@ type Database struct {
 	Puppet   *PuppetQuery
 	Occupant *OccupantQuery
 	Message  *MessageQuery
+	Reaction *ReactionQuery
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -85,6 +86,7 @@ func New(db *dbutil.Database) *Database {
 		Puppet:   &PuppetQuery{dbutil.MakeQueryHelper(db, newPuppet)},
 		Occupant: &OccupantQuery{dbutil.MakeQueryHelper(db, newOccupant)},
 		Message:  &MessageQuery{dbutil.MakeQueryHelper(db, newMessage)},
+		Reaction: &ReactionQuery{dbutil.MakeQueryHelper(db, newReaction)},
 	}
 }
 

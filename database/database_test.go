@@ -230,3 +230,34 @@ CREATE TABLE message (room_id TEXT NOT NULL REFERENCES portal(room_id) ON DELETE
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
 `
+
+func TestReactions(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	room := id.RoomID("!r:hs.test")
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#r:hs.test", MUCLocal: "#r#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range []string{"👍", "🎉"} {
+		r := &Reaction{RoomID: room, EventID: id.EventID("$r" + key), TargetEventID: "$msg", Sender: "@a:hs.test", KeyHash: KeyHash(key), Timestamp: time.UnixMilli(int64(i))}
+		if err := db.Reaction.Insert(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := db.Reaction.GetBySender(ctx, room, "$msg", "@a:hs.test")
+	if err != nil || len(rs) != 2 || rs[0].KeyHash != KeyHash("👍") {
+		t.Fatalf("GetBySender = %+v, %v", rs, err)
+	}
+	if KeyHash("👍") == KeyHash("🎉") || len(KeyHash("x")) != 32 {
+		t.Error("KeyHash does not tell keys apart")
+	}
+	if other, _ := db.Reaction.GetBySender(ctx, room, "$msg", "@b:hs.test"); len(other) != 0 {
+		t.Error("another sender's reactions were returned")
+	}
+	if err = db.Reaction.Delete(ctx, room, rs[0].EventID); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.Reaction.GetByEventID(ctx, room, rs[0].EventID); r != nil {
+		t.Error("a deleted reaction is still there")
+	}
+}

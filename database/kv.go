@@ -37,3 +37,24 @@ func (db *Database) Secret(ctx context.Context, key string) ([]byte, error) {
 	}
 	return base64.StdEncoding.DecodeString(value)
 }
+
+// KeySyncNextBatch stores the bridge bot's sync position.
+const KeySyncNextBatch = "sync_next_batch"
+
+const upsertKV = `INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=excluded.value`
+
+// GetValue returns the value stored under key, or "".
+func (db *Database) GetValue(ctx context.Context, key string) (string, error) {
+	var value string
+	err := db.QueryRow(ctx, getKV, key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return value, err
+}
+
+// SetValue stores value under key.
+func (db *Database) SetValue(ctx context.Context, key, value string) error {
+	_, err := db.Exec(ctx, upsertKV, key, value)
+	return err
+}

@@ -3,11 +3,17 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -155,4 +161,180 @@ func TestE2ERepliesAndEdits(t *testing.T) {
 			t.Errorf("correction %q replaces %+v; want %s", text, r, first)
 		}
 	}
+}
+
+func hasRetract(from jid.JID, id string, moderated bool) func(any) bool {
+	return func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(from) && m.Retract != nil && m.Retract.ID == id && (m.Retract.Moderated != nil) == moderated
+	}
+}
+
+func isRedactionOf(room id.RoomID, sender id.UserID, target id.EventID) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		if evt.RoomID != room || evt.Type != event.EventRedaction || evt.Sender != sender {
+			return false
+		}
+		return evt.Redacts == target || evt.Content.AsRedaction().Redacts == target
+	}
+}
+
+// TestE2EDeletionsAndReactions: deletions cross both ways as XEP-0424
+// retractions and XEP-0425 moderations (Dendrite does not push redactions
+// to appservices: the bot's sync brings them), and reactions as XEP-0444
+// sets, additions and removals.
+func TestE2EDeletionsAndReactions(t *testing.T) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", "deletions", "Deletions", "")
+	alice := v.newXMPPClient(t, "alice", "del")
+	alice.mustJoin(muc, "Alice")
+	puppet := puppetOf("alice@" + v.xmppDomain)
+
+	// Matrix: Mary deletes her own message -> retraction from her nick.
+	mark := alice.mark()
+	own := mary.say(room, "oops")
+	alice.waitFrom(mark, "oops", isGroupchat(occ(muc, "Mary"), "oops"))
+	if _, err := mary.c.RedactEvent(ctx(t), room, own); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "retraction of oops", hasRetract(occ(muc, "Mary"), own.String(), false))
+
+	// Matrix: Mary (a moderator) deletes Alice's message -> moderation.
+	alice.groupchat(muc, "spam")
+	spam := mary.waitEvent("spam", isMessage(room, puppet, "spam"))
+	if _, err := mary.c.RedactEvent(ctx(t), room, spam.ID, mautrix.ReqRedact{Reason: "no spam"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.waitFrom(mark, "moderation of spam", hasRetract(muc, spam.ID.String(), true))
+	if m := st.(*xmpp.Message); !m.Retract.Moderated.By.Equal(occ(muc, "Mary")) || m.Retract.Reason != "no spam" {
+		t.Errorf("moderation %+v", m.Retract)
+	}
+
+	// XMPP: Alice retracts her own message by the room's stanza-id.
+	mark = alice.mark()
+	alice.groupchat(muc, "regret")
+	st, _ = alice.waitFrom(mark, "reflection of regret", isGroupchat(occ(muc, "Alice"), "regret"))
+	regretID := st.(*xmpp.Message).StanzaID.ID
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Retract: &xmpp.Retract{ID: regretID}})
+	mary.waitEvent("redaction of regret", isRedactionOf(room, puppet, id.EventID(regretID)))
+	alice.waitFrom(mark, "retraction reflected", hasRetract(occ(muc, "Alice"), regretID, false))
+
+	// XMPP: Alice moderates Mary's message: forbidden until she has power.
+	maryMsg := mary.say(room, "moderate me")
+	alice.waitFrom(mark, "moderate me", isGroupchat(occ(muc, "Mary"), "moderate me"))
+	moderate := &xmpp.Moderate{ID: maryMsg.String(), Retract: &xmpp.Empty{}, Reason: "test"}
+	if r := alice.iq(muc, xmpp.TypeSet, moderate); r.Type != xmpp.TypeError || r.Error.Condition != stanza.Forbidden {
+		t.Errorf("moderation without power: %s %v", r.Type, r.Error)
+	}
+	mary.setLevel(room, puppet, 50)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := alice.iq(muc, xmpp.TypeSet, moderate)
+		if r.Type == xmpp.TypeResult {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("moderation with power: %v", r.Error)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mary.waitEvent("moderation on Matrix", isRedactionOf(room, puppet, maryMsg))
+	alice.waitFrom(mark, "moderation reflected", hasRetract(muc, maryMsg.String(), true))
+
+	// Reactions, XMPP -> Matrix: a set, then a smaller set.
+	target := mary.say(room, "react to me")
+	alice.waitFrom(mark, "react to me", isGroupchat(occ(muc, "Mary"), "react to me"))
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: []string{"👍", "🎉"}}})
+	var thumbs id.EventID
+	for _, key := range []string{"👍", "🎉"} {
+		evt := mary.waitEvent("reaction "+key, func(evt *event.Event) bool {
+			r := evt.Content.AsReaction().RelatesTo
+			return evt.RoomID == room && evt.Type == event.EventReaction && evt.Sender == puppet && r.EventID == target && r.Key == key
+		})
+		if key == "👍" {
+			thumbs = evt.ID
+		}
+	}
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: []string{"🎉"}}})
+	mary.waitEvent("removal of 👍", isRedactionOf(room, puppet, thumbs))
+
+	// Reactions, Matrix -> XMPP: each change sends Mary's whole set.
+	mark = alice.mark()
+	resp, err := mary.c.SendReaction(ctx(t), room, target, "❤️")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isSet := func(keys ...string) func(any) bool {
+		return func(v any) bool {
+			m, ok := v.(*xmpp.Message)
+			return ok && m.From.Equal(occ(muc, "Mary")) && m.Reactions != nil && m.Reactions.ID == target.String() &&
+				strings.Join(m.Reactions.Reactions, ",") == strings.Join(keys, ",")
+		}
+	}
+	alice.waitFrom(mark, "Mary's ❤️", isSet("❤️"))
+	if _, err = mary.c.SendReaction(ctx(t), room, target, "😀"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's two reactions", isSet("❤️", "😀"))
+	if _, err = mary.c.RedactEvent(ctx(t), room, resp.EventID); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's remaining reaction", isSet("😀"))
+}
+
+// TestE2ETypingAndReceipts: chat states and displayed markers cross both
+// ways (Dendrite pushes no typing or receipts: the bot's sync brings them).
+func TestE2ETypingAndReceipts(t *testing.T) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", "typing", "Typing", "")
+	alice := v.newXMPPClient(t, "alice", "typ")
+	alice.mustJoin(muc, "Alice")
+	puppet := puppetOf("alice@" + v.xmppDomain)
+	mary.waitEvent("alice's puppet", isMembership(room, puppet, event.MembershipJoin))
+
+	// Matrix typing -> XMPP composing, then active.
+	mark := alice.mark()
+	if _, err := mary.c.UserTyping(ctx(t), room, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "composing", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && m.Composing != nil
+	})
+	if _, err := mary.c.UserTyping(ctx(t), room, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "active", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && m.Active != nil
+	})
+
+	// XMPP composing -> the puppet types on Matrix.
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Composing: &xmpp.Empty{}})
+	mary.waitEvent("puppet typing", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.EphemeralEventTyping && slices.Contains(evt.Content.AsTyping().UserIDs, puppet)
+	})
+
+	// XMPP displayed marker -> the puppet's read receipt.
+	msg := mary.say(room, "read me")
+	alice.waitFrom(mark, "read me", isGroupchat(occ(muc, "Mary"), "read me"))
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Displayed: &xmpp.Marker{ID: msg.String()}})
+	mary.waitEvent("puppet's receipt", func(evt *event.Event) bool {
+		if evt.RoomID != room || evt.Type != event.EphemeralEventReceipt {
+			return false
+		}
+		_, ok := (*evt.Content.AsReceipt())[msg][event.ReceiptTypeRead][puppet]
+		return ok
+	})
+
+	// Matrix read receipt -> displayed marker from Mary's nick.
+	alice.groupchat(muc, "did you read this?")
+	evt := mary.waitEvent("alice's question", isMessage(room, puppet, "did you read this?"))
+	if err := mary.c.MarkRead(ctx(t), room, evt.ID); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "displayed marker", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && m.Displayed != nil && m.Displayed.ID == evt.ID.String()
+	})
 }

@@ -418,3 +418,32 @@ func (c *Connector) GetEvent(ctx context.Context, roomID id.RoomID, eventID id.E
 	}
 	return evt, nil
 }
+
+// Redact redacts an event, acting as actor. txnID makes a retry harmless.
+func (c *Connector) Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error {
+	_, err := c.Intent(actor).RedactEvent(ctx, roomID, eventID, mautrix.ReqRedact{Reason: reason, TxnID: txnID})
+	if err != nil {
+		return fmt.Errorf("%s failed to redact %s: %w", actor, eventID, err)
+	}
+	return nil
+}
+
+// SetTyping sets whether a puppet is typing in a room.
+func (c *Connector) SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error {
+	timeout := time.Duration(0)
+	if typing {
+		timeout = 30 * time.Second
+	}
+	if _, err := c.Intent(userID).UserTyping(ctx, roomID, typing, timeout); err != nil {
+		return fmt.Errorf("failed to set typing of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// MarkRead sends a puppet's read receipt for an event.
+func (c *Connector) MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error {
+	if err := c.Intent(userID).MarkRead(ctx, roomID, eventID); err != nil {
+		return fmt.Errorf("failed to send the read receipt of %s: %w", userID, err)
+	}
+	return nil
+}

@@ -138,23 +138,42 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := log.WithContext(context.WithoutCancel(r.Context()))
 	for _, evt := range txn.Events {
-		c.dispatch(ctx, evt)
+		if evt != nil {
+			evt.Mautrix.EventSource = event.SourceTimeline
+			c.handleEvent(ctx, evt)
+		}
+	}
+	ephemeral := txn.EphemeralEvents
+	if ephemeral == nil {
+		ephemeral = txn.MSC2409EphemeralEvents
+	}
+	for _, evt := range ephemeral {
+		if evt != nil {
+			evt.Mautrix.EventSource = event.SourceEphemeral
+			evt.Type.Class = event.EphemeralEventType
+			c.handleEvent(ctx, evt)
+		}
 	}
 	c.txns.add(txnID)
 	writeEmptyJSON(w)
 }
 
-func (c *Connector) dispatch(ctx context.Context, evt *event.Event) {
-	if evt == nil || evt.ID == "" || evt.RoomID == "" {
+// handleEvent parses an event's content and hands it on. Room events need
+// an ID and a room; ephemeral events only a room.
+func (c *Connector) handleEvent(ctx context.Context, evt *event.Event) {
+	if evt.RoomID == "" || (evt.ID == "" && evt.Type.Class != event.EphemeralEventType) {
 		return
 	}
 	evt.Mautrix.ReceivedAt = time.Now()
-	if evt.StateKey != nil {
+	switch {
+	case evt.Type.Class == event.EphemeralEventType:
+	case evt.StateKey != nil:
 		evt.Type.Class = event.StateEventType
-	} else {
+	default:
 		evt.Type.Class = event.MessageEventType
 	}
-	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrUnsupportedContentType) {
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrUnsupportedContentType) &&
+		!errors.Is(err, event.ErrContentAlreadyParsed) {
 		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Str("event_type", evt.Type.Type).
 			Msg("Failed to parse event content")
 		return

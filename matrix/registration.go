@@ -18,6 +18,8 @@ func (c Config) Registration() *appservice.Registration {
 		ServerToken:     c.Appservice.HSToken,
 		SenderLocalpart: c.Appservice.Bot.Username,
 		RateLimited:     new(bool),
+		// Typing and receipts (MSC2409) from homeservers that push them.
+		EphemeralEvents: true,
 	}
 	reg.Namespaces.UserIDs.Register(c.puppetRegex(), true)
 	reg.Namespaces.UserIDs.Register(regexp.MustCompile(fmt.Sprintf("^@%s:%s$",

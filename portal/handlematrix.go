@@ -17,13 +17,23 @@ import (
 // handleMatrixEvent handles a room event from the homeserver. It returns
 // false when the portal is gone.
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
-	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Logger()
+	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
 	ctx = log.WithContext(ctx)
 	switch evt.Type {
 	case event.EventMessage:
 		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
 			p.handleMatrixMessage(ctx, evt)
 		}
+	case event.EventReaction:
+		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
+			p.handleMatrixReaction(ctx, evt)
+		}
+	case event.EventRedaction:
+		p.handleMatrixRedaction(ctx, evt)
+	case event.EphemeralEventTyping:
+		p.handleMatrixTyping(ctx, evt)
+	case event.EphemeralEventReceipt:
+		p.handleMatrixReceipts(ctx, evt)
 	case event.StateMember:
 		return p.handleMatrixMember(ctx, evt)
 	case event.StateRoomName, event.StateTopic:

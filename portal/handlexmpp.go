@@ -263,11 +263,24 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		reject(stanza.NotAcceptable, "You are not in this room")
 		return
 	}
+	switch {
+	case msg.Retract != nil:
+		p.handleXMPPRetraction(ctx, occ, msg)
+		return
+	case msg.Reactions != nil:
+		p.handleXMPPReactions(ctx, occ, msg)
+		return
+	case msg.Displayed != nil:
+		p.handleXMPPDisplayed(ctx, occ, msg.Displayed)
+	}
+	if state := chatState(msg); state != "" && msg.Body == "" {
+		p.handleXMPPChatState(ctx, occ, state)
+	}
 	if msg.Body == "" {
 		if msg.Subject != nil {
 			p.setSubject(ctx, occ, msg)
 		}
-		return // chat states and other payload-only messages
+		return // payload-only messages
 	}
 	if len(msg.Body) > MaxBodyBytes {
 		reject(stanza.NotAcceptable, "The message is too long for Matrix")

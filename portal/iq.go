@@ -31,6 +31,8 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 		p.deps.XMPP.Reply(ctx, iq, nil, nil)
 	case payload.Space == xmpp.NSDiscoInfo && iq.Type == xmpp.TypeGet && !toOccupant:
 		p.deps.XMPP.Reply(ctx, iq, p.discoInfo(), nil)
+	case payload.Space == xmpp.NSModerate && iq.Type == xmpp.TypeSet && !toOccupant:
+		p.handleModerate(ctx, iq)
 	case payload.Space == xmpp.NSVCard:
 		p.handleVCard(ctx, iq)
 	case payload.Space == xmpp.NSMUCAdmin && !toOccupant:
@@ -98,7 +100,8 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 	return &xmpp.DiscoInfo{
 		Identities: []xmpp.DiscoIdentity{{Category: "conference", Type: "text", Name: name}},
 		Features: xmpp.Features(xmpp.NSMUC, xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSPing, xmpp.NSStanzaID,
-			xmpp.NSOccupantID, xmpp.NSVCard,
+			xmpp.NSOccupantID, xmpp.NSVCard, xmpp.NSRetract, xmpp.NSModerate, xmpp.NSReactions,
+			xmpp.NSCorrect, xmpp.NSReply, xmpp.NSChatStates, xmpp.NSMarkers,
 			pick(r.Listed, "muc_public", "muc_hidden"),
 			pick(r.Open, "muc_open", "muc_membersonly"),
 			"muc_persistent", "muc_nonanonymous",

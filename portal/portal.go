@@ -41,6 +41,9 @@ type MatrixAPI interface {
 	Invite(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error)
 	GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error)
+	Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error
+	SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error
+	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
 	PuppetID(remote string) id.UserID
@@ -114,6 +117,8 @@ type Portal struct {
 	occupants map[string]*occupant // by bare JID
 	lastSeen  map[string]time.Time // by full JID of a session
 	misses    map[string]int       // unanswered liveness pings, by full JID
+	typing    map[id.UserID]bool   // Matrix members typing now
+	lastRead  map[id.UserID]id.EventID
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -296,6 +301,8 @@ func (p *Portal) load(ctx context.Context) error {
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
 	p.lastSeen = make(map[string]time.Time)
+	p.typing = make(map[id.UserID]bool)
+	p.lastRead = make(map[id.UserID]id.EventID)
 	p.misses = make(map[string]int)
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.
 	for _, row := range rows {

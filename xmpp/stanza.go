@@ -92,6 +92,17 @@ type Message struct {
 	Replace      *Replace      `xml:"urn:xmpp:message-correct:0 replace"`
 	Reply        *Reply        `xml:"urn:xmpp:reply:0 reply"`
 	Fallbacks    []Fallback    `xml:"urn:xmpp:fallback:0 fallback"`
+	Retract      *Retract      `xml:"urn:xmpp:message-retract:1 retract"`
+	Reactions    *Reactions    `xml:"urn:xmpp:reactions:0 reactions"`
+	Markable     *Empty        `xml:"urn:xmpp:chat-markers:0 markable"`
+	Displayed    *Marker       `xml:"urn:xmpp:chat-markers:0 displayed"`
+	Composing    *Empty        `xml:"http://jabber.org/protocol/chatstates composing"`
+	Paused       *Empty        `xml:"http://jabber.org/protocol/chatstates paused"`
+	Active       *Empty        `xml:"http://jabber.org/protocol/chatstates active"`
+	Inactive     *Empty        `xml:"http://jabber.org/protocol/chatstates inactive"`
+	Gone         *Empty        `xml:"http://jabber.org/protocol/chatstates gone"`
+	Store        *Empty        `xml:"urn:xmpp:hints store"`
+	NoStore      *Empty        `xml:"urn:xmpp:hints no-store"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -373,7 +384,8 @@ type Reply struct {
 }
 
 // Fallback marks the part of the body that only clients without the
-// feature named by For need (XEP-0428), in code points.
+// feature named by For need (XEP-0428), in code points. No Bodies means
+// the whole body.
 type Fallback struct {
 	For    string         `xml:"for,attr"`
 	Bodies []FallbackBody `xml:"body"`
@@ -401,7 +413,11 @@ func StripFallback(body string, fallbacks []Fallback, feature string) string {
 		if fb.For != feature {
 			continue
 		}
-		for _, b := range fb.Bodies {
+		bodies := fb.Bodies
+		if len(bodies) == 0 {
+			bodies = []FallbackBody{{}}
+		}
+		for _, b := range bodies {
 			start, end := 0, len(runes)
 			if b.Start != nil && b.End != nil {
 				start, end = *b.Start, *b.End
@@ -425,4 +441,52 @@ func StripFallback(body string, fallbacks []Fallback, feature string) string {
 		}
 	}
 	return string(out)
+}
+
+// Namespaces of message retraction and moderation, chat states, markers
+// and reactions.
+const (
+	NSRetract    = "urn:xmpp:message-retract:1"
+	NSModerate   = "urn:xmpp:message-moderate:1"
+	NSChatStates = "http://jabber.org/protocol/chatstates"
+	NSMarkers    = "urn:xmpp:chat-markers:0"
+	NSReactions  = "urn:xmpp:reactions:0"
+	NSFallback   = "urn:xmpp:fallback:0"
+)
+
+// Empty is a payload element without content, such as a chat state.
+type Empty struct{}
+
+// Retract asks to retract a message (XEP-0424), or, with Moderated, tells
+// that a moderator did (XEP-0425). In a MUC, ID is the room's stanza-id.
+type Retract struct {
+	ID        string     `xml:"id,attr"`
+	Moderated *Moderated `xml:"urn:xmpp:message-moderate:1 moderated"`
+	Reason    string     `xml:"reason,omitempty"`
+}
+
+// Moderated names the moderator of a retraction.
+type Moderated struct {
+	By         Addr        `xml:"by,attr"`
+	OccupantID *OccupantID `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+}
+
+// Moderate is the XEP-0425 request a moderator sends to the room.
+type Moderate struct {
+	XMLName xml.Name `xml:"urn:xmpp:message-moderate:1 moderate"`
+	ID      string   `xml:"id,attr"`
+	Retract *Empty   `xml:"urn:xmpp:message-retract:1 retract"`
+	Reason  string   `xml:"reason,omitempty"`
+}
+
+// Marker is an XEP-0333 chat marker.
+type Marker struct {
+	ID string `xml:"id,attr"`
+}
+
+// Reactions is the full set of one sender's reactions to a message
+// (XEP-0444). In a MUC, ID is the room's stanza-id.
+type Reactions struct {
+	ID        string   `xml:"id,attr"`
+	Reactions []string `xml:"reaction"`
 }

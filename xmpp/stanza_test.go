@@ -99,6 +99,7 @@ func TestStripFallback(t *testing.T) {
 		{"> x\nanswer", []Fallback{{For: "urn:other", Bodies: fb[0].Bodies}}, "> x\nanswer"},
 		{"short", fb, "short"}, // out of range: kept
 		{"whole", []Fallback{{For: NSReply, Bodies: []FallbackBody{{}}}}, ""},
+		{"no body element: all of it", []Fallback{{For: NSReply}}, ""},
 	} {
 		if got := StripFallback(tc.body, tc.fbs, NSReply); got != tc.want {
 			t.Errorf("StripFallback(%q) = %q; want %q", tc.body, got, tc.want)

@@ -1,4 +1,4 @@
--- v0 -> v4: Latest revision
+-- v0 -> v5: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -52,6 +52,21 @@ CREATE TABLE message (
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
 CREATE INDEX message_room_stanza_idx ON message (room_id, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
+
+-- Reactions: which reaction event is whose, on which message.
+CREATE TABLE reaction (
+	room_id         TEXT   NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	-- The m.reaction event.
+	event_id        TEXT   NOT NULL,
+	target_event_id TEXT   NOT NULL,
+	-- The Matrix user or puppet who reacted.
+	sender          TEXT   NOT NULL,
+	-- SHA-256 of the reaction key: enough to compare, without keeping it.
+	key_hash        TEXT   NOT NULL,
+	timestamp       BIGINT NOT NULL,
+	PRIMARY KEY (room_id, event_id)
+);
+CREATE INDEX reaction_target_idx ON reaction (room_id, target_event_id, sender);
 
 -- Small bridge-wide values, such as the key that makes occupant ids.
 CREATE TABLE kv (

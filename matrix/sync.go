@@ -1,0 +1,113 @@
+package matrix
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// SyncStore keeps the bot's sync position across restarts.
+type SyncStore interface {
+	LoadNextBatch(ctx context.Context) (string, error)
+	SaveNextBatch(ctx context.Context, token string) error
+}
+
+// syncFilter asks only for what homeservers may not push to appservices:
+// redactions in the timeline, typing and receipts.
+var syncFilter = &mautrix.Filter{
+	AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+	Presence:    &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+	Room: &mautrix.RoomFilter{
+		AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+		State:       &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+		Timeline:    &mautrix.FilterPart{Types: []event.Type{event.EventRedaction}, Limit: 50},
+		Ephemeral:   &mautrix.FilterPart{Types: []event.Type{event.EphemeralEventTyping, event.EphemeralEventReceipt}},
+	},
+}
+
+// FromSync reports whether an event came from the bot's sync rather than an
+// appservice transaction.
+func FromSync(evt *event.Event) bool { return evt.Mautrix.EventSource&event.SourceJoin != 0 }
+
+// RunSync runs the bridge bot's /sync loop until ctx ends, handing room
+// events and ephemeral events to the handler like pushed ones, marked with
+// FromSync. It is the fallback for homeservers that do not push redactions,
+// typing or receipts to appservices (Dendrite v0.13). The first sync only
+// takes a position, so that old events are not replayed.
+func (c *Connector) RunSync(ctx context.Context, store SyncStore) {
+	log := c.log.With().Str("loop", "sync").Logger()
+	ctx = log.WithContext(ctx)
+	var filterID string
+	since, err := store.LoadNextBatch(ctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to load the sync position; starting afresh")
+	}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if filterID == "" {
+			resp, err := c.Bot().CreateFilter(ctx, syncFilter)
+			if err == nil {
+				filterID = resp.FilterID
+			} else if ctx.Err() == nil {
+				log.Warn().Err(err).Msg("Failed to create the sync filter")
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 30*time.Second)
+				continue
+			}
+		}
+		resp, err := c.Bot().FullSyncRequest(ctx, mautrix.ReqSync{Timeout: 30000, Since: since, FilterID: filterID,
+			SetPresence: event.PresenceOffline})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn().Err(err).Stringer("retry_in", backoff).Msg("Sync failed")
+			if errors.Is(err, mautrix.MUnknownToken) || errors.Is(err, mautrix.MNotFound) {
+				filterID = ""
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if since != "" {
+			c.dispatchSync(ctx, resp)
+		}
+		since = resp.NextBatch
+		if err = store.SaveNextBatch(ctx, since); err != nil {
+			log.Warn().Err(err).Msg("Failed to save the sync position")
+		}
+	}
+}
+
+func (c *Connector) dispatchSync(ctx context.Context, resp *mautrix.RespSync) {
+	for roomID, room := range resp.Rooms.Join {
+		for _, evt := range room.Timeline.Events {
+			c.dispatchSyncEvent(ctx, roomID, evt, event.SourceJoin|event.SourceTimeline)
+		}
+		for _, evt := range room.Ephemeral.Events {
+			c.dispatchSyncEvent(ctx, roomID, evt, event.SourceJoin|event.SourceEphemeral)
+		}
+	}
+}
+
+func (c *Connector) dispatchSyncEvent(ctx context.Context, roomID id.RoomID, evt *event.Event, source event.Source) {
+	evt.RoomID = roomID
+	evt.Mautrix.EventSource = source
+	if source&event.SourceEphemeral != 0 {
+		evt.Type.Class = event.EphemeralEventType
+		evt.ID = ""
+	}
+	c.handleEvent(ctx, evt)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}

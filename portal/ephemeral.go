@@ -1,0 +1,124 @@
+package portal
+
+import (
+	"context"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// chatState returns the XEP-0085 state a message carries, or "".
+func chatState(m *xmpp.Message) string {
+	switch {
+	case m.Composing != nil:
+		return "composing"
+	case m.Paused != nil:
+		return "paused"
+	case m.Active != nil:
+		return "active"
+	case m.Inactive != nil:
+		return "inactive"
+	case m.Gone != nil:
+		return "gone"
+	}
+	return ""
+}
+
+// withChatState sets one chat state on a message.
+func withChatState(m *xmpp.Message, state string) *xmpp.Message {
+	e := &xmpp.Empty{}
+	switch state {
+	case "composing":
+		m.Composing = e
+	case "paused":
+		m.Paused = e
+	default:
+		m.Active = e
+	}
+	return m
+}
+
+// handleXMPPChatState makes the puppet type on Matrix while its XMPP user
+// composes (XEP-0085), and passes the state on to the other occupants.
+func (p *Portal) handleXMPPChatState(ctx context.Context, occ *occupant, state string) {
+	if err := p.deps.Matrix.SetTyping(ctx, p.RoomID, occ.puppet, state == "composing"); err != nil {
+		p.log.Debug().Err(err).Msg("Failed to bridge a chat state")
+	}
+	p.broadcast(ctx, occ, func(to jid.JID) any {
+		return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
+			OccupantID: p.occupantID(occ.puppet), NoStore: &xmpp.Empty{}}, state)
+	})
+}
+
+// handleMatrixTyping turns Matrix typing notifications into chat states:
+// composing for members who started typing, active for those who stopped.
+func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
+	now := map[id.UserID]bool{}
+	for _, u := range evt.Content.AsTyping().UserIDs {
+		if !p.deps.Matrix.IsBridgeUser(u) && p.roster.members[u] != nil {
+			now[u] = true
+		}
+	}
+	changed := map[id.UserID]string{}
+	for u := range now {
+		if !p.typing[u] {
+			changed[u] = "composing"
+		}
+	}
+	for u := range p.typing {
+		if !now[u] {
+			changed[u] = "active"
+		}
+	}
+	p.typing = now
+	for u, state := range changed {
+		m := p.roster.members[u]
+		if m == nil {
+			continue
+		}
+		p.broadcast(ctx, nil, func(to jid.JID) any {
+			return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
+				OccupantID: p.occupantID(u), NoStore: &xmpp.Empty{}}, state)
+		})
+	}
+}
+
+// handleXMPPDisplayed sends the puppet's read receipt for a message an
+// occupant displayed (XEP-0333), and passes the marker on.
+func (p *Portal) handleXMPPDisplayed(ctx context.Context, occ *occupant, marker *xmpp.Marker) {
+	target, ok := p.replyTarget(ctx, marker.ID)
+	if !ok {
+		return
+	}
+	if err := p.deps.Matrix.MarkRead(ctx, p.RoomID, occ.puppet, target); err != nil {
+		p.log.Debug().Err(err).Msg("Failed to bridge a displayed marker")
+	}
+	p.broadcast(ctx, occ, func(to jid.JID) any {
+		return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
+			OccupantID: p.occupantID(occ.puppet), Displayed: &xmpp.Marker{ID: target.String()}}
+	})
+}
+
+// handleMatrixReceipts turns Matrix read receipts into displayed markers
+// (XEP-0333) from the reader's nick, for messages that crossed the bridge.
+func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
+	for eventID, receipts := range *evt.Content.AsReceipt() {
+		for u := range receipts[event.ReceiptTypeRead] {
+			m := p.roster.members[u]
+			if m == nil || p.deps.Matrix.IsBridgeUser(u) || p.lastRead[u] == eventID {
+				continue
+			}
+			if row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID); err != nil || row == nil {
+				continue
+			}
+			p.lastRead[u] = eventID
+			p.broadcast(ctx, nil, func(to jid.JID) any {
+				return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
+					OccupantID: p.occupantID(u), Displayed: &xmpp.Marker{ID: eventID.String()}}
+			})
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package portal
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Bounds of one sender's reactions to one message.
+const (
+	maxReactions     = 20
+	maxReactionBytes = 64
+)
+
+// handleXMPPReactions applies an occupant's full set of reactions to a
+// message (XEP-0444): reactions new in the set are sent to Matrix as the
+// puppet, the ones gone from it are redacted. The set goes on to every
+// session.
+func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xmpp.Message) {
+	reject := func(serr *stanza.Error) {
+		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: serr})
+	}
+	target, ok := p.replyTarget(ctx, msg.Reactions.ID)
+	if !ok {
+		reject(xmpp.StanzaError(stanza.ItemNotFound, "No such message to react to"))
+		return
+	}
+	want := map[string]string{} // hash -> key
+	var keys []string
+	for _, k := range msg.Reactions.Reactions {
+		k = strings.TrimSpace(k)
+		if k == "" || len(k) > maxReactionBytes || !utf8.ValidString(k) {
+			continue
+		}
+		if _, dup := want[database.KeyHash(k)]; !dup && len(want) < maxReactions {
+			want[database.KeyHash(k)] = k
+			keys = append(keys, k)
+		}
+	}
+	have, err := p.deps.DB.Reaction.GetBySender(ctx, p.RoomID, target, occ.puppet)
+	if err != nil {
+		p.log.Error().Err(err).Msg("Failed to look up reactions")
+		reject(xmpp.StanzaError(stanza.InternalServerError, ""))
+		return
+	}
+	had := map[string]*database.Reaction{}
+	for _, r := range have {
+		had[r.KeyHash] = r
+	}
+	for _, k := range keys {
+		h := database.KeyHash(k)
+		if had[h] != nil {
+			continue
+		}
+		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: target, Key: k}}
+		evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), "react:"+target.String()+":"+h, ""),
+			event.EventReaction, content, time.Time{})
+		if err != nil {
+			p.log.Info().Err(err).Msg("Reaction refused on Matrix")
+			reject(matrixError(err, "You may not react in this room"))
+			return
+		}
+		err = p.deps.DB.Reaction.Insert(ctx, &database.Reaction{RoomID: p.RoomID, EventID: evtID, TargetEventID: target,
+			Sender: occ.puppet, KeyHash: h, Timestamp: time.Now()})
+		if err != nil {
+			p.log.Error().Err(err).Msg("Failed to store a reaction")
+		}
+	}
+	for h, r := range had {
+		if _, keep := want[h]; keep {
+			continue
+		}
+		if err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, r.EventID, "", txnID(p.RoomID.String(), occ.bare.String(), "unreact:"+r.EventID.String(), "")); err != nil {
+			p.log.Info().Err(err).Msg("Failed to take back a reaction on Matrix")
+			continue
+		}
+		if err := p.deps.DB.Reaction.Delete(ctx, p.RoomID, r.EventID); err != nil {
+			p.log.Error().Err(err).Msg("Failed to delete a reaction")
+		}
+	}
+	p.broadcastReactions(ctx, occ.nick, occ.puppet, target, keys, nil)
+}
+
+// broadcastReactions sends one user's reactions to a message to every
+// session but skip's.
+func (p *Portal) broadcastReactions(ctx context.Context, nick string, userID id.UserID, target id.EventID, keys []string, skip *occupant) {
+	p.broadcast(ctx, skip, func(to jid.JID) any {
+		return &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(nick)), To: xmpp.A(to),
+			OccupantID: p.occupantID(userID), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: keys}, Store: &xmpp.Empty{}}
+	})
+}
+
+// handleMatrixReaction passes a Matrix member's reaction on as their full
+// set of reactions to that message, as XEP-0444 wants it.
+func (p *Portal) handleMatrixReaction(ctx context.Context, evt *event.Event) {
+	rel := evt.Content.AsReaction().RelatesTo
+	if rel.Type != event.RelAnnotation || rel.EventID == "" || rel.Key == "" {
+		return
+	}
+	err := p.deps.DB.Reaction.Insert(ctx, &database.Reaction{RoomID: p.RoomID, EventID: evt.ID, TargetEventID: rel.EventID,
+		Sender: evt.Sender, KeyHash: database.KeyHash(rel.Key), Timestamp: time.Now()})
+	if err != nil {
+		p.log.Error().Err(err).Msg("Failed to store a reaction")
+	}
+	p.sendReactionSet(ctx, evt.Sender, rel.EventID, map[id.EventID]string{evt.ID: rel.Key})
+}
+
+// handleReactionRedaction handles the redaction of a reaction: the
+// reactor's remaining set goes to XMPP. It reports whether target was a
+// reaction.
+func (p *Portal) handleReactionRedaction(ctx context.Context, target id.EventID) bool {
+	r, err := p.deps.DB.Reaction.GetByEventID(ctx, p.RoomID, target)
+	if err != nil || r == nil {
+		return false
+	}
+	if err = p.deps.DB.Reaction.Delete(ctx, p.RoomID, target); err != nil {
+		p.log.Error().Err(err).Msg("Failed to delete a reaction")
+	}
+	p.sendReactionSet(ctx, r.Sender, r.TargetEventID, nil)
+	return true
+}
+
+// sendReactionSet sends a Matrix user's current reactions to a message.
+// Keys are not stored: known is what the caller has at hand, the rest is
+// read back from the reaction events.
+func (p *Portal) sendReactionSet(ctx context.Context, sender id.UserID, target id.EventID, known map[id.EventID]string) {
+	nick := p.nickOf(sender)
+	if nick == "" || len(p.occupants) == 0 {
+		return
+	}
+	rows, err := p.deps.DB.Reaction.GetBySender(ctx, p.RoomID, target, sender)
+	if err != nil {
+		p.log.Error().Err(err).Msg("Failed to look up reactions")
+		return
+	}
+	var keys []string
+	for _, r := range rows {
+		key, ok := known[r.EventID]
+		if !ok {
+			evt, err := p.deps.Matrix.GetEvent(ctx, p.RoomID, r.EventID)
+			if err != nil {
+				continue
+			}
+			if c, isReaction := evt.Content.Parsed.(*event.ReactionEventContent); isReaction {
+				key = c.RelatesTo.Key
+			}
+		}
+		if key != "" && !slices.Contains(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	p.broadcastReactions(ctx, nick, sender, target, keys, nil)
+}
