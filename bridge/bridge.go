@@ -35,6 +35,8 @@ type Bridge struct {
 	occupantIDKey []byte
 	avatars       *portal.Avatars
 	puppetAvatars *portal.PuppetAvatars
+	mediaLinks    *portal.MediaLinks
+	fetcher       *portal.Fetcher
 	ctx           context.Context
 	cancel        context.CancelFunc
 	wg            sync.WaitGroup
@@ -110,6 +112,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return err
 	}
 	b.registerHealth(b.Matrix.Mux)
+	if err = b.setupMedia(ctx); err != nil {
+		return fmt.Errorf("failed to set up media: %w", err)
+	}
+	b.Matrix.Mux.HandleFunc("GET "+portal.MediaPathPrefix, b.serveMedia)
 	b.avatars = portal.NewAvatars(b.Matrix.DownloadMedia, b.Log.With().Str("component", "avatars").Logger())
 	b.avatars.Ready = b.avatarReady
 	b.puppetAvatars = &portal.PuppetAvatars{Matrix: b.Matrix, XMPP: b.XMPP, DB: b.DB, From: b.XMPP.Domain(),
@@ -262,6 +268,8 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,
 		Avatars:               b.avatars,
 		PuppetAvatars:         b.puppetAvatars,
+		MediaLinks:            b.mediaLinks,
+		Fetcher:               b.fetcher,
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
 		OnGone:                b.forgetPortal,
 	})

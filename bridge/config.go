@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -41,6 +42,24 @@ type BridgeConfig struct {
 	// does not push to appservices (redactions, typing, receipts): auto uses
 	// it for what is not pushed, on always, off never.
 	SyncFallback string `yaml:"sync_fallback"`
+	// Media is how files cross the bridge.
+	Media MediaConfig `yaml:"media"`
+}
+
+// MediaConfig is the bridge.media section.
+type MediaConfig struct {
+	// PublicURL is where XMPP users reach the bridge's HTTP listener for
+	// Matrix files; empty means appservice.address.
+	PublicURL string `yaml:"public_url"`
+	// LinkTTL is how long a link to a Matrix file stays valid.
+	LinkTTL time.Duration `yaml:"link_ttl"`
+	// MaxSize bounds files from XMPP, in bytes (the homeserver's upload
+	// limit applies too).
+	MaxSize int64 `yaml:"max_size"`
+	// AllowPrivateNetworks lets the bridge fetch files from loopback,
+	// private and link-local addresses. Off, so that XMPP users cannot make
+	// the bridge reach internal services.
+	AllowPrivateNetworks bool `yaml:"allow_private_networks"`
 }
 
 // LoggingConfig is the logging section.
@@ -56,9 +75,10 @@ func DefaultConfig() Config {
 	return Config{
 		Homeserver: matrix.DefaultHomeserverConfig(),
 		Appservice: matrix.DefaultAppserviceConfig(),
-		Bridge:     BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute, SyncFallback: SyncAuto},
-		Database:   database.DefaultConfig(),
-		Logging:    LoggingConfig{Level: "info", Format: "pretty"},
+		Bridge: BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute, SyncFallback: SyncAuto,
+			Media: MediaConfig{LinkTTL: 7 * 24 * time.Hour, MaxSize: 50 << 20}},
+		Database: database.DefaultConfig(),
+		Logging:  LoggingConfig{Level: "info", Format: "pretty"},
 	}
 }
 
@@ -107,6 +127,17 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	case SyncAuto, SyncOn, SyncOff:
 	default:
 		return fmt.Errorf("bridge.sync_fallback: must be auto, on or off, got %q", c.Bridge.SyncFallback)
+	}
+	if m := c.Bridge.Media; m.PublicURL != "" {
+		if u, err := url.Parse(m.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("bridge.media.public_url: must be an http:// or https:// URL, got %q", m.PublicURL)
+		}
+	}
+	if c.Bridge.Media.LinkTTL < time.Minute {
+		return fmt.Errorf("bridge.media.link_ttl: must be at least 1m, got %s", c.Bridge.Media.LinkTTL)
+	}
+	if c.Bridge.Media.MaxSize < 0 {
+		return fmt.Errorf("bridge.media.max_size: must not be negative")
 	}
 	if err := c.XMPP.Validate(); err != nil {
 		return err

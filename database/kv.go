@@ -12,6 +12,8 @@ import (
 const (
 	// KeyOccupantID keys the HMAC that derives XEP-0421 occupant ids.
 	KeyOccupantID = "occupant_id_key"
+	// KeyMediaLinks keys the HMAC that signs links to Matrix files.
+	KeyMediaLinks = "media_link_key"
 )
 
 const (

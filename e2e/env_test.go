@@ -158,6 +158,9 @@ database:
   uri: file:%s
 bridge:
   occupant_check_interval: 1s
+  media:
+    # The test's HTTP upload server is on loopback.
+    allow_private_networks: true
 logging:
   level: debug
   format: pretty

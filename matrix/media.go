@@ -15,20 +15,11 @@ import (
 var ErrTooLarge = errors.New("media is larger than allowed")
 
 // DownloadMedia fetches the content of an mxc:// URI, at most maxBytes of
-// it, with its content type. It uses authenticated media (Matrix 1.11) and
-// falls back to the older unauthenticated endpoint for homeservers that do
-// not have it yet.
+// it, with its content type.
 func (c *Connector) DownloadMedia(ctx context.Context, uri id.ContentURIString, maxBytes int64) ([]byte, string, error) {
-	mxc, err := id.ParseContentURI(string(uri))
-	if err != nil || mxc.IsEmpty() {
-		return nil, "", fmt.Errorf("invalid media URI %q", uri)
-	}
-	resp, err := c.Bot().Download(ctx, mxc)
-	if errors.Is(err, mautrix.MNotFound) || errors.Is(err, mautrix.MUnrecognized) {
-		resp, err = c.downloadLegacy(ctx, mxc)
-	}
+	resp, err := c.OpenMedia(ctx, uri)
 	if err != nil {
-		return nil, "", fmt.Errorf("failed to download %s: %w", uri, err)
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
@@ -39,6 +30,33 @@ func (c *Connector) DownloadMedia(ctx context.Context, uri id.ContentURIString, 
 		return nil, "", fmt.Errorf("%s: %w (%d bytes)", uri, ErrTooLarge, maxBytes)
 	}
 	return data, resp.Header.Get("Content-Type"), nil
+}
+
+// OpenMedia starts a download of an mxc:// URI; the caller reads and closes
+// the body. It uses authenticated media (Matrix 1.11) and falls back to the
+// older endpoint for homeservers that do not have it.
+func (c *Connector) OpenMedia(ctx context.Context, uri id.ContentURIString) (*http.Response, error) {
+	mxc, err := id.ParseContentURI(string(uri))
+	if err != nil || mxc.IsEmpty() {
+		return nil, fmt.Errorf("invalid media URI %q", uri)
+	}
+	resp, err := c.Bot().Download(ctx, mxc)
+	if errors.Is(err, mautrix.MUnrecognized) || errors.Is(err, mautrix.MNotFound) {
+		resp, err = c.downloadLegacy(ctx, mxc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to download %s: %w", uri, err)
+	}
+	return resp, nil
+}
+
+// MaxUploadSize returns the homeserver's upload limit, 0 if it names none.
+func (c *Connector) MaxUploadSize(ctx context.Context) int64 {
+	resp, err := c.Bot().GetMediaConfig(ctx)
+	if err != nil {
+		return 0
+	}
+	return resp.UploadSize
 }
 
 func (c *Connector) downloadLegacy(ctx context.Context, mxc id.ContentURI) (*http.Response, error) {

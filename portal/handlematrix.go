@@ -76,6 +76,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	rel := &relation{}
 	render, _ := p.xmppRelations(ctx, content, rel)
 	body, refs := p.xmppBody(ctx, render)
+	link, oob, files, caption := p.mediaPayloads(render)
 	for _, to := range p.sessions() {
 		out := &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
@@ -83,8 +84,16 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
 			OccupantID: p.occupantID(evt.Sender),
 		}
+		if link != "" {
+			// The link alone as the body: clients show such a message inline.
+			out.Body, out.References, out.OOB, out.FileSharing = link, nil, oob, files
+		}
 		rel.apply(out)
 		p.send(ctx, out)
+		if caption != "" {
+			p.send(ctx, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat, From: out.From, To: out.To,
+				Body: caption, OccupantID: out.OccupantID})
+		}
 	}
 	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
 		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), TargetEventID: rel.target, Timestamp: time.Now()})

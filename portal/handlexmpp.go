@@ -303,7 +303,17 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 			return
 		}
 	}
-	content := p.matrixContent(prepareXMPPRelations(msg))
+	var content *event.MessageEventContent
+	if link := mediaLink(msg); link != "" {
+		var err error
+		if content, err = p.matrixMedia(ctx, occ, link); err != nil {
+			log.Warn().Err(err).Msg("Failed to bridge a shared file; sending the link instead")
+			content = nil
+		}
+	}
+	if content == nil {
+		content = p.matrixContent(prepareXMPPRelations(msg))
+	}
 	target := p.addXMPPRelations(ctx, occ, msg, content)
 	evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID),
 		event.EventMessage, content, time.Time{})
@@ -340,14 +350,16 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventID string) *xmpp.Message {
 	return &xmpp.Message{
 		ID: msg.ID, Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
-		Body:       msg.Body,
-		StanzaID:   &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
-		OriginID:   msg.OriginID,
-		OccupantID: p.occupantID(occ.puppet),
-		References: msg.References,
-		Replace:    msg.Replace,
-		Reply:      msg.Reply,
-		Fallbacks:  msg.Fallbacks,
+		Body:        msg.Body,
+		StanzaID:    &xmpp.StanzaID{ID: eventID, By: p.roomJID.String()},
+		OriginID:    msg.OriginID,
+		OccupantID:  p.occupantID(occ.puppet),
+		References:  msg.References,
+		Replace:     msg.Replace,
+		Reply:       msg.Reply,
+		Fallbacks:   msg.Fallbacks,
+		OOB:         msg.OOB,
+		FileSharing: msg.FileSharing,
 	}
 }
 

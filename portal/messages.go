@@ -171,6 +171,9 @@ func (p *Portal) xmppBody(ctx context.Context, content *event.MessageEventConten
 			*refs[i].End += 4
 		}
 	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
+		if link, _, _, _ := p.mediaPayloads(content); link != "" {
+			return link, nil
+		}
 		name := content.FileName
 		if name == "" {
 			name = content.Body

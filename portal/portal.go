@@ -43,6 +43,7 @@ type MatrixAPI interface {
 	GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error)
 	Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error
 	SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error
+	UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error)
 	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
@@ -84,7 +85,11 @@ type Deps struct {
 	// users' avatars to their puppets. Either may be nil.
 	Avatars       *Avatars
 	PuppetAvatars *PuppetAvatars
-	Log           zerolog.Logger
+	// MediaLinks makes links to Matrix media for XMPP; Fetcher fetches
+	// files XMPP users share. Either may be nil, which turns that off.
+	MediaLinks *MediaLinks
+	Fetcher    *Fetcher
+	Log        zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)

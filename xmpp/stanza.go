@@ -103,6 +103,8 @@ type Message struct {
 	Gone         *Empty        `xml:"http://jabber.org/protocol/chatstates gone"`
 	Store        *Empty        `xml:"urn:xmpp:hints store"`
 	NoStore      *Empty        `xml:"urn:xmpp:hints no-store"`
+	OOB          *OOB          `xml:"jabber:x:oob x"`
+	FileSharing  *FileSharing  `xml:"urn:xmpp:sfs:0 file-sharing"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -489,4 +491,35 @@ type Marker struct {
 type Reactions struct {
 	ID        string   `xml:"id,attr"`
 	Reactions []string `xml:"reaction"`
+}
+
+// OOB is an XEP-0066 out-of-band link to a file.
+type OOB struct {
+	URL  string `xml:"url"`
+	Desc string `xml:"desc,omitempty"`
+}
+
+// FileSharing is XEP-0447 stateless file sharing: the file's XEP-0446
+// metadata and where to get it.
+type FileSharing struct {
+	Disposition string       `xml:"disposition,attr,omitempty"`
+	File        FileMetadata `xml:"urn:xmpp:file:metadata:0 file"`
+	Sources     struct {
+		URLs []URLData `xml:"http://jabber.org/protocol/url-data url-data"`
+	} `xml:"sources"`
+}
+
+// FileMetadata is XEP-0446 file metadata.
+type FileMetadata struct {
+	MediaType string `xml:"media-type,omitempty"`
+	Name      string `xml:"name,omitempty"`
+	Size      int64  `xml:"size,omitempty"`
+	Width     int    `xml:"width,omitempty"`
+	Height    int    `xml:"height,omitempty"`
+	Desc      string `xml:"desc,omitempty"`
+}
+
+// URLData is an XEP-0103 URL source.
+type URLData struct {
+	Target string `xml:"target,attr"`
 }

@@ -1,0 +1,143 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"path"
+	"syscall"
+	"time"
+)
+
+// Errors of Fetcher.Fetch.
+var (
+	ErrFetchScheme  = errors.New("only http and https links are fetched")
+	ErrFetchAddress = errors.New("the link points to a private, loopback or link-local address")
+	ErrFetchTooBig  = errors.New("the file is larger than allowed")
+)
+
+// Fetcher downloads files that XMPP users link to (XEP-0066, XEP-0363), so
+// that Matrix users get them as uploads. It fetches only http(s), refuses
+// addresses inside the bridge's network unless allowed, so that the bridge
+// cannot be made to reach internal services (SSRF), and bounds size and time.
+type Fetcher struct {
+	MaxBytes int64
+	client   *http.Client
+}
+
+// NewFetcher returns a fetcher. The address check runs on the address
+// actually dialed, after name resolution and on every redirect, so that a
+// name that resolves to an internal address is refused too.
+func NewFetcher(maxBytes int64, allowPrivate bool, timeout time.Duration) *Fetcher {
+	dialer := &net.Dialer{
+		Timeout: 10 * time.Second,
+		Control: func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return fmt.Errorf("unparseable address %q", host)
+			}
+			if !allowPrivate && !PublicAddr(ip) {
+				return ErrFetchAddress
+			}
+			return nil
+		},
+	}
+	transport := &http.Transport{
+		DialContext:            dialer.DialContext,
+		Proxy:                  nil, // a proxy would dial for us, past the check
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  20 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+		MaxIdleConns:           4,
+		IdleConnTimeout:        30 * time.Second,
+	}
+	return &Fetcher{MaxBytes: maxBytes, client: &http.Client{
+		Transport: transport,
+		Timeout:   timeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 5 {
+				return errors.New("too many redirects")
+			}
+			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+				return ErrFetchScheme
+			}
+			return nil
+		},
+	}}
+}
+
+// PublicAddr reports whether an address is on the public internet: not
+// loopback, private, link-local, shared (CGNAT), multicast or unspecified.
+func PublicAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
+// Fetch downloads a link.
+func (f *Fetcher) Fetch(ctx context.Context, link string) (*MediaFetched, error) {
+	u, err := url.Parse(link)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("invalid link: %q", link)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, ErrFetchScheme
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the server answered %s", resp.Status)
+	}
+	if resp.ContentLength > f.MaxBytes {
+		return nil, fmt.Errorf("%w (%d bytes)", ErrFetchTooBig, resp.ContentLength)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, f.MaxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > f.MaxBytes {
+		return nil, ErrFetchTooBig
+	}
+	contentType := resp.Header.Get("Content-Type")
+	if contentType == "" || contentType == "application/octet-stream" {
+		contentType = http.DetectContentType(data)
+	}
+	name := path.Base(resp.Request.URL.Path)
+	if name == "." || name == "/" || name == "" {
+		name = "file"
+	}
+	return &MediaFetched{Data: data, ContentType: contentType, FileName: name}, nil
+}
