@@ -6,7 +6,8 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"os"
+	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,12 +26,18 @@ import (
 
 // Bridge is one running bridge.
 type Bridge struct {
-	Config *Config
-	Log    zerolog.Logger
+	// Version is the bridge's version, for the version command.
+	Version string
+	Config  *Config
+	Log     zerolog.Logger
+	// Audit logs what operators need to review later (see newAuditLogger).
+	Audit  zerolog.Logger
 	DB     *database.Database
 	Matrix *matrix.Connector
 	XMPP   *xmpp.Component
 
+	auditCloser   io.Closer
+	policy        xmpp.DomainPolicy
 	scheme        xmpp.Scheme
 	occupantIDKey []byte
 	avatars       *portal.Avatars
@@ -43,6 +50,13 @@ type Bridge struct {
 
 	dir    directoryCache
 	events *eventFilter
+
+	bansMu sync.Mutex
+	bans   []string
+
+	commands []*command
+	cmdQueue chan commandRequest
+	started  time.Time
 
 	mu      sync.Mutex
 	byRoom  map[id.RoomID]*portal.Portal
@@ -57,36 +71,33 @@ var (
 
 // New builds a bridge from a validated config. Nothing runs until Start.
 func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
-	b := &Bridge{
-		Config:  cfg,
-		Log:     log,
-		byRoom:  map[id.RoomID]*portal.Portal{},
-		byMUC:   map[string]*portal.Portal{},
-		pending: map[string]*lookup{},
-		events:  newEventFilter(cfg.Bridge.SyncFallback),
+	audit, auditCloser, err := newAuditLogger(cfg.Logging)
+	if err != nil {
+		return nil, err
 	}
-	comp, err := xmpp.NewComponent(cfg.XMPP, b, log.With().Str("component", "xmpp").Logger())
+	b := &Bridge{
+		Config:      cfg,
+		Log:         log,
+		Audit:       audit,
+		auditCloser: auditCloser,
+		byRoom:      map[id.RoomID]*portal.Portal{},
+		byMUC:       map[string]*portal.Portal{},
+		pending:     map[string]*lookup{},
+		events:      newEventFilter(cfg.Bridge.SyncFallback),
+		cmdQueue:    make(chan commandRequest, 64),
+		started:     time.Now(),
+		Version:     "dev",
+	}
+	b.commands = b.commandList()
+	var comp *xmpp.Component
+	comp, err = xmpp.NewComponent(cfg.XMPP, b, log.With().Str("component", "xmpp").Logger())
 	if err != nil {
 		return nil, err
 	}
 	b.XMPP = comp
 	b.scheme = xmpp.Scheme{Domain: comp.Domain()}
+	b.policy = cfg.XMPP.Policy()
 	return b, nil
-}
-
-// NewLogger builds the root logger from the logging section.
-func NewLogger(cfg LoggingConfig) zerolog.Logger {
-	level, err := zerolog.ParseLevel(cfg.Level)
-	if err != nil {
-		level = zerolog.InfoLevel
-	}
-	var log zerolog.Logger
-	if cfg.Format == "json" {
-		log = zerolog.New(os.Stderr)
-	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.DateTime, NoColor: !isTerminal(os.Stderr)})
-	}
-	return log.Level(level).With().Timestamp().Logger()
 }
 
 // Start opens the database, starts listening for the homeserver and
@@ -101,6 +112,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.DB = db
 	if b.occupantIDKey, err = db.Secret(ctx, database.KeyOccupantID); err != nil {
 		return fmt.Errorf("failed to load occupant id key: %w", err)
+	}
+	if err = b.loadBans(ctx); err != nil {
+		return fmt.Errorf("failed to load the ban list: %w", err)
 	}
 	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
 	stateStore := sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, stateLog), stateLog, false)
@@ -130,6 +144,15 @@ func (b *Bridge) Start(ctx context.Context) error {
 	go func() {
 		defer b.wg.Done()
 		b.XMPP.Run(b.ctx)
+	}()
+	b.wg.Add(2)
+	go func() {
+		defer b.wg.Done()
+		b.runCommands()
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.cleanupLoop()
 	}()
 	if b.Config.Bridge.SyncFallback != SyncOff {
 		b.wg.Add(1)
@@ -197,6 +220,7 @@ func (b *Bridge) Stop() {
 	if b.DB != nil {
 		_ = b.DB.Close()
 	}
+	_ = b.auditCloser.Close()
 	b.Log.Info().Msg("Bridge stopped")
 }
 
@@ -210,6 +234,21 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", evt.RoomID).Msg("Failed to look up portal")
 		return
+	}
+	if evt.Type == event.EventMessage {
+		if line, ok := b.commandText(ctx, evt, p != nil); ok {
+			// Commands are for the bot: they are not bridged.
+			select {
+			case b.cmdQueue <- commandRequest{room: evt.RoomID, sender: evt.Sender, event: evt.ID, line: line}:
+			default:
+				zerolog.Ctx(ctx).Warn().Msg("Too many bot commands at once; dropping one")
+			}
+			return
+		}
+		if !b.Config.hasLevel(evt.Sender, LevelUser) && !b.Matrix.IsBridgeUser(evt.Sender) {
+			zerolog.Ctx(ctx).Debug().Stringer("sender", evt.Sender).Msg("Not bridging a message of a user without permission")
+			return
+		}
 	}
 	if p != nil {
 		p.Queue(ctx, evt)
@@ -270,6 +309,11 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		PuppetAvatars:         b.puppetAvatars,
 		MediaLinks:            b.mediaLinks,
 		Fetcher:               b.fetcher,
+		Policy:                b.policy,
+		HomeDomain:            homeDomain(b.XMPP.Domain().String()),
+		Banned:                b.isBanned,
+		Audit:                 b.Audit,
+		IsCommand:             b.isCommand,
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
 		OnGone:                b.forgetPortal,
 	})
@@ -350,7 +394,11 @@ func (b *Bridge) checkQuietLoop(interval time.Duration) {
 // componentJID is the bare domain of the component.
 func (b *Bridge) componentJID() jid.JID { return b.XMPP.Domain() }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// homeDomain is the XMPP server's own domain, taken to be the component's
+// parent domain (matrix.example.org -> example.org).
+func homeDomain(component string) string {
+	if _, parent, ok := strings.Cut(component, "."); ok && strings.Contains(parent, ".") {
+		return parent
+	}
+	return component
 }

@@ -27,7 +27,7 @@ func GenerateRegistration(configPath, registrationPath string) error {
 }
 
 // Run loads and checks the config, then runs the bridge until ctx ends.
-func Run(ctx context.Context, configPath string) error {
+func Run(ctx context.Context, configPath, version string) error {
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		return fmt.Errorf("%s: %w", configPath, err)
@@ -39,6 +39,7 @@ func Run(ctx context.Context, configPath string) error {
 	if err != nil {
 		return err
 	}
+	b.Version = version
 	if err = b.Start(ctx); err != nil {
 		b.Stop()
 		return err

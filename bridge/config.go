@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
@@ -27,7 +29,17 @@ type Config struct {
 	Appservice matrix.AppserviceConfig `yaml:"appservice"`
 	XMPP       xmpp.Config             `yaml:"xmpp"`
 	Database   database.Config         `yaml:"database"`
+	Metrics    MetricsConfig           `yaml:"metrics"`
 	Logging    LoggingConfig           `yaml:"logging"`
+}
+
+// MetricsConfig is the metrics section.
+type MetricsConfig struct {
+	// Enabled serves Prometheus metrics at /metrics.
+	Enabled bool `yaml:"enabled"`
+	// Listen is a separate host:port for /metrics; empty serves it on the
+	// appservice listener.
+	Listen string `yaml:"listen"`
 }
 
 // BridgeConfig is the bridge section: how the bridge behaves.
@@ -44,7 +56,28 @@ type BridgeConfig struct {
 	SyncFallback string `yaml:"sync_fallback"`
 	// Media is how files cross the bridge.
 	Media MediaConfig `yaml:"media"`
+	// Exposure decides which rooms XMPP users can reach: opt-in (only rooms
+	// exposed with the bot's expose command), public (every room with a
+	// canonical alias) or off.
+	Exposure string `yaml:"exposure"`
+	// Permissions gives Matrix users a level, keyed by "*", a server name
+	// or a user ID (the most specific key wins): none, user or admin.
+	Permissions map[string]string `yaml:"permissions"`
+	// CommandPrefix starts bot commands in rooms other than the bot's DM.
+	CommandPrefix string `yaml:"command_prefix"`
+	// MessageRetention is how long message and reaction ID mappings are
+	// kept; PuppetRetention how long a puppet is kept after its XMPP user
+	// left the last room.
+	MessageRetention time.Duration `yaml:"message_retention"`
+	PuppetRetention  time.Duration `yaml:"puppet_retention"`
 }
+
+// Exposure modes (bridge.exposure).
+const (
+	ExposureOptIn  = "opt-in"
+	ExposurePublic = "public"
+	ExposureOff    = "off"
+)
 
 // MediaConfig is the bridge.media section.
 type MediaConfig struct {
@@ -68,6 +101,11 @@ type LoggingConfig struct {
 	Level string `yaml:"level"`
 	// Format is "pretty" for people or "json" for log collectors.
 	Format string `yaml:"format"`
+	// RedactBodies keeps message text out of the log even at trace level.
+	RedactBodies bool `yaml:"redact_bodies"`
+	// AuditFile, if set, also writes the audit events to this file, one JSON
+	// object per line.
+	AuditFile string `yaml:"audit_file"`
 }
 
 // DefaultConfig returns the values used for keys a config file leaves out.
@@ -76,7 +114,14 @@ func DefaultConfig() Config {
 		Homeserver: matrix.DefaultHomeserverConfig(),
 		Appservice: matrix.DefaultAppserviceConfig(),
 		Bridge: BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute, SyncFallback: SyncAuto,
-			Media: MediaConfig{LinkTTL: 7 * 24 * time.Hour, MaxSize: 50 << 20}},
+			Media:            MediaConfig{LinkTTL: 7 * 24 * time.Hour, MaxSize: 50 << 20},
+			Exposure:         ExposureOptIn,
+			Permissions:      map[string]string{"*": LevelUser},
+			CommandPrefix:    "!xmpp",
+			MessageRetention: 30 * 24 * time.Hour,
+			PuppetRetention:  7 * 24 * time.Hour,
+		},
+		Metrics:  MetricsConfig{Enabled: true},
 		Database: database.DefaultConfig(),
 		Logging:  LoggingConfig{Level: "info", Format: "pretty"},
 	}
@@ -150,6 +195,33 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	}
 	if c.Logging.Format != "pretty" && c.Logging.Format != "json" {
 		return fmt.Errorf("logging.format: must be pretty or json, got %q", c.Logging.Format)
+	}
+	switch c.Bridge.Exposure {
+	case ExposureOptIn, ExposurePublic, ExposureOff:
+	default:
+		return fmt.Errorf("bridge.exposure: must be opt-in, public or off, got %q", c.Bridge.Exposure)
+	}
+	for key, level := range c.Bridge.Permissions {
+		if _, ok := levels[level]; !ok {
+			return fmt.Errorf("bridge.permissions: %q: level must be none, user or admin, got %q", key, level)
+		}
+		if key != "*" && !strings.HasPrefix(key, "@") && !id.ValidateServerName(key) {
+			return fmt.Errorf("bridge.permissions: %q is neither *, a server name nor a user ID", key)
+		}
+	}
+	if strings.TrimSpace(c.Bridge.CommandPrefix) == "" || strings.ContainsAny(c.Bridge.CommandPrefix, " \n") {
+		return fmt.Errorf("bridge.command_prefix: must be a word such as !xmpp")
+	}
+	if c.Bridge.MessageRetention < time.Hour {
+		return fmt.Errorf("bridge.message_retention: must be at least 1h, got %s", c.Bridge.MessageRetention)
+	}
+	if c.Bridge.PuppetRetention < 0 {
+		return fmt.Errorf("bridge.puppet_retention: must not be negative")
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return fmt.Errorf("metrics.listen: must be host:port, got %q", c.Metrics.Listen)
+		}
 	}
 	if c.XMPP.Domain == c.Homeserver.Domain {
 		return fmt.Errorf("xmpp.domain: must differ from homeserver.domain")

@@ -3,6 +3,8 @@ package bridge
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,21 +26,35 @@ func TestExampleConfig(t *testing.T) {
 	if cfg.Appservice.PuppetPrefix != "_xmpp_" || cfg.Database.URI != "file:mxpp.db" || cfg.Appservice.Port != 29333 {
 		t.Errorf("example config differs from the defaults it documents: %+v", cfg)
 	}
-	// Every key of the example is commented, so the example documents
-	// everything the struct has. Check that no section lost its comment.
-	for _, key := range []string{"homeserver:", "appservice:", "xmpp:", "database:", "logging:", "address:", "domain:",
-		"puppet_prefix:", "secret:", "uri:", "level:", "format:"} {
-		idx := strings.Index(string(data), key)
-		if idx < 0 {
+	// Every key of the config is in the example with a comment above it.
+	for _, key := range yamlKeys(reflect.TypeOf(Config{})) {
+		loc := regexp.MustCompile(`(?m)^ *` + regexp.QuoteMeta(key) + `:`).FindIndex(data)
+		if loc == nil {
 			t.Errorf("example config lacks %s", key)
 			continue
 		}
-		before := strings.TrimRight(string(data[:idx]), " ")
-		lines := strings.Split(strings.TrimRight(before, "\n"), "\n")
+		lines := strings.Split(strings.TrimRight(string(data[:loc[0]]), "\n"), "\n")
 		if !strings.HasPrefix(strings.TrimSpace(lines[len(lines)-1]), "#") {
 			t.Errorf("%s in the example config has no comment above it", key)
 		}
 	}
+}
+
+// yamlKeys lists the yaml keys of a config struct and its sections.
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		keys = append(keys, name)
+		if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Time" {
+			keys = append(keys, yamlKeys(f.Type)...)
+		}
+	}
+	return keys
 }
 
 func TestParseConfigErrors(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/paging"
 	"mellium.im/xmpp/stanza"
@@ -54,10 +55,17 @@ func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
 				{Category: "conference", Type: "text", Name: "Matrix rooms"},
 				{Category: "gateway", Type: "matrix", Name: "Matrix bridge"},
 			},
-			Features: xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSMUC, xmpp.NSPing, paging.NS),
+			Features: xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSMUC, xmpp.NSPing, paging.NS, xmpp.NSCommands),
 		}, nil)
 	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoItems:
+		var q itemsQuery
+		if iq.Payload.Decode(&q) == nil && q.Node == xmpp.NSCommands {
+			b.XMPP.Reply(ctx, iq, b.commandItems(iq.From.JID), nil)
+			return
+		}
 		go b.answerRoomItems(ctx, iq)
+	case iq.Type == xmpp.TypeSet && iq.Payload.XMLName.Space == xmpp.NSCommands:
+		b.handleAdhoc(ctx, iq)
 	default:
 		b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, ""))
 	}
@@ -166,8 +174,14 @@ func pageOf(rooms []roomListing, req *rsmRequest) ([]roomListing, *paging.Set, *
 // the public rooms of the directory that have an alias here, sorted by JID.
 func (b *Bridge) listRooms(ctx context.Context) []roomListing {
 	byJID := map[string]roomListing{}
+	mode := b.Config.Bridge.Exposure
+	if mode == ExposureOff {
+		return nil
+	}
+	names := map[id.RoomID]string{}
 	for _, pub := range b.directory(ctx) {
-		if !b.directoryReachable(pub) {
+		names[pub.RoomID] = pub.Name
+		if mode != ExposurePublic || !b.directoryReachable(pub) {
 			continue
 		}
 		if j, err := portal.MUCJID(b.scheme, pub.CanonicalAlias); err == nil {
@@ -183,9 +197,16 @@ func (b *Bridge) listRooms(ctx context.Context) []roomListing {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to list portals")
 	}
 	for _, row := range rows {
+		if open, err := b.roomOpen(ctx, row.RoomID); err != nil || !open {
+			continue
+		}
 		j, err := portal.MUCJID(b.scheme, row.Alias)
 		if _, listed := byJID[j.String()]; err == nil && !listed {
-			byJID[j.String()] = roomListing{jid: j, name: row.Alias.String()}
+			name := names[row.RoomID]
+			if name == "" {
+				name = row.Alias.String()
+			}
+			byJID[j.String()] = roomListing{jid: j, name: name}
 		}
 	}
 	out := make([]roomListing, 0, len(byJID))
@@ -224,6 +245,9 @@ func (b *Bridge) directory(ctx context.Context) []matrix.PublicRoom {
 // makes it a portal.
 func (b *Bridge) roomInfoWithoutPortal(ctx context.Context, iq *xmpp.IQ, local string) {
 	for _, pub := range b.directory(ctx) {
+		if b.Config.Bridge.Exposure != ExposurePublic {
+			break
+		}
 		if !b.directoryReachable(pub) {
 			continue
 		}

@@ -39,8 +39,18 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		log.Debug().Msg("Dropping stanza without sender")
 		return
 	}
+	if !b.policy.Allows(from.Domainpart()) && !harmless(st, to) {
+		b.Audit.Info().Str("action", "stanza").Stringer("jid", from).Stringer("to", to).Str("result", "refused").
+			Msg("Refused a stanza from a domain that is not allowed")
+		b.reject(ctx, st, stanza.Forbidden, "Your server is not allowed to use this bridge")
+		return
+	}
 	if to.Localpart() == "" {
 		b.handleServiceStanza(ctx, st)
+		return
+	}
+	if b.Config.Bridge.Exposure == ExposureOff {
+		b.answerWithoutPortal(ctx, st)
 		return
 	}
 	_, server, err := b.scheme.ParseRoomJID(to)
@@ -100,6 +110,9 @@ func createsPortal(st any) bool {
 func (b *Bridge) answerWithoutPortal(ctx context.Context, st any) {
 	switch s := st.(type) {
 	case *xmpp.Presence:
+		if s.Type == "" {
+			b.reject(ctx, st, stanza.Forbidden, "This room is not open to XMPP")
+		}
 		if s.Type == xmpp.TypeUnavailable && s.To.Resourcepart() != "" {
 			// Confirm the leave, so that the client stops thinking it is in.
 			b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: s.To, To: s.From, MUCUser: &xmpp.MUCUser{
@@ -179,6 +192,12 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 	if err != nil {
 		log.Warn().Err(err).Msg("Failed to resolve room alias")
 		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+	}
+	if open, err := b.roomOpen(ctx, roomID); err != nil {
+		log.Error().Err(err).Msg("Failed to check whether the room is open")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	} else if !open {
+		return nil, xmpp.StanzaError(stanza.Forbidden, "This room is not open to XMPP")
 	}
 	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err != nil {
 		log.Error().Err(err).Msg("Failed to look up portal")
@@ -300,4 +319,13 @@ func (b *Bridge) userVCard(ctx context.Context, iq *xmpp.IQ, userID id.UserID) {
 		zerolog.Ctx(ctx).Warn().Err(err).Stringer("user_id", userID).Msg("Failed to fetch an avatar for a vCard")
 	}
 	b.XMPP.Reply(ctx, iq, card, nil)
+}
+
+// harmless reports whether a stanza from a refused domain may still be
+// answered: service discovery and pings of the component itself, which
+// reveal nothing of its rooms.
+func harmless(st any, to jid.JID) bool {
+	iq, ok := st.(*xmpp.IQ)
+	return ok && to.Localpart() == "" && iq.Type == xmpp.TypeGet &&
+		(iq.Payload.XMLName.Space == xmpp.NSDiscoInfo || iq.Payload.XMLName.Space == xmpp.NSPing)
 }

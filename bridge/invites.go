@@ -40,6 +40,10 @@ func (b *Bridge) handleUnbridgedEvent(ctx context.Context, evt *event.Event) {
 	if !ok {
 		return
 	}
+	if open, err := b.roomOpen(ctx, evt.RoomID); err != nil || !open {
+		log.Info().Stringer("puppet", target).Msg("Not inviting an XMPP user to a room that is not open to XMPP")
+		return
+	}
 	invitee, err := xmpp.ParseJID(remote)
 	if err != nil {
 		return

@@ -47,6 +47,7 @@ type Database struct {
 	Occupant *OccupantQuery
 	Message  *MessageQuery
 	Reaction *ReactionQuery
+	Settings *RoomSettingsQuery
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -87,6 +88,7 @@ func New(db *dbutil.Database) *Database {
 		Occupant: &OccupantQuery{dbutil.MakeQueryHelper(db, newOccupant)},
 		Message:  &MessageQuery{dbutil.MakeQueryHelper(db, newMessage)},
 		Reaction: &ReactionQuery{dbutil.MakeQueryHelper(db, newReaction)},
+		Settings: &RoomSettingsQuery{dbutil.MakeQueryHelper(db, newRoomSettings)},
 	}
 }
 

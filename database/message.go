@@ -31,6 +31,7 @@ const (
 	getMessageByAnyStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND stanza_id=$2 LIMIT 1`
 	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
 	deleteMessagesBefore    = `DELETE FROM message WHERE timestamp<$1`
+	deleteMessagesBySender  = `DELETE FROM message WHERE sender_jid=$1`
 )
 
 // Scan implements dbutil.DataStruct.
@@ -72,4 +73,9 @@ func (mq *MessageQuery) GetByAnyStanzaID(ctx context.Context, roomID id.RoomID, 
 // DeleteBefore removes the mappings of messages older than t.
 func (mq *MessageQuery) DeleteBefore(ctx context.Context, t time.Time) error {
 	return mq.Exec(ctx, deleteMessagesBefore, t.UnixMilli())
+}
+
+// DeleteBySender removes every mapping of one sender's messages.
+func (mq *MessageQuery) DeleteBySender(ctx context.Context, senderJID string) error {
+	return mq.Exec(ctx, deleteMessagesBySender, senderJID)
 }

@@ -19,28 +19,35 @@ type Puppet struct {
 	// puppet, "" if it has none.
 	AvatarHash string
 	CreatedAt  time.Time
+	// LeftAt is when the user left its last room; zero while in one.
+	LeftAt time.Time
 }
 
 func newPuppet(_ *dbutil.QueryHelper[*Puppet]) *Puppet { return &Puppet{} }
 
 const (
-	puppetColumns   = `jid, mxid, registered, avatar_hash, created_at`
+	puppetColumns   = `jid, mxid, registered, avatar_hash, created_at, left_at`
 	getPuppetByJID  = `SELECT ` + puppetColumns + ` FROM puppet WHERE jid=$1`
 	getPuppetByMXID = `SELECT ` + puppetColumns + ` FROM puppet WHERE mxid=$1`
-	upsertPuppet    = `INSERT INTO puppet (` + puppetColumns + `) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (jid) DO UPDATE SET registered=excluded.registered`
+	upsertPuppet    = `INSERT INTO puppet (` + puppetColumns + `) VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (jid) DO UPDATE SET registered=excluded.registered, left_at=0`
 	setAvatarHash   = `UPDATE puppet SET avatar_hash=$2 WHERE jid=$1`
+	setLeftAt       = `UPDATE puppet SET left_at=$2 WHERE jid=$1`
+	getGonePuppets  = `SELECT ` + puppetColumns + ` FROM puppet WHERE left_at>0 AND left_at<$1 AND NOT EXISTS (SELECT 1 FROM occupant WHERE occupant.user_jid=puppet.jid)`
 	deletePuppet    = `DELETE FROM puppet WHERE jid=$1`
 	countPuppets    = `SELECT COUNT(*) FROM puppet`
 )
 
 // Scan implements dbutil.DataStruct.
 func (p *Puppet) Scan(row dbutil.Scannable) (*Puppet, error) {
-	var created int64
-	err := row.Scan(&p.JID, &p.MXID, &p.Registered, &p.AvatarHash, &created)
+	var created, left int64
+	err := row.Scan(&p.JID, &p.MXID, &p.Registered, &p.AvatarHash, &created, &left)
 	if err != nil {
 		return nil, err
 	}
 	p.CreatedAt = time.UnixMilli(created)
+	if left > 0 {
+		p.LeftAt = time.UnixMilli(left)
+	}
 	return p, nil
 }
 
@@ -78,4 +85,20 @@ func (pq *PuppetQuery) Delete(ctx context.Context, bare string) error {
 func (pq *PuppetQuery) Count(ctx context.Context) (n int, err error) {
 	err = pq.GetDB().QueryRow(ctx, countPuppets).Scan(&n)
 	return
+}
+
+// SetLeftAt notes when a puppet's user left its last room (zero: it is in
+// one again).
+func (pq *PuppetQuery) SetLeftAt(ctx context.Context, bare string, t time.Time) error {
+	var ms int64
+	if !t.IsZero() {
+		ms = t.UnixMilli()
+	}
+	return pq.Exec(ctx, setLeftAt, bare, ms)
+}
+
+// GetGone returns the puppets whose users left their last room before t
+// and joined none since.
+func (pq *PuppetQuery) GetGone(ctx context.Context, before time.Time) ([]*Puppet, error) {
+	return pq.QueryMany(ctx, getGonePuppets, before.UnixMilli())
 }

@@ -30,12 +30,13 @@ func KeyHash(key string) string {
 func newReaction(_ *dbutil.QueryHelper[*Reaction]) *Reaction { return &Reaction{} }
 
 const (
-	reactionColumns       = `room_id, event_id, target_event_id, sender, key_hash, timestamp`
-	getReactionByEventID  = `SELECT ` + reactionColumns + ` FROM reaction WHERE room_id=$1 AND event_id=$2`
-	getReactionsBySender  = `SELECT ` + reactionColumns + ` FROM reaction WHERE room_id=$1 AND target_event_id=$2 AND sender=$3 ORDER BY timestamp`
-	insertReaction        = `INSERT INTO reaction (` + reactionColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
-	deleteReaction        = `DELETE FROM reaction WHERE room_id=$1 AND event_id=$2`
-	deleteReactionsBefore = `DELETE FROM reaction WHERE timestamp<$1`
+	reactionColumns         = `room_id, event_id, target_event_id, sender, key_hash, timestamp`
+	getReactionByEventID    = `SELECT ` + reactionColumns + ` FROM reaction WHERE room_id=$1 AND event_id=$2`
+	getReactionsBySender    = `SELECT ` + reactionColumns + ` FROM reaction WHERE room_id=$1 AND target_event_id=$2 AND sender=$3 ORDER BY timestamp`
+	insertReaction          = `INSERT INTO reaction (` + reactionColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
+	deleteReaction          = `DELETE FROM reaction WHERE room_id=$1 AND event_id=$2`
+	deleteReactionsBefore   = `DELETE FROM reaction WHERE timestamp<$1`
+	deleteReactionsBySender = `DELETE FROM reaction WHERE sender=$1`
 )
 
 // Scan implements dbutil.DataStruct.
@@ -76,4 +77,9 @@ func (rq *ReactionQuery) Delete(ctx context.Context, roomID id.RoomID, eventID i
 // DeleteBefore removes reactions older than t.
 func (rq *ReactionQuery) DeleteBefore(ctx context.Context, t time.Time) error {
 	return rq.Exec(ctx, deleteReactionsBefore, t.UnixMilli())
+}
+
+// DeleteBySender removes every reaction of one sender.
+func (rq *ReactionQuery) DeleteBySender(ctx context.Context, sender id.UserID) error {
+	return rq.Exec(ctx, deleteReactionsBySender, sender)
 }

@@ -154,17 +154,23 @@ xmpp:
   server: 127.0.0.1:%d
   domain: %s
   secret: componentsecret
+  denied_domains: [denied.test]
+  admins: [erin@xmpp.test]
 database:
   uri: file:%s
 bridge:
   occupant_check_interval: 1s
+  permissions:
+    "*": user
+    "@opsadmin:hs.test": admin
   media:
     # The test's HTTP upload server is on loopback.
     allow_private_networks: true
 logging:
   level: debug
   format: pretty
-`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compPort, v.compDomain, filepath.Join(v.dir, "mxpp.db"))
+  audit_file: %s
+`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compPort, v.compDomain, filepath.Join(v.dir, "mxpp.db"), filepath.Join(v.dir, "audit.log"))
 	return os.WriteFile(v.bridgeCfg, []byte(cfg), 0o600)
 }
 
@@ -249,7 +255,7 @@ func (v *env) startProsody() error {
 	return v.script("start-prosody.sh",
 		"XMPP_DIR="+v.xmppDir, "XMPP_DOMAIN="+v.xmppDomain, "XMPP_COMPONENT_DOMAIN="+v.compDomain,
 		"XMPP_C2S_PORT="+strings.TrimPrefix(v.c2sAddr, "127.0.0.1:"), "XMPP_COMPONENT_PORT="+strconv.Itoa(v.compPort),
-		"XMPP_USERS="+strings.Join(users, " "))
+		"XMPP_USERS="+strings.Join(users, " "), "XMPP_EXTRA_DOMAIN=denied.test", "XMPP_EXTRA_USERS=eve:evepw")
 }
 
 func (v *env) close(failed bool) {

@@ -138,11 +138,10 @@ func TestE2EJoinErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = private
-	// An invite-only room is a members-only MUC: without an invitation,
-	// registration-required (XEP-0045 §7.2.7).
+	// A room nobody exposed to XMPP.
 	if res := carol.join(mucJID(t, id2alias(privateRoom.RoomAliasName, v.hsDomain)), "Carol"); res.err == nil ||
-		res.err.Error.Condition != stanza.RegistrationRequired {
-		t.Errorf("join of private room: %+v; want registration-required", res.err)
+		res.err.Error.Condition != stanza.Forbidden {
+		t.Errorf("join of an unexposed room: %+v; want forbidden", res.err)
 	}
 }
 
@@ -157,6 +156,7 @@ func TestE2EAliasCase(t *testing.T) {
 	mary := v.newMatrixUser(t, "mary", "Mary")
 	for _, local := range []string{"CamelCase", "Büro"} {
 		room, alias := mary.createRoom(local, local, "")
+		mary.expose(room)
 		muc := mucJID(t, alias)
 		if strings.ToLower(muc.Localpart()) != muc.Localpart() {
 			t.Fatalf("MUC JID %s is not case-folded", muc)

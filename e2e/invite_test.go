@@ -26,6 +26,7 @@ func TestE2EInvitations(t *testing.T) {
 	}
 	room, alias := resp.RoomID, id2alias("inviteonly", v.hsDomain)
 	muc := mucJID(t, alias)
+	mary.expose(room)
 	alice := v.newXMPPClient(t, "alice", "inv")
 	bob := v.newXMPPClient(t, "bob", "inv")
 

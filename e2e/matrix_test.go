@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"errors"
 	"fmt"
 	"sync"
@@ -102,7 +103,40 @@ func (v *env) newRoom(t *testing.T, displayname, aliasLocal, name, topic string)
 	t.Helper()
 	u := v.newMatrixUser(t, "mary", displayname)
 	room, alias := u.createRoom(aliasLocal, name, topic)
+	u.expose(room)
 	return u, room, mucJID(t, alias)
+}
+
+// botID is the bridge bot.
+func botID() id.UserID { return id.UserID("@xmppbot:" + e.hsDomain) }
+
+// expose opens a room to XMPP the way a room admin does: invite the bot,
+// which joins, and run its expose command.
+func (u *mxUser) expose(room id.RoomID) {
+	u.t.Helper()
+	if !u.seen(isMembership(room, botID(), event.MembershipJoin)) {
+		if _, err := u.c.InviteUser(ctx(u.t), room, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
+			u.t.Fatalf("inviting the bot: %v", err)
+		}
+		u.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+	}
+	u.command(room, "expose", "now reachable")
+}
+
+// command runs a bot command in a room and waits for the bot's answer,
+// which must contain want; it returns the answer.
+func (u *mxUser) command(room id.RoomID, line, want string) string {
+	u.t.Helper()
+	cmd := u.say(room, "!xmpp "+line)
+	evt := u.waitEvent("answer to "+line, func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == botID() && evt.Type == event.EventMessage &&
+			evt.Content.AsMessage().RelatesTo.GetReplyTo() == cmd
+	})
+	answer := evt.Content.AsMessage().Body
+	if !strings.Contains(answer, want) {
+		u.t.Fatalf("answer to %q: %q; want it to contain %q", line, answer, want)
+	}
+	return answer
 }
 
 func (u *mxUser) join(room id.RoomID) {

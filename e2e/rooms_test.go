@@ -115,6 +115,7 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 	var rooms []roomT
 	for i := range 3 {
 		r, alias := mary.createRoom(fmt.Sprintf("many%d", i), fmt.Sprintf("Room %d", i), "")
+		mary.expose(r)
 		rooms = append(rooms, roomT{r, mucJID(t, alias)})
 	}
 	users := []string{"carol", "dave", "erin"}

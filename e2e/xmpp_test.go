@@ -43,7 +43,13 @@ type xmppClient struct {
 // let mellium offer SASL; never do this outside tests.
 func (v *env) newXMPPClient(t *testing.T, user, resource string) *xmppClient {
 	t.Helper()
-	origin := jid.MustParse(user + "@" + v.xmppDomain + "/" + resource)
+	return v.newXMPPClientAt(t, user, v.xmppDomain, resource)
+}
+
+// newXMPPClientAt logs in a user of another domain of the XMPP server.
+func (v *env) newXMPPClientAt(t *testing.T, user, domain, resource string) *xmppClient {
+	t.Helper()
+	origin := jid.MustParse(user + "@" + domain + "/" + resource)
 	conn, err := net.Dial("tcp", v.c2sAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,10 @@ func (c *Connector) JoinBot(ctx context.Context, roomID id.RoomID) error {
 	if err := c.Bot().EnsureJoined(ctx, roomID); err != nil {
 		return fmt.Errorf("bot failed to join %s: %w", roomID, err)
 	}
+	// Fill the membership cache: events from before the join never came.
+	if _, err := c.Bot().Members(ctx, roomID); err != nil {
+		c.log.Debug().Err(err).Stringer("room_id", roomID).Msg("Failed to fetch members after joining")
+	}
 	return nil
 }
 
@@ -446,4 +450,52 @@ func (c *Connector) MarkRead(ctx context.Context, roomID id.RoomID, userID id.Us
 		return fmt.Errorf("failed to send the read receipt of %s: %w", userID, err)
 	}
 	return nil
+}
+
+// SetBridgeState sets or, with a nil content, clears the room's bridge
+// state event (MSC2346), under both the stable and the older type that
+// clients read.
+func (c *Connector) SetBridgeState(ctx context.Context, roomID id.RoomID, stateKey string, content *event.BridgeEventContent) error {
+	var body any = content
+	if content == nil {
+		body = map[string]any{}
+	}
+	for _, t := range []event.Type{event.StateBridge, event.StateHalfShotBridge} {
+		if _, err := c.Bot().SendStateEvent(ctx, roomID, t, stateKey, body); err != nil {
+			return fmt.Errorf("failed to set %s in %s: %w", t.Type, roomID, err)
+		}
+	}
+	return nil
+}
+
+// SendNotice sends an m.notice as the bot, as a reply if replyTo is set.
+func (c *Connector) SendNotice(ctx context.Context, roomID id.RoomID, text string, replyTo id.EventID) (id.EventID, error) {
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
+	if replyTo != "" {
+		content.GetRelatesTo().SetReplyTo(replyTo)
+	}
+	resp, err := c.Bot().SendMessageEvent(ctx, roomID, event.EventMessage, content)
+	if err != nil {
+		return "", fmt.Errorf("failed to send a notice to %s: %w", roomID, err)
+	}
+	return resp.EventID, nil
+}
+
+// RoomPowerLevels reads a room's power levels as the bot.
+func (c *Connector) RoomPowerLevels(ctx context.Context, roomID id.RoomID) (*event.PowerLevelsEventContent, error) {
+	pl, err := c.Bot().PowerLevels(ctx, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read power levels of %s: %w", roomID, err)
+	}
+	return pl, nil
+}
+
+// JoinedMemberCount returns how many users are joined to a room, from the
+// bot's cache of room state.
+func (c *Connector) JoinedMemberCount(ctx context.Context, roomID id.RoomID) int {
+	members, err := c.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
+	if err != nil {
+		return 0
+	}
+	return len(members)
 }

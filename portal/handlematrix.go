@@ -47,6 +47,8 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		p.handlePowerLevels(ctx, evt)
 	case event.StateRoomAvatar:
 		p.info.Avatar = evt.Content.AsRoomAvatar().URL
+	case event.StateHistoryVisibility:
+		p.info.HistoryVisibility = evt.Content.AsHistoryVisibility().HistoryVisibility
 	}
 	return true
 }

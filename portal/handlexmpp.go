@@ -99,6 +99,12 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 		fail(stanza.Conflict, "This nickname is already in use in the room")
 		return
 	}
+	if serr := p.refusal(bare); serr != nil {
+		p.deps.Audit.Info().Str("action", "join").Stringer("jid", bare).Stringer("room_id", p.RoomID).
+			Str("result", "refused").Str("reason", serr.Error()).Msg("Refused an XMPP join")
+		fail(serr.Condition, serr.Error())
+		return
+	}
 	puppet := p.deps.Matrix.PuppetID(bare.String())
 	if !p.mayJoin(puppet) {
 		fail(stanza.RegistrationRequired, "This room is members-only: you need an invitation from a member")
@@ -128,6 +134,10 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	p.occupants[bare.String()] = occ
 	p.roster.claim(nick, puppet)
 	log.Info().Stringer("puppet", puppet).Msg("XMPP user joined")
+	if bare.Domainpart() != p.deps.HomeDomain {
+		p.deps.Audit.Info().Str("action", "join").Stringer("jid", bare).Stringer("room_id", p.RoomID).
+			Str("result", "joined").Msg("XMPP user from another domain joined")
+	}
 	// Everyone else learns of the new occupant; it gets the room itself.
 	p.broadcast(ctx, occ, func(to jid.JID) any {
 		return p.availablePresence(occ.puppet, nick, to, p.occupantItem(occ, from))
@@ -230,6 +240,12 @@ func (p *Portal) dropOccupant(ctx context.Context, occ *occupant) {
 	p.roster.release(occ.nick, occ.puppet)
 	if err := p.deps.DB.Occupant.DeleteUser(ctx, p.RoomID, occ.bare.String()); err != nil {
 		p.log.Error().Err(err).Stringer("jid", occ.bare).Msg("Failed to delete occupant")
+	}
+	// Kept for bridge.puppet_retention once the user is in no room at all.
+	if rest, err := p.deps.DB.Occupant.GetByUser(ctx, occ.bare.String()); err == nil && len(rest) == 0 {
+		if err = p.deps.DB.Puppet.SetLeftAt(ctx, occ.bare.String(), time.Now()); err != nil {
+			p.log.Error().Err(err).Msg("Failed to note when a puppet left")
+		}
 	}
 }
 

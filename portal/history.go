@@ -51,8 +51,9 @@ func (p *Portal) sendHistory(ctx context.Context, occ *occupant, to jid.JID, req
 	for _, evt := range evts {
 		stamp := time.UnixMilli(evt.Timestamp)
 		content := evt.Content.AsMessage()
-		if stamp.Before(since) || content.Body == "" || evt.Sender == p.deps.Matrix.BotID() || content.RelatesTo.GetReplaceID() != "" {
-			continue // edits are shown by the message they edit, as it is now
+		if stamp.Before(since) || content.Body == "" || evt.Sender == p.deps.Matrix.BotID() || content.RelatesTo.GetReplaceID() != "" ||
+			p.deps.IsCommand != nil && p.deps.IsCommand(content.Body) {
+			continue // edits are shown by the message they edit, as it is now; commands are for the bot
 		}
 		body, refs := p.xmppBody(ctx, content)
 		p.send(ctx, &xmpp.Message{

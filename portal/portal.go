@@ -89,7 +89,19 @@ type Deps struct {
 	// files XMPP users share. Either may be nil, which turns that off.
 	MediaLinks *MediaLinks
 	Fetcher    *Fetcher
-	Log        zerolog.Logger
+	// Policy is the bridge-wide XMPP domain policy; rooms may override it.
+	Policy xmpp.DomainPolicy
+	// HomeDomain is the XMPP server's own domain: joins from others are
+	// audited.
+	HomeDomain string
+	// Banned reports whether a bare JID is banned from the whole bridge.
+	Banned func(bare string) bool
+	// Audit logs the events operators review (audit=true).
+	Audit zerolog.Logger
+	// IsCommand reports whether a message is a bot command, which is not
+	// bridged.
+	IsCommand func(body string) bool
+	Log       zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
@@ -116,6 +128,7 @@ type Portal struct {
 
 	// Owned by the loop goroutine.
 	loaded    bool
+	settings  *database.RoomSettings
 	info      *matrix.RoomInfo
 	listed    bool // in the room directory
 	roster    *roster
@@ -282,6 +295,8 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		p.checkQuiet(ctx)
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
+	case Unexpose, SettingsChanged, Remove:
+		return p.handleControl(ctx, evt)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}
@@ -298,6 +313,9 @@ func (p *Portal) load(ctx context.Context) error {
 	rows, err := p.deps.DB.Occupant.GetByRoom(ctx, p.RoomID)
 	if err != nil {
 		return fmt.Errorf("failed to load occupants: %w", err)
+	}
+	if p.settings, err = p.deps.DB.Settings.Get(ctx, p.RoomID); err != nil {
+		return fmt.Errorf("failed to load room settings: %w", err)
 	}
 	p.info = info
 	if p.listed, err = p.deps.Matrix.InDirectory(ctx, p.RoomID); err != nil {
@@ -390,6 +408,9 @@ func (p *Portal) noteSender(evt any) {
 		p.touch(from)
 	}
 }
+
+// QueueLen returns how many events wait in the portal's queue.
+func (p *Portal) QueueLen() int { return len(p.queue) }
 
 // TryQueue hands an event to the loop unless the queue is full.
 func (p *Portal) TryQueue(evt any) bool {

@@ -12,6 +12,8 @@
 #   XMPP_COMPONENT_SECRET      component secret                componentsecret
 #   XMPP_USERS                 "user:password ..." created at start   "alice:alicepw bob:bobpw"
 #   XMPP_LOG_LEVEL             info, or debug for every stanza        info
+#   XMPP_EXTRA_DOMAIN          a second user domain, e.g. to test domain lists   (none)
+#   XMPP_EXTRA_USERS           "user:password ..." on the second domain          ""
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +27,8 @@ XMPP_COMPONENT_SECRET=${XMPP_COMPONENT_SECRET:-componentsecret}
 XMPP_USERS=${XMPP_USERS:-"alice:alicepw bob:bobpw"}
 XMPP_LOG_LEVEL=${XMPP_LOG_LEVEL:-info}
 XMPP_START_TIMEOUT=${XMPP_START_TIMEOUT:-30}
+XMPP_EXTRA_DOMAIN=${XMPP_EXTRA_DOMAIN:-}
+XMPP_EXTRA_USERS=${XMPP_EXTRA_USERS:-}
 
 log() { echo "start-prosody: $*" >&2; }
 mkdir -p "$XMPP_DIR" && XMPP_DIR=$(cd "$XMPP_DIR" && pwd)
@@ -42,13 +46,18 @@ if ! command -v prosody > /dev/null; then
 fi
 
 mkdir -p "$XMPP_DIR/data" "$XMPP_DIR/certs"
-sed -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
+extra_host=""
+[[ -n $XMPP_EXTRA_DOMAIN ]] && extra_host="VirtualHost \"$XMPP_EXTRA_DOMAIN\""
+sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
     -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
     -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
     -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" \
     "$HERE/prosody.cfg.lua.tmpl" > "$cfg"
 for up in $XMPP_USERS; do
   prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_DOMAIN" "${up#*:}" > /dev/null 2>&1
+done
+for up in $XMPP_EXTRA_USERS; do
+  prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_EXTRA_DOMAIN" "${up#*:}" > /dev/null 2>&1
 done
 
 for p in "$XMPP_C2S_PORT" "$XMPP_COMPONENT_PORT"; do

@@ -40,7 +40,7 @@ func main() {
 	default:
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := bridge.Run(ctx, *configPath); err != nil {
+		if err := bridge.Run(ctx, *configPath, Version); err != nil {
 			fmt.Fprintln(os.Stderr, "mxpp:", err)
 			os.Exit(1)
 		}

@@ -1,4 +1,4 @@
--- v0 -> v5: Latest revision
+-- v0 -> v6: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -20,6 +20,8 @@ CREATE TABLE puppet (
 	registered BOOLEAN NOT NULL DEFAULT false,
 	-- XEP-0153 hash of the avatar last copied to the puppet ('' for none).
 	avatar_hash TEXT NOT NULL DEFAULT '',
+	-- When the user left its last room (0 while in one), for clean-up.
+	left_at    BIGINT  NOT NULL DEFAULT 0,
 	created_at BIGINT  NOT NULL
 );
 
@@ -67,6 +69,19 @@ CREATE TABLE reaction (
 	PRIMARY KEY (room_id, event_id)
 );
 CREATE INDEX reaction_target_idx ON reaction (room_id, target_event_id, sender);
+
+-- Room exposure and domain lists.
+CREATE TABLE room_settings (
+	room_id         TEXT    PRIMARY KEY,
+	exposed         BOOLEAN NOT NULL DEFAULT false,
+	-- Who exposed the room, and when (for the audit trail).
+	exposed_by      TEXT    NOT NULL DEFAULT '',
+	exposed_at      BIGINT  NOT NULL DEFAULT 0,
+	-- Space-separated domain patterns that override xmpp.allowed_domains
+	-- and add to xmpp.denied_domains for this room.
+	allowed_domains TEXT    NOT NULL DEFAULT '',
+	denied_domains  TEXT    NOT NULL DEFAULT ''
+);
 
 -- Small bridge-wide values, such as the key that makes occupant ids.
 CREATE TABLE kv (

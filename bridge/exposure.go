@@ -1,0 +1,135 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/portal"
+)
+
+// errNoAlias is returned by expose for rooms XMPP cannot address.
+var errNoAlias = errors.New("the room needs a canonical alias on this homeserver to be reached from XMPP")
+
+// expose opens a room to XMPP users (bridge.exposure opt-in): the bot
+// joins, the room gets a portal and the m.bridge state event, and the bot
+// tells the members, so that everyone can see that XMPP users may read
+// along.
+func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (jid.JID, error) {
+	if err := b.Matrix.JoinBot(ctx, roomID); err != nil {
+		return jid.JID{}, err
+	}
+	info, err := b.Matrix.RoomInfo(ctx, roomID)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	if portal.Reachable(info, b.scheme, b.Config.Homeserver.Domain) != nil {
+		return jid.JID{}, errNoAlias
+	}
+	muc, err := portal.MUCJID(b.scheme, info.CanonicalAlias)
+	if err != nil {
+		return jid.JID{}, errNoAlias
+	}
+	settings, err := b.DB.Settings.Get(ctx, roomID)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	settings.Exposed, settings.ExposedBy, settings.ExposedAt = true, by, time.Now()
+	if err = b.DB.Settings.Put(ctx, settings); err != nil {
+		return jid.JID{}, err
+	}
+	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err != nil {
+		return jid.JID{}, err
+	} else if row == nil {
+		err = b.DB.Portal.Insert(ctx, &database.Portal{RoomID: roomID, Alias: info.CanonicalAlias, MUCLocal: muc.Localpart(), CreatedAt: time.Now()})
+		if err != nil {
+			return jid.JID{}, err
+		}
+	}
+	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info.Name, muc, by)); err != nil {
+		b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to set the bridge state event")
+	}
+	b.Audit.Info().Str("action", "expose").Stringer("room_id", roomID).Stringer("by", by).Stringer("muc", muc).
+		Str("result", "ok").Msg("Room exposed to XMPP")
+	return muc, nil
+}
+
+// unexpose closes a room to XMPP: occupants are removed, the portal and the
+// m.bridge state go.
+func (b *Bridge) unexpose(ctx context.Context, roomID id.RoomID, by id.UserID) error {
+	settings, err := b.DB.Settings.Get(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	settings.Exposed = false
+	if err = b.DB.Settings.Put(ctx, settings); err != nil {
+		return err
+	}
+	row, err := b.DB.Portal.GetByRoomID(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if row != nil {
+		if p, err := b.startPortal(row); err == nil {
+			done := make(chan struct{})
+			if p.Queue(ctx, portal.Unexpose{Done: done}) {
+				select {
+				case <-done:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		if err = b.DB.Portal.Delete(ctx, roomID); err != nil {
+			return err
+		}
+		if muc, err := portal.MUCJID(b.scheme, row.Alias); err == nil {
+			if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), nil); err != nil {
+				b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to clear the bridge state event")
+			}
+		}
+	}
+	b.Audit.Info().Str("action", "unexpose").Stringer("room_id", roomID).Stringer("by", by).Str("result", "ok").
+		Msg("Room closed to XMPP")
+	return nil
+}
+
+func (b *Bridge) bridgeStateKey(muc jid.JID) string {
+	return "xmpp://" + b.XMPP.Domain().String() + "/" + muc.Localpart()
+}
+
+// bridgeState is the m.bridge content (MSC2346) of a room reachable as muc.
+func (b *Bridge) bridgeState(name string, muc jid.JID, creator id.UserID) *event.BridgeEventContent {
+	if name == "" {
+		name = muc.String()
+	}
+	return &event.BridgeEventContent{
+		BridgeBot: b.Matrix.BotID(),
+		Creator:   creator,
+		Protocol:  event.BridgeInfoSection{ID: "xmpp", DisplayName: "XMPP"},
+		Network:   &event.BridgeInfoSection{ID: b.XMPP.Domain().String(), DisplayName: "XMPP via " + b.XMPP.Domain().String()},
+		Channel:   event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: "xmpp:" + muc.String() + "?join"},
+	}
+}
+
+// roomOpen reports whether XMPP users may reach a room, as the exposure
+// mode says, and why not.
+func (b *Bridge) roomOpen(ctx context.Context, roomID id.RoomID) (bool, error) {
+	switch b.Config.Bridge.Exposure {
+	case ExposureOff:
+		return false, nil
+	case ExposurePublic:
+		return true, nil
+	}
+	settings, err := b.DB.Settings.Get(ctx, roomID)
+	if err != nil {
+		return false, fmt.Errorf("failed to read room settings: %w", err)
+	}
+	return settings.Exposed, nil
+}

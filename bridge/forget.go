@@ -1,0 +1,72 @@
+package bridge
+
+import (
+	"context"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// forget removes an XMPP user from every room and erases its puppet and
+// every mapping that names it, at once (the forget command).
+func (b *Bridge) forget(ctx context.Context, bare jid.JID) (int, error) {
+	n, err := b.removeEverywhere(ctx, bare, "Forgotten by the bridge", false)
+	if err != nil {
+		return n, err
+	}
+	if err = b.erasePuppet(ctx, bare.String()); err != nil {
+		return n, err
+	}
+	b.Audit.Info().Str("action", "forget").Stringer("jid", bare).Str("result", "ok").Msg("Erased an XMPP user's puppet and mappings")
+	return n, nil
+}
+
+// erasePuppet deletes a puppet with its reactions and message mappings.
+func (b *Bridge) erasePuppet(ctx context.Context, bare string) error {
+	puppet := b.Matrix.PuppetID(bare)
+	if err := b.DB.Reaction.DeleteBySender(ctx, puppet); err != nil {
+		return err
+	}
+	if err := b.DB.Message.DeleteBySender(ctx, bare); err != nil {
+		return err
+	}
+	return b.DB.Puppet.Delete(ctx, bare)
+}
+
+// cleanupLoop removes, every hour, the message and reaction mappings older
+// than bridge.message_retention and the puppets of XMPP users who left
+// their last room longer than bridge.puppet_retention ago.
+func (b *Bridge) cleanupLoop() {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		b.cleanup(b.ctx)
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Bridge) cleanup(ctx context.Context) {
+	cutoff := time.Now().Add(-b.Config.Bridge.MessageRetention)
+	if err := b.DB.Message.DeleteBefore(ctx, cutoff); err != nil {
+		b.Log.Error().Err(err).Msg("Failed to expire message mappings")
+	}
+	if err := b.DB.Reaction.DeleteBefore(ctx, cutoff); err != nil {
+		b.Log.Error().Err(err).Msg("Failed to expire reaction mappings")
+	}
+	gone, err := b.DB.Puppet.GetGone(ctx, time.Now().Add(-b.Config.Bridge.PuppetRetention))
+	if err != nil {
+		b.Log.Error().Err(err).Msg("Failed to list departed puppets")
+		return
+	}
+	for _, p := range gone {
+		if err := b.erasePuppet(ctx, p.JID); err != nil {
+			b.Log.Error().Err(err).Str("jid", p.JID).Msg("Failed to erase a departed puppet")
+			continue
+		}
+		b.Log.Info().Str("jid", p.JID).Msg("Erased the puppet of an XMPP user who left every room")
+	}
+}
