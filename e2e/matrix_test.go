@@ -4,9 +4,9 @@ package e2e
 
 import (
 	"context"
-	"strings"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
