@@ -54,6 +54,11 @@ type Bridge struct {
 	bansMu sync.Mutex
 	bans   []string
 
+	hsMu      sync.Mutex
+	hsUp      bool
+	hsChecked time.Time
+
+	metrics  *metrics
 	commands []*command
 	cmdQueue chan commandRequest
 	started  time.Time
@@ -95,6 +100,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 	b.XMPP = comp
+	comp.RedactBodies = cfg.Logging.RedactBodies
 	b.scheme = xmpp.Scheme{Domain: comp.Domain()}
 	b.policy = cfg.XMPP.Policy()
 	return b, nil
@@ -125,7 +131,11 @@ func (b *Bridge) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.Matrix.RedactBodies = b.Config.Logging.RedactBodies
 	b.registerHealth(b.Matrix.Mux)
+	if err = b.serveMetrics(); err != nil {
+		return err
+	}
 	if err = b.setupMedia(ctx); err != nil {
 		return fmt.Errorf("failed to set up media: %w", err)
 	}
@@ -252,6 +262,7 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	}
 	if p != nil {
 		p.Queue(ctx, evt)
+		b.checkDeparted(evt)
 		return
 	}
 	b.handleUnbridgedEvent(ctx, evt)
@@ -314,6 +325,7 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		Banned:                b.isBanned,
 		Audit:                 b.Audit,
 		IsCommand:             b.isCommand,
+		Metrics:               b.portalMetrics(),
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
 		OnGone:                b.forgetPortal,
 	})
@@ -401,4 +413,13 @@ func homeDomain(component string) string {
 		return parent
 	}
 	return component
+}
+
+// portalMetrics returns the metrics portals report to, nil when off (a nil
+// *metrics in the interface would not be nil).
+func (b *Bridge) portalMetrics() portal.Metrics {
+	if b.metrics == nil {
+		return nil
+	}
+	return b.metrics
 }

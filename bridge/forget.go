@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -30,7 +31,16 @@ func (b *Bridge) erasePuppet(ctx context.Context, bare string) error {
 	if err := b.DB.Message.DeleteBySender(ctx, bare); err != nil {
 		return err
 	}
-	return b.DB.Puppet.Delete(ctx, bare)
+	if err := b.DB.Puppet.Delete(ctx, bare); err != nil {
+		return err
+	}
+	// mautrix's membership cache (same database) remembers the puppet too.
+	for _, q := range []string{`DELETE FROM mx_user_profile WHERE user_id=$1`, `DELETE FROM mx_registrations WHERE user_id=$1`} {
+		if _, err := b.DB.Exec(ctx, q, puppet); err != nil {
+			return fmt.Errorf("failed to clear the membership cache: %w", err)
+		}
+	}
+	return nil
 }
 
 // cleanupLoop removes, every hour, the message and reaction mappings older

@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 )
@@ -14,14 +16,54 @@ func (b *Bridge) registerHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	})
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		ready := b.XMPP.Connected()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		xmppUp, hsUp := b.XMPP.Connected(), b.homeserverUp(r.Context())
 		status := http.StatusOK
-		if !ready {
+		if !xmppUp || !hsUp {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]any{"ok": ready, "xmpp_connected": ready})
+		writeJSON(w, status, map[string]any{"ok": xmppUp && hsUp, "xmpp_connected": xmppUp, "homeserver_reachable": hsUp})
 	})
+}
+
+// homeserverUp reports whether the homeserver answers, asking it at most
+// every few seconds.
+func (b *Bridge) homeserverUp(ctx context.Context) bool {
+	b.hsMu.Lock()
+	defer b.hsMu.Unlock()
+	if time.Since(b.hsChecked) < 5*time.Second {
+		return b.hsUp
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := b.Matrix.Bot().Versions(ctx)
+	b.hsUp, b.hsChecked = err == nil, time.Now()
+	return b.hsUp
+}
+
+// serveMetrics serves /metrics on the appservice listener or its own.
+func (b *Bridge) serveMetrics() error {
+	if !b.Config.Metrics.Enabled {
+		return nil
+	}
+	b.metrics = newMetrics(b)
+	if b.Config.Metrics.Listen == "" {
+		b.Matrix.Mux.Handle("GET /metrics", b.metrics.handler())
+		return nil
+	}
+	ln, err := net.Listen("tcp", b.Config.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics.listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", b.metrics.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-b.ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() { _ = srv.Serve(ln) }()
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

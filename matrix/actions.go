@@ -195,7 +195,7 @@ func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
-	resp, err := c.Intent(sender).SendMessageEvent(withoutBodyLogs(ctx), roomID, evtType, content, req)
+	resp, err := c.Intent(sender).SendMessageEvent(c.withoutBodyLogs(ctx), roomID, evtType, content, req)
 	if err != nil {
 		return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
 	}
@@ -228,11 +228,11 @@ func (c *Connector) FindRoomByAliasFold(ctx context.Context, alias id.RoomAlias)
 }
 
 // withoutBodyLogs keeps mautrix from logging request bodies, which hold
-// message text, at debug level: its request log uses the context's logger,
-// so that logger is raised to info unless trace logging is on.
-func withoutBodyLogs(ctx context.Context) context.Context {
+// message text, below trace level (or at all, with RedactBodies): its
+// request log uses the context's logger, so that logger is raised to info.
+func (c *Connector) withoutBodyLogs(ctx context.Context) context.Context {
 	log := zerolog.Ctx(ctx)
-	if log.GetLevel() <= zerolog.TraceLevel || log.GetLevel() >= zerolog.InfoLevel {
+	if log.GetLevel() >= zerolog.InfoLevel || (log.GetLevel() <= zerolog.TraceLevel && !c.RedactBodies) {
 		return ctx
 	}
 	return log.Level(zerolog.InfoLevel).WithContext(ctx)
@@ -337,7 +337,7 @@ func (c *Connector) InDirectory(ctx context.Context, roomID id.RoomID) (bool, er
 // the limit before the type filter, so more events are asked for and the
 // messages picked out here.
 func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error) {
-	resp, err := c.Intent(asUser).Messages(withoutBodyLogs(ctx), roomID, "", "", mautrix.DirectionBackward, nil, min(100, 3*limit+20))
+	resp, err := c.Intent(asUser).Messages(c.withoutBodyLogs(ctx), roomID, "", "", mautrix.DirectionBackward, nil, min(100, 3*limit+20))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read history of %s: %w", roomID, err)
 	}
@@ -409,7 +409,7 @@ func StrippedAlias(evt *event.Event) (alias id.RoomAlias, name string) {
 // GetEvent fetches one event of a room as the bot, with its content parsed
 // where the type is known.
 func (c *Connector) GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error) {
-	evt, err := c.Bot().GetEvent(withoutBodyLogs(ctx), roomID, eventID)
+	evt, err := c.Bot().GetEvent(c.withoutBodyLogs(ctx), roomID, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to get event %s: %w", eventID, err)
 	}

@@ -46,6 +46,9 @@ type Connector struct {
 
 	txnMu sync.Mutex
 	txns  *recentSet
+
+	// RedactBodies keeps message text out of the log even at trace level.
+	RedactBodies bool
 }
 
 // NewConnector prepares the appservice. stateStore caches room membership

@@ -46,6 +46,8 @@ func withChatState(m *xmpp.Message, state string) *xmpp.Message {
 func (p *Portal) handleXMPPChatState(ctx context.Context, occ *occupant, state string) {
 	if err := p.deps.Matrix.SetTyping(ctx, p.RoomID, occ.puppet, state == "composing"); err != nil {
 		p.log.Debug().Err(err).Msg("Failed to bridge a chat state")
+	} else {
+		p.bridged(ToMatrix, "typing")
 	}
 	p.broadcast(ctx, occ, func(to jid.JID) any {
 		return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
@@ -79,6 +81,7 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 		if m == nil {
 			continue
 		}
+		p.bridged(ToXMPP, "typing")
 		p.broadcast(ctx, nil, func(to jid.JID) any {
 			return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
 				OccupantID: p.occupantID(u), NoStore: &xmpp.Empty{}}, state)
@@ -95,6 +98,8 @@ func (p *Portal) handleXMPPDisplayed(ctx context.Context, occ *occupant, marker 
 	}
 	if err := p.deps.Matrix.MarkRead(ctx, p.RoomID, occ.puppet, target); err != nil {
 		p.log.Debug().Err(err).Msg("Failed to bridge a displayed marker")
+	} else {
+		p.bridged(ToMatrix, "receipt")
 	}
 	p.broadcast(ctx, occ, func(to jid.JID) any {
 		return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
@@ -115,6 +120,7 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 				continue
 			}
 			p.lastRead[u] = eventID
+			p.bridged(ToXMPP, "receipt")
 			p.broadcast(ctx, nil, func(to jid.JID) any {
 				return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
 					OccupantID: p.occupantID(u), Displayed: &xmpp.Marker{ID: eventID.String()}}

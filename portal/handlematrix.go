@@ -103,6 +103,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}
 	log.Debug().Int("sessions", len(p.sessions())).Msg("Bridged Matrix message to XMPP")
+	p.bridged(ToXMPP, messageKind(content))
 }
 
 // handleMatrixMember follows joins, leaves and display names of Matrix

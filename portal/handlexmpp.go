@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -324,6 +325,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		var err error
 		if content, err = p.matrixMedia(ctx, occ, link); err != nil {
 			log.Warn().Err(err).Msg("Failed to bridge a shared file; sending the link instead")
+			p.failed(ToMatrix, "media_fetch")
 			content = nil
 		}
 	}
@@ -335,6 +337,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		event.EventMessage, content, time.Time{})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
+		p.failed(ToMatrix, "matrix_send")
 		switch {
 		case errors.Is(err, mautrix.MForbidden):
 			reject(stanza.Forbidden, "You may not send messages to this room")
@@ -346,6 +349,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		return
 	}
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged XMPP message to Matrix")
+	p.bridged(ToMatrix, messageKind(content))
 	if stanzaID != "" {
 		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(),
 			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()})
@@ -419,4 +423,17 @@ func (p *Portal) followAvatar(pres *xmpp.Presence) {
 		return
 	}
 	p.deps.PuppetAvatars.Update(occ.bare, occ.puppet, *pres.VCardUpdate.Photo)
+}
+
+// messageKind names a Matrix message for metrics.
+func messageKind(c *event.MessageEventContent) string {
+	switch {
+	case c.RelatesTo.GetReplaceID() != "":
+		return "edit"
+	case c.RelatesTo.GetReplyTo() != "":
+		return "reply"
+	case isMedia(c.MsgType):
+		return "media"
+	}
+	return strings.TrimPrefix(string(c.MsgType), "m.")
 }

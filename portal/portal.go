@@ -101,10 +101,38 @@ type Deps struct {
 	// IsCommand reports whether a message is a bot command, which is not
 	// bridged.
 	IsCommand func(body string) bool
-	Log       zerolog.Logger
+	// Metrics counts what crosses; nil counts nothing.
+	Metrics Metrics
+	Log     zerolog.Logger
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
+}
+
+// Metrics receives counts from portals. Directions are "matrix_to_xmpp"
+// and "xmpp_to_matrix".
+type Metrics interface {
+	Bridged(direction, kind string)
+	Failed(direction, reason string)
+	Handled(kind string, d time.Duration)
+}
+
+// Directions of Metrics.
+const (
+	ToXMPP   = "matrix_to_xmpp"
+	ToMatrix = "xmpp_to_matrix"
+)
+
+func (p *Portal) bridged(direction, kind string) {
+	if p.deps.Metrics != nil {
+		p.deps.Metrics.Bridged(direction, kind)
+	}
+}
+
+func (p *Portal) failed(direction, reason string) {
+	if p.deps.Metrics != nil {
+		p.deps.Metrics.Failed(direction, reason)
+	}
 }
 
 // QueueSize bounds each portal's queue. A full queue blocks the producer,
@@ -262,6 +290,10 @@ func (p *Portal) loop(ctx context.Context) {
 func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
+	if p.deps.Metrics != nil {
+		start := time.Now()
+		defer func() { p.deps.Metrics.Handled(eventKind(evt), time.Since(start)) }()
+	}
 	alive = true
 	defer func() {
 		if r := recover(); r != nil {
@@ -387,6 +419,7 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 		}
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
+			p.failed(ToXMPP, "xmpp_send")
 		}
 	}
 }
@@ -420,4 +453,19 @@ func (p *Portal) TryQueue(evt any) bool {
 	default:
 		return false
 	}
+}
+
+// eventKind names a queued event for metrics.
+func eventKind(evt any) string {
+	switch e := evt.(type) {
+	case *event.Event:
+		return "matrix_" + strings.TrimPrefix(e.Type.Type, "m.")
+	case *xmpp.Message:
+		return "xmpp_message"
+	case *xmpp.Presence:
+		return "xmpp_presence"
+	case *xmpp.IQ:
+		return "xmpp_iq"
+	}
+	return "control"
 }

@@ -88,6 +88,7 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 			p.log.Error().Err(err).Msg("Failed to delete a reaction")
 		}
 	}
+	p.bridged(ToMatrix, "reaction")
 	p.broadcastReactions(ctx, occ.nick, occ.puppet, target, keys, nil)
 }
 
@@ -112,6 +113,7 @@ func (p *Portal) handleMatrixReaction(ctx context.Context, evt *event.Event) {
 	if err != nil {
 		p.log.Error().Err(err).Msg("Failed to store a reaction")
 	}
+	p.bridged(ToXMPP, "reaction")
 	p.sendReactionSet(ctx, evt.Sender, rel.EventID, map[id.EventID]string{evt.ID: rel.Key})
 }
 

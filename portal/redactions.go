@@ -35,6 +35,7 @@ func (p *Portal) handleXMPPRetraction(ctx context.Context, occ *occupant, msg *x
 		return
 	}
 	p.log.Debug().Stringer("event_id", target).Msg("Bridged XMPP retraction to Matrix")
+	p.bridged(ToMatrix, "redaction")
 	p.broadcastRetraction(ctx, occ.nick, occ.puppet, target, nil, "")
 }
 
@@ -101,6 +102,7 @@ func (p *Portal) handleModerate(ctx context.Context, iq *xmpp.IQ) {
 		return
 	}
 	p.deps.XMPP.Reply(ctx, iq, nil, nil)
+	p.bridged(ToMatrix, "redaction")
 	p.broadcastRetraction(ctx, "", "", target, &xmpp.Moderated{By: xmpp.A(p.occupantJID(occ.nick)), OccupantID: p.occupantID(occ.puppet)}, req.Reason)
 }
 
@@ -121,6 +123,7 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	if p.handleReactionRedaction(ctx, target) {
 		return
 	}
+	p.bridged(ToXMPP, "redaction")
 	author := p.authorOf(ctx, target)
 	reason := evt.Content.AsRedaction().Reason
 	if author == evt.Sender {

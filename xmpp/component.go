@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,9 @@ type Component struct {
 
 	pendingMu sync.Mutex
 	pending   map[string]chan *IQ
+
+	// RedactBodies keeps message bodies out of the trace log of the raw XML.
+	RedactBodies bool
 
 	// KeepaliveInterval is how long the stream may be idle before the
 	// component pings itself; a ping unanswered for KeepaliveTimeout drops
@@ -147,7 +151,7 @@ func (c *Component) connectAndServe(ctx context.Context) error {
 		return fmt.Errorf("failed to dial %s: %w", c.cfg.Server, err)
 	}
 	defer conn.Close()
-	s, err := component.NewSession(dialCtx, c.domain, []byte(c.cfg.Secret), &logConn{Conn: conn, log: c.log})
+	s, err := component.NewSession(dialCtx, c.domain, []byte(c.cfg.Secret), &logConn{Conn: conn, log: c.log, redact: c.RedactBodies})
 	if err != nil {
 		return fmt.Errorf("component handshake failed: %w", err)
 	}
@@ -505,20 +509,32 @@ func RandomID() string {
 // net.Conn so that deadlines keep working.
 type logConn struct {
 	net.Conn
-	log zerolog.Logger
+	log    zerolog.Logger
+	redact bool
+}
+
+// bodyRe finds message bodies in logged XML (escaped text holds no '<').
+var bodyRe = regexp.MustCompile(`<body([^>]*)>[^<]*</body>`)
+
+func (lc *logConn) trace(msg string, p []byte) {
+	if lc.log.GetLevel() > zerolog.TraceLevel {
+		return
+	}
+	if lc.redact {
+		p = bodyRe.ReplaceAll(p, []byte("<body$1>[redacted]</body>"))
+	}
+	lc.log.Trace().Bytes("xml", p).Msg(msg)
 }
 
 func (lc *logConn) Read(p []byte) (int, error) {
 	n, err := lc.Conn.Read(p)
-	if n > 0 && lc.log.GetLevel() <= zerolog.TraceLevel {
-		lc.log.Trace().Bytes("xml", p[:n]).Msg("XMPP in")
+	if n > 0 {
+		lc.trace("XMPP in", p[:n])
 	}
 	return n, err
 }
 
 func (lc *logConn) Write(p []byte) (int, error) {
-	if lc.log.GetLevel() <= zerolog.TraceLevel {
-		lc.log.Trace().Bytes("xml", p).Msg("XMPP out")
-	}
+	lc.trace("XMPP out", p)
 	return lc.Conn.Write(p)
 }

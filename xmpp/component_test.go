@@ -304,3 +304,18 @@ func mustJID(s string) Addr {
 	}
 	return A(j)
 }
+
+func TestLogRedaction(t *testing.T) {
+	var buf strings.Builder
+	lc := &logConn{log: zerolog.New(&buf).Level(zerolog.TraceLevel), redact: true}
+	lc.trace("XMPP in", []byte(`<message><body xml:lang="en">secret &lt;text&gt;</body><subject>topic</subject></message>`))
+	if strings.Contains(buf.String(), "secret") || !strings.Contains(buf.String(), "[redacted]") || !strings.Contains(buf.String(), "topic") {
+		t.Errorf("redacted log: %s", buf.String())
+	}
+	buf.Reset()
+	lc.redact = false
+	lc.trace("XMPP in", []byte(`<body>visible</body>`))
+	if !strings.Contains(buf.String(), "visible") {
+		t.Errorf("unredacted log: %s", buf.String())
+	}
+}
