@@ -15,7 +15,6 @@ import (
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/sqlstatestore"
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/database"
@@ -123,7 +122,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return fmt.Errorf("failed to load the ban list: %w", err)
 	}
 	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
-	stateStore := sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, stateLog), stateLog, false)
+	stateStore := matrix.NewStateStore(db.Database, stateLog)
 	if err = stateStore.Upgrade(ctx); err != nil {
 		return fmt.Errorf("failed to upgrade state store: %w", err)
 	}

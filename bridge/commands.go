@@ -219,7 +219,7 @@ func (b *Bridge) cmdExpose(ctx context.Context, e *cmdEnv) (string, error) {
 	if b.Config.Bridge.Exposure != ExposureOptIn {
 		return fmt.Sprintf("This bridge runs with exposure %q: rooms are not exposed one by one.", b.Config.Bridge.Exposure), nil
 	}
-	muc, err := b.expose(ctx, e.room, e.sender)
+	muc, marked, err := b.expose(ctx, e.room, e.sender)
 	if err != nil {
 		return "", err
 	}
@@ -229,6 +229,10 @@ func (b *Bridge) cmdExpose(ctx context.Context, e *cmdEnv) (string, error) {
 		if _, err := b.Matrix.SendNotice(ctx, e.room, text, ""); err != nil {
 			b.Log.Warn().Err(err).Msg("Failed to announce the exposure in the room")
 		}
+	}
+	if !marked {
+		text += " Note: the bot could not mark the room as bridged (m.bridge state event); " +
+			"give it the power level to send state events and run expose again."
 	}
 	return "Done. " + text, nil
 }

@@ -20,44 +20,47 @@ var errNoAlias = errors.New("the room needs a canonical alias on this homeserver
 // expose opens a room to XMPP users (bridge.exposure opt-in): the bot
 // joins, the room gets a portal and the m.bridge state event, and the bot
 // tells the members, so that everyone can see that XMPP users may read
-// along.
-func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (jid.JID, error) {
-	if err := b.Matrix.JoinBot(ctx, roomID); err != nil {
-		return jid.JID{}, err
+// along. marked is false when the bot could not set the state event,
+// usually because its power level is too low.
+func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (muc jid.JID, marked bool, err error) {
+	if err = b.Matrix.JoinBot(ctx, roomID); err != nil {
+		return jid.JID{}, false, err
 	}
 	info, err := b.Matrix.RoomInfo(ctx, roomID)
 	if err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, false, err
 	}
 	if portal.Reachable(info, b.scheme, b.Config.Homeserver.Domain) != nil {
-		return jid.JID{}, errNoAlias
+		return jid.JID{}, false, errNoAlias
 	}
-	muc, err := portal.MUCJID(b.scheme, info.CanonicalAlias)
+	muc, err = portal.MUCJID(b.scheme, info.CanonicalAlias)
 	if err != nil {
-		return jid.JID{}, errNoAlias
+		return jid.JID{}, false, errNoAlias
 	}
 	settings, err := b.DB.Settings.Get(ctx, roomID)
 	if err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, false, err
 	}
 	settings.Exposed, settings.ExposedBy, settings.ExposedAt = true, by, time.Now()
 	if err = b.DB.Settings.Put(ctx, settings); err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, false, err
 	}
 	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err != nil {
-		return jid.JID{}, err
+		return jid.JID{}, false, err
 	} else if row == nil {
 		err = b.DB.Portal.Insert(ctx, &database.Portal{RoomID: roomID, Alias: info.CanonicalAlias, MUCLocal: muc.Localpart(), CreatedAt: time.Now()})
 		if err != nil {
-			return jid.JID{}, err
+			return jid.JID{}, false, err
 		}
 	}
+	marked = true
 	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info.Name, muc, by)); err != nil {
 		b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to set the bridge state event")
+		marked = false
 	}
 	b.Audit.Info().Str("action", "expose").Stringer("room_id", roomID).Stringer("by", by).Stringer("muc", muc).
 		Str("result", "ok").Msg("Room exposed to XMPP")
-	return muc, nil
+	return muc, marked, nil
 }
 
 // unexpose closes a room to XMPP: occupants are removed, the portal and the

@@ -41,11 +41,27 @@ func (v *env) newMatrixUser(t *testing.T, localpart, displayname string) *mxUser
 	userSeq.n++
 	localpart = fmt.Sprintf("%s%d", localpart, userSeq.n)
 	userSeq.Unlock()
+	return v.matrixUser(t, localpart, displayname)
+}
+
+// matrixUser registers the user with exactly this localpart, or logs in if
+// it exists, and starts syncing.
+func (v *env) matrixUser(t *testing.T, localpart, displayname string) *mxUser {
+	t.Helper()
 	c, err := mautrix.NewClient(v.hsURL, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.RegisterDummy(ctx(t), &mautrix.ReqRegister[any]{Username: localpart, Password: "password_" + localpart})
+	password := "password_" + localpart
+	resp, err := c.RegisterDummy(ctx(t), &mautrix.ReqRegister[any]{Username: localpart, Password: password})
+	if errors.Is(err, mautrix.MUserInUse) {
+		login, lerr := c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
+			Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart}, Password: password})
+		if lerr != nil {
+			t.Fatalf("logging in as %s: %v", localpart, lerr)
+		}
+		resp, err = &mautrix.RespRegister{UserID: login.UserID, AccessToken: login.AccessToken}, nil
+	}
 	if err != nil {
 		t.Fatalf("registering %s: %v", localpart, err)
 	}
@@ -127,7 +143,14 @@ func (u *mxUser) expose(room id.RoomID) {
 // which must contain want; it returns the answer.
 func (u *mxUser) command(room id.RoomID, line, want string) string {
 	u.t.Helper()
-	cmd := u.say(room, "!xmpp "+line)
+	return u.ask(room, "!xmpp "+line, want)
+}
+
+// ask sends a line to the bot, as is, and waits for the bot's answer,
+// which must contain want; it returns the answer.
+func (u *mxUser) ask(room id.RoomID, line, want string) string {
+	u.t.Helper()
+	cmd := u.say(room, line)
 	evt := u.waitEvent("answer to "+line, func(evt *event.Event) bool {
 		return evt.RoomID == room && evt.Sender == botID() && evt.Type == event.EventMessage &&
 			evt.Content.AsMessage().RelatesTo.GetReplyTo() == cmd

@@ -3,6 +3,7 @@ package xmpp
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"mellium.im/xmpp/jid"
 )
@@ -55,12 +56,27 @@ func MatchDomain(pattern, domain string) bool {
 	return pattern == domain
 }
 
-// CheckDomainPattern reports whether s is a valid pattern.
+// CheckDomainPattern reports whether s is a valid pattern: a DNS name
+// (labels of letters, digits and inner hyphens, internationalized names
+// allowed) or "*." and one.
 func CheckDomainPattern(s string) error {
+	bad := fmt.Errorf("%q is not a domain or *.domain", s)
 	d := strings.TrimPrefix(s, "*.")
-	j, err := jid.Parse(d)
-	if d == "" || err != nil || !j.Equal(j.Domain()) || strings.Contains(d, "*") {
-		return fmt.Errorf("%q is not a domain or *.domain", s)
+	if d == "" || len(d) > 253 {
+		return bad
+	}
+	if j, err := jid.Parse(d); err != nil || !j.Equal(j.Domain()) {
+		return bad
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return bad
+		}
+		for _, r := range label {
+			if r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+				return bad
+			}
+		}
 	}
 	return nil
 }

@@ -31,12 +31,12 @@ func TestDomainPolicy(t *testing.T) {
 	if base.Override(nil, nil).Allows("b.example") {
 		t.Error("an empty room list replaced the global allow list")
 	}
-	for _, ok := range []string{"example.org", "*.example.org", "xn--bcher-kva.example"} {
+	for _, ok := range []string{"example.org", "*.example.org", "xn--bcher-kva.example", "bücher.example", "localhost", "a-b.example"} {
 		if err := CheckDomainPattern(ok); err != nil {
 			t.Errorf("CheckDomainPattern(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "*", "*.", "a@b", "a/b", "*.*.x", "x.*.y"} {
+	for _, bad := range []string{"", "*", "*.", "a@b", "a/b", "*.*.x", "x.*.y", "bad..domain", ".example", "example.", "-a.example", "a-.example", "a_b.example", "a b"} {
 		if CheckDomainPattern(bad) == nil {
 			t.Errorf("CheckDomainPattern(%q) accepted", bad)
 		}

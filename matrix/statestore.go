@@ -1,0 +1,55 @@
+package matrix
+
+import (
+	"context"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+)
+
+// StateStore is mautrix's SQL state store, except that it keeps no row for
+// a user who has left a room: no row already means "not a member", and the
+// bridge keeps no more about people than it needs (a forgotten or departed
+// user's ID must not linger in the membership cache).
+type StateStore struct {
+	*sqlstatestore.SQLStateStore
+}
+
+// NewStateStore returns the state store in its own tables of db.
+func NewStateStore(db *dbutil.Database, log dbutil.DatabaseLogger) *StateStore {
+	return &StateStore{sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, log), log, false)}
+}
+
+// SetMembership implements mautrix.StateStore.
+func (s *StateStore) SetMembership(ctx context.Context, roomID id.RoomID, userID id.UserID, membership event.Membership) error {
+	if membership == event.MembershipLeave {
+		return s.forgetMember(ctx, roomID, userID)
+	}
+	return s.SQLStateStore.SetMembership(ctx, roomID, userID, membership)
+}
+
+// SetMember implements mautrix.StateStore.
+func (s *StateStore) SetMember(ctx context.Context, roomID id.RoomID, userID id.UserID, member *event.MemberEventContent) error {
+	if member.Membership == event.MembershipLeave {
+		return s.forgetMember(ctx, roomID, userID)
+	}
+	return s.SQLStateStore.SetMember(ctx, roomID, userID, member)
+}
+
+// ReplaceCachedMembers implements mautrix.StateStore.
+func (s *StateStore) ReplaceCachedMembers(ctx context.Context, roomID id.RoomID, evts []*event.Event, onlyMemberships ...event.Membership) error {
+	kept := make([]*event.Event, 0, len(evts))
+	for _, evt := range evts {
+		if m, ok := evt.Content.Parsed.(*event.MemberEventContent); !ok || m.Membership != event.MembershipLeave {
+			kept = append(kept, evt)
+		}
+	}
+	return s.SQLStateStore.ReplaceCachedMembers(ctx, roomID, kept, onlyMemberships...)
+}
+
+func (s *StateStore) forgetMember(ctx context.Context, roomID id.RoomID, userID id.UserID) error {
+	_, err := s.Exec(ctx, `DELETE FROM mx_user_profile WHERE room_id=$1 AND user_id=$2`, roomID, userID)
+	return err
+}

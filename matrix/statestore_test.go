@@ -1,0 +1,66 @@
+package matrix
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	_ "modernc.org/sqlite"
+)
+
+func TestStateStoreKeepsNoLeaves(t *testing.T) {
+	ctx := context.Background()
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := dbutil.NewWithDB(raw, "sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := NewStateStore(db, dbutil.NoopLogger)
+	if err = s.Upgrade(ctx); err != nil {
+		t.Fatal(err)
+	}
+	room, alice, bob := id.RoomID("!r:hs"), id.UserID("@alice:hs"), id.UserID("@bob:hs")
+	rows := func() int {
+		var n int
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM mx_user_profile`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	_ = s.SetMember(ctx, room, alice, &event.MemberEventContent{Membership: event.MembershipJoin, Displayname: "Alice"})
+	_ = s.SetMembership(ctx, room, bob, event.MembershipJoin)
+	if !s.IsInRoom(ctx, room, alice) || !s.IsInRoom(ctx, room, bob) || rows() != 2 {
+		t.Fatalf("joins not stored: %d rows", rows())
+	}
+	_ = s.SetMember(ctx, room, alice, &event.MemberEventContent{Membership: event.MembershipLeave})
+	_ = s.SetMembership(ctx, room, bob, event.MembershipLeave)
+	if s.IsInRoom(ctx, room, alice) || s.IsInRoom(ctx, room, bob) || rows() != 0 {
+		t.Errorf("leaves kept: %d rows", rows())
+	}
+	_ = s.SetMembership(ctx, room, bob, event.MembershipBan)
+	if m, _ := s.GetMembership(ctx, room, bob); m != event.MembershipBan {
+		t.Errorf("ban not stored: %q", m)
+	}
+
+	member := func(user id.UserID, m event.Membership) *event.Event {
+		key := user.String()
+		evt := &event.Event{Type: event.StateMember, StateKey: &key, RoomID: room}
+		evt.Content.Parsed = &event.MemberEventContent{Membership: m}
+		return evt
+	}
+	err = s.ReplaceCachedMembers(ctx, room, []*event.Event{member(alice, event.MembershipJoin), member(bob, event.MembershipLeave)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsInRoom(ctx, room, alice) || rows() != 1 {
+		t.Errorf("after ReplaceCachedMembers: %d rows, want only Alice's join", rows())
+	}
+}
