@@ -261,3 +261,37 @@ func TestReactions(t *testing.T) {
 		t.Error("a deleted reaction is still there")
 	}
 }
+
+func TestGonePuppets(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	room := id.RoomID("!room:hs.test")
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []string{"gone@x.test", "recent@x.test", "back@x.test", "stayed@x.test"} {
+		if err := db.Puppet.Upsert(ctx, &Puppet{JID: j, MXID: id.UserID("@_xmpp_" + j[:4] + ":hs.test"), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long, cutoff := time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
+	_ = db.Puppet.SetLeftAt(ctx, "gone@x.test", long)
+	_ = db.Puppet.SetLeftAt(ctx, "recent@x.test", time.Now())
+	// Left long ago but joined again: Upsert on join resets left_at.
+	_ = db.Puppet.SetLeftAt(ctx, "back@x.test", long)
+	if err := db.Puppet.Upsert(ctx, &Puppet{JID: "back@x.test", MXID: "@_xmpp_back:hs.test", Registered: true, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// Marked as left but still an occupant somewhere.
+	_ = db.Puppet.SetLeftAt(ctx, "stayed@x.test", long)
+	if err := db.Occupant.Upsert(ctx, &Occupant{RoomID: room, FullJID: "stayed@x.test/r", UserJID: "stayed@x.test", Nick: "S", JoinedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := db.Puppet.GetGone(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gone) != 1 || gone[0].JID != "gone@x.test" {
+		t.Errorf("GetGone = %+v; want only gone@x.test", gone)
+	}
+}
