@@ -62,9 +62,12 @@ type Bridge struct {
 	cmdQueue chan commandRequest
 	started  time.Time
 
-	mu      sync.Mutex
-	byRoom  map[id.RoomID]*portal.Portal
-	byMUC   map[string]*portal.Portal
+	mu     sync.Mutex
+	byRoom map[id.RoomID]*portal.Portal
+	byMUC  map[string]*portal.Portal
+	// closing are bridged rooms the exposure setting no longer opens to
+	// XMPP: nothing crosses in them until HandleConnected has closed them.
+	closing map[id.RoomID]bool
 	pending map[string]*lookup
 }
 
@@ -86,6 +89,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		auditCloser: auditCloser,
 		byRoom:      map[id.RoomID]*portal.Portal{},
 		byMUC:       map[string]*portal.Portal{},
+		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),
@@ -143,6 +147,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.avatars.Ready = b.avatarReady
 	b.puppetAvatars = &portal.PuppetAvatars{Matrix: b.Matrix, XMPP: b.XMPP, DB: b.DB, From: b.XMPP.Domain(),
 		Log: b.Log.With().Str("component", "avatars").Logger()}
+	if err = b.findClosedRooms(ctx); err != nil {
+		return err
+	}
 	if err = b.Matrix.Start(b.ctx); err != nil {
 		return err
 	}
@@ -277,7 +284,7 @@ func (b *Bridge) portalByRoom(ctx context.Context, roomID id.RoomID) (*portal.Po
 		return p, nil
 	}
 	row, err := b.DB.Portal.GetByRoomID(ctx, roomID)
-	if err != nil || row == nil {
+	if err != nil || row == nil || b.isClosing(row.RoomID) {
 		return nil, err
 	}
 	return b.startPortal(row)
@@ -292,7 +299,7 @@ func (b *Bridge) portalByMUC(ctx context.Context, local string) (*portal.Portal,
 		return p, nil
 	}
 	row, err := b.DB.Portal.GetByMUCLocal(ctx, local)
-	if err != nil || row == nil {
+	if err != nil || row == nil || b.isClosing(row.RoomID) {
 		return nil, err
 	}
 	return b.startPortal(row)
@@ -355,6 +362,7 @@ func (b *Bridge) forgetPortal(p *portal.Portal) {
 // HandleConnected implements xmpp.Handler: after the component (re)connects,
 // every portal with occupants checks that they are still there.
 func (b *Bridge) HandleConnected(ctx context.Context) {
+	b.closeClosedRooms(ctx)
 	rows, err := b.DB.Portal.GetAll(ctx)
 	if err != nil {
 		b.Log.Error().Err(err).Msg("Failed to list portals")

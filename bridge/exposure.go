@@ -74,32 +74,39 @@ func (b *Bridge) unexpose(ctx context.Context, roomID id.RoomID, by id.UserID) e
 	if err = b.DB.Settings.Put(ctx, settings); err != nil {
 		return err
 	}
-	row, err := b.DB.Portal.GetByRoomID(ctx, roomID)
-	if err != nil {
+	if err = b.closeRoom(ctx, roomID); err != nil {
 		return err
-	}
-	if row != nil {
-		if p, err := b.startPortal(row); err == nil {
-			done := make(chan struct{})
-			if p.Queue(ctx, portal.Unexpose{Done: done}) {
-				select {
-				case <-done:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		}
-		if err = b.DB.Portal.Delete(ctx, roomID); err != nil {
-			return err
-		}
-		if muc, err := portal.MUCJID(b.scheme, row.Alias); err == nil {
-			if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), nil); err != nil {
-				b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to clear the bridge state event")
-			}
-		}
 	}
 	b.Audit.Info().Str("action", "unexpose").Stringer("room_id", roomID).Stringer("by", by).Str("result", "ok").
 		Msg("Room closed to XMPP")
+	return nil
+}
+
+// closeRoom removes a room's XMPP occupants (with a destroy notice), its
+// portal and its m.bridge state. The room's settings stay.
+func (b *Bridge) closeRoom(ctx context.Context, roomID id.RoomID) error {
+	row, err := b.DB.Portal.GetByRoomID(ctx, roomID)
+	if err != nil || row == nil {
+		return err
+	}
+	if p, err := b.startPortal(row); err == nil {
+		done := make(chan struct{})
+		if p.Queue(ctx, portal.Unexpose{Done: done}) {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if err = b.DB.Portal.Delete(ctx, roomID); err != nil {
+		return err
+	}
+	if muc, err := portal.MUCJID(b.scheme, row.Alias); err == nil {
+		if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), nil); err != nil {
+			b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to clear the bridge state event")
+		}
+	}
 	return nil
 }
 
@@ -135,4 +142,59 @@ func (b *Bridge) roomOpen(ctx context.Context, roomID id.RoomID) (bool, error) {
 		return false, fmt.Errorf("failed to read room settings: %w", err)
 	}
 	return settings.Exposed, nil
+}
+
+// findClosedRooms notes, at start, the bridged rooms that the exposure
+// setting no longer opens (it changed, or a room was never exposed under
+// opt-in): from then on nothing crosses in them.
+func (b *Bridge) findClosedRooms(ctx context.Context) error {
+	rows, err := b.DB.Portal.GetAll(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to list portals: %w", err)
+	}
+	for _, row := range rows {
+		open, err := b.roomOpen(ctx, row.RoomID)
+		if err != nil {
+			return err
+		}
+		if !open {
+			b.Log.Warn().Stringer("room_id", row.RoomID).Str("exposure", b.Config.Bridge.Exposure).
+				Msg("Closing a bridged room that bridge.exposure no longer opens to XMPP")
+			b.mu.Lock()
+			b.closing[row.RoomID] = true
+			b.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// closeClosedRooms removes the XMPP occupants of the rooms findClosedRooms
+// found, once the component can tell them, and deletes their portals.
+func (b *Bridge) closeClosedRooms(ctx context.Context) {
+	b.mu.Lock()
+	rooms := make([]id.RoomID, 0, len(b.closing))
+	for roomID := range b.closing {
+		rooms = append(rooms, roomID)
+	}
+	b.mu.Unlock()
+	for _, roomID := range rooms {
+		if err := b.closeRoom(ctx, roomID); err != nil {
+			b.Log.Error().Err(err).Stringer("room_id", roomID).Msg("Failed to close a room")
+			continue
+		}
+		b.Audit.Info().Str("action", "close").Stringer("room_id", roomID).Str("exposure", b.Config.Bridge.Exposure).
+			Str("result", "ok").Msg("Room closed to XMPP by the exposure setting")
+		if _, err := b.Matrix.SendNotice(ctx, roomID, "This room is no longer reachable from XMPP.", ""); err != nil {
+			b.Log.Warn().Err(err).Msg("Failed to announce the end of the bridge in the room")
+		}
+		b.mu.Lock()
+		delete(b.closing, roomID)
+		b.mu.Unlock()
+	}
+}
+
+func (b *Bridge) isClosing(roomID id.RoomID) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closing[roomID]
 }

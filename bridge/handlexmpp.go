@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -250,6 +251,19 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
 	}
 	log.Info().Stringer("room_id", roomID).Msg("Created portal")
+	// Members can see that the room is bridged: expose set m.bridge already,
+	// unless the room was opened by exposure public or exposure was off for
+	// a while.
+	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(canonical), b.bridgeState(info.Name, canonical, "")); err != nil {
+		log.Info().Err(err).Msg("Failed to set the bridge state event; the bot lacks the power level")
+	}
+	if b.Config.Bridge.Exposure == ExposurePublic {
+		text := fmt.Sprintf("This public room is now reachable from XMPP as xmpp:%s?join: XMPP users who join see "+
+			"the messages sent from now on and appear here as users of this homeserver.", canonical)
+		if _, err = b.Matrix.SendNotice(ctx, roomID, text, ""); err != nil {
+			log.Warn().Err(err).Msg("Failed to announce the bridge in the room")
+		}
+	}
 	p, err := b.startPortal(row)
 	if err != nil {
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")

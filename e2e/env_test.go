@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ type env struct {
 	bridge     *exec.Cmd
 	bridgeLog  *os.File
 	users      []string
+	exposure   string // bridge.exposure; the default (opt-in) when empty
 }
 
 var e *env
@@ -143,6 +145,10 @@ func newEnv() (*env, error) {
 }
 
 func (v *env) writeBridgeConfig() error {
+	exposure := v.exposure
+	if exposure == "" {
+		exposure = "opt-in"
+	}
 	cfg := fmt.Sprintf(`homeserver:
   address: %s
   domain: %s
@@ -159,6 +165,7 @@ xmpp:
 database:
   uri: file:%s
 bridge:
+  exposure: %s
   occupant_check_interval: 1s
   permissions:
     "*": user
@@ -170,7 +177,7 @@ logging:
   level: debug
   format: pretty
   audit_file: %s
-`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compPort, v.compDomain, filepath.Join(v.dir, "mxpp.db"), filepath.Join(v.dir, "audit.log"))
+`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compPort, v.compDomain, filepath.Join(v.dir, "mxpp.db"), exposure, filepath.Join(v.dir, "audit.log"))
 	return os.WriteFile(v.bridgeCfg, []byte(cfg), 0o600)
 }
 
@@ -233,6 +240,28 @@ func (v *env) killBridge(hard bool) {
 	_ = v.bridge.Wait()
 	v.bridge = nil
 	_ = v.bridgeLog.Close()
+}
+
+// restartBridgeWith restarts the bridge with another exposure mode.
+func (v *env) restartBridgeWith(t *testing.T, exposure string) {
+	t.Helper()
+	v.killBridge(false)
+	// Edit the written config: it holds the generated tokens now.
+	cfg, err := os.ReadFile(v.bridgeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^  exposure: .*$`)
+	if !re.Match(cfg) {
+		t.Fatal("no bridge.exposure in the config")
+	}
+	v.exposure = exposure
+	if err = os.WriteFile(v.bridgeCfg, re.ReplaceAll(cfg, []byte("  exposure: "+exposure)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err = v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // restartProsody stops Prosody and starts it again with the same data.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -501,5 +502,85 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 	}
 	if !hasAudit(auditEntries(t, "forget"), map[string]any{"jid": "frank@xmpp.test", "result": "ok"}) {
 		t.Error("no audit entry for forget")
+	}
+}
+
+// isNotice matches a notice of the bot in a room that contains text.
+func isNotice(room id.RoomID, text string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		msg := evt.Content.AsMessage()
+		return evt.RoomID == room && evt.Sender == botID() && evt.Type == event.EventMessage &&
+			msg.MsgType == event.MsgNotice && strings.Contains(msg.Body, text)
+	}
+}
+
+// TestE2EPublicAndOffExposure: with exposure public, every public room with
+// an alias is reachable without the bot being invited; with off, none is.
+func TestE2EPublicAndOffExposure(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	userSeq.n++
+	local := fmt.Sprintf("open%d", userSeq.n)
+	alias := id2alias(local, v.hsDomain)
+	resp, err := mary.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
+		Visibility: "public", Preset: "public_chat", RoomAliasName: local, Name: "Open room", Topic: "Anyone may come",
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{mary.id: 100, botID(): 50}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room, muc := resp.RoomID, mucJID(t, alias)
+	alice := v.newXMPPClient(t, "alice", "pub")
+	alice.mustBeRefused(muc, "Alice", stanza.Forbidden, "join of a public room under opt-in")
+
+	v.restartBridgeWith(t, "public")
+	defer v.restartBridgeWith(t, "opt-in")
+	// Described from the room directory, before anyone joins.
+	info := decodeInfo(t, alice.iq(muc, xmpp.TypeGet, &xmpp.DiscoInfo{}))
+	if info.Identities[0].Name != "Open room" || !hasFeature(info, "muc_public") {
+		t.Errorf("disco#info of a public room: %+v", info)
+	}
+	res := alice.mustJoin(muc, "Alice")
+	if res.subject.Subject == nil || *res.subject.Subject != "Anyone may come" {
+		t.Errorf("subject %+v", res.subject.Subject)
+	}
+	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("the bot's announcement", isNotice(room, "now reachable from XMPP as xmpp:"+muc.String()))
+	alice.groupchat(muc, "hello public room")
+	mary.waitEvent("Alice's message", isMessage(room, puppetOf("alice@"+v.xmppDomain), "hello public room"))
+	mary.command(room, "expose", `exposure "public": rooms are not exposed one by one`)
+	if state := mary.bridgeState(room, muc); state.Channel.ID != muc.String() {
+		t.Errorf("m.bridge of a room opened by exposure public: %+v", state)
+	}
+
+	// A room that is not public stays closed.
+	_, err = mary.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: fmt.Sprintf("closed%d", userSeq.n)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := mucJID(t, id.RoomAlias(fmt.Sprintf("#closed%d:%s", userSeq.n, v.hsDomain)))
+	alice.mustBeRefused(closed, "Alice", stanza.RegistrationRequired, "join of an invite-only room under public")
+
+	// Switched off: Alice, still in the room, is removed; nothing crosses.
+	mark := alice.mark()
+	v.restartBridgeWith(t, "off")
+	alice.waitFrom(mark, "removal when the bridge is switched off", func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.From.Equal(occ(muc, "Alice")) && p.Type == xmpp.TypeUnavailable &&
+			p.MUCUser != nil && p.MUCUser.Destroy != nil
+	})
+	mary.waitEvent("the bot's farewell", isNotice(room, "no longer reachable from XMPP"))
+	mary.say(room, "nobody on XMPP reads this")
+	other := v.newXMPPClient(t, "bob", "pub")
+	other.mustBeRefused(muc, "Bob", stanza.Forbidden, "join under exposure off")
+	if !hasAudit(auditEntries(t, "close"), map[string]any{"room_id": room, "exposure": "off"}) {
+		t.Error("no audit entry for closing the room")
+	}
+	if state := mary.bridgeState(room, muc); state.Channel.ID != "" {
+		t.Errorf("m.bridge after switching off: %+v", state)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := alice.groupchatBodies(mark, occ(muc, "Mary")); len(got) != 0 {
+		t.Errorf("messages crossed while switched off: %q", got)
 	}
 }
