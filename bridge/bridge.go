@@ -249,6 +249,10 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	p, err := b.portalByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", evt.RoomID).Msg("Failed to look up portal")
+		b.events.forget(evt.ID)
+		if txn := matrix.TxnFrom(ctx); txn != nil {
+			txn.Await(evt.ID, func(context.Context) error { return err })
+		}
 		return
 	}
 	if evt.Type == event.EventMessage {
@@ -268,10 +272,31 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	}
 	if p != nil {
 		p.Queue(ctx, evt)
+		if txn := matrix.TxnFrom(ctx); txn != nil {
+			txn.Await(p, b.flushPortal(p))
+		}
 		b.checkDeparted(evt)
 		return
 	}
 	b.handleUnbridgedEvent(ctx, evt)
+}
+
+// flushPortal returns the wait of a transaction that handed events to a
+// portal: they must have been handled, and delivered to XMPP. Undelivered
+// ones are forgotten by the duplicate filter, so that the homeserver's
+// retry brings them again.
+func (b *Bridge) flushPortal(p *portal.Portal) func(context.Context) error {
+	return func(ctx context.Context) error {
+		failed, err := p.Flush(ctx)
+		if err != nil {
+			return fmt.Errorf("room %s: %w", p.RoomID, err)
+		}
+		if len(failed) > 0 {
+			b.events.forget(failed...)
+			return fmt.Errorf("room %s: %d event(s) did not reach XMPP", p.RoomID, len(failed))
+		}
+		return nil
+	}
 }
 
 // portalByRoom returns the running portal of a room, loading it from the

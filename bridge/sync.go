@@ -49,6 +49,16 @@ func newEventFilter(mode string) *eventFilter {
 	return &eventFilter{mode: mode, seen: make(map[id.EventID]struct{}, size), ring: make([]id.EventID, size)}
 }
 
+// forget lets events be accepted again: they were not handled, and the
+// homeserver sends them again.
+func (f *eventFilter) forget(ids ...id.EventID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, evtID := range ids {
+		delete(f.seen, evtID)
+	}
+}
+
 // accept reports whether an event is to be handled.
 func (f *eventFilter) accept(evt *event.Event) bool {
 	fromSync := matrix.FromSync(evt)

@@ -47,6 +47,8 @@ type env struct {
 	bridgeLog  *os.File
 	users      []string
 	exposure   string // bridge.exposure; the default (opt-in) when empty
+	hsPort     int
+	compProxy  *tcpProxy // between the bridge and Prosody's component port
 }
 
 var e *env
@@ -116,8 +118,8 @@ func newEnv() (*env, error) {
 		bridgeCfg:  filepath.Join(dir, "config.yaml"),
 		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank"},
 	}
-	hsPort := freePort()
-	v.hsURL = fmt.Sprintf("http://127.0.0.1:%d", hsPort)
+	v.hsPort = freePort()
+	v.hsURL = fmt.Sprintf("http://127.0.0.1:%d", v.hsPort)
 	v.c2sAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
 
 	build := exec.Command("go", "build", "-o", v.bin, "./cmd/mxpp")
@@ -125,6 +127,9 @@ func newEnv() (*env, error) {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return v, fmt.Errorf("building the bridge: %v\n%s", err, out)
+	}
+	if v.compProxy, err = startProxy(fmt.Sprintf("127.0.0.1:%d", v.compPort)); err != nil {
+		return v, err
 	}
 	if err = v.writeBridgeConfig(); err != nil {
 		return v, err
@@ -136,12 +141,16 @@ func newEnv() (*env, error) {
 	if err = v.startProsody(); err != nil {
 		return v, err
 	}
-	if err = v.script("start-homeserver.sh",
-		"HS_DIR="+v.hsDir, "HS_PORT="+strconv.Itoa(hsPort), "HS_SERVER_NAME="+v.hsDomain,
-		"AS_REGISTRATION="+filepath.Join(dir, "registration.yaml")); err != nil {
+	if err = v.startHomeserver(); err != nil {
 		return v, err
 	}
 	return v, v.startBridge()
+}
+
+func (v *env) startHomeserver() error {
+	return v.script("start-homeserver.sh",
+		"HS_DIR="+v.hsDir, "HS_PORT="+strconv.Itoa(v.hsPort), "HS_SERVER_NAME="+v.hsDomain,
+		"AS_REGISTRATION="+filepath.Join(v.dir, "registration.yaml"))
 }
 
 func (v *env) writeBridgeConfig() error {
@@ -157,7 +166,7 @@ appservice:
   hostname: 127.0.0.1
   port: %d
 xmpp:
-  server: 127.0.0.1:%d
+  server: %s
   domain: %s
   secret: componentsecret
   denied_domains: [denied.test]
@@ -167,6 +176,8 @@ database:
 bridge:
   exposure: %s
   occupant_check_interval: 1s
+  # Clients that rejoin after a fault catch up from the room's history.
+  history_messages: 100
   permissions:
     "*": user
     "@opsadmin:hs.test": admin
@@ -177,7 +188,7 @@ logging:
   level: debug
   format: pretty
   audit_file: %s
-`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compPort, v.compDomain, filepath.Join(v.dir, "mxpp.db"), exposure, filepath.Join(v.dir, "audit.log"))
+`, v.hsURL, v.hsDomain, v.asPort, v.asPort, v.compProxy.addr(), v.compDomain, filepath.Join(v.dir, "mxpp.db"), exposure, filepath.Join(v.dir, "audit.log"))
 	return os.WriteFile(v.bridgeCfg, []byte(cfg), 0o600)
 }
 
@@ -265,13 +276,18 @@ func (v *env) restartBridgeWith(t *testing.T, exposure string) {
 }
 
 // restartProsody stops Prosody and starts it again with the same data.
-func (v *env) restartProsody(t *testing.T) {
+func (v *env) restartProsody(t *testing.T) { v.restart(t, v.xmppDir, v.startProsody) }
+
+// restartHomeserver stops Dendrite and starts it again with the same data.
+func (v *env) restartHomeserver(t *testing.T) { v.restart(t, v.hsDir, v.startHomeserver) }
+
+func (v *env) restart(t *testing.T, dir string, start func() error) {
 	t.Helper()
-	stop := exec.Command(filepath.Join(v.root, "testenv", "stop.sh"), v.xmppDir)
+	stop := exec.Command(filepath.Join(v.root, "testenv", "stop.sh"), dir)
 	if out, err := stop.CombinedOutput(); err != nil {
-		t.Fatalf("stopping Prosody: %v\n%s", err, out)
+		t.Fatalf("stopping the server in %s: %v\n%s", dir, err, out)
 	}
-	if err := v.startProsody(); err != nil {
+	if err := start(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -289,6 +305,9 @@ func (v *env) startProsody() error {
 
 func (v *env) close(failed bool) {
 	v.killBridge(false)
+	if v.compProxy != nil {
+		v.compProxy.close()
+	}
 	stop := exec.Command(filepath.Join(v.root, "testenv", "stop.sh"), v.hsDir, v.xmppDir)
 	_ = stop.Run()
 	if failed || os.Getenv("E2E_KEEP") == "1" {

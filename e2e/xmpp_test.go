@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/xml"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -49,19 +52,30 @@ func (v *env) newXMPPClient(t *testing.T, user, resource string) *xmppClient {
 // newXMPPClientAt logs in a user of another domain of the XMPP server.
 func (v *env) newXMPPClientAt(t *testing.T, user, domain, resource string) *xmppClient {
 	t.Helper()
-	origin := jid.MustParse(user + "@" + domain + "/" + resource)
-	conn, err := net.Dial("tcp", v.c2sAddr)
+	c, err := v.tryXMPPClient(t, user, domain, resource)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return c
+}
+
+// tryXMPPClient logs in and returns an error instead of failing the test.
+func (v *env) tryXMPPClient(t *testing.T, user, domain, resource string) (*xmppClient, error) {
+	origin := jid.MustParse(user + "@" + domain + "/" + resource)
+	conn, err := net.DialTimeout("tcp", v.c2sAddr, 5*time.Second)
+	if err != nil {
+		return nil, err
 	}
 	neg := mellium.NewNegotiator(func(*mellium.Session, *mellium.StreamConfig) mellium.StreamConfig {
 		return mellium.StreamConfig{Features: []mellium.StreamFeature{
 			mellium.SASL("", user+"pw", sasl.ScramSha1, sasl.Plain), mellium.BindResource()}}
 	})
-	s, err := mellium.NewSession(ctx(t), origin.Domain(), origin, conn, mellium.Secure, neg)
+	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := mellium.NewSession(lctx, origin.Domain(), origin, conn, mellium.Secure, neg)
 	if err != nil {
 		conn.Close()
-		t.Fatalf("logging in %s: %v", origin, err)
+		return nil, fmt.Errorf("logging in %s: %w", origin, err)
 	}
 	c := &xmppClient{t: t, s: s, conn: conn, jid: s.LocalAddr(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
@@ -71,8 +85,11 @@ func (v *env) newXMPPClientAt(t *testing.T, user, domain, resource string) *xmpp
 	t.Cleanup(c.close)
 	// Initial presence, as every client sends: without it the server does
 	// not deliver messages to the bare JID (invitations) to this session.
-	c.send(&xmpp.Presence{})
-	return c
+	if err = s.Encode(lctx, &xmpp.Presence{}); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func (c *xmppClient) close() {
@@ -143,22 +160,34 @@ func (c *xmppClient) mark() int {
 // matches, and returns it with its position.
 func (c *xmppClient) waitFrom(from int, what string, match func(any) bool) (any, int) {
 	c.t.Helper()
-	deadline := time.After(20 * time.Second)
+	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, pos, err := c.poll(wctx, from, match)
+	if err != nil {
+		c.t.Fatalf("%s: waiting for %s: %v", c.jid, what, err)
+	}
+	return st, pos
+}
+
+// poll waits, without failing the test, for a stanza received at or after
+// position from that matches, and returns it with its position.
+func (c *xmppClient) poll(ctx context.Context, from int, match func(any) bool) (any, int, error) {
 	for seen := from; ; {
 		c.mu.Lock()
 		for ; seen < len(c.stanzas); seen++ {
 			if match(c.stanzas[seen]) {
 				st := c.stanzas[seen]
 				c.mu.Unlock()
-				return st, seen
+				return st, seen, nil
 			}
 		}
 		c.mu.Unlock()
 		select {
 		case <-c.wake:
-		case <-deadline:
-			c.t.Fatalf("%s: timed out waiting for %s", c.jid, what)
-			return nil, 0
+		case <-c.done:
+			return nil, 0, errors.New("connection closed")
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
 		}
 	}
 }

@@ -105,8 +105,9 @@ func (c *Connector) Stop(ctx context.Context) {
 
 // putTransaction handles PUT /_matrix/app/v1/transactions/{txnID}
 // (application service API §2.2.1). It hands every event to the handler in
-// order before answering, so a crash before the answer makes the homeserver
-// send the transaction again.
+// order and answers once the handler has finished with them (see Txn), so a
+// crash or a failure before the answer makes the homeserver send the
+// transaction again.
 func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	if !c.AS.CheckServerToken(w, r) {
 		c.log.Warn().Str("remote", r.RemoteAddr).Msg("Refused appservice transaction with a missing or wrong hs_token")
@@ -139,7 +140,8 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeEmptyJSON(w)
 		return
 	}
-	ctx := log.WithContext(context.WithoutCancel(r.Context()))
+	handling := &Txn{}
+	ctx := withTxn(log.WithContext(context.WithoutCancel(r.Context())), handling)
 	for _, evt := range txn.Events {
 		if evt != nil {
 			evt.Mautrix.EventSource = event.SourceTimeline
@@ -156,6 +158,16 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 			evt.Type.Class = event.EphemeralEventType
 			c.handleEvent(ctx, evt)
 		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, TxnTimeout)
+	defer cancel()
+	if err = handling.finish(wctx); err != nil {
+		// Not acknowledged: the homeserver sends it again, and what was
+		// handled already is recognised then.
+		log.Warn().Err(err).Msg("Transaction not fully handled; asking the homeserver to retry it")
+		mautrix.RespError{ErrCode: "M_UNKNOWN", Err: "Not all events could be bridged yet; retry later",
+			StatusCode: http.StatusServiceUnavailable}.Write(w)
+		return
 	}
 	c.txns.add(txnID)
 	writeEmptyJSON(w)

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -123,12 +124,18 @@ func TestRegistration(t *testing.T) {
 type recordingHandler struct {
 	mu     sync.Mutex
 	events []*event.Event
+	// fail, while set, makes every transaction's handling fail.
+	fail error
 }
 
-func (h *recordingHandler) HandleMatrixEvent(_ context.Context, evt *event.Event) {
+func (h *recordingHandler) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, evt)
+	if txn := TxnFrom(ctx); txn != nil {
+		fail := h.fail
+		txn.Await("key", func(context.Context) error { return fail })
+	}
 }
 
 func TestPutTransaction(t *testing.T) {
@@ -169,7 +176,16 @@ func TestPutTransaction(t *testing.T) {
 		{"repeated transaction", "t2", "hs-secret", events(5), 200, 5},
 		{"event without ID skipped", "t3", "hs-secret", `{"events":[{"type":"m.room.message","room_id":"!r:hs.test","content":{}}]}`, 200, 5},
 		{"too large", "t4", "hs-secret", `{"events":[],"x":"` + strings.Repeat("a", MaxTransactionSize) + `"}`, 413, 5},
+		// Handling fails: not acknowledged, so the retry is handled again.
+		{"handling failed", "t5", "hs-secret", events(1), 503, 6},
+		{"retry after failure", "t5", "hs-secret", events(1), 200, 7},
 	} {
+		h.mu.Lock()
+		h.fail = nil
+		if tc.name == "handling failed" {
+			h.fail = errors.New("link down")
+		}
+		h.mu.Unlock()
 		if got := put(tc.txn, tc.token, tc.body); got != tc.status {
 			t.Errorf("%s: status %d; want %d", tc.name, got, tc.status)
 		}
@@ -180,7 +196,7 @@ func TestPutTransaction(t *testing.T) {
 			t.Errorf("%s: %d events handled in all; want %d", tc.name, n, tc.handled)
 		}
 	}
-	for i, evt := range h.events {
+	for i, evt := range h.events[:5] {
 		if evt.ID != id.EventID(fmt.Sprintf("$e%d", i)) || evt.Content.AsMessage().Body != fmt.Sprint(i) {
 			t.Errorf("event %d = %s %q; want in order", i, evt.ID, evt.Content.AsMessage().Body)
 		}

@@ -97,6 +97,11 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 				Body: caption, OccupantID: out.OccupantID})
 		}
 	}
+	if !p.delivered() {
+		// Not marked as bridged: the homeserver sends it again.
+		log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
+		return
+	}
 	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
 		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), TargetEventID: rel.target, Timestamp: time.Now()})
 	if err != nil {

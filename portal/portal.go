@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,6 +140,12 @@ func (p *Portal) failed(direction, reason string) {
 // which pushes back on the homeserver or the XMPP stream.
 const QueueSize = 256
 
+// linkWait is how long a send waits for the component link to come back.
+// A Matrix event that could not be delivered in that time fails its
+// appservice transaction, which the homeserver retries later; so it stays
+// well below homeserver request timeouts (30 s in Dendrite).
+const linkWait = 10 * time.Second
+
 // eventTimeout bounds the handling of one queued event.
 const eventTimeout = 2 * time.Minute
 
@@ -165,6 +172,13 @@ type Portal struct {
 	misses    map[string]int       // unanswered liveness pings, by full JID
 	typing    map[id.UserID]bool   // Matrix members typing now
 	lastRead  map[id.UserID]id.EventID
+
+	// Delivery of Matrix events to XMPP since the last Flush: the event
+	// being handled, and the ones that did not reach the XMPP server. Once
+	// one failed, later Matrix events are not tried until the Flush, so
+	// that a retry delivers them in order.
+	current     *event.Event
+	undelivered []id.EventID
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -250,22 +264,50 @@ func (p *Portal) Queue(ctx context.Context, evt any) bool {
 type (
 	// Reconnected tells the portal that the component link came back.
 	Reconnected struct{}
-	// sync is answered once everything queued before it was handled.
-	syncEvent struct{ done chan struct{} }
+	// flushEvent is answered once everything queued before it was handled.
+	flushEvent struct{ done chan []id.EventID }
 )
 
-// Sync waits until every event queued before it was handled.
-func (p *Portal) Sync(ctx context.Context) error {
-	done := make(chan struct{})
-	if !p.Queue(ctx, syncEvent{done}) {
-		return fmt.Errorf("portal stopped")
+// Flush waits until every event queued before it was handled, and returns
+// the Matrix events among them that could not be delivered to XMPP (the
+// component link was down). Those were not marked as bridged: handed to the
+// portal again, they are delivered then.
+func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
+	done := make(chan []id.EventID, 1)
+	if !p.Queue(ctx, flushEvent{done}) {
+		return nil, fmt.Errorf("portal stopped")
 	}
 	select {
-	case <-done:
-		return nil
+	case failed := <-done:
+		return failed, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+}
+
+// delivering notes the Matrix event being handled; it reports false if it
+// is not to be tried because an earlier one failed.
+func (p *Portal) delivering(evt *event.Event) bool {
+	if len(p.undelivered) > 0 {
+		p.undelivered = append(p.undelivered, evt.ID)
+		return false
+	}
+	p.current = evt
+	return true
+}
+
+// deliveryFailed notes that the Matrix event being handled did not reach
+// XMPP.
+func (p *Portal) deliveryFailed() {
+	if p.current != nil && !slices.Contains(p.undelivered, p.current.ID) {
+		p.undelivered = append(p.undelivered, p.current.ID)
+	}
+}
+
+// delivered reports whether the Matrix event being handled has reached XMPP
+// so far.
+func (p *Portal) delivered() bool {
+	return p.current == nil || !slices.Contains(p.undelivered, p.current.ID)
 }
 
 func (p *Portal) loop(ctx context.Context) {
@@ -300,8 +342,9 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 			p.log.Error().Any("panic", r).Bytes("stack", debug.Stack()).Msg("Panic while handling portal event")
 		}
 	}()
-	if s, ok := evt.(syncEvent); ok {
-		close(s.done)
+	if f, ok := evt.(flushEvent); ok {
+		f.done <- p.undelivered
+		p.undelivered = nil
 		return true
 	}
 	if !p.loaded {
@@ -314,6 +357,13 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	p.noteSender(evt)
 	switch e := evt.(type) {
 	case *event.Event:
+		if e.ID == "" {
+			return p.handleMatrixEvent(ctx, e)
+		}
+		if !p.delivering(e) {
+			return true
+		}
+		defer func() { p.current = nil }()
 		return p.handleMatrixEvent(ctx, e)
 	case *xmpp.Message:
 		p.handleXMPPMessage(ctx, e)
@@ -411,7 +461,7 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 	for _, st := range stanzas {
 		err := p.deps.XMPP.Send(ctx, st)
 		if err == xmpp.ErrNotConnected {
-			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, linkWait)
 			if err = p.deps.XMPP.WaitConnected(wctx); err == nil {
 				err = p.deps.XMPP.Send(ctx, st)
 			}
@@ -420,6 +470,7 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
 			p.failed(ToXMPP, "xmpp_send")
+			p.deliveryFailed()
 		}
 	}
 }

@@ -1,0 +1,383 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// tcpProxy forwards TCP connections to a target; cut drops the ones open,
+// as a failing network or a restarted middlebox would. The bridge reaches
+// Prosody's component port through one.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startProxy(target string) (*tcpProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &tcpProxy{ln: ln, target: target}
+	go p.accept()
+	return p, nil
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *tcpProxy) accept() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(out, in); out.Close(); in.Close() }()
+		go func() { _, _ = io.Copy(in, out); in.Close(); out.Close() }()
+	}
+}
+
+// cut closes every connection through the proxy.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *tcpProxy) close() {
+	_ = p.ln.Close()
+	p.cut()
+}
+
+// tryJoin joins a room, asking for recent history, and waits for the
+// self-presence.
+func (c *xmppClient) tryJoin(room jid.JID, nick string) error {
+	to, err := room.WithResource(nick)
+	if err != nil {
+		return err
+	}
+	mark := c.mark()
+	max := 100 // the bridge's history_messages in these tests
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err = c.s.Encode(ctx, &xmpp.Presence{To: xmpp.A(to), MUC: &xmpp.MUCJoin{History: &xmpp.MUCHistory{MaxStanzas: &max}}}); err != nil {
+		return err
+	}
+	st, _, err := c.poll(ctx, mark, func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.From.Bare().Equal(room) && (p.Type == xmpp.TypeError || hasStatus(p, xmpp.StatusSelf))
+	})
+	if err != nil {
+		return err
+	}
+	if p := st.(*xmpp.Presence); p.Type == xmpp.TypeError {
+		return fmt.Errorf("join refused: %v", p.Error)
+	}
+	return nil
+}
+
+// streamParty is an XMPP user in a room that survives faults: it logs in
+// again and re-joins whenever its connection goes.
+type streamParty struct {
+	v          *env
+	t          *testing.T
+	user, nick string
+	room       jid.JID
+
+	mu      sync.Mutex
+	c       *xmppClient
+	clients []*xmppClient // every connection, for what they received
+}
+
+// client returns a joined client, connecting and joining as needed, until
+// the deadline.
+func (s *streamParty) client(deadline time.Time) (*xmppClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil {
+		select {
+		case <-s.c.done:
+			s.c = nil
+		default:
+			return s.c, nil
+		}
+	}
+	for {
+		c, err := s.v.tryXMPPClient(s.t, s.user, s.v.xmppDomain, "stream")
+		if err == nil {
+			if err = c.tryJoin(s.room, s.nick); err == nil {
+				s.c = c
+				s.clients = append(s.clients, c)
+				return c, nil
+			}
+			c.close()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s could not rejoin %s: %v", s.user, s.room, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// send sends numbered messages as a client with stream resumption would:
+// each one, with the same id and origin-id, until its reflection arrives.
+func (s *streamParty) send(prefix string, n int, pause time.Duration) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 1; i <= n; i++ {
+		body := fmt.Sprintf("%s-%d", prefix, i)
+		for {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: gave up on %s", s.user, body)
+			}
+			c, err := s.client(deadline)
+			if err != nil {
+				return err
+			}
+			mark := c.mark()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = c.s.Encode(ctx, &xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(s.room), Body: body,
+				OriginID: &xmpp.OriginID{ID: body}})
+			if err == nil {
+				var st any
+				st, _, err = c.poll(ctx, mark, func(v any) bool {
+					m, ok := v.(*xmpp.Message)
+					return ok && (m.ID == body && m.Type == xmpp.TypeError ||
+						m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(s.room, s.nick)) && m.Body == body)
+				})
+				if err == nil && st.(*xmpp.Message).Type == xmpp.TypeError {
+					err = fmt.Errorf("error %v", st.(*xmpp.Message).Error)
+				}
+			}
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		time.Sleep(pause)
+	}
+	return nil
+}
+
+// received returns the bodies with a prefix that from sent to the room, as
+// a client shows them: live messages in arrival order, and history
+// (delayed) messages it had not seen live, recognised by stanza-id.
+func (s *streamParty) received(from jid.JID, prefix string) []string {
+	s.mu.Lock()
+	clients := append([]*xmppClient(nil), s.clients...)
+	s.mu.Unlock()
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range clients {
+		for _, st := range c.since(0) {
+			m, ok := st.(*xmpp.Message)
+			if !ok || m.Type != xmpp.TypeGroupchat || !m.From.Equal(from) || !strings.HasPrefix(m.Body, prefix+"-") {
+				continue
+			}
+			key := m.Body
+			if m.StanzaID != nil {
+				key = m.StanzaID.ID
+			}
+			if m.Delay != nil && seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, m.Body)
+		}
+	}
+	return out
+}
+
+// sendMatrix sends numbered messages as a Matrix client does: each with
+// its own transaction ID, retried until the homeserver takes it.
+func (u *mxUser) sendMatrix(room id.RoomID, prefix string, n int, pause time.Duration) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 1; i <= n; i++ {
+		body := fmt.Sprintf("%s-%d", prefix, i)
+		txn := fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), i)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := u.c.SendMessageEvent(ctx, room, event.EventMessage,
+				&event.MessageEventContent{MsgType: event.MsgText, Body: body}, mautrix.ReqSendEvent{TransactionID: txn})
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("giving up on %s: %v", body, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		time.Sleep(pause)
+	}
+	return nil
+}
+
+// wantSequence checks that got is prefix-1 … prefix-n, each once, in order.
+func wantSequence(got []string, prefix string, n int) error {
+	var problems []string
+	count := map[string]int{}
+	for _, b := range got {
+		count[b]++
+	}
+	for i := 1; i <= n; i++ {
+		b := fmt.Sprintf("%s-%d", prefix, i)
+		switch count[b] {
+		case 0:
+			problems = append(problems, b+" lost")
+		case 1:
+		default:
+			problems = append(problems, fmt.Sprintf("%s %d times", b, count[b]))
+		}
+	}
+	last := 0
+	for _, b := range got {
+		n, err := strconv.Atoi(strings.TrimPrefix(b, prefix+"-"))
+		if err == nil && n < last {
+			problems = append(problems, fmt.Sprintf("%s after %s-%d", b, prefix, last))
+		}
+		last = max(last, n)
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// faultStream runs a steady numbered stream both ways through a room while
+// fault breaks something and recover repairs it, then checks that every
+// message arrived once and in order on the other side.
+func faultStream(t *testing.T, name string, fault, recover func()) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", name, name, "")
+	talker := &streamParty{v: v, t: t, user: "bob", nick: "Bob", room: muc}
+	reader := &streamParty{v: v, t: t, user: "alice", nick: "Alice", room: muc}
+	for _, p := range []*streamParty{talker, reader} {
+		if _, err := p.client(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	puppet := puppetOf("bob@" + v.xmppDomain)
+	mary.waitEvent("Bob's puppet", isMembership(room, puppet, event.MembershipJoin))
+
+	const n = 40
+	pause := 100 * time.Millisecond
+	errs := make(chan error, 2)
+	go func() { errs <- talker.send("x", n, pause) }()
+	go func() { errs <- mary.sendMatrix(room, "m", n, pause) }()
+	time.Sleep(time.Second)
+	fault()
+	recover()
+	// The reader notices a lost connection only when it next looks.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			if _, err := reader.client(time.Now().Add(time.Minute)); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	deadline := time.Now().Add(90 * time.Second)
+	var toMatrix, toXMPP error
+	for time.Now().Before(deadline) {
+		toMatrix = wantSequence(mary.messagesFrom(room, puppet), "x", n)
+		toXMPP = wantSequence(reader.received(occ(muc, "Mary"), "m"), "m", n)
+		if toMatrix == nil && toXMPP == nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if toMatrix != nil {
+		t.Errorf("XMPP → Matrix: %v", toMatrix)
+	}
+	if toXMPP != nil {
+		t.Errorf("Matrix → XMPP: %v", toXMPP)
+	}
+	// Nothing more arrives late: no duplicate after the check.
+	time.Sleep(time.Second)
+	if err := wantSequence(mary.messagesFrom(room, puppet), "x", n); err != nil {
+		t.Errorf("XMPP → Matrix, later: %v", err)
+	}
+	if err := wantSequence(reader.received(occ(muc, "Mary"), "m"), "m", n); err != nil {
+		t.Errorf("Matrix → XMPP, later: %v", err)
+	}
+}
+
+func TestE2EFaultBridgeKilled(t *testing.T) {
+	v := need(t)
+	faultStream(t, "killed", func() { v.killBridge(true); time.Sleep(2 * time.Second) }, func() {
+		if err := v.startBridge(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestE2EFaultComponentLinkCut(t *testing.T) {
+	v := need(t)
+	faultStream(t, "linkcut", func() { v.compProxy.cut() }, func() {
+		if err := v.waitReady(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestE2EFaultProsodyRestart(t *testing.T) {
+	v := need(t)
+	faultStream(t, "xmpprestart", func() { v.restartProsody(t) }, func() {
+		if err := v.waitReady(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestE2EFaultHomeserverRestart(t *testing.T) {
+	v := need(t)
+	faultStream(t, "hsrestart", func() { v.restartHomeserver(t) }, func() {
+		if err := v.waitReady(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
