@@ -228,6 +228,20 @@ func (b *Bridge) Stop() {
 		portals = append(portals, p)
 	}
 	b.mu.Unlock()
+	// Drain: what the portals hold reaches the other side, within the
+	// bound; the homeserver retries what did not, XMPP senders see no
+	// reflection for it and resend.
+	var wg sync.WaitGroup
+	for _, p := range portals {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Flush(ctx); err != nil {
+				b.Log.Warn().Err(err).Stringer("room_id", p.RoomID).Int("queued", p.QueueLen()).Msg("Stopping with events still queued")
+			}
+		}()
+	}
+	wg.Wait()
 	for _, p := range portals {
 		p.Stop()
 	}

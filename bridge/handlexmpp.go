@@ -75,7 +75,7 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		return
 	}
 	if p != nil {
-		p.Queue(ctx, st)
+		b.queueXMPP(ctx, p, st)
 		return
 	}
 	if !createsPortal(st) {
@@ -93,6 +93,14 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		return
 	}
 	b.lookupRoom(ctx, local, st)
+}
+
+// queueXMPP hands a stanza to its room without waiting; a room too far
+// behind makes the sender retry later.
+func (b *Bridge) queueXMPP(ctx context.Context, p *portal.Portal, st any) {
+	if !p.QueueXMPP(st) {
+		b.reject(ctx, st, stanza.ResourceConstraint, "The room is busy; try again later")
+	}
 }
 
 // createsPortal reports whether a stanza to a room without a portal is
@@ -150,7 +158,7 @@ func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 			if serr != nil {
 				b.reject(ctx, st, serr.Condition, serr.Error())
 			} else {
-				p.Queue(ctx, st)
+				b.queueXMPP(ctx, p, st)
 			}
 		}
 	}()

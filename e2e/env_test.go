@@ -118,6 +118,9 @@ func newEnv() (*env, error) {
 		bridgeCfg:  filepath.Join(dir, "config.yaml"),
 		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank"},
 	}
+	for i := range burstClients {
+		v.users = append(v.users, fmt.Sprintf("load%d", i))
+	}
 	v.hsPort = freePort()
 	v.hsURL = fmt.Sprintf("http://127.0.0.1:%d", v.hsPort)
 	v.c2sAddr = fmt.Sprintf("127.0.0.1:%d", freePort())

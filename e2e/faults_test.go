@@ -381,3 +381,86 @@ func TestE2EFaultHomeserverRestart(t *testing.T) {
 		}
 	})
 }
+
+// burstClients XMPP users send burstMessages each, all at once, spread
+// over burstRooms rooms.
+const (
+	burstClients  = 50
+	burstMessages = 100
+	burstRooms    = 5
+)
+
+// TestE2EBurst: 50 XMPP clients send 100 messages each at once, without
+// waiting for anything; every message reaches Matrix once, and each
+// sender's messages stay in order.
+func TestE2EBurst(t *testing.T) {
+	v := need(t)
+	mary := v.newMatrixUser(t, "mary", "Mary")
+	var rooms []id.RoomID
+	var mucs []jid.JID
+	for i := range burstRooms {
+		room, alias := mary.createRoom(fmt.Sprintf("burst%d", i), fmt.Sprintf("Burst %d", i), "")
+		mary.expose(room)
+		rooms = append(rooms, room)
+		mucs = append(mucs, mucJID(t, alias))
+	}
+	clients := make([]*xmppClient, burstClients)
+	for i := range clients {
+		clients[i] = v.newXMPPClient(t, fmt.Sprintf("load%d", i), "burst")
+		clients[i].mustJoin(mucs[i%burstRooms], fmt.Sprintf("Load %d", i))
+	}
+	for i := range clients {
+		mary.waitEvent("puppet joining", isMembership(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.xmppDomain)), event.MembershipJoin))
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, burstClients)
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 1; n <= burstMessages; n++ {
+				body := fmt.Sprintf("b%d-%d", i, n)
+				err := c.s.Encode(context.Background(), &xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(mucs[i%burstRooms]),
+					Body: body, OriginID: &xmpp.OriginID{ID: body}})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	check := func() []string {
+		var problems []string
+		for i := range clients {
+			got := mary.messagesFrom(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.xmppDomain)))
+			if err := wantSequence(got, fmt.Sprintf("b%d", i), burstMessages); err != nil {
+				problems = append(problems, fmt.Sprintf("load%d: %v", i, err))
+			}
+		}
+		return problems
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	problems := check()
+	for len(problems) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		problems = check()
+	}
+	if len(problems) > 0 {
+		t.Fatalf("%d of %d senders incomplete, e.g. %s", len(problems), burstClients, problems[0])
+	}
+	t.Logf("%d messages from %d clients reached Matrix in %s", burstClients*burstMessages, burstClients, time.Since(start).Round(time.Millisecond))
+	// Every sender also got the reflection of each of its messages.
+	for i, c := range clients {
+		if n := len(c.groupchatBodies(0, occ(mucs[i%burstRooms], fmt.Sprintf("Load %d", i)))); n != burstMessages {
+			t.Errorf("load%d got %d reflections; want %d", i, n, burstMessages)
+		}
+	}
+}

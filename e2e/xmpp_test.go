@@ -70,8 +70,10 @@ func (v *env) tryXMPPClient(t *testing.T, user, domain, resource string) (*xmppC
 		return mellium.StreamConfig{Features: []mellium.StreamFeature{
 			mellium.SASL("", user+"pw", sasl.ScramSha1, sasl.Plain), mellium.BindResource()}}
 	})
+	// Not canceled before the test ends: mellium breaks off the session's
+	// writes when the context it was negotiated with is canceled.
 	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	s, err := mellium.NewSession(lctx, origin.Domain(), origin, conn, mellium.Secure, neg)
 	if err != nil {
 		conn.Close()

@@ -136,9 +136,54 @@ func (p *Portal) failed(direction, reason string) {
 	}
 }
 
-// QueueSize bounds each portal's queue. A full queue blocks the producer,
-// which pushes back on the homeserver or the XMPP stream.
+// QueueSize bounds each portal's queue of Matrix and control events. A full
+// queue blocks the producer, which pushes back on the homeserver.
 const QueueSize = 256
+
+// MaxInbox bounds each portal's backlog of stanzas from XMPP; beyond it,
+// senders get a resource-constraint error (type wait) and resend later.
+const MaxInbox = 10000
+
+// inbox is an unbounded-until-MaxInbox FIFO of stanzas.
+type inbox struct {
+	mu    sync.Mutex
+	items []any
+	head  int
+}
+
+func (q *inbox) push(st any) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items)-q.head >= MaxInbox {
+		return false
+	}
+	q.items = append(q.items, st)
+	return true
+}
+
+// pop takes the oldest stanza, nil if none, and reports whether more wait.
+func (q *inbox) pop() (any, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil, false
+	}
+	st := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items, q.head = append([]any(nil), q.items[q.head:]...), 0
+	}
+	return st, q.head < len(q.items)
+}
+
+func (q *inbox) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
+}
 
 // linkWait is how long a send waits for the component link to come back.
 // A Matrix event that could not be delivered in that time fails its
@@ -157,9 +202,15 @@ type Portal struct {
 	roomJID jid.JID
 
 	queue chan any
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	// inbox holds the stanzas from XMPP, in order. Queueing them never
+	// blocks: the component's read loop serves every room and the IQ
+	// answers, so waiting for one busy room there would stall them all
+	// (and, with the XMPP server waiting on us in turn, deadlock).
+	inbox      inbox
+	inboxReady chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
 
 	// Owned by the loop goroutine.
 	loaded    bool
@@ -188,13 +239,14 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 		return nil, err
 	}
 	return &Portal{
-		Portal:  row,
-		deps:    deps,
-		log:     deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
-		roomJID: roomJID,
-		queue:   make(chan any, QueueSize),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		Portal:     row,
+		deps:       deps,
+		log:        deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
+		roomJID:    roomJID,
+		queue:      make(chan any, QueueSize),
+		inboxReady: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}, nil
 }
 
@@ -318,6 +370,19 @@ func (p *Portal) loop(ctx context.Context) {
 			if !p.handle(ctx, evt) {
 				return
 			}
+		case <-p.inboxReady:
+			// One stanza at a time, so that Matrix events are not starved.
+			if st, more := p.inbox.pop(); st != nil {
+				if more {
+					select {
+					case p.inboxReady <- struct{}{}:
+					default:
+					}
+				}
+				if !p.handle(ctx, st) {
+					return
+				}
+			}
 		case <-p.stop:
 			return
 		case <-ctx.Done():
@@ -343,6 +408,12 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		}
 	}()
 	if f, ok := evt.(flushEvent); ok {
+		// What XMPP sent before the flush counts too (shutdown drains).
+		for n := p.inbox.len(); n > 0; n-- {
+			if st, _ := p.inbox.pop(); st != nil && !p.handle(ctx, st) {
+				break
+			}
+		}
 		f.done <- p.undelivered
 		p.undelivered = nil
 		return true
@@ -493,8 +564,28 @@ func (p *Portal) noteSender(evt any) {
 	}
 }
 
-// QueueLen returns how many events wait in the portal's queue.
-func (p *Portal) QueueLen() int { return len(p.queue) }
+// QueueLen returns how many events wait in the portal's queues.
+func (p *Portal) QueueLen() int { return len(p.queue) + p.inbox.len() }
+
+// QueueXMPP hands a stanza from XMPP to the loop without waiting. It
+// reports false when the room is that far behind (MaxInbox), and the
+// sender is to be told to retry later.
+func (p *Portal) QueueXMPP(st any) bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
+	if !p.inbox.push(st) {
+		p.log.Warn().Int("inbox", MaxInbox).Msg("Room is too far behind; refusing a stanza from XMPP")
+		return false
+	}
+	select {
+	case p.inboxReady <- struct{}{}:
+	default:
+	}
+	return true
+}
 
 // TryQueue hands an event to the loop unless the queue is full.
 func (p *Portal) TryQueue(evt any) bool {

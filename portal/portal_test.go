@@ -251,3 +251,41 @@ func TestSessionGone(t *testing.T) {
 		t.Error("sessionGone misjudges bounce conditions")
 	}
 }
+
+func TestInbox(t *testing.T) {
+	var q inbox
+	next := 0
+	// Interleave pushes and pops past the compaction point.
+	for i := 0; i < 2*MaxInbox; i++ {
+		if !q.push(i) {
+			t.Fatalf("push %d refused with %d queued", i, q.len())
+		}
+		if i%3 != 0 {
+			st, _ := q.pop()
+			if st != next {
+				t.Fatalf("pop = %v; want %d", st, next)
+			}
+			next++
+		}
+	}
+	for q.len() < MaxInbox {
+		q.push(-1)
+	}
+	if q.push(-2) {
+		t.Fatal("push beyond MaxInbox accepted")
+	}
+	for q.len() > 0 {
+		st, more := q.pop()
+		if v := st.(int); v >= 0 && v != next {
+			t.Fatalf("pop = %d; want %d", v, next)
+		} else if v >= 0 {
+			next++
+		}
+		if more != (q.len() > 0) {
+			t.Fatal("pop's more disagrees with len")
+		}
+	}
+	if st, more := q.pop(); st != nil || more {
+		t.Fatalf("pop of empty = %v, %v", st, more)
+	}
+}
