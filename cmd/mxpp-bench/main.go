@@ -1,0 +1,628 @@
+// Command mxpp-bench measures the bridge against the raw paths it adds to,
+// on a real Dendrite and Prosody on loopback, in one run:
+//
+//   - XMPP → Matrix: XMPP clients send into bridged rooms, a Matrix client
+//     receives; raw: Matrix clients send the same to the homeserver.
+//   - Matrix → XMPP: Matrix clients send, the XMPP clients in the rooms
+//     receive; raw: the slower of the homeserver pushing the same messages
+//     to a do-nothing appservice, and a component sending them through
+//     Prosody to the same XMPP clients.
+//   - the bridge's CPU time per 1,000 messages, peak and idle RSS, and
+//     start-to-ready time and RSS with many portals and puppets stored.
+//
+// It prints a table and writes the numbers as JSON. Run it from the
+// repository root: go run ./cmd/mxpp-bench.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+type options struct {
+	messages, clients, rooms int
+	paced                    int
+	rate                     float64
+	portals, puppets         int
+	jsonPath, tmpfs          string
+	keep                     bool
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.messages, "n", 600, "messages per direction and path in the throughput runs")
+	flag.IntVar(&o.clients, "clients", 10, "XMPP clients (and as many Matrix senders)")
+	flag.IntVar(&o.rooms, "rooms", 5, "bridged rooms")
+	flag.IntVar(&o.paced, "paced", 60, "messages per path in the latency runs at moderate load")
+	flag.Float64Var(&o.rate, "rate", 20, "messages per second in the latency runs")
+	flag.IntVar(&o.portals, "portals", 1000, "synthetic portals for the start and memory figures")
+	flag.IntVar(&o.puppets, "puppets", 10000, "synthetic puppets for the start and memory figures")
+	flag.StringVar(&o.jsonPath, "json", "bench-result.json", "where to write the results as JSON (empty: nowhere)")
+	flag.StringVar(&o.tmpfs, "tmpfs", "/dev/shm", "tmpfs directory for the homeserver's data (empty: a temporary directory)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories and logs")
+	flag.Parse()
+	if o.clients < o.rooms || o.rooms < 1 || o.messages < o.clients {
+		fmt.Fprintln(os.Stderr, "mxpp-bench: need -n ≥ -clients ≥ -rooms ≥ 1")
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "mxpp-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one measured path.
+type result struct {
+	Path       string  `json:"path"`
+	Messages   int     `json:"messages"`
+	Deliveries int     `json:"deliveries"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"messages_per_second"`
+	P50ms      float64 `json:"p50_ms"`
+	P95ms      float64 `json:"p95_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	OutOfOrder int     `json:"out_of_order"`
+}
+
+type report struct {
+	Options struct {
+		Messages, Clients, Rooms, Paced int
+		Rate                            float64
+		Portals, Puppets                int
+	} `json:"options"`
+	Throughput []result `json:"throughput"`
+	Latency    []result `json:"latency"`
+	Ratios     struct {
+		ToMatrixThroughput float64 `json:"xmpp_to_matrix_throughput"`
+		ToXMPPThroughput   float64 `json:"matrix_to_xmpp_throughput"`
+		ToMatrixOverheadMs float64 `json:"xmpp_to_matrix_p50_overhead_ms"`
+		ToXMPPOverheadMs   float64 `json:"matrix_to_xmpp_p50_overhead_ms"`
+	} `json:"ratios"`
+	Bridge struct {
+		CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000_messages"`
+		PeakRSSMB         float64 `json:"peak_rss_mb"`
+		IdleRSSMB         float64 `json:"idle_rss_mb"`
+		ReadySeconds      float64 `json:"ready_seconds"`
+		LoadedRSSMB       float64 `json:"rss_mb_with_rows"`
+		LoadedReady       float64 `json:"ready_seconds_with_rows"`
+	} `json:"bridge"`
+}
+
+// bench is one run's state.
+type bench struct {
+	o       options
+	s       *stack
+	rooms   []id.RoomID
+	mucs    []jid.JID
+	senders []*mxClient
+	clients []*xmppClient
+	rec     *arrivals
+	rep     report
+}
+
+func run(o options) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if _, err = os.Stat(filepath.Join(root, "testenv", "start-homeserver.sh")); err != nil {
+		return errors.New("run it from the repository root")
+	}
+	if o.tmpfs != "" {
+		if st, err := os.Stat(o.tmpfs); err != nil || !st.IsDir() {
+			o.tmpfs = ""
+		}
+	}
+	s, err := newStack(root, o.tmpfs)
+	if err != nil {
+		return err
+	}
+	defer s.stop(o.keep)
+	b := &bench{o: o, s: s, rec: newArrivals()}
+	r := &b.rep.Options
+	r.Messages, r.Clients, r.Rooms, r.Paced, r.Rate, r.Portals, r.Puppets = o.messages, o.clients, o.rooms, o.paced, o.rate, o.portals, o.puppets
+
+	step("starting Dendrite, Prosody and the bridge")
+	var users []string
+	for i := range o.clients {
+		users = append(users, fmt.Sprintf("bench%d", i))
+	}
+	if err = s.start(users); err != nil {
+		return err
+	}
+	ready, err := s.startBridge()
+	if err != nil {
+		return err
+	}
+	b.rep.Bridge.ReadySeconds = ready.Seconds()
+	b.rep.Bridge.IdleRSSMB = mb(s.proc().rss)
+	if err = b.setup(); err != nil {
+		return err
+	}
+
+	step("bridged paths")
+	before := s.proc()
+	bxm, err := b.xmppToMatrix("bxm", o.messages, 0)
+	if err != nil {
+		return err
+	}
+	bmx, err := b.matrixToXMPP("bmx", o.messages, 0)
+	if err != nil {
+		return err
+	}
+	after := s.proc()
+	b.rep.Bridge.CPUSecondsPer1000 = (after.cpu - before.cpu).Seconds() / float64(2*o.messages) * 1000
+	lbxm, err := b.xmppToMatrix("lbxm", o.paced, o.rate)
+	if err != nil {
+		return err
+	}
+	lbmx, err := b.matrixToXMPP("lbmx", o.paced, o.rate)
+	if err != nil {
+		return err
+	}
+	b.rep.Bridge.PeakRSSMB = mb(s.proc().peak)
+
+	step("raw paths (bridge stopped, a do-nothing appservice in its place)")
+	s.stopBridge()
+	// The homeserver keeps pushing to the appservice as it does while the
+	// bridge runs, so the raw paths load it the same way.
+	srv, err := b.nullAppservice()
+	if err != nil {
+		return err
+	}
+	rxm, err := b.rawMatrix("rxm", o.messages, 0)
+	if err != nil {
+		return err
+	}
+	lrxm, err := b.rawMatrix("lrxm", o.paced, o.rate)
+	if err != nil {
+		return err
+	}
+	ras, rcomp, err := b.rawToXMPP("raw", o.messages, 0)
+	if err != nil {
+		return err
+	}
+	lras, lrcomp, err := b.rawToXMPP("lraw", o.paced, o.rate)
+	if err != nil {
+		return err
+	}
+	_ = srv.Close()
+
+	step(fmt.Sprintf("start with %d portals and %d puppets stored", o.portals, o.puppets))
+	for _, c := range b.clients {
+		c.close()
+	}
+	if err = b.addRows(); err != nil {
+		return err
+	}
+	if ready, err = s.startBridge(); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	b.rep.Bridge.LoadedReady = ready.Seconds()
+	b.rep.Bridge.LoadedRSSMB = mb(s.proc().rss)
+
+	rawMX, rawLMX := slower(ras, rcomp), slower(lras, lrcomp)
+	b.rep.Throughput = []result{bxm, rxm, bmx, ras, rcomp}
+	b.rep.Latency = []result{lbxm, lrxm, lbmx, lras, lrcomp}
+	b.rep.Ratios.ToMatrixThroughput = bxm.PerSecond / rxm.PerSecond
+	b.rep.Ratios.ToXMPPThroughput = bmx.PerSecond / rawMX.PerSecond
+	b.rep.Ratios.ToMatrixOverheadMs = lbxm.P50ms - lrxm.P50ms
+	b.rep.Ratios.ToXMPPOverheadMs = lbmx.P50ms - rawLMX.P50ms
+	b.print(os.Stdout)
+	if o.jsonPath != "" {
+		data, _ := json.MarshalIndent(&b.rep, "", "  ")
+		if err = os.WriteFile(o.jsonPath, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func step(s string) { fmt.Fprintln(os.Stderr, "==>", s) }
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func slower(a, b result) result {
+	if a.PerSecond < b.PerSecond {
+		return a
+	}
+	return b
+}
+
+// setup makes the rooms, the Matrix senders and receiver, and joins the
+// XMPP clients.
+func (b *bench) setup() error {
+	step(fmt.Sprintf("creating %d rooms, %d Matrix senders, %d XMPP clients", b.o.rooms, b.o.clients, b.o.clients))
+	observer, err := registerMatrix(b.s.hsURL, "observer")
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	for i := range b.o.rooms {
+		resp, err := observer.c.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+			Visibility: "public", Preset: "public_chat", RoomAliasName: fmt.Sprintf("bench%d", i), Name: fmt.Sprintf("Bench %d", i),
+		})
+		if err != nil {
+			return fmt.Errorf("creating a room: %w", err)
+		}
+		b.rooms = append(b.rooms, resp.RoomID)
+		b.mucs = append(b.mucs, jid.MustParse(fmt.Sprintf("#bench%d#%s@%s", i, b.s.hsDomain, b.s.compDomain)))
+	}
+	observer.syncInto(ctx, b.rec)
+	for i := range b.o.clients {
+		u, err := registerMatrix(b.s.hsURL, fmt.Sprintf("sender%d", i))
+		if err != nil {
+			return err
+		}
+		if _, err = u.c.JoinRoomByID(ctx, b.rooms[i%b.o.rooms]); err != nil {
+			return err
+		}
+		b.senders = append(b.senders, u)
+		c, err := dialXMPP(b.s.c2sAddr, fmt.Sprintf("bench%d", i), b.s.xmppDomain, b.rec)
+		if err != nil {
+			return err
+		}
+		if err = c.join(b.mucs[i%b.o.rooms], fmt.Sprintf("Bench %d", i)); err != nil {
+			return err
+		}
+		b.clients = append(b.clients, c)
+	}
+	return nil
+}
+
+// pace returns, for message k of a run at rate per second (0: at once),
+// when it is due.
+func pace(start time.Time, k int, rate float64) time.Time {
+	if rate <= 0 {
+		return start
+	}
+	return start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+}
+
+// send runs one sender per client, each with its share of n messages
+// named prefix-sender-k, and returns the send times by body.
+func (b *bench) send(prefix string, n int, rate float64, do func(i int, body string) error) (map[string]time.Time, error) {
+	return b.sendBy(b.o.clients, prefix, n, rate, do)
+}
+
+// sendBy is send with a number of senders.
+func (b *bench) sendBy(senders int, prefix string, n int, rate float64, do func(i int, body string) error) (map[string]time.Time, error) {
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := i; k < n; k += senders {
+				time.Sleep(time.Until(pace(start, k, rate)))
+				body := fmt.Sprintf("%s-%d-%d", prefix, i, k)
+				mu.Lock()
+				sent[body] = time.Now()
+				mu.Unlock()
+				if err := do(i, body); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return sent, <-errs
+}
+
+// measure waits for want deliveries of the prefix and summarises them.
+func (b *bench) measure(path, prefix string, sent map[string]time.Time, want int) (result, error) {
+	start := time.Now()
+	for _, t := range sent {
+		if t.Before(start) {
+			start = t
+		}
+	}
+	if err := b.rec.waitFor(prefix+"-", want, 5*time.Minute); err != nil {
+		return result{}, fmt.Errorf("%s: %w", path, err)
+	}
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	var lat []float64
+	var last time.Time
+	for body, t0 := range sent {
+		for _, t := range b.rec.at[body] {
+			lat = append(lat, float64(t.Sub(t0))/float64(time.Millisecond))
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	secs := last.Sub(start).Seconds()
+	return result{Path: path, Messages: len(sent), Deliveries: len(lat), Seconds: secs, PerSecond: float64(len(sent)) / secs,
+		P50ms: q(.5), P95ms: q(.95), P99ms: q(.99), OutOfOrder: b.outOfOrder(prefix)}, nil
+}
+
+// outOfOrder counts, per receiver and room, messages that arrived after a
+// later one of the same sender.
+func (b *bench) outOfOrder(prefix string) int {
+	n := 0
+	for _, seq := range b.rec.seq {
+		last := map[string]int{}
+		for _, body := range seq {
+			rest, ok := strings.CutPrefix(body, prefix+"-")
+			if !ok {
+				continue
+			}
+			sender, k, _ := strings.Cut(rest, "-")
+			num, _ := strconv.Atoi(k)
+			if prev, seen := last[sender]; seen && num < prev {
+				n++
+			}
+			last[sender] = max(last[sender], num)
+		}
+	}
+	return n
+}
+
+func (b *bench) perRoom() int { return b.o.clients / b.o.rooms }
+
+func (b *bench) xmppToMatrix(prefix string, n int, rate float64) (result, error) {
+	sent, err := b.send(prefix, n, rate, func(i int, body string) error {
+		return b.clients[i].send(&xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(b.mucs[i%b.o.rooms]), Body: body,
+			OriginID: &xmpp.OriginID{ID: body}})
+	})
+	if err != nil {
+		return result{}, err
+	}
+	// Delivered to the Matrix observer, and reflected to the clients in the
+	// room: count only the observer's.
+	return b.measureAt("XMPP → Matrix, bridged", prefix, sent, n, "@observer:")
+}
+
+// measureAt is measure counting only receivers whose name contains who.
+func (b *bench) measureAt(path, prefix string, sent map[string]time.Time, want int, who string) (result, error) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		b.rec.mu.Lock()
+		got := 0
+		for body := range sent {
+			for r := range b.rec.at[body] {
+				if strings.Contains(r, who) {
+					got++
+				}
+			}
+		}
+		b.rec.mu.Unlock()
+		if got >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return result{}, fmt.Errorf("%s: %d of %d arrived", path, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	only := newArrivals()
+	b.rec.mu.Lock()
+	for body := range sent {
+		for r, t := range b.rec.at[body] {
+			if strings.Contains(r, who) {
+				if only.at[body] == nil {
+					only.at[body] = map[string]time.Time{}
+				}
+				only.at[body][r] = t
+			}
+		}
+	}
+	for k, seq := range b.rec.seq {
+		if strings.Contains(k, who) {
+			only.seq[k] = seq
+		}
+	}
+	b.rec.mu.Unlock()
+	saved := b.rec
+	b.rec = only
+	defer func() { b.rec = saved }()
+	return b.measure(path, prefix, sent, want)
+}
+
+func (b *bench) matrixToXMPP(prefix string, n int, rate float64) (result, error) {
+	sent, err := b.send(prefix, n, rate, func(i int, body string) error {
+		return b.senders[i].send(b.rooms[i%b.o.rooms], body)
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return b.measureAt("Matrix → XMPP, bridged", prefix, sent, n*b.perRoom(), "@"+b.s.xmppDomain)
+}
+
+// rawMatrix sends as Matrix clients with the order the bridge keeps: one
+// client per room, sending that room's messages one after the other (a
+// homeserver orders concurrent sends to one room as they happen to land).
+func (b *bench) rawMatrix(prefix string, n int, rate float64) (result, error) {
+	sent, err := b.sendBy(b.o.rooms, prefix, n, rate, func(i int, body string) error {
+		return b.senders[i].send(b.rooms[i%b.o.rooms], body)
+	})
+	if err != nil {
+		return result{}, err
+	}
+	return b.measureAt("XMPP → Matrix, raw: Matrix clients → homeserver", prefix, sent, n, "@observer:")
+}
+
+// rawToXMPP measures the two legs Matrix → XMPP crosses, each alone: the
+// homeserver pushing to a do-nothing appservice (on the bridge's port, with
+// its registration), and a component (with the bridge's secret) sending the
+// same messages through Prosody to the clients of each room.
+func (b *bench) rawToXMPP(prefix string, n int, rate float64) (result, result, error) {
+	sent, err := b.send(prefix+"as", n, rate, func(i int, body string) error {
+		return b.senders[i].send(b.rooms[i%b.o.rooms], body)
+	})
+	if err != nil {
+		return result{}, result{}, err
+	}
+	as, err := b.measureAt("Matrix → XMPP, raw: homeserver → appservice", prefix+"as", sent, n, "appservice")
+	if err != nil {
+		return result{}, result{}, err
+	}
+
+	comp, err := xmpp.NewComponent(xmpp.Config{Server: fmt.Sprintf("127.0.0.1:%d", b.s.compPort), Domain: b.s.compDomain,
+		Secret: b.s.secret}, nullHandler{}, zerolog.Nop())
+	if err != nil {
+		return result{}, result{}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go comp.Run(ctx)
+	wctx, wcancel := waitCtx(30 * time.Second)
+	defer wcancel()
+	if err = comp.WaitConnected(wctx); err != nil {
+		return result{}, result{}, fmt.Errorf("raw component: %w", err)
+	}
+	sent, err = b.send(prefix+"c", n, rate, func(i int, body string) error {
+		room := i % b.o.rooms
+		from, _ := b.mucs[room].WithResource(fmt.Sprintf("Sender %d", i))
+		for k, c := range b.clients {
+			if k%b.o.rooms == room {
+				m := &xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, From: xmpp.A(from), To: xmpp.A(c.jid), Body: body}
+				if err := comp.Send(ctx, m); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return result{}, result{}, err
+	}
+	direct, err := b.measureAt("Matrix → XMPP, raw: component → Prosody → clients", prefix+"c", sent, n*b.perRoom(), "@"+b.s.xmppDomain)
+	return as, direct, err
+}
+
+type nullHandler struct{}
+
+func (nullHandler) HandleMessage(context.Context, *xmpp.Message)   {}
+func (nullHandler) HandlePresence(context.Context, *xmpp.Presence) {}
+func (nullHandler) HandleIQ(context.Context, *xmpp.IQ)             {}
+func (nullHandler) HandleConnected(context.Context)                {}
+
+// nullAppservice answers the homeserver's transactions at once, noting the
+// message bodies, on the bridge's appservice port.
+func (b *bench) nullAppservice() (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txn}", func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		var txn appservice.Transaction
+		data, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(data, &txn) == nil {
+			for _, evt := range txn.Events {
+				var c struct {
+					Body string `json:"body"`
+				}
+				if json.Unmarshal(evt.Content.VeryRaw, &c) == nil && c.Body != "" {
+					b.rec.add("appservice", evt.RoomID.String(), c.Body, now)
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	})
+	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", b.s.asPort), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return nil, err
+	case <-time.After(100 * time.Millisecond):
+		return srv, nil
+	}
+}
+
+// addRows stores synthetic portals and puppets, as a large deployment has.
+func (b *bench) addRows() error {
+	ctx := context.Background()
+	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(b.s.dir, "mxpp.db")}, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	now := time.Now()
+	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		for i := range b.o.portals {
+			err := db.Portal.Insert(ctx, &database.Portal{RoomID: id.RoomID(fmt.Sprintf("!synthetic%d:%s", i, b.s.hsDomain)),
+				Alias: id.RoomAlias(fmt.Sprintf("#synthetic%d:%s", i, b.s.hsDomain)), MUCLocal: fmt.Sprintf("#synthetic%d#%s", i, b.s.hsDomain), CreatedAt: now})
+			if err != nil {
+				return err
+			}
+		}
+		for i := range b.o.puppets {
+			bare := fmt.Sprintf("synthetic%d@remote%d.example", i, i%100)
+			err := db.Puppet.Upsert(ctx, &database.Puppet{JID: bare, MXID: id.UserID(fmt.Sprintf("@_xmpp_synthetic%d=40remote%d.example:%s", i, i%100, b.s.hsDomain)),
+				Registered: true, CreatedAt: now})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (b *bench) print(w io.Writer) {
+	line := func(r result) {
+		fmt.Fprintf(w, "| %-52s | %5d | %6d | %7.1f | %8.1f | %8.1f | %8.1f | %5d |\n",
+			r.Path, r.Messages, r.Deliveries, r.PerSecond, r.P50ms, r.P95ms, r.P99ms, r.OutOfOrder)
+	}
+	head := "| %-52s | %5s | %6s | %7s | %8s | %8s | %8s | %5s |\n"
+	sep := "|" + strings.Repeat("-", 54) + "|------:|-------:|--------:|---------:|---------:|---------:|------:|\n"
+	fmt.Fprintf(w, "Throughput: %d messages per path at once, %d clients, %d rooms\n\n", b.o.messages, b.o.clients, b.o.rooms)
+	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
+	fmt.Fprint(w, sep)
+	for _, r := range b.rep.Throughput {
+		line(r)
+	}
+	fmt.Fprintf(w, "\nLatency at moderate load: %d messages per path at %.0f/s\n\n", b.o.paced, b.o.rate)
+	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
+	fmt.Fprint(w, sep)
+	for _, r := range b.rep.Latency {
+		line(r)
+	}
+	br := b.rep.Bridge
+	ra := b.rep.Ratios
+	fmt.Fprintf(w, "\n| figure | value | target |\n|---|---:|---:|\n")
+	fmt.Fprintf(w, "| XMPP → Matrix throughput, bridged / raw | %.2f | ≥ 0.9 |\n", ra.ToMatrixThroughput)
+	fmt.Fprintf(w, "| Matrix → XMPP throughput, bridged / raw (slower leg) | %.2f | ≥ 0.9 |\n", ra.ToXMPPThroughput)
+	fmt.Fprintf(w, "| XMPP → Matrix p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToMatrixOverheadMs)
+	fmt.Fprintf(w, "| Matrix → XMPP p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToXMPPOverheadMs)
+	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | ≤ 0.1 s |\n", br.CPUSecondsPer1000)
+	fmt.Fprintf(w, "| bridge RSS idle | %.1f MB | ≤ 50 MB |\n", br.IdleRSSMB)
+	fmt.Fprintf(w, "| bridge peak RSS under load | %.1f MB | |\n", br.PeakRSSMB)
+	fmt.Fprintf(w, "| bridge RSS with %d portals, %d puppets | %.1f MB | ≤ 150 MB |\n", b.o.portals, b.o.puppets, br.LoadedRSSMB)
+	fmt.Fprintf(w, "| start to ready, empty | %.2f s | |\n", br.ReadySeconds)
+	fmt.Fprintf(w, "| start to ready with those rows | %.2f s | ≤ 1 s |\n", br.LoadedReady)
+}
