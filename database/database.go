@@ -46,6 +46,8 @@ type Database struct {
 	Puppet   *PuppetQuery
 	Occupant *OccupantQuery
 	Message  *MessageQuery
+
+	stmts    *stmtCache
 	Reaction *ReactionQuery
 	Settings *RoomSettingsQuery
 }
@@ -81,12 +83,14 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error
 
 // New wraps an open and upgraded dbutil database.
 func New(db *dbutil.Database) *Database {
+	stmts := &stmtCache{db: db}
 	return &Database{
 		Database: db,
+		stmts:    stmts,
 		Portal:   &PortalQuery{dbutil.MakeQueryHelper(db, newPortal)},
 		Puppet:   &PuppetQuery{dbutil.MakeQueryHelper(db, newPuppet)},
 		Occupant: &OccupantQuery{dbutil.MakeQueryHelper(db, newOccupant)},
-		Message:  &MessageQuery{dbutil.MakeQueryHelper(db, newMessage)},
+		Message:  &MessageQuery{dbutil.MakeQueryHelper(db, newMessage), stmts},
 		Reaction: &ReactionQuery{dbutil.MakeQueryHelper(db, newReaction)},
 		Settings: &RoomSettingsQuery{dbutil.MakeQueryHelper(db, newRoomSettings)},
 	}
@@ -117,4 +121,10 @@ func sqliteDSN(uri string) (string, error) {
 	params.Add("_pragma", "synchronous(NORMAL)")
 	params.Set("_txlock", "immediate")
 	return "file:" + path + "?" + params.Encode(), nil
+}
+
+// Close releases the prepared statements and closes the database.
+func (db *Database) Close() error {
+	db.stmts.close()
+	return db.Database.Close()
 }

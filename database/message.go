@@ -24,6 +24,8 @@ type Message struct {
 
 func newMessage(_ *dbutil.QueryHelper[*Message]) *Message { return &Message{} }
 
+func newMessageRow() *Message { return &Message{} }
+
 const (
 	messageColumns          = `room_id, event_id, sender_jid, stanza_id, target_event_id, timestamp`
 	getMessageByEventID     = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
@@ -48,21 +50,22 @@ func (m *Message) Scan(row dbutil.Scannable) (*Message, error) {
 // MessageQuery reads and writes the message-ID map.
 type MessageQuery struct {
 	*dbutil.QueryHelper[*Message]
+	stmts *stmtCache
 }
 
 // GetByEventID returns the mapping of a Matrix event, or nil if there is none.
 func (mq *MessageQuery) GetByEventID(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*Message, error) {
-	return mq.QueryOne(ctx, getMessageByEventID, roomID, eventID)
+	return queryOne(ctx, mq.stmts, newMessageRow, getMessageByEventID, roomID, eventID)
 }
 
 // GetByStanzaID returns the mapping of a sender's stanza in a room, or nil.
 func (mq *MessageQuery) GetByStanzaID(ctx context.Context, roomID id.RoomID, sender, stanzaID string) (*Message, error) {
-	return mq.QueryOne(ctx, getMessageByStanzaID, roomID, sender, stanzaID)
+	return queryOne(ctx, mq.stmts, newMessageRow, getMessageByStanzaID, roomID, sender, stanzaID)
 }
 
 // Insert adds a mapping; an existing one for the same event is kept.
 func (mq *MessageQuery) Insert(ctx context.Context, m *Message) error {
-	return mq.Exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli())
+	return mq.stmts.exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli())
 }
 
 // GetByAnyStanzaID returns a mapping by stanza id whoever sent it, or nil.
