@@ -202,3 +202,43 @@ func TestPutTransaction(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTransaction: whatever a homeserver (or anyone with the token) sends
+// as a transaction gets 200 or a 4xx answer, never a panic, and only
+// events with a room reach the handler.
+func FuzzTransaction(f *testing.F) {
+	for _, seed := range []string{
+		`{"events":[{"type":"m.room.message","event_id":"$e","room_id":"!r:hs","sender":"@u:hs","content":{"msgtype":"m.text","body":"x"}}]}`,
+		`{"events":[{"type":"m.room.member","state_key":"@u:hs","event_id":"$m","room_id":"!r:hs","sender":"@u:hs","content":{"membership":"join","displayname":7}}]}`,
+		`{"ephemeral":[{"type":"m.typing","room_id":"!r:hs","content":{"user_ids":["@u:hs"]}}],"de.sorunome.msc2409.ephemeral":[null]}`,
+		`{"events":[null,{},{"type":"m.room.redaction","event_id":"$r","room_id":"!r:hs","redacts":"$e","content":{}}]}`,
+		`{"events":{"not":"a list"}}`,
+		`[`,
+	} {
+		f.Add(seed)
+	}
+	h := &recordingHandler{}
+	c, err := NewConnector(testConfig(), nil, h, zerolog.Nop())
+	if err != nil {
+		f.Fatal(err)
+	}
+	n := 0
+	f.Fuzz(func(t *testing.T, body string) {
+		n++
+		req := httptest.NewRequest(http.MethodPut, fmt.Sprintf("/_matrix/app/v1/transactions/f%d", n), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer hs-secret")
+		w := httptest.NewRecorder()
+		c.Mux.ServeHTTP(w, req)
+		if w.Code != http.StatusOK && (w.Code < 400 || w.Code >= 500) {
+			t.Fatalf("status %d for %q", w.Code, body)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, evt := range h.events {
+			if evt.RoomID == "" {
+				t.Fatalf("an event without a room reached the handler from %q", body)
+			}
+		}
+		h.events = h.events[:0]
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -268,11 +269,21 @@ func elementReader(start xml.StartElement, r xml.TokenReader) *elemReader {
 	return &elemReader{r: r, pending: start, depth: 0}
 }
 
+// MaxStanzaSize bounds the text and attribute bytes of one stanza the
+// component decodes. XMPP servers limit stanzas from clients and other
+// servers to less (Prosody: 256 KiB and 512 KiB); a bigger one is refused
+// with policy-violation and skipped.
+const MaxStanzaSize = 1 << 20
+
+// errTooBig is returned while reading a stanza over MaxStanzaSize.
+var errTooBig = errors.New("stanza too large")
+
 type elemReader struct {
 	r       xml.TokenReader
 	pending xml.Token
 	depth   int
 	done    bool
+	size    int
 }
 
 func (e *elemReader) Token() (xml.Token, error) {
@@ -288,14 +299,22 @@ func (e *elemReader) Token() (xml.Token, error) {
 			return nil, err
 		}
 	}
-	switch tok.(type) {
+	switch t := tok.(type) {
 	case xml.StartElement:
 		e.depth++
+		for _, a := range t.Attr {
+			e.size += len(a.Value)
+		}
+	case xml.CharData:
+		e.size += len(t)
 	case xml.EndElement:
 		e.depth--
 		if e.depth == 0 {
 			e.done = true
 		}
+	}
+	if e.size > MaxStanzaSize && !e.done {
+		return nil, errTooBig
 	}
 	return tok, nil
 }
@@ -303,7 +322,7 @@ func (e *elemReader) Token() (xml.Token, error) {
 // drain consumes what is left of the element.
 func (e *elemReader) drain() error {
 	for !e.done {
-		if _, err := e.Token(); err != nil {
+		if _, err := e.Token(); err != nil && !errors.Is(err, errTooBig) {
 			return err
 		}
 	}
@@ -346,13 +365,30 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 	}
 	switch st := v.(type) {
 	case *Message:
-		c.handler.HandleMessage(ctx, st)
+		if !c.fromOwnDomain(st.From.JID, start) {
+			c.handler.HandleMessage(ctx, st)
+		}
 	case *Presence:
-		c.handler.HandlePresence(ctx, st)
+		if !c.fromOwnDomain(st.From.JID, start) {
+			c.handler.HandlePresence(ctx, st)
+		}
 	case *IQ:
 		c.handleIQ(ctx, st)
 	}
 	return nil
+}
+
+// fromOwnDomain drops, with a log line, a stanza that claims to come from
+// the component's own domain: only the component sends from there, so it
+// is forged or looped back, and handling it could make the bridge talk to
+// itself (a puppet of its own users). No error is sent: it would go to
+// the component itself.
+func (c *Component) fromOwnDomain(from jid.JID, start xml.StartElement) bool {
+	if !strings.EqualFold(from.Domainpart(), c.domain.Domainpart()) {
+		return false
+	}
+	c.log.Warn().Stringer("from", from).Str("element", start.Name.Local).Msg("Dropping a stanza that claims to come from the component's own domain")
+	return true
 }
 
 func (c *Component) handleIQ(ctx context.Context, iq *IQ) {
@@ -369,7 +405,10 @@ func (c *Component) handleIQ(ctx context.Context, iq *IQ) {
 		}
 	case TypeGet, TypeSet:
 		if iq.To.Equal(c.domain) && iq.Payload.XMLName == (xml.Name{Space: NSPing, Local: "ping"}) {
-			c.Reply(ctx, iq, nil, nil)
+			c.Reply(ctx, iq, nil, nil) // our own keepalive, or a server's ping
+			return
+		}
+		if c.fromOwnDomain(iq.From.JID, xml.StartElement{Name: xml.Name{Local: "iq"}}) {
 			return
 		}
 		c.handler.HandleIQ(ctx, iq)
@@ -396,6 +435,9 @@ func (c *Component) rejectUndecodable(ctx context.Context, start xml.StartElemen
 	var ae *AddrError
 	if errors.As(err, &ae) {
 		cond = stanza.JIDMalformed
+	}
+	if errors.Is(err, errTooBig) {
+		cond = stanza.PolicyViolation
 	}
 	log.Warn().Msg("Rejecting undecodable stanza")
 	serr := StanzaError(cond, err.Error())

@@ -126,6 +126,12 @@ func (r *recorder) HandleMessage(_ context.Context, m *Message) {
 	r.poke()
 }
 func (r *recorder) HandlePresence(context.Context, *Presence) {}
+
+func (r *recorder) snapshot() []*Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Message(nil), r.messages...)
+}
 func (r *recorder) HandleIQ(_ context.Context, iq *IQ) {
 	r.mu.Lock()
 	r.iqs = append(r.iqs, iq)
@@ -317,5 +323,84 @@ func TestLogRedaction(t *testing.T) {
 	lc.trace("XMPP in", []byte(`<body>visible</body>`))
 	if !strings.Contains(buf.String(), "visible") {
 		t.Errorf("unredacted log: %s", buf.String())
+	}
+}
+
+// TestComponentHostileInput: what a broken or hostile peer can send gets a
+// clear outcome, and the component keeps working: an error reply, a
+// dropped stanza, or for a broken stream a new connection.
+func TestComponentHostileInput(t *testing.T) {
+	c, srv, rec := startComponent(t)
+	conn := srv.next()
+	if err := c.WaitConnected(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	good := func(conn *serverConn, id string) {
+		t.Helper()
+		n := len(rec.snapshot())
+		io.WriteString(conn, `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='`+id+`'><body>ok</body></message>`)
+		rec.wait(t, "message "+id, func() bool { return len(rec.messages) > n })
+		if m := rec.snapshot()[n]; m.ID != id {
+			t.Fatalf("handler got %q after hostile input; want %q", m.ID, id)
+		}
+	}
+
+	// Stanza-level: an error reply, nothing for the handler.
+	huge := strings.Repeat("A", MaxStanzaSize+1)
+	for _, tc := range []struct {
+		name, in string
+		want     stanza.Condition
+	}{
+		{"oversized stanza", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='big'><body>` + huge + `</body></message>`, stanza.PolicyViolation},
+		{"oversized attribute", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='attr' x='` + huge + `'/>`, stanza.PolicyViolation},
+		{"JID with a space", `<message from='alice@xmpp.test/r' to='a b@matrix.xmpp.test' id='sp'><body>x</body></message>`, stanza.JIDMalformed},
+	} {
+		io.WriteString(conn, tc.in)
+		var reply struct {
+			Type  string        `xml:"type,attr"`
+			To    string        `xml:"to,attr"`
+			Error *stanza.Error `xml:"error"`
+		}
+		conn.read(t, &reply)
+		if reply.Type != "error" || reply.Error == nil || reply.Error.Condition != tc.want || reply.To != "alice@xmpp.test/r" {
+			t.Errorf("%s: reply %+v; want %s to the sender", tc.name, reply, tc.want)
+		}
+	}
+	good(conn, "after-stanza-errors")
+
+	// Forged senders on the component's own domain: dropped, no reply
+	// (it would go to ourselves), nothing for the handler.
+	for _, in := range []string{
+		`<message from='mary#hs.test@matrix.xmpp.test' to='#r#hs.test@matrix.xmpp.test' id='spoof1'><body>x</body></message>`,
+		`<presence from='#r#hs.test@matrix.xmpp.test/Mary' to='#r#hs.test@matrix.xmpp.test/Eve' id='spoof2'/>`,
+		`<iq type='get' from='matrix.xmpp.test' to='#r#hs.test@matrix.xmpp.test' id='spoof3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`,
+		`<message from='MATRIX.XMPP.TEST' to='matrix.xmpp.test' id='spoof4'><body>x</body></message>`,
+	} {
+		io.WriteString(conn, in)
+	}
+	good(conn, "after-spoofing")
+	for _, m := range rec.snapshot() {
+		if strings.HasPrefix(m.ID, "spoof") {
+			t.Errorf("a forged stanza reached the handler: %s", m.ID)
+		}
+	}
+	rec.mu.Lock()
+	for _, iq := range rec.iqs {
+		if iq.ID == "spoof3" {
+			t.Error("a forged IQ reached the handler")
+		}
+	}
+	rec.mu.Unlock()
+
+	// Stream-level: invalid UTF-8, and an entity the stream never declared
+	// (XML entity tricks: nothing is expanded), break the stream; the
+	// component reconnects and goes on.
+	for _, in := range []string{
+		"<message from='alice@xmpp.test/r' to='matrix.xmpp.test' id='u'><body>\xff\xfe</body></message>",
+		`<message from='alice@xmpp.test/r' to='matrix.xmpp.test' id='e'><body>&lol9;</body></message>`,
+	} {
+		io.WriteString(conn, in)
+		conn = srv.next()
+		good(conn, "after-broken-stream")
 	}
 }

@@ -106,3 +106,39 @@ func TestStripFallback(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeStanza: any bytes decode into a stanza or fail with an error,
+// never a panic; what decodes encodes again and decodes to the same
+// addresses and body.
+func FuzzDecodeStanza(f *testing.F) {
+	for _, seed := range []string{
+		`<message id="a1" type="groupchat" from="alice@xmpp.test/phone" to="#r#hs.test@matrix.xmpp.test"><body>hi *there*</body><origin-id xmlns="urn:xmpp:sid:0" id="o"/><reply xmlns="urn:xmpp:reply:0" to="x@y/z" id="s"/><fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:reply:0"><body start="0" end="3"/></fallback></message>`,
+		`<presence from="alice@xmpp.test/phone" to="#r#hs.test@matrix.xmpp.test/A"><x xmlns="http://jabber.org/protocol/muc"><history maxstanzas="5" since="2026-01-02T03:04:05Z"/></x><x xmlns="vcard-temp:x:update"><photo>ab</photo></x></presence>`,
+		`<iq type="set" id="i" from="a@b/c" to="matrix.xmpp.test"><command xmlns="http://jabber.org/protocol/commands" node="kick"><x xmlns="jabber:x:data" type="submit"><field var="jid"><value>x@y</value></field></x></command></iq>`,
+		`<message from="a@b/c" to="d@e"><reactions xmlns="urn:xmpp:reactions:0" id="m"><reaction>👍</reaction></reactions><html xmlns="http://jabber.org/protocol/xhtml-im"><body xmlns="http://www.w3.org/1999/xhtml"><p>x</p></body></html></message>`,
+		`<message from="a@b/c" to="d@e"><delay xmlns="urn:xmpp:delay" stamp="not a time"/></message>`,
+		`<message from="@@" to="\u0000"/>`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, v := range []any{&Message{}, &Presence{}, &IQ{}} {
+			if xml.Unmarshal([]byte(in), v) != nil {
+				continue
+			}
+			out, err := xml.Marshal(v)
+			if err != nil {
+				continue // e.g. a payload kept as tokens that cannot be written back
+			}
+			if m, ok := v.(*Message); ok {
+				var again Message
+				if err := xml.Unmarshal(out, &again); err != nil {
+					t.Fatalf("re-decoding %q: %v", out, err)
+				}
+				if again.From.String() != m.From.String() || again.To.String() != m.To.String() || again.Body != m.Body {
+					t.Fatalf("round trip changed the message: %q → %q", in, out)
+				}
+			}
+		}
+	})
+}
