@@ -457,9 +457,17 @@ func TestE2EBurst(t *testing.T) {
 		t.Fatalf("%d of %d senders incomplete, e.g. %s", len(problems), burstClients, problems[0])
 	}
 	t.Logf("%d messages from %d clients reached Matrix in %s", burstClients*burstMessages, burstClients, time.Since(start).Round(time.Millisecond))
-	// Every sender also got the reflection of each of its messages.
-	for i, c := range clients {
-		if n := len(c.groupchatBodies(0, occ(mucs[i%burstRooms], fmt.Sprintf("Load %d", i)))); n != burstMessages {
+	// Every sender also gets the reflection of each of its messages (the
+	// XMPP server may still be fanning them out).
+	reflections := func(i int) int {
+		return len(clients[i].groupchatBodies(0, occ(mucs[i%burstRooms], fmt.Sprintf("Load %d", i))))
+	}
+	deadline = time.Now().Add(time.Minute)
+	for i := range clients {
+		for reflections(i) < burstMessages && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if n := reflections(i); n != burstMessages {
 			t.Errorf("load%d got %d reflections; want %d", i, n, burstMessages)
 		}
 	}
