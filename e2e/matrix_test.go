@@ -189,7 +189,9 @@ func (u *mxUser) say(room id.RoomID, text string) id.EventID {
 // syncing, and returns it.
 func (u *mxUser) waitEvent(what string, match func(*event.Event) bool) *event.Event {
 	u.t.Helper()
-	deadline := time.After(20 * time.Second)
+	// Generous: after fault tests the homeserver may still be backing off
+	// its pushes to the bridge (Dendrite waits up to 64 s).
+	deadline := time.After(45 * time.Second)
 	seen := 0
 	for {
 		u.mu.Lock()
@@ -230,6 +232,25 @@ func (u *mxUser) messagesFrom(room id.RoomID, sender id.UserID) []string {
 	var out []string
 	for _, evt := range u.events {
 		if evt.RoomID == room && evt.Sender == sender && evt.Type == event.EventMessage {
+			out = append(out, evt.Content.AsMessage().Body)
+		}
+	}
+	return out
+}
+
+// timelineFrom returns the bodies of the text messages sender sent to
+// room, read from the room's timeline (not from sync), oldest first.
+func (u *mxUser) timelineFrom(room id.RoomID, sender id.UserID) []string {
+	u.t.Helper()
+	resp, err := u.c.Messages(ctx(u.t), room, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		u.t.Fatalf("reading the timeline of %s: %v", room, err)
+	}
+	var out []string
+	for i := len(resp.Chunk) - 1; i >= 0; i-- {
+		evt := resp.Chunk[i]
+		if evt.Sender == sender && evt.Type == event.EventMessage {
+			_ = evt.Content.ParseRaw(evt.Type)
 			out = append(out, evt.Content.AsMessage().Body)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -187,19 +188,86 @@ func (c *Connector) LeavePuppet(ctx context.Context, roomID id.RoomID, userID id
 	return nil
 }
 
+// TxnKey is the content key under which a bridged event carries its
+// transaction ID, so that a send whose answer was lost can be found.
+const TxnKey = "net.mxpp.txn_id"
+
+// Sending retries: attempts, and the first pause (doubled after each).
+const sendAttempts = 6
+
+var sendBackoff = time.Second
+
 // SendMessage sends a message event as sender. txnID makes the send
-// idempotent: a retry with the same ID returns the first event. A non-zero ts
-// sets the event's origin_server_ts (appservice timestamp massaging).
+// idempotent: homeservers return the first event for a retry with the same
+// ID, while they remember it. They may not across a restart (Dendrite keeps
+// them in memory), so the event also carries txnID (TxnKey) and, before
+// trying again after an answer that was lost or an error of the server,
+// the bridge looks for it among the room's last events. A non-zero ts sets
+// the event's origin_server_ts (appservice timestamp massaging).
 func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error) {
 	req := mautrix.ReqSendEvent{TransactionID: txnID}
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
-	resp, err := c.Intent(sender).SendMessageEvent(c.withoutBodyLogs(ctx), roomID, evtType, content, req)
-	if err != nil {
-		return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
+	wrapped := &event.Content{Parsed: content, Raw: map[string]any{TxnKey: txnID}}
+	intent := c.Intent(sender)
+	pause := sendBackoff
+	for attempt := 1; ; attempt++ {
+		// One HTTP attempt at a time: the retries are ours.
+		actx := context.WithValue(c.withoutBodyLogs(ctx), mautrix.MaxAttemptsContextKey, 1)
+		resp, err := intent.SendMessageEvent(actx, roomID, evtType, wrapped, req)
+		if err == nil {
+			return resp.EventID, nil
+		}
+		if !retryable(err) || attempt == sendAttempts {
+			return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
+		}
+		c.log.Warn().Err(err).Stringer("room_id", roomID).Int("attempt", attempt).Stringer("retry_in", pause).
+			Msg("Sending to the homeserver failed; retrying")
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
+		}
+		pause *= 2
+		if evtID := c.findSent(ctx, roomID, sender, txnID); evtID != "" {
+			c.log.Info().Stringer("event_id", evtID).Msg("The homeserver had taken the event whose answer was lost")
+			return evtID, nil
+		}
 	}
-	return resp.EventID, nil
+}
+
+// retryable reports whether a failed request may succeed later: no answer
+// at all, a server error, or rate limiting. Refusals (4xx) are final.
+func retryable(err error) bool {
+	var he mautrix.HTTPError
+	if !errors.As(err, &he) || he.Response == nil {
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	code := he.Response.StatusCode
+	return code >= 500 || code == http.StatusTooManyRequests
+}
+
+// findSent looks among the room's last events for one sender sent with
+// txnID, and returns its ID or "".
+func (c *Connector) findSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID {
+	filter := &mautrix.FilterPart{Senders: []id.UserID{sender}}
+	resp, err := c.Intent(sender).Messages(ctx, roomID, "", "", mautrix.DirectionBackward, filter, 50)
+	if err != nil {
+		return ""
+	}
+	for _, evt := range resp.Chunk {
+		if evt.Sender != sender {
+			continue
+		}
+		var marker struct {
+			Txn string `json:"net.mxpp.txn_id"`
+		}
+		if json.Unmarshal(evt.Content.VeryRaw, &marker) == nil && marker.Txn == txnID {
+			return evt.ID
+		}
+	}
+	return ""
 }
 
 // FindRoomByAliasFold looks for a published room whose canonical alias

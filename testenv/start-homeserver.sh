@@ -9,6 +9,9 @@
 #   HS_REG_SECRET    shared secret for create-account        testsecret
 #   HS_LOG_LEVEL     dendrite log level                      warn
 #   HS_FRESH=1       delete the databases before starting
+#   HS_QUEUE_MEMORY  1: keep Dendrite's internal queue (JetStream) in memory,
+#                    faster, but events not yet pushed to the appservice are
+#                    lost when it restarts                    0
 #   AS_REGISTRATION  the bridge's registration file          (required)
 set -euo pipefail
 
@@ -22,6 +25,7 @@ HS_SERVER_NAME=${HS_SERVER_NAME:-hs.test}
 HS_REG_SECRET=${HS_REG_SECRET:-testsecret}
 HS_LOG_LEVEL=${HS_LOG_LEVEL:-warn}
 HS_FRESH=${HS_FRESH:-0}
+HS_QUEUE_MEMORY=${HS_QUEUE_MEMORY:-0}
 HS_START_TIMEOUT=${HS_START_TIMEOUT:-60}
 AS_REGISTRATION=${AS_REGISTRATION:?AS_REGISTRATION must name the bridge registration file}
 
@@ -40,6 +44,7 @@ fi
 [[ -f $HS_DIR/matrix_key.pem ]] || "$DENDRITE_BIN_DIR/generate-keys" --private-key "$HS_DIR/matrix_key.pem" >&2
 sed -e "s|@DIR@|$HS_DIR|g" -e "s|@SERVER_NAME@|$HS_SERVER_NAME|g" \
     -e "s|@SHARED_SECRET@|$HS_REG_SECRET|g" -e "s|@LOG_LEVEL@|$HS_LOG_LEVEL|g" \
+    -e "s|@QUEUE_MEMORY@|$([[ $HS_QUEUE_MEMORY == 1 ]] && echo true || echo false)|g" \
     "$HERE/dendrite.yaml.tmpl" > "$HS_DIR/dendrite.yaml"
 cp "$AS_REGISTRATION" "$HS_DIR/registration.yaml"
 
