@@ -2,19 +2,16 @@ package matrix
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -71,19 +68,8 @@ func TestSendMessageSurvivesLostAnswers(t *testing.T) {
 	defer srv.Close()
 	cfg := testConfig()
 	cfg.Homeserver.Address = srv.URL
-	raw, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := dbutil.NewWithDB(raw, "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := NewStateStore(db, dbutil.NoopLogger)
+	store, _ := testStateStore(t)
 	ctx := context.Background()
-	if err = store.Upgrade(ctx); err != nil {
-		t.Fatal(err)
-	}
 	c, err := NewConnector(cfg, store, &recordingHandler{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,9 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-func TestStateStoreKeepsNoLeaves(t *testing.T) {
-	ctx := context.Background()
+// testStateStore returns a state store in a temporary SQLite file.
+func testStateStore(t *testing.T) (*StateStore, *dbutil.Database) {
+	t.Helper()
 	raw, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -22,11 +23,18 @@ func TestStateStoreKeepsNoLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	s := NewStateStore(db, dbutil.NoopLogger)
-	if err = s.Upgrade(ctx); err != nil {
+	if err = s.Upgrade(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return s, db
+}
+
+func TestStateStoreKeepsNoLeaves(t *testing.T) {
+	ctx := context.Background()
+	s, db := testStateStore(t)
+	var err error
 	room, alice, bob := id.RoomID("!r:hs"), id.UserID("@alice:hs"), id.UserID("@bob:hs")
 	rows := func() int {
 		var n int
