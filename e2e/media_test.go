@@ -88,6 +88,37 @@ func TestE2EMedia(t *testing.T) {
 		t.Errorf("downloaded %d bytes, %v; want the shared file", len(data), err)
 	}
 
+	// A slow download holds up neither Matrix → XMPP nor the order of the
+	// sharer's later messages.
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(shared)
+	}))
+	defer slow.Close()
+	defer close(release)
+	slowLink := slow.URL + "/upload/def/slow.png"
+	mark = alice.mark()
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: slowLink, OOB: &xmpp.OOB{URL: slowLink}})
+	alice.groupchat(muc, "after the slow file")
+	mary.say(room, "while it downloads")
+	alice.waitFrom(mark, "a Matrix message during the download", isGroupchat(occ(muc, "Mary"), "while it downloads"))
+	if mary.seen(isMessage(room, puppet, "after the slow file")) {
+		t.Error("a message overtook the file shared before it")
+	}
+	release <- struct{}{}
+	mary.waitEvent("the message after the file", isMessage(room, puppet, "after the slow file"))
+	var order []string
+	for _, b := range mary.messagesFrom(room, puppet) {
+		if b == "slow.png" || b == "after the slow file" {
+			order = append(order, b)
+		}
+	}
+	if strings.Join(order, ",") != "slow.png,after the slow file" {
+		t.Errorf("order on Matrix: %q; want the file first", order)
+	}
+
 	// A link that is not http(s) is not fetched: it arrives as text.
 	bad := "ftp://files.example/x.png"
 	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: bad, OOB: &xmpp.OOB{URL: bad}})

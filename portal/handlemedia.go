@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -39,7 +40,7 @@ func mediaLink(msg *xmpp.Message) string {
 // matrixMedia fetches a file an XMPP user shared and uploads it to the
 // media repository as the user's puppet, for an m.image, m.video, m.audio
 // or m.file message.
-func (p *Portal) matrixMedia(ctx context.Context, occ *occupant, link string) (*event.MessageEventContent, error) {
+func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string) (*event.MessageEventContent, error) {
 	if p.deps.Fetcher == nil {
 		return nil, errMediaOff
 	}
@@ -47,7 +48,7 @@ func (p *Portal) matrixMedia(ctx context.Context, occ *occupant, link string) (*
 	if err != nil {
 		return nil, err
 	}
-	uri, err := p.deps.Matrix.UploadMedia(ctx, occ.puppet, f.Data, f.ContentType, f.FileName)
+	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, f.Data, f.ContentType, f.FileName)
 	if err != nil {
 		return nil, err
 	}

@@ -320,15 +320,70 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 			return
 		}
 	}
-	var content *event.MessageEventContent
-	if link := mediaLink(msg); link != "" {
-		var err error
-		if content, err = p.matrixMedia(ctx, occ, link); err != nil {
-			log.Warn().Err(err).Msg("Failed to bridge a shared file; sending the link instead")
-			p.failed(ToMatrix, "media_fetch")
-			content = nil
+	if link := mediaLink(msg); link != "" && p.deps.Fetcher != nil {
+		// Fetching and uploading a file can take long. It runs beside the
+		// loop: Matrix events go on meanwhile (one slow download must not
+		// hold up the appservice transactions of every room), and the room's
+		// later XMPP stanzas wait for it, to keep their order.
+		p.inboxPaused = true
+		puppet := occ.puppet
+		go func() {
+			mctx, cancel := context.WithTimeout(p.baseCtx, mediaTimeout)
+			defer cancel()
+			content, err := p.matrixMedia(mctx, puppet, link)
+			p.Queue(p.baseCtx, mediaReady{msg: msg, content: content, err: err})
+		}()
+		return
+	}
+	p.bridgeXMPPMessage(ctx, msg, occ, nil)
+}
+
+// mediaReady is a shared file fetched and uploaded for an XMPP message, or
+// the error that stopped it.
+type mediaReady struct {
+	msg     *xmpp.Message
+	content *event.MessageEventContent
+	err     error
+}
+
+// mediaTimeout bounds fetching and uploading one shared file.
+const mediaTimeout = 5 * time.Minute
+
+// handleMediaReady sends the message of a fetched file and lets the room's
+// XMPP stanzas go on.
+func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
+	p.inboxPaused = false
+	if p.inbox.len() > 0 {
+		select {
+		case p.inboxReady <- struct{}{}:
+		default:
 		}
 	}
+	occ, ok := p.session(m.msg.From.JID)
+	if !ok {
+		p.log.Info().Stringer("jid", m.msg.From).Msg("Dropping a shared file: its sender left the room meanwhile")
+		return
+	}
+	if m.err != nil {
+		p.log.Warn().Err(m.err).Stringer("jid", m.msg.From).Msg("Failed to bridge a shared file; sending the link instead")
+		p.failed(ToMatrix, "media_fetch")
+	}
+	p.bridgeXMPPMessage(ctx, m.msg, occ, m.content)
+}
+
+// bridgeXMPPMessage sends an XMPP message to Matrix as its sender's puppet,
+// notes the mapping and reflects it to the room. content is the file it
+// shared, if any, else the message's text is sent.
+func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *occupant, content *event.MessageEventContent) {
+	from := msg.From.JID
+	reject := func(cond stanza.Condition, text string) {
+		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+	}
+	stanzaID := msg.ID
+	if msg.OriginID != nil && msg.OriginID.ID != "" {
+		stanzaID = msg.OriginID.ID
+	}
+	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
 	if content == nil {
 		content = p.matrixContent(prepareXMPPRelations(msg))
 	}

@@ -208,6 +208,7 @@ type Portal struct {
 	// (and, with the XMPP server waiting on us in turn, deadlock).
 	inbox      inbox
 	inboxReady chan struct{}
+	baseCtx    context.Context // the loop's, for work beside it
 	stop       chan struct{}
 	done       chan struct{}
 	once       sync.Once
@@ -230,6 +231,8 @@ type Portal struct {
 	// that a retry delivers them in order.
 	current     *event.Event
 	undelivered []id.EventID
+	// inboxPaused holds the XMPP inbox while a shared file is fetched.
+	inboxPaused bool
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -245,6 +248,7 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 		roomJID:    roomJID,
 		queue:      make(chan any, QueueSize),
 		inboxReady: make(chan struct{}, 1),
+		baseCtx:    context.Background(),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}, nil
@@ -279,7 +283,8 @@ func (p *Portal) RoomJID() jid.JID { return p.roomJID }
 
 // Start runs the portal's loop until ctx ends or Stop is called.
 func (p *Portal) Start(ctx context.Context) {
-	go p.loop(p.log.WithContext(ctx))
+	p.baseCtx = p.log.WithContext(ctx)
+	go p.loop(p.baseCtx)
 }
 
 // Stop ends the loop after the event being handled; queued events are
@@ -365,12 +370,16 @@ func (p *Portal) delivered() bool {
 func (p *Portal) loop(ctx context.Context) {
 	defer close(p.done)
 	for {
+		inboxReady := p.inboxReady
+		if p.inboxPaused {
+			inboxReady = nil
+		}
 		select {
 		case evt := <-p.queue:
 			if !p.handle(ctx, evt) {
 				return
 			}
-		case <-p.inboxReady:
+		case <-inboxReady:
 			// One stanza at a time, so that Matrix events are not starved.
 			if st, more := p.inbox.pop(); st != nil {
 				if more {
@@ -409,7 +418,7 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	}()
 	if f, ok := evt.(flushEvent); ok {
 		// What XMPP sent before the flush counts too (shutdown drains).
-		for n := p.inbox.len(); n > 0; n-- {
+		for n := p.inbox.len(); n > 0 && !p.inboxPaused; n-- {
 			if st, _ := p.inbox.pop(); st != nil && !p.handle(ctx, st) {
 				break
 			}
@@ -438,6 +447,8 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		return p.handleMatrixEvent(ctx, e)
 	case *xmpp.Message:
 		p.handleXMPPMessage(ctx, e)
+	case mediaReady:
+		p.handleMediaReady(ctx, e)
 	case *xmpp.Presence:
 		p.handleXMPPPresence(ctx, e)
 	case *xmpp.IQ:
