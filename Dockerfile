@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}" -o /out/mxpp ./cmd/mxpp
+RUN CGO_ENABLED=0 go build -tags goolm -trimpath -ldflags "-s -w -X main.Version=${VERSION}" -o /out/mxpp ./cmd/mxpp
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

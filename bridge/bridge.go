@@ -156,6 +156,12 @@ func (b *Bridge) Start(ctx context.Context) error {
 	if err = b.initBot(ctx); err != nil {
 		b.Log.Warn().Err(err).Msg("Failed to set up the bridge bot; is the homeserver up and the registration installed?")
 	}
+	if b.Config.Encryption.Allow {
+		cryptoLog := dbutil.ZeroLogger(b.Log.With().Str("component", "cryptostore").Logger())
+		if err = b.Matrix.InitCrypto(ctx, b.DB.Database, cryptoLog); err != nil {
+			return fmt.Errorf("encryption: %w", err)
+		}
+	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -170,11 +176,11 @@ func (b *Bridge) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.cleanupLoop()
 	}()
-	if b.Config.Bridge.SyncFallback != SyncOff {
+	if b.Config.Bridge.SyncFallback != SyncOff || b.Matrix.EncryptionOn() {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.Matrix.RunSync(b.ctx, syncStore{b.DB})
+			b.Matrix.RunSync(b.ctx, syncStore{b.DB}, b.Config.Bridge.SyncFallback != SyncOff)
 		}()
 	}
 	if interval := b.Config.Bridge.OccupantCheckInterval; interval > 0 {
@@ -283,6 +289,9 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 			zerolog.Ctx(ctx).Debug().Stringer("sender", evt.Sender).Msg("Not bridging a message of a user without permission")
 			return
 		}
+	}
+	if p != nil && evt.Type == event.StateEncryption {
+		go b.encryptionTurnedOn(evt.RoomID)
 	}
 	if p != nil {
 		p.Queue(ctx, evt)

@@ -16,7 +16,7 @@ func GenerateRegistration(configPath, registrationPath string) error {
 		return fmt.Errorf("%s: %w", configPath, err)
 	}
 	if cfg.GenerateTokens() {
-		if err = WriteTokens(configPath, cfg.Appservice.ASToken, cfg.Appservice.HSToken); err != nil {
+		if err = WriteTokens(configPath, cfg); err != nil {
 			return fmt.Errorf("failed to store generated tokens in %s: %w", configPath, err)
 		}
 	}

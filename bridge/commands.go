@@ -219,12 +219,15 @@ func (b *Bridge) cmdExpose(ctx context.Context, e *cmdEnv) (string, error) {
 	if b.Config.Bridge.Exposure != ExposureOptIn {
 		return fmt.Sprintf("This bridge runs with exposure %q: rooms are not exposed one by one.", b.Config.Bridge.Exposure), nil
 	}
-	muc, marked, err := b.expose(ctx, e.room, e.sender)
+	muc, marked, encrypted, err := b.expose(ctx, e.room, e.sender)
 	if err != nil {
 		return "", err
 	}
 	text := fmt.Sprintf("This room is now reachable from XMPP as xmpp:%s?join. XMPP users who join see the messages "+
 		"sent from now on, appear here as users of this homeserver, and their messages appear here.", muc)
+	if encrypted {
+		text += decryptNotice
+	}
 	if e.sender != "" {
 		if _, err := b.Matrix.SendNotice(ctx, e.room, text, ""); err != nil {
 			b.Log.Warn().Err(err).Msg("Failed to announce the exposure in the room")

@@ -27,6 +27,7 @@ type Config struct {
 	Homeserver matrix.HomeserverConfig `yaml:"homeserver"`
 	Bridge     BridgeConfig            `yaml:"bridge"`
 	Appservice matrix.AppserviceConfig `yaml:"appservice"`
+	Encryption matrix.EncryptionConfig `yaml:"encryption"`
 	XMPP       xmpp.Config             `yaml:"xmpp"`
 	Database   database.Config         `yaml:"database"`
 	Metrics    MetricsConfig           `yaml:"metrics"`
@@ -162,6 +163,12 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 			return fmt.Errorf("appservice.hs_token: is empty; generate the registration with -g first")
 		}
 	}
+	if c.Encryption.Require && !c.Encryption.Allow {
+		return fmt.Errorf("encryption.require: needs encryption.allow")
+	}
+	if c.Encryption.Allow && c.Encryption.PickleKey == "" && !allowEmptyTokens {
+		return fmt.Errorf("encryption.pickle_key: is empty; generate it with -g first")
+	}
 	if c.Bridge.HistoryMessages < 0 || c.Bridge.HistoryMessages > 500 {
 		return fmt.Errorf("bridge.history_messages: must be between 0 and 500, got %d", c.Bridge.HistoryMessages)
 	}
@@ -231,13 +238,18 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 
 // MatrixConfig returns what the matrix package needs.
 func (c *Config) MatrixConfig() matrix.Config {
-	return matrix.Config{Homeserver: c.Homeserver, Appservice: c.Appservice}
+	return matrix.Config{Homeserver: c.Homeserver, Appservice: c.Appservice, Encryption: c.Encryption}
 }
 
-// GenerateTokens fills in empty appservice tokens and reports whether it did.
+// GenerateTokens fills in empty appservice tokens, and the pickle key when
+// encryption is on, and reports whether it did.
 func (c *Config) GenerateTokens() bool {
 	changed := false
-	for _, tok := range []*string{&c.Appservice.ASToken, &c.Appservice.HSToken} {
+	secrets := []*string{&c.Appservice.ASToken, &c.Appservice.HSToken}
+	if c.Encryption.Allow {
+		secrets = append(secrets, &c.Encryption.PickleKey)
+	}
+	for _, tok := range secrets {
 		if *tok == "" {
 			*tok = randomToken()
 			changed = true
@@ -252,9 +264,9 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// WriteTokens stores the appservice tokens into the config file at path,
-// keeping its comments and layout.
-func WriteTokens(path string, asToken, hsToken string) error {
+// WriteTokens stores the appservice tokens and the pickle key into the
+// config file at path, keeping its comments and layout.
+func WriteTokens(path string, c *Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("failed to read config: %w", err)
@@ -267,8 +279,11 @@ func WriteTokens(path string, asToken, hsToken string) error {
 		return fmt.Errorf("config is not a YAML mapping")
 	}
 	as := mappingChild(doc.Content[0], "appservice")
-	setScalar(as, "as_token", asToken)
-	setScalar(as, "hs_token", hsToken)
+	setScalar(as, "as_token", c.Appservice.ASToken)
+	setScalar(as, "hs_token", c.Appservice.HSToken)
+	if c.Encryption.PickleKey != "" {
+		setScalar(mappingChild(doc.Content[0], "encryption"), "pickle_key", c.Encryption.PickleKey)
+	}
 	var out strings.Builder
 	enc := yaml.NewEncoder(&out)
 	enc.SetIndent(2)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/event"
@@ -11,6 +12,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/portal"
 )
 
@@ -21,46 +23,50 @@ var errNoAlias = errors.New("the room needs a canonical alias on this homeserver
 // joins, the room gets a portal and the m.bridge state event, and the bot
 // tells the members, so that everyone can see that XMPP users may read
 // along. marked is false when the bot could not set the state event,
-// usually because its power level is too low.
-func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (muc jid.JID, marked bool, err error) {
+// usually because its power level is too low; encrypted tells whether the
+// room is encrypted.
+func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (muc jid.JID, marked, encrypted bool, err error) {
 	if err = b.Matrix.JoinBot(ctx, roomID); err != nil {
-		return jid.JID{}, false, err
+		return jid.JID{}, false, false, err
 	}
 	info, err := b.Matrix.RoomInfo(ctx, roomID)
 	if err != nil {
-		return jid.JID{}, false, err
+		return jid.JID{}, false, false, err
 	}
 	if portal.Reachable(info, b.scheme, b.Config.Homeserver.Domain) != nil {
-		return jid.JID{}, false, errNoAlias
+		return jid.JID{}, false, false, errNoAlias
 	}
 	muc, err = portal.MUCJID(b.scheme, info.CanonicalAlias)
 	if err != nil {
-		return jid.JID{}, false, errNoAlias
+		return jid.JID{}, false, false, errNoAlias
+	}
+	if err = b.encryptionRefusal(info); err != nil {
+		return jid.JID{}, false, false, err
 	}
 	settings, err := b.DB.Settings.Get(ctx, roomID)
 	if err != nil {
-		return jid.JID{}, false, err
+		return jid.JID{}, false, false, err
 	}
 	settings.Exposed, settings.ExposedBy, settings.ExposedAt = true, by, time.Now()
 	if err = b.DB.Settings.Put(ctx, settings); err != nil {
-		return jid.JID{}, false, err
+		return jid.JID{}, false, false, err
 	}
 	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err != nil {
-		return jid.JID{}, false, err
+		return jid.JID{}, false, false, err
 	} else if row == nil {
 		err = b.DB.Portal.Insert(ctx, &database.Portal{RoomID: roomID, Alias: info.CanonicalAlias, MUCLocal: muc.Localpart(), CreatedAt: time.Now()})
 		if err != nil {
-			return jid.JID{}, false, err
+			return jid.JID{}, false, false, err
 		}
 	}
 	marked = true
-	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info.Name, muc, by)); err != nil {
+	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info, muc, by)); err != nil {
 		b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to set the bridge state event")
 		marked = false
 	}
 	b.Audit.Info().Str("action", "expose").Stringer("room_id", roomID).Stringer("by", by).Stringer("muc", muc).
 		Str("result", "ok").Msg("Room exposed to XMPP")
-	return muc, marked, nil
+	return muc, marked, info.Encrypted, nil
 }
 
 // unexpose closes a room to XMPP: occupants are removed, the portal and the
@@ -114,18 +120,44 @@ func (b *Bridge) bridgeStateKey(muc jid.JID) string {
 	return "xmpp://" + b.XMPP.Domain().String() + "/" + muc.Localpart()
 }
 
+// DecryptsKey marks, in a room's m.bridge state, that the bridge decrypts
+// the room's messages to pass them to XMPP.
+const DecryptsKey = "net.mxpp.decrypts"
+
 // bridgeState is the m.bridge content (MSC2346) of a room reachable as muc.
-func (b *Bridge) bridgeState(name string, muc jid.JID, creator id.UserID) *event.BridgeEventContent {
+// In an encrypted room it also says that the bridge decrypts (DecryptsKey).
+func (b *Bridge) bridgeState(info *matrix.RoomInfo, muc jid.JID, creator id.UserID) any {
+	name := info.Name
 	if name == "" {
 		name = muc.String()
 	}
-	return &event.BridgeEventContent{
+	content := &event.BridgeEventContent{
 		BridgeBot: b.Matrix.BotID(),
 		Creator:   creator,
 		Protocol:  event.BridgeInfoSection{ID: "xmpp", DisplayName: "XMPP"},
 		Network:   &event.BridgeInfoSection{ID: b.XMPP.Domain().String(), DisplayName: "XMPP via " + b.XMPP.Domain().String()},
 		Channel:   event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: "xmpp:" + muc.String() + "?join"},
 	}
+	if !info.Encrypted {
+		return content
+	}
+	return &event.Content{Parsed: content, Raw: map[string]any{DecryptsKey: true}}
+}
+
+// decryptNotice is what the bot tells an encrypted room it opens to XMPP.
+const decryptNotice = " This room is encrypted: the bridge decrypts its messages so that they reach XMPP users, " +
+	"who read them unencrypted, and encrypts theirs."
+
+// encryptionRefusal says why a room may not be bridged as its encryption
+// stands, or nil.
+func (b *Bridge) encryptionRefusal(info *matrix.RoomInfo) error {
+	switch {
+	case info.Encrypted && !b.Matrix.EncryptionOn():
+		return errors.New("the room is encrypted and this bridge does not bridge encrypted rooms (encryption.allow)")
+	case !info.Encrypted && b.Config.Encryption.Require:
+		return errors.New("this bridge bridges only encrypted rooms (encryption.require); turn on encryption in the room first")
+	}
+	return nil
 }
 
 // roomOpen reports whether XMPP users may reach a room, as the exposure
@@ -197,4 +229,38 @@ func (b *Bridge) isClosing(roomID id.RoomID) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closing[roomID]
+}
+
+// encryptionTurnedOn follows a bridged room that turned encryption on: the
+// room is closed to XMPP if the bridge does not bridge encrypted rooms,
+// else its members learn that the bridge decrypts, also from m.bridge.
+func (b *Bridge) encryptionTurnedOn(roomID id.RoomID) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	if !b.Matrix.EncryptionOn() {
+		if err := b.closeRoom(ctx, roomID); err != nil {
+			b.Log.Error().Err(err).Stringer("room_id", roomID).Msg("Failed to close a room that turned encryption on")
+			return
+		}
+		b.Audit.Info().Str("action", "close").Stringer("room_id", roomID).Str("reason", "encrypted").Str("result", "ok").
+			Msg("Room closed to XMPP: it turned encryption on")
+		if _, err := b.Matrix.SendNotice(ctx, roomID, "This room turned encryption on, and this bridge does not bridge "+
+			"encrypted rooms: it is no longer reachable from XMPP.", ""); err != nil {
+			b.Log.Warn().Err(err).Msg("Failed to announce the end of the bridge in the room")
+		}
+		return
+	}
+	info, err := b.Matrix.RoomInfo(ctx, roomID)
+	if err != nil {
+		b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to read a room that turned encryption on")
+		return
+	}
+	if muc, err := portal.MUCJID(b.scheme, info.CanonicalAlias); err == nil {
+		if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info, muc, "")); err != nil {
+			b.Log.Info().Err(err).Msg("Failed to update the bridge state event")
+		}
+	}
+	if _, err = b.Matrix.SendNotice(ctx, roomID, strings.TrimSpace(decryptNotice), ""); err != nil {
+		b.Log.Warn().Err(err).Msg("Failed to tell the room that the bridge decrypts")
+	}
 }

@@ -253,6 +253,11 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 		leave()
 		return nil, xmpp.StanzaError(stanza.ItemNotFound, "This room is bridged as "+canonical.String())
 	}
+	if rerr := b.encryptionRefusal(info); rerr != nil {
+		leave()
+		log.Info().Err(rerr).Msg("Not bridging the room")
+		return nil, xmpp.StanzaError(stanza.Forbidden, "This room cannot be bridged as its encryption stands")
+	}
 	row := &database.Portal{RoomID: roomID, Alias: info.CanonicalAlias, MUCLocal: local, CreatedAt: time.Now()}
 	if err = b.DB.Portal.Insert(ctx, row); err != nil {
 		log.Error().Err(err).Msg("Failed to store portal")
@@ -262,12 +267,15 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 	// Members can see that the room is bridged: expose set m.bridge already,
 	// unless the room was opened by exposure public or exposure was off for
 	// a while.
-	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(canonical), b.bridgeState(info.Name, canonical, "")); err != nil {
+	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(canonical), b.bridgeState(info, canonical, "")); err != nil {
 		log.Info().Err(err).Msg("Failed to set the bridge state event; the bot lacks the power level")
 	}
 	if b.Config.Bridge.Exposure == ExposurePublic {
 		text := fmt.Sprintf("This public room is now reachable from XMPP as xmpp:%s?join: XMPP users who join see "+
 			"the messages sent from now on and appear here as users of this homeserver.", canonical)
+		if info.Encrypted {
+			text += decryptNotice
+		}
 		if _, err = b.Matrix.SendNotice(ctx, roomID, text, ""); err != nil {
 			log.Warn().Err(err).Msg("Failed to announce the bridge in the room")
 		}

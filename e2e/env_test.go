@@ -125,7 +125,7 @@ func newEnv() (*env, error) {
 	v.hsURL = fmt.Sprintf("http://127.0.0.1:%d", v.hsPort)
 	v.c2sAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
 
-	build := exec.Command("go", "build", "-o", v.bin, "./cmd/mxpp")
+	build := exec.Command("go", "build", "-tags", "goolm", "-o", v.bin, "./cmd/mxpp")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -174,6 +174,8 @@ xmpp:
   secret: componentsecret
   denied_domains: [denied.test]
   admins: [erin@xmpp.test]
+encryption:
+  allow: true
 database:
   uri: file:%s
 bridge:

@@ -48,6 +48,13 @@ func (v *env) newMatrixUser(t *testing.T, localpart, displayname string) *mxUser
 // it exists, and starts syncing.
 func (v *env) matrixUser(t *testing.T, localpart, displayname string) *mxUser {
 	t.Helper()
+	return startSync(t, v.loginMatrix(t, localpart, displayname))
+}
+
+// loginMatrix registers the user with exactly this localpart, or logs in
+// if it exists, and returns its client, not syncing yet.
+func (v *env) loginMatrix(t *testing.T, localpart, displayname string) *mautrix.Client {
+	t.Helper()
 	c, err := mautrix.NewClient(v.hsURL, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -60,18 +67,25 @@ func (v *env) matrixUser(t *testing.T, localpart, displayname string) *mxUser {
 		if lerr != nil {
 			t.Fatalf("logging in as %s: %v", localpart, lerr)
 		}
-		resp, err = &mautrix.RespRegister{UserID: login.UserID, AccessToken: login.AccessToken}, nil
+		resp, err = &mautrix.RespRegister{UserID: login.UserID, AccessToken: login.AccessToken, DeviceID: login.DeviceID}, nil
 	}
 	if err != nil {
 		t.Fatalf("registering %s: %v", localpart, err)
 	}
 	c.SetCredentials(resp.UserID, resp.AccessToken)
+	c.DeviceID = resp.DeviceID
 	if displayname != "" {
 		if err = c.SetDisplayName(ctx(t), displayname); err != nil {
 			t.Fatal(err)
 		}
 	}
-	u := &mxUser{t: t, c: c, id: resp.UserID, wake: make(chan struct{}, 1)}
+	return c
+}
+
+// startSync records what a client receives, from a sync loop that runs
+// until the test ends.
+func startSync(t *testing.T, c *mautrix.Client) *mxUser {
+	u := &mxUser{t: t, c: c, id: c.UserID, wake: make(chan struct{}, 1)}
 	syncer := c.Syncer.(*mautrix.DefaultSyncer)
 	syncer.OnEvent(func(_ context.Context, evt *event.Event) {
 		u.mu.Lock()

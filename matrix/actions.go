@@ -42,6 +42,8 @@ type RoomInfo struct {
 	// Invited holds the users invited and not yet joined; Banned the banned.
 	Invited map[id.UserID]bool
 	Banned  map[id.UserID]bool
+	// Encrypted is whether the room has encryption on.
+	Encrypted bool
 }
 
 // ResolveAlias returns the room an alias points to. A missing alias is an
@@ -60,9 +62,10 @@ func (c *Connector) JoinBot(ctx context.Context, roomID id.RoomID) error {
 	if err := c.Bot().EnsureJoined(ctx, roomID); err != nil {
 		return fmt.Errorf("bot failed to join %s: %w", roomID, err)
 	}
-	// Fill the membership cache: events from before the join never came.
-	if _, err := c.Bot().Members(ctx, roomID); err != nil {
-		c.log.Debug().Err(err).Stringer("room_id", roomID).Msg("Failed to fetch members after joining")
+	// Fill the state cache (members, encryption): events from before the
+	// join never came.
+	if _, err := c.Bot().State(ctx, roomID); err != nil {
+		c.log.Debug().Err(err).Stringer("room_id", roomID).Msg("Failed to fetch the room state after joining")
 	}
 	return nil
 }
@@ -94,6 +97,7 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 	if evt := state[event.StateRoomAvatar][""]; evt != nil {
 		info.Avatar = evt.Content.AsRoomAvatar().URL
 	}
+	info.Encrypted = state[event.StateEncryption][""] != nil
 	info.PowerLevels = &event.PowerLevelsEventContent{}
 	if evt := state[event.StatePowerLevels][""]; evt != nil {
 		info.PowerLevels = evt.Content.AsPowerLevels()
@@ -209,13 +213,18 @@ func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
-	wrapped := &event.Content{Parsed: content, Raw: map[string]any{TxnKey: txnID}}
+	sendType, sendContent, err := c.encrypt(ctx, roomID, evtType, content)
+	if err != nil {
+		return "", err
+	}
+	// The marker stays outside the encryption, so that findSent sees it.
+	wrapped := &event.Content{Parsed: sendContent, Raw: map[string]any{TxnKey: txnID}}
 	intent := c.Intent(sender)
 	pause := sendBackoff
 	for attempt := 1; ; attempt++ {
 		// One HTTP attempt at a time: the retries are ours.
 		actx := context.WithValue(c.withoutBodyLogs(ctx), mautrix.MaxAttemptsContextKey, 1)
-		resp, err := intent.SendMessageEvent(actx, roomID, evtType, wrapped, req)
+		resp, err := intent.SendMessageEvent(actx, roomID, sendType, wrapped, req)
 		if err == nil {
 			return resp.EventID, nil
 		}
@@ -523,8 +532,8 @@ func (c *Connector) MarkRead(ctx context.Context, roomID id.RoomID, userID id.Us
 // SetBridgeState sets or, with a nil content, clears the room's bridge
 // state event (MSC2346), under both the stable and the older type that
 // clients read.
-func (c *Connector) SetBridgeState(ctx context.Context, roomID id.RoomID, stateKey string, content *event.BridgeEventContent) error {
-	var body any = content
+func (c *Connector) SetBridgeState(ctx context.Context, roomID id.RoomID, stateKey string, content any) error {
+	body := content
 	if content == nil {
 		body = map[string]any{}
 	}
@@ -542,7 +551,11 @@ func (c *Connector) SendNotice(ctx context.Context, roomID id.RoomID, text strin
 	if replyTo != "" {
 		content.GetRelatesTo().SetReplyTo(replyTo)
 	}
-	resp, err := c.Bot().SendMessageEvent(ctx, roomID, event.EventMessage, content)
+	evtType, sendContent, err := c.encrypt(ctx, roomID, event.EventMessage, content)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Bot().SendMessageEvent(ctx, roomID, evtType, sendContent)
 	if err != nil {
 		return "", fmt.Errorf("failed to send a notice to %s: %w", roomID, err)
 	}

@@ -49,6 +49,8 @@ type Connector struct {
 
 	// RedactBodies keeps message text out of the log even at trace level.
 	RedactBodies bool
+
+	crypto *Crypto // nil unless InitCrypto ran
 }
 
 // NewConnector prepares the appservice. stateStore caches room membership
@@ -196,7 +198,34 @@ func (c *Connector) handleEvent(ctx context.Context, evt *event.Event) {
 	if evt.Type.IsState() {
 		mautrix.UpdateStateStore(ctx, c.AS.StateStore, evt)
 	}
+	if c.crypto != nil && evt.Type.Class != event.EphemeralEventType {
+		decrypted, err := c.crypto.handleCryptoEvent(ctx, evt)
+		if err != nil {
+			c.undecryptable(ctx, evt, err)
+			return
+		}
+		evt = decrypted
+	}
 	c.handler.HandleMatrixEvent(ctx, evt)
+}
+
+// undecryptable reports an event the bridge could not decrypt: a log line,
+// and a notice in the room so that its sender knows it did not reach XMPP.
+// Never a silent drop.
+func (c *Connector) undecryptable(ctx context.Context, evt *event.Event, err error) {
+	zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).
+		Msg("Could not decrypt an event; it is not bridged")
+	if c.IsBridgeUser(evt.Sender) {
+		return
+	}
+	go func() {
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		text := fmt.Sprintf("The bridge could not decrypt a message from %s, so it did not reach XMPP users.", evt.Sender)
+		if _, err := c.SendNotice(nctx, evt.RoomID, text, evt.ID); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to report an undecryptable event")
+		}
+	}()
 }
 
 func writeEmptyJSON(w http.ResponseWriter) {

@@ -46,6 +46,7 @@ type BotConfig struct {
 type Config struct {
 	Homeserver HomeserverConfig
 	Appservice AppserviceConfig
+	Encryption EncryptionConfig
 }
 
 // DefaultHomeserverConfig returns the defaults of the homeserver section.

@@ -29,17 +29,37 @@ var syncFilter = &mautrix.Filter{
 	},
 }
 
+// cryptoSyncFilter asks for nothing of rooms: the encryption device's sync
+// is for to-device messages (room keys), device lists and key counts,
+// which come whatever the filter.
+var cryptoSyncFilter = &mautrix.Filter{
+	AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+	Presence:    &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+	Room:        &mautrix.RoomFilter{Rooms: []id.RoomID{}},
+}
+
 // FromSync reports whether an event came from the bot's sync rather than an
 // appservice transaction.
 func FromSync(evt *event.Event) bool { return evt.Mautrix.EventSource&event.SourceJoin != 0 }
 
-// RunSync runs the bridge bot's /sync loop until ctx ends, handing room
-// events and ephemeral events to the handler like pushed ones, marked with
-// FromSync. It is the fallback for homeservers that do not push redactions,
-// typing or receipts to appservices (Dendrite v0.13). The first sync only
-// takes a position, so that old events are not replayed.
-func (c *Connector) RunSync(ctx context.Context, store SyncStore) {
+// RunSync runs the bridge bot's /sync loop until ctx ends. With rooms, it
+// hands room events and ephemeral events to the handler like pushed ones,
+// marked with FromSync: the fallback for homeservers that do not push
+// redactions, typing or receipts to appservices (Dendrite v0.13). With
+// encryption on, the loop runs as the bot's device and also feeds the
+// device what only /sync brings on homeservers without the appservice
+// encryption extensions (MSC2409/MSC3202): room keys, device-list changes,
+// one-time key counts. The first sync only takes a position, so that old
+// room events are not replayed.
+func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 	log := c.log.With().Str("loop", "sync").Logger()
+	client, filter := c.Bot().Client, syncFilter
+	if c.crypto != nil {
+		client = c.crypto.client
+	}
+	if !rooms {
+		filter = cryptoSyncFilter
+	}
 	ctx = log.WithContext(ctx)
 	var filterID string
 	since, err := store.LoadNextBatch(ctx)
@@ -49,7 +69,7 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		if filterID == "" {
-			resp, err := c.Bot().CreateFilter(ctx, syncFilter)
+			resp, err := client.CreateFilter(ctx, filter)
 			if err == nil {
 				filterID = resp.FilterID
 			} else if ctx.Err() == nil {
@@ -59,7 +79,7 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore) {
 				continue
 			}
 		}
-		resp, err := c.Bot().FullSyncRequest(ctx, mautrix.ReqSync{Timeout: 30000, Since: since, FilterID: filterID,
+		resp, err := client.FullSyncRequest(ctx, mautrix.ReqSync{Timeout: 30000, Since: since, FilterID: filterID,
 			SetPresence: event.PresenceOffline})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -74,7 +94,10 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore) {
 			continue
 		}
 		backoff = time.Second
-		if since != "" {
+		if c.crypto != nil {
+			c.crypto.mach.ProcessSyncResponse(ctx, resp, since)
+		}
+		if rooms && since != "" {
 			c.dispatchSync(ctx, resp)
 		}
 		since = resp.NextBatch

@@ -11,7 +11,7 @@
 //     start-to-ready time and RSS with many portals and puppets stored.
 //
 // It prints a table and writes the numbers as JSON. Run it from the
-// repository root: go run ./cmd/mxpp-bench.
+// repository root: go run -tags goolm ./cmd/mxpp-bench.
 package main
 
 import (

@@ -78,7 +78,7 @@ func (s *stack) script(name string, envs ...string) error {
 // start builds the bridge, writes its config and registration, and starts
 // the servers with users xmppUsers (password = name+"pw").
 func (s *stack) start(xmppUsers []string) error {
-	build := exec.Command("go", "build", "-o", s.bin, "./cmd/mxpp")
+	build := exec.Command("go", "build", "-tags", "goolm", "-o", s.bin, "./cmd/mxpp")
 	build.Dir = s.root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

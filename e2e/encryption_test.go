@@ -1,0 +1,178 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// withCrypto gives a client its own encryption device (mautrix crypto with
+// goolm, keys in a SQLite file of the test), so that it encrypts in
+// encrypted rooms and decrypts what it receives.
+func withCrypto(t *testing.T, c *mautrix.Client) *mautrix.Client {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "crypto.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := dbutil.NewWithDB(raw, "sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper, err := cryptohelper.NewCryptoHelper(c, []byte("e2e pickle key"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = helper.Init(ctx(t)); err != nil {
+		t.Fatalf("setting up encryption for %s: %v", c.UserID, err)
+	}
+	c.Crypto = helper
+	t.Cleanup(func() { _ = helper.Close() })
+	return c
+}
+
+// newEncryptedUser registers a user whose client encrypts.
+func (v *env) newEncryptedUser(t *testing.T, localpart, displayname string) *mxUser {
+	t.Helper()
+	userSeq.Lock()
+	userSeq.n++
+	localpart = fmt.Sprintf("%s%d", localpart, userSeq.n)
+	userSeq.Unlock()
+	return startSync(t, withCrypto(t, v.loginMatrix(t, localpart, displayname)))
+}
+
+// secondDevice logs the user in again, as another encrypting device.
+func (v *env) secondDevice(t *testing.T, u *mxUser) *mxUser {
+	t.Helper()
+	return startSync(t, withCrypto(t, v.loginMatrix(t, u.id.Localpart(), "")))
+}
+
+// botDevice is the bridge bot's device ID, from the bridge's database.
+func botDevice(t *testing.T) string {
+	t.Helper()
+	for _, row := range dbRows(t) {
+		if rest, ok := strings.CutPrefix(row, "crypto_account: "); ok {
+			for _, f := range strings.Fields(rest) {
+				if dev, ok := strings.CutPrefix(f, "device_id="); ok {
+					return dev
+				}
+			}
+		}
+	}
+	t.Fatal("the bridge has no encryption device")
+	return ""
+}
+
+// wasEncrypted matches a message that arrived encrypted and was decrypted.
+func wasEncrypted(room id.RoomID, sender id.UserID, body string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return isMessage(room, sender, body)(evt) && evt.Mautrix.WasEncrypted
+	}
+}
+
+// TestE2EEncryptedRoom: an encrypted room is bridged like any other; what
+// Matrix members send reaches XMPP in the clear, what XMPP users send
+// arrives encrypted; members are told; a second device and a bridge
+// restart change nothing; an event the bridge cannot decrypt is reported.
+func TestE2EEncryptedRoom(t *testing.T) {
+	v := need(t)
+	mary := v.newEncryptedUser(t, "mary", "Mary")
+	userSeq.Lock()
+	userSeq.n++
+	local := fmt.Sprintf("secret%d", userSeq.n)
+	userSeq.Unlock()
+	resp, err := mary.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
+		Visibility: "public", Preset: "public_chat", RoomAliasName: local, Name: "Secret",
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{mary.id: 100, botID(): 50}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room, muc := resp.RoomID, mucJID(t, id2alias(local, v.hsDomain))
+	if _, err = mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
+		t.Fatal(err)
+	}
+	mary.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+	mary.command(room, "expose", "the bridge decrypts its messages")
+	var state map[string]any
+	if err = mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.compDomain+"/"+muc.Localpart(), &state); err != nil {
+		t.Fatal(err)
+	}
+	if state["net.mxpp.decrypts"] != true {
+		t.Errorf("m.bridge of an encrypted room: %v; want it to say the bridge decrypts", state)
+	}
+	// The bot's answer arrived encrypted too.
+	if !mary.seen(func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == botID() && evt.Mautrix.WasEncrypted
+	}) {
+		t.Error("the bot's messages in the encrypted room were not encrypted")
+	}
+
+	alice := v.newXMPPClient(t, "alice", "e2ee")
+	alice.mustJoin(muc, "Alice")
+	puppet := puppetOf("alice@" + v.xmppDomain)
+	mary.waitEvent("Alice's puppet", isMembership(room, puppet, event.MembershipJoin))
+
+	exchange := func(step string, readers ...*mxUser) {
+		t.Helper()
+		mark := alice.mark()
+		mary.say(room, "to XMPP "+step)
+		alice.waitFrom(mark, "decrypted message "+step, isGroupchat(occ(muc, "Mary"), "to XMPP "+step))
+		alice.groupchat(muc, "to Matrix "+step)
+		for _, r := range readers {
+			r.waitEvent("encrypted message "+step, wasEncrypted(room, puppet, "to Matrix "+step))
+		}
+	}
+	exchange("1", mary)
+
+	// A second device of Mary's, joining later, reads what XMPP sends next.
+	laptop := v.secondDevice(t, mary)
+	time.Sleep(500 * time.Millisecond) // the device list change reaches the bridge's sync
+	exchange("2", mary, laptop)
+
+	// A restart keeps the bot's device and its keys.
+	before := botDevice(t)
+	v.killBridge(false)
+	if err = v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
+	if after := botDevice(t); after != before {
+		t.Errorf("the bot's device changed across a restart: %s → %s", before, after)
+	}
+	exchange("3", mary, laptop)
+
+	// An event the bridge cannot decrypt: a notice, and nothing to XMPP.
+	mark := alice.mark()
+	fake := &event.EncryptedEventContent{Algorithm: id.AlgorithmMegolmV1, SenderKey: "dGhpcyBpcyBub3QgYSByZWFsIGtleSBhdCBhbGwgISEh",
+		SessionID: "c2Vzc2lvbiB0aGF0IGRvZXMgbm90IGV4aXN0IGF0IGFsbCE", DeviceID: "FAKE",
+		MegolmCiphertext: []byte(strings.Repeat("QUJD", 30))}
+	garbled, err := mary.c.SendMessageEvent(ctx(t), room, event.EventEncrypted, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mary.waitEvent("the undecryptable notice", func(evt *event.Event) bool {
+		msg := evt.Content.AsMessage()
+		return evt.RoomID == room && evt.Sender == botID() && msg.MsgType == event.MsgNotice &&
+			strings.Contains(msg.Body, "could not decrypt") && msg.RelatesTo.GetReplyTo() == garbled.EventID
+	})
+	for _, st := range alice.since(mark) {
+		if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(muc, "Mary")) {
+			t.Errorf("something reached XMPP from an undecryptable event: %q", m.Body)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package matrix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// EncryptionConfig is the encryption section of the bridge config.
+type EncryptionConfig struct {
+	// Allow lets the bridge join encrypted rooms: the bot's device decrypts
+	// what Matrix members send and encrypts what XMPP users send.
+	Allow bool `yaml:"allow"`
+	// Require refuses to bridge rooms that are not encrypted.
+	Require bool `yaml:"require"`
+	// PickleKey encrypts the bot device's keys in the database. Generated
+	// with -g when empty; changing it later means a new device.
+	PickleKey string `yaml:"pickle_key"`
+	// VerifiedOnly shares room keys only with devices their owners
+	// verified (cross-signed), and bridges only messages from such devices.
+	VerifiedOnly bool `yaml:"verified_only"`
+}
+
+// keyWait is how long decryption waits for a room key that has not arrived.
+const keyWait = 10 * time.Second
+
+// Crypto is the bridge bot's encryption device: end-to-bridge encryption,
+// one device (the bot's) decrypting for the bridge and encrypting for
+// every puppet.
+type Crypto struct {
+	c      *Connector
+	mach   *crypto.OlmMachine
+	client *mautrix.Client // the bot as a device
+	store  *crypto.SQLCryptoStore
+
+	roomLocks sync.Map // id.RoomID → *sync.Mutex: one encryption at a time per room
+}
+
+// ErrUndecryptable wraps a failure to decrypt an event.
+var ErrUndecryptable = errors.New("the bridge could not decrypt the event")
+
+// InitCrypto sets up the bot's device in db (mautrix's crypto store): it
+// logs the bot in as a device, reusing the stored device ID, and uploads
+// its keys when they are new. Encrypted rooms are bridged afterwards.
+func (c *Connector) InitCrypto(ctx context.Context, db *dbutil.Database, log dbutil.DatabaseLogger) error {
+	cfg := c.Encryption
+	store := crypto.NewSQLCryptoStore(db, log, c.BotID().String(), "", []byte(cfg.PickleKey))
+	if err := store.DB.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to upgrade the crypto store: %w", err)
+	}
+	deviceID, err := store.FindDeviceID(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to read the bot's device: %w", err)
+	}
+	client := c.AS.NewMautrixClient(c.BotID())
+	resp, err := client.Login(ctx, &mautrix.ReqLogin{
+		Type:                     mautrix.AuthTypeAppservice,
+		Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: c.BotID().String()},
+		DeviceID:                 deviceID,
+		StoreCredentials:         true,
+		InitialDeviceDisplayName: "XMPP bridge",
+	})
+	if err != nil {
+		return fmt.Errorf("failed to log the bot in as a device: %w", err)
+	}
+	store.DeviceID = resp.DeviceID
+	client.Store = store // keeps the device sync position
+	stateStore, ok := c.AS.StateStore.(crypto.StateStore)
+	if !ok {
+		return errors.New("the state store cannot serve encryption")
+	}
+	mlog := c.log.With().Str("component", "crypto").Logger()
+	mach := crypto.NewOlmMachine(client, &mlog, store, stateStore)
+	// Bridges share one session per room with every member's devices;
+	// DisableSharedGroupSessionTracking as mautrix bridges do.
+	mach.DisableSharedGroupSessionTracking = true
+	mach.SendKeysMinTrust = id.TrustStateUnset
+	if cfg.VerifiedOnly {
+		mach.SendKeysMinTrust = id.TrustStateCrossSignedTOFU
+	}
+	if err = mach.Load(ctx); err != nil {
+		return fmt.Errorf("failed to load the bot's device: %w", err)
+	}
+	if !mach.GetAccount().Shared {
+		if err = mach.ShareKeys(ctx, -1); err != nil {
+			return fmt.Errorf("failed to upload the bot device's keys: %w", err)
+		}
+	}
+	c.crypto = &Crypto{c: c, mach: mach, client: client, store: store}
+	c.log.Info().Stringer("device_id", resp.DeviceID).Msg("Bridge bot's encryption device ready")
+	return nil
+}
+
+// EncryptionOn reports whether the bridge bridges encrypted rooms.
+func (c *Connector) EncryptionOn() bool { return c.crypto != nil }
+
+// IsEncrypted reports whether a room has encryption on.
+func (c *Connector) IsEncrypted(ctx context.Context, roomID id.RoomID) bool {
+	on, err := c.AS.StateStore.IsEncrypted(ctx, roomID)
+	return err == nil && on
+}
+
+// handleCryptoEvent lets the device follow what changes who gets keys, and
+// decrypts encrypted events. It returns the event to hand on, or an error
+// for an event that could not be decrypted.
+func (k *Crypto) handleCryptoEvent(ctx context.Context, evt *event.Event) (*event.Event, error) {
+	switch evt.Type {
+	case event.StateMember:
+		k.mach.HandleMemberEvent(ctx, evt)
+	case event.StateHistoryVisibility:
+		k.mach.HandleHistoryVisibility(ctx, evt)
+	case event.EventEncrypted:
+		return k.decrypt(ctx, evt)
+	}
+	return evt, nil
+}
+
+func (k *Crypto) decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
+	decrypted, err := k.mach.DecryptMegolmEvent(ctx, evt)
+	if errors.Is(err, crypto.ErrNoSessionFound) {
+		content := evt.Content.AsEncrypted()
+		if k.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, keyWait) {
+			decrypted, err = k.mach.DecryptMegolmEvent(ctx, evt)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecryptable, err)
+	}
+	if k.c.Encryption.VerifiedOnly && decrypted.Mautrix.TrustState < id.TrustStateCrossSignedTOFU {
+		return nil, fmt.Errorf("%w: sent from a device its owner did not verify", ErrUndecryptable)
+	}
+	decrypted.Mautrix.EventSource = evt.Mautrix.EventSource
+	return decrypted, nil
+}
+
+// encrypt returns what to send for an event in room: the event encrypted
+// by the bot's device if the room is encrypted, else the event as it is.
+func (c *Connector) encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (event.Type, any, error) {
+	if c.crypto == nil || !c.IsEncrypted(ctx, roomID) {
+		return evtType, content, nil
+	}
+	k := c.crypto
+	lock, _ := k.roomLocks.LoadOrStore(roomID, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
+	encrypted, err := k.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+	if errors.Is(err, crypto.ErrNoGroupSession) || errors.Is(err, crypto.ErrSessionNotShared) || errors.Is(err, crypto.ErrSessionExpired) {
+		if err = k.share(ctx, roomID); err != nil {
+			return event.Type{}, nil, err
+		}
+		encrypted, err = k.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+	}
+	if err != nil {
+		return event.Type{}, nil, fmt.Errorf("failed to encrypt for %s: %w", roomID, err)
+	}
+	return event.EventEncrypted, encrypted, nil
+}
+
+// share sends the room's megolm session to the devices of its real members:
+// never to puppets or the bot, whose messages the bot encrypts itself.
+func (k *Crypto) share(ctx context.Context, roomID id.RoomID) error {
+	members, err := k.c.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("failed to list the members of %s: %w", roomID, err)
+	}
+	real := members[:0]
+	for _, m := range members {
+		if !k.c.IsBridgeUser(m) {
+			real = append(real, m)
+		}
+	}
+	if err = k.mach.ShareGroupSession(ctx, roomID, real); err != nil {
+		return fmt.Errorf("failed to share the room key of %s: %w", roomID, err)
+	}
+	return nil
+}
