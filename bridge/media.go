@@ -45,7 +45,7 @@ func (b *Bridge) setupMedia(ctx context.Context) error {
 // bridge's origin: it is sandboxed and never sniffed.
 func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	log := zerolog.Ctx(r.Context())
-	mxc, name, err := b.mediaLinks.Check(strings.TrimPrefix(r.URL.Path, portal.MediaPathPrefix))
+	file, err := b.mediaLinks.Check(strings.TrimPrefix(r.URL.Path, portal.MediaPathPrefix))
 	switch {
 	case errors.Is(err, portal.ErrExpiredLink):
 		http.Error(w, "This link has expired", http.StatusGone)
@@ -54,6 +54,7 @@ func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No such file", http.StatusNotFound)
 		return
 	}
+	mxc, name := file.MXC, file.FileName
 	resp, err := b.Matrix.OpenMedia(r.Context(), mxc.CUString())
 	if err != nil {
 		log.Info().Err(err).Stringer("mxc", mxc).Msg("Failed to stream a Matrix file")
@@ -61,7 +62,19 @@ func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	body := io.Reader(resp.Body)
 	contentType := resp.Header.Get("Content-Type")
+	if file.Encryption != nil {
+		// A file of an encrypted room: the repository holds ciphertext, the
+		// link the key. AES-CTR keeps the length.
+		if err = file.Encryption.PrepareForDecryption(); err != nil {
+			http.Error(w, "No such file", http.StatusNotFound)
+			return
+		}
+		dec := file.Encryption.DecryptStream(resp.Body)
+		defer dec.Close()
+		body, contentType = dec, file.MimeType
+	}
 	mediaType, _, _ := mime.ParseMediaType(contentType)
 	disposition := "attachment"
 	switch strings.SplitN(mediaType, "/", 2)[0] {
@@ -84,7 +97,7 @@ func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if _, err = io.Copy(w, resp.Body); err != nil {
+	if _, err = io.Copy(w, body); err != nil {
 		log.Debug().Err(err).Msg("Streaming a Matrix file was cut short")
 	}
 }

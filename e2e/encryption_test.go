@@ -3,8 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
+	"image/color"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +17,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -156,8 +162,87 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	}
 	exchange("3", mary, laptop)
 
+	// A newcomer gets the room's history, decrypted by the bridge.
+	bob := v.newXMPPClient(t, "bob", "e2ee")
+	mark := bob.mark()
+	bob.mustJoin(muc, "Bob")
+	history := 0
+	for _, st := range bob.since(mark) {
+		if m, ok := st.(*xmpp.Message); ok && m.Delay != nil && strings.HasPrefix(m.Body, "to XMPP ") {
+			history++
+		}
+	}
+	if history != 3 {
+		t.Errorf("history in the encrypted room: %d of Mary's 3 messages", history)
+	}
+
+	// Files, both ways: the media repository only ever holds ciphertext.
+	pic := testPNG(t, color.RGBA{1, 2, 3, 255})
+	file := attachment.NewEncryptedFile()
+	up, err := mary.c.UploadBytes(ctx(t), file.Encrypt(pic), "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark = alice.mark()
+	_, err = mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "sealed.png", FileName: "sealed.png",
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: up.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(pic)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.waitFrom(mark, "the encrypted image's link", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && m.OOB != nil
+	})
+	fetched, err := http.Get(st.(*xmpp.Message).OOB.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(fetched.Body)
+	fetched.Body.Close()
+	if fetched.StatusCode != http.StatusOK || !bytes.Equal(got, pic) || fetched.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("the encrypted image through the bridge: %s %q, %d bytes; want the decrypted PNG",
+			fetched.Status, fetched.Header.Get("Content-Type"), len(got))
+	}
+
+	shared := testPNG(t, color.RGBA{4, 5, 6, 255})
+	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(shared)
+	}))
+	defer upload.Close()
+	link := upload.URL + "/upload/x/shared.png"
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: link, OOB: &xmpp.OOB{URL: link}})
+	evt := mary.waitEvent("the shared image, encrypted", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == puppet && evt.Mautrix.WasEncrypted && evt.Type == event.EventMessage &&
+			evt.Content.AsMessage().MsgType == event.MsgImage
+	})
+	c := evt.Content.AsMessage()
+	if c.File == nil || c.URL != "" {
+		t.Fatalf("the shared image's content %+v: want an encrypted file, no plain URL", c)
+	}
+	mxc, err := c.File.URL.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cipher, err := mary.c.DownloadBytes(ctx(t), mxc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(cipher, shared) {
+		t.Error("the media repository holds the shared image unencrypted")
+	}
+	if err = c.File.PrepareForDecryption(); err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := c.File.Decrypt(cipher); err != nil || !bytes.Equal(plain, shared) {
+		t.Errorf("decrypting the shared image: %v", err)
+	}
+
 	// An event the bridge cannot decrypt: a notice, and nothing to XMPP.
-	mark := alice.mark()
+	mark = alice.mark()
 	fake := &event.EncryptedEventContent{Algorithm: id.AlgorithmMegolmV1, SenderKey: "dGhpcyBpcyBub3QgYSByZWFsIGtleSBhdCBhbGwgISEh",
 		SessionID: "c2Vzc2lvbiB0aGF0IGRvZXMgbm90IGV4aXN0IGF0IGFsbCE", DeviceID: "FAKE",
 		MegolmCiphertext: []byte(strings.Repeat("QUJD", 30))}

@@ -423,11 +423,25 @@ func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser
 		if len(out) == limit {
 			break
 		}
-		if evt.Type.Type != event.EventMessage.Type || evt.StateKey != nil {
+		if evt.StateKey != nil {
 			continue
 		}
 		evt.RoomID = roomID
 		evt.Type.Class = event.MessageEventType
+		if evt.Type == event.EventEncrypted && c.crypto != nil {
+			// Readable if the bot's device had the room key then; no waiting.
+			if evt.Content.ParseRaw(evt.Type) != nil {
+				continue
+			}
+			decrypted, err := c.crypto.mach.DecryptMegolmEvent(ctx, evt)
+			if err != nil {
+				continue
+			}
+			evt = decrypted
+		}
+		if evt.Type.Type != event.EventMessage.Type {
+			continue
+		}
 		err := evt.Content.ParseRaw(evt.Type)
 		if err == nil || errors.Is(err, event.ErrContentAlreadyParsed) {
 			out = append(out, evt)

@@ -3,6 +3,8 @@ package portal
 import (
 	"context"
 	"errors"
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -75,9 +77,9 @@ func TestMediaLinks(t *testing.T) {
 		t.Fatalf("URL = %q, %v", link, err)
 	}
 	rest := strings.TrimPrefix(link, "https://bridge.example"+MediaPathPrefix)
-	mxc, name, err := ml.Check(rest)
-	if err != nil || mxc.String() != "mxc://hs.test/abc123" || name != "cat picture.png" {
-		t.Fatalf("Check = %s, %q, %v", mxc, name, err)
+	f, err := ml.Check(rest)
+	if err != nil || f.MXC.String() != "mxc://hs.test/abc123" || f.FileName != "cat picture.png" || f.Encryption != nil {
+		t.Fatalf("Check = %+v, %v", f, err)
 	}
 	// Any change breaks the signature.
 	for _, bad := range []string{
@@ -87,17 +89,42 @@ func TestMediaLinks(t *testing.T) {
 		rest + "/more",
 		"",
 	} {
-		if _, _, err := ml.Check(bad); !errors.Is(err, ErrBadLink) {
+		if _, err := ml.Check(bad); !errors.Is(err, ErrBadLink) {
 			t.Errorf("Check(%q) = %v; want ErrBadLink", bad, err)
 		}
 	}
 	other := &MediaLinks{Key: []byte("other"), BaseURL: ml.BaseURL, TTL: time.Hour}
-	if _, _, err := other.Check(rest); !errors.Is(err, ErrBadLink) {
+	if _, err := other.Check(rest); !errors.Is(err, ErrBadLink) {
 		t.Error("a link verified with another key")
 	}
 	expired := &MediaLinks{Key: []byte("k"), BaseURL: ml.BaseURL, TTL: -time.Minute}
 	old, _ := expired.URL("mxc://hs.test/abc123", "x")
-	if _, _, err := ml.Check(strings.TrimPrefix(old, "https://bridge.example"+MediaPathPrefix)); !errors.Is(err, ErrExpiredLink) {
+	if _, err := ml.Check(strings.TrimPrefix(old, "https://bridge.example"+MediaPathPrefix)); !errors.Is(err, ErrExpiredLink) {
 		t.Errorf("expired link: %v", err)
+	}
+
+	// A file of an encrypted room: the link carries its key and type.
+	file := attachment.NewEncryptedFile()
+	plain := []byte("secret picture")
+	cipher := file.Encrypt(plain)
+	link, err = ml.EncryptedURL(&event.EncryptedFileInfo{EncryptedFile: *file, URL: "mxc://hs.test/enc1"}, "secret.png", "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest = strings.TrimPrefix(link, "https://bridge.example"+MediaPathPrefix)
+	f, err = ml.Check(rest)
+	if err != nil || f.MXC.String() != "mxc://hs.test/enc1" || f.MimeType != "image/png" || f.Encryption == nil {
+		t.Fatalf("Check of an encrypted file's link = %+v, %v", f, err)
+	}
+	if err = f.Encryption.PrepareForDecryption(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.Encryption.Decrypt(cipher); err != nil || string(got) != string(plain) {
+		t.Errorf("the linked key decrypts to %q, %v", got, err)
+	}
+	parts := strings.Split(rest, "/")
+	parts[5] = parts[5][:len(parts[5])-2] + "AA"
+	if _, err := ml.Check(strings.Join(parts, "/")); !errors.Is(err, ErrBadLink) {
+		t.Errorf("a link with a changed key: %v; want ErrBadLink", err)
 	}
 }

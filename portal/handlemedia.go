@@ -10,6 +10,7 @@ import (
 	_ "image/png"  // image sizes for m.image info
 	"strings"
 
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -48,16 +49,36 @@ func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string)
 	if err != nil {
 		return nil, err
 	}
-	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, f.Data, f.ContentType, f.FileName)
+	size := len(f.Data)
+	var cfg image.Config
+	isImage := strings.HasPrefix(f.ContentType, "image/")
+	if isImage {
+		cfg, _, _ = image.DecodeConfig(bytes.NewReader(f.Data))
+	}
+	var file *attachment.EncryptedFile
+	data, uploadType := f.Data, f.ContentType
+	if p.deps.Matrix.IsEncrypted(ctx, p.RoomID) {
+		// The media repository gets ciphertext; the key travels in the
+		// (encrypted) event.
+		file = attachment.NewEncryptedFile()
+		file.EncryptInPlace(data)
+		uploadType = "application/octet-stream"
+	}
+	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, data, uploadType, f.FileName)
 	if err != nil {
 		return nil, err
 	}
-	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: f.FileName, FileName: f.FileName, URL: uri.CUString(),
-		Info: &event.FileInfo{MimeType: f.ContentType, Size: len(f.Data)}}
+	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: f.FileName, FileName: f.FileName,
+		Info: &event.FileInfo{MimeType: f.ContentType, Size: size}}
+	if file != nil {
+		content.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: uri.CUString()}
+	} else {
+		content.URL = uri.CUString()
+	}
 	switch strings.SplitN(f.ContentType, "/", 2)[0] {
 	case "image":
 		content.MsgType = event.MsgImage
-		if cfg, _, err := image.DecodeConfig(bytes.NewReader(f.Data)); err == nil {
+		if isImage && cfg.Width > 0 {
 			content.Info.Width, content.Info.Height = cfg.Width, cfg.Height
 		}
 	case "video":
@@ -81,7 +102,7 @@ func isMedia(t event.MessageType) bool {
 // XEP-0447 metadata. The link goes through the bridge, since XMPP users
 // cannot fetch authenticated Matrix media.
 func (p *Portal) mediaPayloads(content *event.MessageEventContent) (link string, oob *xmpp.OOB, fs *xmpp.FileSharing, caption string) {
-	if !isMedia(content.MsgType) || content.URL == "" || p.deps.MediaLinks == nil {
+	if !isMedia(content.MsgType) || (content.URL == "" && content.File == nil) || p.deps.MediaLinks == nil {
 		return "", nil, nil, ""
 	}
 	name := content.FileName
@@ -90,7 +111,16 @@ func (p *Portal) mediaPayloads(content *event.MessageEventContent) (link string,
 	} else if content.Body != content.FileName {
 		caption = content.Body
 	}
-	link, err := p.deps.MediaLinks.URL(content.URL, name)
+	var err error
+	if content.File != nil {
+		mimeType := ""
+		if content.Info != nil {
+			mimeType = content.Info.MimeType
+		}
+		link, err = p.deps.MediaLinks.EncryptedURL(content.File, name, mimeType)
+	} else {
+		link, err = p.deps.MediaLinks.URL(content.URL, name)
+	}
 	if err != nil {
 		p.log.Debug().Err(err).Msg("Cannot link a Matrix file for XMPP")
 		return "", nil, nil, ""

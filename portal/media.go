@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -33,8 +36,40 @@ var (
 	ErrExpiredLink = errors.New("media link expired")
 )
 
+// LinkedFile is what a media link names: a file of the media repository,
+// its name, and for a file of an encrypted room what decrypts it and its
+// real type (the repository holds only ciphertext).
+type LinkedFile struct {
+	MXC      id.ContentURI
+	FileName string
+	// Encryption is nil for a plain file.
+	Encryption *attachment.EncryptedFile
+	MimeType   string
+}
+
+// secret is the part of a link to an encrypted file that decrypts it.
+type secret struct {
+	File     *attachment.EncryptedFile `json:"file"`
+	MimeType string                    `json:"mime,omitempty"`
+}
+
 // URL returns the link to an mxc:// URI, valid for TTL.
 func (ml *MediaLinks) URL(uri id.ContentURIString, fileName string) (string, error) {
+	return ml.link(uri, fileName, "")
+}
+
+// EncryptedURL returns the link to a file of an encrypted room, valid for
+// TTL. The link carries the file's key: whoever has it gets the file
+// decrypted, as with any link to a plain file.
+func (ml *MediaLinks) EncryptedURL(file *event.EncryptedFileInfo, fileName, mimeType string) (string, error) {
+	blob, err := json.Marshal(secret{File: &file.EncryptedFile, MimeType: mimeType})
+	if err != nil {
+		return "", err
+	}
+	return ml.link(file.URL, fileName, base64.RawURLEncoding.EncodeToString(blob))
+}
+
+func (ml *MediaLinks) link(uri id.ContentURIString, fileName, blob string) (string, error) {
 	mxc, err := id.ParseContentURI(string(uri))
 	if err != nil || mxc.IsEmpty() {
 		return "", fmt.Errorf("invalid media URI %q", uri)
@@ -43,13 +78,20 @@ func (ml *MediaLinks) URL(uri id.ContentURIString, fileName string) (string, err
 	if fileName == "" || strings.ContainsAny(fileName, "/\\") {
 		fileName = "file"
 	}
-	path := strings.Join([]string{url.PathEscape(mxc.Homeserver), url.PathEscape(mxc.FileID), exp, url.PathEscape(fileName)}, "/")
-	return strings.TrimSuffix(ml.BaseURL, "/") + MediaPathPrefix + ml.sign(mxc.Homeserver, mxc.FileID, exp, fileName) + "/" + path, nil
+	parts := []string{mxc.Homeserver, mxc.FileID, exp, fileName}
+	if blob != "" {
+		parts = append(parts, blob)
+	}
+	escaped := make([]string, len(parts))
+	for i, p := range parts {
+		escaped[i] = url.PathEscape(p)
+	}
+	return strings.TrimSuffix(ml.BaseURL, "/") + MediaPathPrefix + ml.sign(parts...) + "/" + strings.Join(escaped, "/"), nil
 }
 
-func (ml *MediaLinks) sign(server, mediaID, exp, fileName string) string {
+func (ml *MediaLinks) sign(parts ...string) string {
 	mac := hmac.New(sha256.New, ml.Key)
-	for _, part := range []string{server, mediaID, exp, fileName} {
+	for _, part := range parts {
 		mac.Write([]byte(part))
 		mac.Write([]byte{0})
 	}
@@ -57,32 +99,40 @@ func (ml *MediaLinks) sign(server, mediaID, exp, fileName string) string {
 }
 
 // Check verifies a request path (after MediaPathPrefix) and returns the
-// media it names and its file name.
-func (ml *MediaLinks) Check(path string) (id.ContentURI, string, error) {
+// file it names.
+func (ml *MediaLinks) Check(path string) (*LinkedFile, error) {
 	parts := strings.Split(path, "/")
-	if len(parts) != 5 {
-		return id.ContentURI{}, "", ErrBadLink
+	if len(parts) != 5 && len(parts) != 6 {
+		return nil, ErrBadLink
 	}
-	var dec [4]string
+	dec := make([]string, len(parts)-1)
 	for i, p := range parts[1:] {
 		v, err := url.PathUnescape(p)
 		if err != nil {
-			return id.ContentURI{}, "", ErrBadLink
+			return nil, ErrBadLink
 		}
 		dec[i] = v
 	}
-	server, mediaID, exp, fileName := dec[0], dec[1], dec[2], dec[3]
-	if !hmac.Equal([]byte(parts[0]), []byte(ml.sign(server, mediaID, exp, fileName))) {
-		return id.ContentURI{}, "", ErrBadLink
+	if !hmac.Equal([]byte(parts[0]), []byte(ml.sign(dec...))) {
+		return nil, ErrBadLink
 	}
-	expiry, err := strconv.ParseInt(exp, 10, 64)
+	expiry, err := strconv.ParseInt(dec[2], 10, 64)
 	if err != nil {
-		return id.ContentURI{}, "", ErrBadLink
+		return nil, ErrBadLink
 	}
 	if time.Now().Unix() > expiry {
-		return id.ContentURI{}, "", ErrExpiredLink
+		return nil, ErrExpiredLink
 	}
-	return id.ContentURI{Homeserver: server, FileID: mediaID}, fileName, nil
+	f := &LinkedFile{MXC: id.ContentURI{Homeserver: dec[0], FileID: dec[1]}, FileName: dec[3]}
+	if len(dec) == 5 {
+		raw, err := base64.RawURLEncoding.DecodeString(dec[4])
+		var sec secret
+		if err != nil || json.Unmarshal(raw, &sec) != nil || sec.File == nil {
+			return nil, ErrBadLink
+		}
+		f.Encryption, f.MimeType = sec.File, sec.MimeType
+	}
+	return f, nil
 }
 
 // MediaFetched is what a media download from an XMPP link brought.

@@ -45,6 +45,7 @@ type MatrixAPI interface {
 	Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error
 	SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error
 	UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error)
+	IsEncrypted(ctx context.Context, roomID id.RoomID) bool
 	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
