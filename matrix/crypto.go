@@ -49,8 +49,26 @@ var ErrUndecryptable = errors.New("the bridge could not decrypt the event")
 
 // InitCrypto sets up the bot's device in db (mautrix's crypto store): it
 // logs the bot in as a device, reusing the stored device ID, and uploads
-// its keys when they are new. Encrypted rooms are bridged afterwards.
+// its keys when they are new. If the homeserver lost the device's keys,
+// they are uploaded again; if it holds other keys for it, the bot starts
+// over with a new device. Encrypted rooms are bridged afterwards.
 func (c *Connector) InitCrypto(ctx context.Context, db *dbutil.Database, log dbutil.DatabaseLogger) error {
+	err := c.initCrypto(ctx, db, log)
+	if errors.Is(err, errDeviceKeysChanged) {
+		c.log.Warn().Err(err).Msg("Starting over with a new encryption device")
+		if _, derr := db.Exec(ctx, `DELETE FROM crypto_account WHERE account_id=$1`, c.BotID().String()); derr != nil {
+			return fmt.Errorf("failed to drop the old device: %w", derr)
+		}
+		err = c.initCrypto(ctx, db, log)
+	}
+	return err
+}
+
+// errDeviceKeysChanged means the homeserver holds other keys for the
+// device than the bridge does.
+var errDeviceKeysChanged = errors.New("the homeserver holds other keys for the bot's device")
+
+func (c *Connector) initCrypto(ctx context.Context, db *dbutil.Database, log dbutil.DatabaseLogger) error {
 	cfg := c.Encryption
 	store := crypto.NewSQLCryptoStore(db, log, c.BotID().String(), "", []byte(cfg.PickleKey))
 	if err := store.DB.Upgrade(ctx); err != nil {
@@ -89,10 +107,22 @@ func (c *Connector) InitCrypto(ctx context.Context, db *dbutil.Database, log dbu
 	if err = mach.Load(ctx); err != nil {
 		return fmt.Errorf("failed to load the bot's device: %w", err)
 	}
-	if !mach.GetAccount().Shared {
+	keys, err := client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: map[id.UserID]mautrix.DeviceIDList{c.BotID(): {resp.DeviceID}}})
+	if err != nil {
+		return fmt.Errorf("failed to check the bot device's keys: %w", err)
+	}
+	device, onServer := keys.DeviceKeys[c.BotID()][resp.DeviceID]
+	switch {
+	case !onServer || len(device.Keys) == 0:
+		if mach.GetAccount().Shared {
+			c.log.Warn().Msg("The bot device's keys vanished from the homeserver; uploading them again")
+			mach.GetAccount().Shared = false
+		}
 		if err = mach.ShareKeys(ctx, -1); err != nil {
 			return fmt.Errorf("failed to upload the bot device's keys: %w", err)
 		}
+	case device.Keys.GetEd25519(resp.DeviceID) != mach.OwnIdentity().SigningKey:
+		return errDeviceKeysChanged
 	}
 	c.crypto = &Crypto{c: c, mach: mach, client: client, store: store}
 	c.log.Info().Stringer("device_id", resp.DeviceID).Msg("Bridge bot's encryption device ready")
