@@ -162,9 +162,32 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	}
 	exchange("3", mary, laptop)
 
+	// Replies, edits and reactions cross as in any room.
+	mark := alice.mark()
+	question := mary.say(room, "sealed question?")
+	st, _ := alice.waitFrom(mark, "the question", isGroupchat(occ(muc, "Mary"), "sealed question?"))
+	alice.send(&xmpp.Message{ID: "sr1", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "sealed answer",
+		Reply: &xmpp.Reply{To: xmpp.A(occ(muc, "Mary")), ID: st.(*xmpp.Message).StanzaID.ID}})
+	answer := mary.waitEvent("the encrypted reply", wasEncrypted(room, puppet, "sealed answer"))
+	if got := answer.Content.AsMessage().RelatesTo.GetReplyTo(); got != question {
+		t.Errorf("the reply points to %s; want %s", got, question)
+	}
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "sealed answer, corrected", Replace: &xmpp.Replace{ID: "sr1"}})
+	mary.waitEvent("the encrypted edit", func(evt *event.Event) bool {
+		c := evt.Content.AsMessage()
+		return evt.RoomID == room && evt.Sender == puppet && evt.Mautrix.WasEncrypted && c.RelatesTo.GetReplaceID() == answer.ID
+	})
+	if _, err = mary.c.SendReaction(ctx(t), room, answer.ID, "👍"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "the reaction", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Reactions != nil && m.Reactions.ID == answer.ID.String() && len(m.Reactions.Reactions) == 1 && m.Reactions.Reactions[0] == "👍"
+	})
+
 	// A newcomer gets the room's history, decrypted by the bridge.
 	bob := v.newXMPPClient(t, "bob", "e2ee")
-	mark := bob.mark()
+	mark = bob.mark()
 	bob.mustJoin(muc, "Bob")
 	history := 0
 	for _, st := range bob.since(mark) {
@@ -173,7 +196,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 		}
 	}
 	if history != 3 {
-		t.Errorf("history in the encrypted room: %d of Mary's 3 messages", history)
+		t.Errorf("history in the encrypted room: %d of Mary's 3 messages to XMPP", history)
 	}
 
 	// Files, both ways: the media repository only ever holds ciphertext.
@@ -192,7 +215,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := alice.waitFrom(mark, "the encrypted image's link", func(v any) bool {
+	st, _ = alice.waitFrom(mark, "the encrypted image's link", func(v any) bool {
 		m, ok := v.(*xmpp.Message)
 		return ok && m.From.Equal(occ(muc, "Mary")) && m.OOB != nil
 	})
