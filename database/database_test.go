@@ -215,6 +215,67 @@ func TestUpgradeFromV1(t *testing.T) {
 	if p, _ := db.Puppet.GetByJID(ctx, "a@x"); p == nil || p.AvatarHash != "abc" {
 		t.Fatalf("puppet after the upgrade = %+v", p)
 	}
+	// The upgraded database has the tables and columns of a fresh one.
+	if got, want := columns(t, db), columns(t, openTestDB(t)); got != want {
+		t.Errorf("upgraded schema:\n%s\nfresh schema:\n%s", got, want)
+	}
+}
+
+// columns lists a database's tables and their columns, one table a line.
+func columns(t *testing.T, db *Database) string {
+	t.Helper()
+	rows, err := db.RawDB.Query(`SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+		WHERE m.type='table' AND m.name NOT LIKE 'sqlite_%' AND m.name<>'version' ORDER BY m.name, p.name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	last := ""
+	for rows.Next() {
+		var table, col string
+		if err := rows.Scan(&table, &col); err != nil {
+			t.Fatal(err)
+		}
+		if table != last {
+			b.WriteString("\n" + table + ":")
+			last = table
+		}
+		b.WriteString(" " + col)
+	}
+	return b.String()
+}
+
+// TestPendingSend: a send begun and not finished is reported to the next
+// attempt; a finished one is not; old ones expire with the message map.
+func TestPendingSend(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	room := id.RoomID("!room:hs.test")
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished, err := db.Message.BeginSend(ctx, room, "t1"); err != nil || unfinished {
+		t.Fatalf("first BeginSend = %v, %v; want false", unfinished, err)
+	}
+	if unfinished, err := db.Message.BeginSend(ctx, room, "t1"); err != nil || !unfinished {
+		t.Fatalf("BeginSend after an unfinished one = %v, %v; want true", unfinished, err)
+	}
+	if unfinished, _ := db.Message.BeginSend(ctx, "!other:hs.test", "t1"); unfinished {
+		t.Fatal("a pending send of another room counted")
+	}
+	if err := db.Message.FinishSend(ctx, room, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished, _ := db.Message.BeginSend(ctx, room, "t1"); unfinished {
+		t.Fatal("BeginSend after a finished send reported it unfinished")
+	}
+	if err := db.Message.DeleteBefore(ctx, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished, _ := db.Message.BeginSend(ctx, room, "t1"); unfinished {
+		t.Fatal("DeleteBefore kept an old pending send")
+	}
 }
 
 // v1Schema is 00-latest.sql as released at version 1.

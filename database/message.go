@@ -33,6 +33,9 @@ const (
 	getMessageByAnyStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND stanza_id=$2 LIMIT 1`
 	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
 	deleteMessagesBefore    = `DELETE FROM message WHERE timestamp<$1`
+	deletePendingBefore     = `DELETE FROM pending_send WHERE created_at<$1`
+	insertPending           = `INSERT INTO pending_send (room_id, txn_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	deletePending           = `DELETE FROM pending_send WHERE room_id=$1 AND txn_id=$2`
 	deleteMessagesBySender  = `DELETE FROM message WHERE sender_jid=$1`
 )
 
@@ -73,9 +76,26 @@ func (mq *MessageQuery) GetByAnyStanzaID(ctx context.Context, roomID id.RoomID, 
 	return mq.QueryOne(ctx, getMessageByAnyStanzaID, roomID, stanzaID)
 }
 
-// DeleteBefore removes the mappings of messages older than t.
+// DeleteBefore removes the mappings of messages older than t, and the
+// pending sends begun before t.
 func (mq *MessageQuery) DeleteBefore(ctx context.Context, t time.Time) error {
+	if err := mq.Exec(ctx, deletePendingBefore, t.UnixMilli()); err != nil {
+		return err
+	}
 	return mq.Exec(ctx, deleteMessagesBefore, t.UnixMilli())
+}
+
+// BeginSend notes that a send with txnID is about to go to the homeserver.
+// It reports whether an earlier one was begun and never finished: that
+// one may have reached the homeserver.
+func (mq *MessageQuery) BeginSend(ctx context.Context, roomID id.RoomID, txnID string) (unfinished bool, err error) {
+	n, err := mq.stmts.execN(ctx, insertPending, roomID, txnID, time.Now().UnixMilli())
+	return err == nil && n == 0, err
+}
+
+// FinishSend forgets a pending send whose event ID is stored.
+func (mq *MessageQuery) FinishSend(ctx context.Context, roomID id.RoomID, txnID string) error {
+	return mq.stmts.exec(ctx, deletePending, roomID, txnID)
 }
 
 // DeleteBySender removes every mapping of one sender's messages.

@@ -52,6 +52,22 @@ func (c *stmtCache) exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
+// execN runs a statement, prepared when possible, and returns the number
+// of rows it changed.
+func (c *stmtCache) execN(ctx context.Context, query string, args ...any) (int64, error) {
+	var res sql.Result
+	var err error
+	if st := c.get(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = c.db.Exec(ctx, query, args...)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // queryOne runs a query for one row, prepared when possible; no row is
 // (nil, nil).
 func queryOne[T dbutil.DataStruct[T]](ctx context.Context, c *stmtCache, fresh func() T, query string, args ...any) (T, error) {

@@ -91,7 +91,7 @@ func (c *xmppClient) tryJoin(room jid.JID, nick string) error {
 	max := 100 // the bridge's history_messages in these tests
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err = c.s.Encode(ctx, &xmpp.Presence{To: xmpp.A(to), MUC: &xmpp.MUCJoin{History: &xmpp.MUCHistory{MaxStanzas: &max}}}); err != nil {
+	if err = c.encode(&xmpp.Presence{To: xmpp.A(to), MUC: &xmpp.MUCJoin{History: &xmpp.MUCHistory{MaxStanzas: &max}}}); err != nil {
 		return err
 	}
 	st, _, err := c.poll(ctx, mark, func(v any) bool {
@@ -166,7 +166,7 @@ func (s *streamParty) send(prefix string, n int, pause time.Duration) error {
 			}
 			mark := c.mark()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = c.s.Encode(ctx, &xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(s.room), Body: body,
+			err = c.encode(&xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(s.room), Body: body,
 				OriginID: &xmpp.OriginID{ID: body}})
 			if err == nil {
 				var st any
@@ -439,7 +439,7 @@ func TestE2EBurst(t *testing.T) {
 			defer wg.Done()
 			for n := 1; n <= burstMessages; n++ {
 				body := fmt.Sprintf("b%d-%d", i, n)
-				err := c.s.Encode(context.Background(), &xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(mucs[i%burstRooms]),
+				err := c.encode(&xmpp.Message{ID: body, Type: xmpp.TypeGroupchat, To: xmpp.A(mucs[i%burstRooms]),
 					Body: body, OriginID: &xmpp.OriginID{ID: body}})
 				if err != nil {
 					errs <- err

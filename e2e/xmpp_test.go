@@ -87,7 +87,7 @@ func (v *env) tryXMPPClient(t *testing.T, user, domain, resource string) (*xmppC
 	t.Cleanup(c.close)
 	// Initial presence, as every client sends: without it the server does
 	// not deliver messages to the bare JID (invitations) to this session.
-	if err = s.Encode(lctx, &xmpp.Presence{}); err != nil {
+	if err = c.encode(&xmpp.Presence{}); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -119,8 +119,9 @@ func (c *xmppClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartElemen
 	if iq, ok := v.(*xmpp.IQ); ok && iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSPing {
 		if c.ignorePings.Load() {
 			// mellium answers an unanswered IQ with service-unavailable;
-			// hold the handler until the pinger gave up instead.
-			time.Sleep(2 * time.Second)
+			// hold the handler until the pinger gave up instead (the
+			// bridge waits 5 s for an answer with the tests' 1 s interval).
+			time.Sleep(6 * time.Second)
 			return nil
 		}
 		return t.Encode(&xmpp.IQ{ID: iq.ID, Type: xmpp.TypeResult, To: iq.From})
@@ -135,9 +136,19 @@ func (c *xmppClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartElemen
 	return nil
 }
 
+// encode writes a stanza. Its deadline is set on the connection, not
+// through a context: the session turns a context's end into a write
+// deadline from a goroutine of its own, which can fire after Encode
+// returned and break a later write.
+func (c *xmppClient) encode(v any) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	defer c.conn.SetWriteDeadline(time.Time{})
+	return c.s.Encode(context.Background(), v)
+}
+
 func (c *xmppClient) send(v any) {
 	c.t.Helper()
-	if err := c.s.Encode(ctx(c.t), v); err != nil {
+	if err := c.encode(v); err != nil {
 		c.t.Fatalf("%s sending: %v", c.jid, err)
 	}
 }
@@ -145,7 +156,9 @@ func (c *xmppClient) send(v any) {
 // sendRaw writes XML as it is, for payloads the xmpp package does not write.
 func (c *xmppClient) sendRaw(raw string) {
 	c.t.Helper()
-	if err := c.s.Send(ctx(c.t), xml.NewDecoder(strings.NewReader(raw))); err != nil {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	defer c.conn.SetWriteDeadline(time.Time{})
+	if err := c.s.Send(context.Background(), xml.NewDecoder(strings.NewReader(raw))); err != nil {
 		c.t.Fatalf("%s sending raw XML: %v", c.jid, err)
 	}
 }

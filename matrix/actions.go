@@ -257,6 +257,12 @@ func retryable(err error) bool {
 	return code >= 500 || code == http.StatusTooManyRequests
 }
 
+// FindSent looks among the room's last events for one that sender sent
+// with txnID (see SendMessage), and returns its ID or "".
+func (c *Connector) FindSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID {
+	return c.findSent(ctx, roomID, sender, txnID)
+}
+
 // findSent looks among the room's last events for one sender sent with
 // txnID, and returns its ID or "".
 func (c *Connector) findSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID {

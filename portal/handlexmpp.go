@@ -10,6 +10,7 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
@@ -303,10 +304,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		reject(stanza.NotAcceptable, "The message is too long for Matrix")
 		return
 	}
-	stanzaID := msg.ID
-	if msg.OriginID != nil && msg.OriginID.ID != "" {
-		stanzaID = msg.OriginID.ID
-	}
+	stanzaID := stanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
 	if stanzaID != "" {
 		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
@@ -379,17 +377,14 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 	reject := func(cond stanza.Condition, text string) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
 	}
-	stanzaID := msg.ID
-	if msg.OriginID != nil && msg.OriginID.ID != "" {
-		stanzaID = msg.OriginID.ID
-	}
+	stanzaID := stanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
 	if content == nil {
 		content = p.matrixContent(prepareXMPPRelations(msg))
 	}
 	target := p.addXMPPRelations(ctx, occ, msg, content)
-	evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID),
-		event.EventMessage, content, time.Time{})
+	txn := txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID)
+	evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventMessage, content)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
 		p.failed(ToMatrix, "matrix_send")
@@ -410,6 +405,8 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()})
 		if err != nil {
 			log.Error().Err(err).Msg("Failed to store message mapping")
+		} else {
+			p.sent(ctx, txn)
 		}
 	}
 	for _, o := range p.occupants {
@@ -438,6 +435,53 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 	}
 }
 
+// sendOnce sends an event for an XMPP stanza, as sender, exactly once.
+// Transaction IDs alone do not ensure that: a homeserver may forget them
+// (Dendrite does across restarts, and when the sender disconnected before
+// the answer). So the send is noted in the database before it goes out,
+// and a note left over from an attempt the bridge did not live to finish
+// makes it look for the event in the room first. Once the event ID is
+// stored, sent drops the note. Transaction IDs of random make (stanzas
+// without an id) cannot come again and are not noted.
+func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evtType event.Type, content any) (id.EventID, error) {
+	if strings.HasPrefix(txn, randomTxnPrefix) {
+		return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, time.Time{})
+	}
+	unfinished, err := p.deps.DB.Message.BeginSend(ctx, p.RoomID, txn)
+	if err != nil {
+		p.log.Error().Err(err).Msg("Failed to note a send to Matrix")
+	}
+	if unfinished {
+		if evtID := p.deps.Matrix.FindSent(ctx, p.RoomID, sender, txn); evtID != "" {
+			p.log.Info().Stringer("event_id", evtID).Msg("Found the event of a send cut off by a restart")
+			return evtID, nil
+		}
+	}
+	return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, time.Time{})
+}
+
+// sent drops the note of a send whose event ID is stored.
+func (p *Portal) sent(ctx context.Context, txn string) {
+	if strings.HasPrefix(txn, randomTxnPrefix) {
+		return
+	}
+	if err := p.deps.DB.Message.FinishSend(ctx, p.RoomID, txn); err != nil {
+		p.log.Error().Err(err).Msg("Failed to drop the note of a finished send")
+	}
+}
+
+// stanzaIDOf is the id the sender gave a stanza: its origin-id (XEP-0359)
+// if it has one, else its id.
+func stanzaIDOf(msg *xmpp.Message) string {
+	if msg.OriginID != nil && msg.OriginID.ID != "" {
+		return msg.OriginID.ID
+	}
+	return msg.ID
+}
+
+// randomTxnPrefix starts the transaction IDs that are random.
+const randomTxnPrefix = "mxpp_r_"
+
 // txnID makes the Matrix transaction ID of an XMPP message, so that sending
 // the same stanza twice yields one event. Transaction IDs are scoped to the
 // sending user; the room is part of the hash since stanza ids need not be
@@ -447,7 +491,7 @@ func txnID(room, sender, stanzaID, fallback string) string {
 		stanzaID = fallback
 	}
 	if stanzaID == "" {
-		return "mxpp_" + xmpp.RandomID()
+		return randomTxnPrefix + xmpp.RandomID()
 	}
 	sum := sha256.Sum256([]byte(room + "\x00" + sender + "\x00" + stanzaID))
 	return "mxpp_" + base64.RawURLEncoding.EncodeToString(sum[:18])

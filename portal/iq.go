@@ -2,14 +2,13 @@ package portal
 
 import (
 	"context"
-
 	"encoding/xml"
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
+	"errors"
 	"strconv"
-	"sync"
 	"time"
 
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
@@ -121,41 +120,58 @@ type pingOutcome int
 const (
 	pingAnswered pingOutcome = iota
 	pingGone                 // an error saying the session no longer exists
-	pingSilent               // no answer in time, or an error that proves nothing
+	pingSilent               // sent, but no answer in time
+	pingUnknown              // not sent, or an error that proves nothing
 )
 
-// pingSessions pings sessions (XEP-0199) in parallel and returns what each
-// answer says. A bounced ping from the user's server says service-unavailable
-// exactly like a client that does not know pings; every client this bridge
-// is for answers pings, so that counts as gone.
-func (p *Portal) pingSessions(ctx context.Context, sessions map[string]*occupant, timeout time.Duration) map[string]pingOutcome {
-	var (
-		mu  sync.Mutex
-		out = map[string]pingOutcome{}
-		wg  sync.WaitGroup
-	)
+// pingDone is the answer to one liveness ping, back in the room's loop.
+type pingDone struct {
+	session   jid.JID // full JID
+	outcome   pingOutcome
+	reconnect bool // the ping checked occupants after a reconnect
+}
+
+// quietPingTimeout is how long a liveness ping of a quiet session may go
+// unanswered: generous, because a busy server or client answers late, and
+// a late answer must not cost a live session its seat.
+func quietPingTimeout(interval time.Duration) time.Duration {
+	return min(max(interval, 5*time.Second), 30*time.Second)
+}
+
+// startPings pings sessions (XEP-0199) beside the loop; each answer comes
+// back as a pingDone. A session with a ping still out is skipped.
+//
+// A bounced ping from the user's server says service-unavailable exactly
+// like a client that does not know pings; every client this bridge is for
+// answers pings, so that counts as gone.
+func (p *Portal) startPings(sessions map[string]*occupant, timeout time.Duration, reconnect bool) {
 	for full, o := range sessions {
-		s := o.sessions[full]
-		wg.Add(1)
+		if p.pinging[full] {
+			continue
+		}
+		p.pinging[full] = true
+		from, to := p.occupantJID(o.nick), o.sessions[full]
 		go func() {
-			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, timeout)
+			ctx, cancel := context.WithTimeout(p.baseCtx, timeout)
 			defer cancel()
-			_, err := p.deps.XMPP.SendIQ(pctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(p.occupantJID(o.nick)), To: xmpp.A(s),
-				Body: pingBody{}})
-			outcome := pingSilent
-			if serr, ok := err.(stanza.Error); ok && sessionGone(&serr) {
-				outcome = pingGone
-			} else if err == nil {
-				outcome = pingAnswered
-			}
-			mu.Lock()
-			out[full] = outcome
-			mu.Unlock()
+			_, err := p.deps.XMPP.SendIQ(ctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(from), To: xmpp.A(to), Body: pingBody{}})
+			p.Queue(p.baseCtx, pingDone{session: to, outcome: pingResult(err), reconnect: reconnect})
 		}()
 	}
-	wg.Wait()
-	return out
+}
+
+// pingResult says what the answer to a ping (or its absence) shows.
+func pingResult(err error) pingOutcome {
+	var serr stanza.Error
+	switch {
+	case err == nil:
+		return pingAnswered
+	case errors.As(err, &serr) && sessionGone(&serr):
+		return pingGone
+	case errors.Is(err, xmpp.ErrNoReply):
+		return pingSilent
+	}
+	return pingUnknown
 }
 
 // checkOccupants pings every session after the component link came back.
@@ -163,27 +179,14 @@ func (p *Portal) pingSessions(ctx context.Context, sessions map[string]*occupant
 // leave may have been lost. The others get their self-presence again, so
 // that a client that took bounced stanzas for a lost room sees that it is
 // still in.
-func (p *Portal) checkOccupants(ctx context.Context) {
+func (p *Portal) checkOccupants() {
 	all := map[string]*occupant{}
 	for _, o := range p.occupants {
 		for full := range o.sessions {
 			all[full] = o
 		}
 	}
-	for full, outcome := range p.pingSessions(ctx, all, 10*time.Second) {
-		o := all[full]
-		s, still := o.sessions[full]
-		switch {
-		case !still:
-		case outcome == pingGone:
-			p.log.Info().Stringer("jid", s).Msg("Removing XMPP session that is gone")
-			p.removeSession(ctx, o, s, false, "The XMPP client went away")
-		case outcome == pingAnswered:
-			p.touch(s)
-			p.send(ctx, p.availablePresence(o.puppet, o.nick, s, p.occupantItem(o, s),
-				xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
-		}
-	}
+	p.startPings(all, 10*time.Second, true)
 }
 
 // CheckQuiet asks a portal to ping the sessions it has not heard from for
@@ -193,8 +196,8 @@ type CheckQuiet struct{}
 
 // checkQuiet pings sessions quiet for longer than the check interval. A
 // session is removed when the answer says it is gone, or after
-// maxPingMisses checks in a row without an answer.
-func (p *Portal) checkQuiet(ctx context.Context) {
+// maxPingMisses pings in a row without an answer.
+func (p *Portal) checkQuiet() {
 	interval := p.deps.OccupantCheckInterval
 	if interval <= 0 {
 		return
@@ -207,27 +210,36 @@ func (p *Portal) checkQuiet(ctx context.Context) {
 			}
 		}
 	}
-	if len(quiet) == 0 {
+	p.startPings(quiet, quietPingTimeout(interval), false)
+}
+
+// handlePingDone acts on the answer to a liveness ping.
+func (p *Portal) handlePingDone(ctx context.Context, d pingDone) {
+	full := d.session.String()
+	delete(p.pinging, full)
+	o, ok := p.session(d.session)
+	if !ok {
 		return
 	}
-	for full, outcome := range p.pingSessions(ctx, quiet, min(10*time.Second, interval)) {
-		o := quiet[full]
-		s, still := o.sessions[full]
-		if !still {
-			continue
+	s := d.session
+	switch d.outcome {
+	case pingAnswered:
+		p.touch(s)
+		if d.reconnect {
+			p.send(ctx, p.availablePresence(o.puppet, o.nick, s, p.occupantItem(o, s),
+				xmpp.StatusSelf, xmpp.StatusNonAnonymous, xmpp.StatusLogged))
 		}
-		switch outcome {
-		case pingAnswered:
-			p.touch(s)
-		case pingGone:
-			p.log.Info().Stringer("jid", s).Msg("Removing XMPP session that is gone")
-			p.removeSession(ctx, o, s, false, "The XMPP client went away")
-		case pingSilent:
-			p.misses[full]++
-			if p.misses[full] >= maxPingMisses {
-				p.log.Info().Stringer("jid", s).Int("misses", p.misses[full]).Msg("Removing XMPP session that stopped answering")
-				p.removeSession(ctx, o, s, false, "The XMPP client stopped answering")
-			}
+	case pingGone:
+		p.log.Info().Stringer("jid", s).Msg("Removing XMPP session that is gone")
+		p.removeSession(ctx, o, s, false, "The XMPP client went away")
+	case pingSilent:
+		if d.reconnect {
+			return
+		}
+		p.misses[full]++
+		if p.misses[full] >= maxPingMisses {
+			p.log.Info().Stringer("jid", s).Int("misses", p.misses[full]).Msg("Removing XMPP session that stopped answering")
+			p.removeSession(ctx, o, s, false, "The XMPP client stopped answering")
 		}
 	}
 }

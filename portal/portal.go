@@ -49,6 +49,7 @@ type MatrixAPI interface {
 	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
+	FindSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID
 	PuppetID(remote string) id.UserID
 	ParsePuppetID(userID id.UserID) (remote string, ok bool)
 	IsBridgeUser(userID id.UserID) bool
@@ -223,6 +224,7 @@ type Portal struct {
 	occupants map[string]*occupant // by bare JID
 	lastSeen  map[string]time.Time // by full JID of a session
 	misses    map[string]int       // unanswered liveness pings, by full JID
+	pinging   map[string]bool      // sessions with a liveness ping out
 	typing    map[id.UserID]bool   // Matrix members typing now
 	lastRead  map[id.UserID]id.EventID
 
@@ -455,9 +457,11 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	case *xmpp.IQ:
 		p.handleXMPPIQ(ctx, e)
 	case Reconnected:
-		p.checkOccupants(ctx)
+		p.checkOccupants()
 	case CheckQuiet:
-		p.checkQuiet(ctx)
+		p.checkQuiet()
+	case pingDone:
+		p.handlePingDone(ctx, e)
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
 	case Unexpose, SettingsChanged, Remove:
@@ -492,6 +496,7 @@ func (p *Portal) load(ctx context.Context) error {
 	p.typing = make(map[id.UserID]bool)
 	p.lastRead = make(map[id.UserID]id.EventID)
 	p.misses = make(map[string]int)
+	p.pinging = make(map[string]bool)
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.
 	for _, row := range rows {
 		occ := p.occupants[row.UserJID]

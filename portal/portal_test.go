@@ -2,10 +2,14 @@ package portal
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -287,5 +291,101 @@ func TestInbox(t *testing.T) {
 	}
 	if st, more := q.pop(); st != nil || more {
 		t.Fatalf("pop of empty = %v, %v", st, more)
+	}
+}
+
+// TestPingResult: only an answer, an error saying the session is gone, or
+// silence after the ping went out count; a ping that could not be sent
+// proves nothing about the client.
+func TestPingResult(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want pingOutcome
+	}{
+		{"answered", nil, pingAnswered},
+		{"bounced", stanza.Error{Condition: stanza.ServiceUnavailable}, pingGone},
+		{"session gone", stanza.Error{Condition: stanza.ItemNotFound}, pingGone},
+		{"other error", stanza.Error{Condition: stanza.InternalServerError}, pingUnknown},
+		{"no answer", fmt.Errorf("%w: %w", xmpp.ErrNoReply, context.DeadlineExceeded), pingSilent},
+		{"not sent in time", fmt.Errorf("failed to send stanza: %w", context.DeadlineExceeded), pingUnknown},
+		{"link down", xmpp.ErrNotConnected, pingUnknown},
+	} {
+		if got := pingResult(tc.err); got != tc.want {
+			t.Errorf("%s: pingResult(%v) = %d; want %d", tc.name, tc.err, got, tc.want)
+		}
+	}
+	if got := quietPingTimeout(time.Second); got != 5*time.Second {
+		t.Errorf("ping timeout for a 1s interval = %s", got)
+	}
+	if got := quietPingTimeout(10 * time.Minute); got != 30*time.Second {
+		t.Errorf("ping timeout for a 10m interval = %s", got)
+	}
+}
+
+// sendRecorder is a homeserver that may take a send and lose the answer.
+type sendRecorder struct {
+	fakeMatrix
+	events map[string]id.EventID // by transaction ID: what the room holds
+	sends  int
+	lose   bool // take the next send, then fail as if the bridge died
+}
+
+func (s *sendRecorder) SendMessage(_ context.Context, _ id.RoomID, _ id.UserID, txn string, _ event.Type, _ any, _ time.Time) (id.EventID, error) {
+	s.sends++
+	evtID := id.EventID(fmt.Sprintf("$e%d", s.sends))
+	s.events[txn] = evtID
+	if s.lose {
+		s.lose = false
+		return "", context.Canceled
+	}
+	return evtID, nil
+}
+
+func (s *sendRecorder) FindSent(_ context.Context, _ id.RoomID, _ id.UserID, txn string) id.EventID {
+	return s.events[txn]
+}
+
+// TestSendOnce: a send cut off before its event ID was stored is found in
+// the room by the next attempt instead of being sent twice; finished and
+// random-ID sends go straight out.
+func TestSendOnce(t *testing.T) {
+	ctx := context.Background()
+	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hs := &sendRecorder{events: map[string]id.EventID{}}
+	p := testPortal()
+	p.deps.DB, p.deps.Matrix, p.log = db, hs, zerolog.Nop()
+	if err := db.Portal.Insert(ctx, p.Portal); err != nil {
+		t.Fatal(err)
+	}
+	puppet := id.UserID("@_xmpp_alice=40xmpp.test:hs.test")
+	txn := txnID(p.RoomID.String(), "alice@xmpp.test", "s1", "")
+
+	hs.lose = true
+	if _, err := p.sendOnce(ctx, puppet, txn, event.EventMessage, nil); err == nil {
+		t.Fatal("the lost send reported success")
+	}
+	evtID, err := p.sendOnce(ctx, puppet, txn, event.EventMessage, nil)
+	if err != nil || evtID != "$e1" || hs.sends != 1 {
+		t.Fatalf("retry after a lost answer = %s, %v after %d sends; want the first event, one send", evtID, err, hs.sends)
+	}
+	p.sent(ctx, txn)
+	// Once finished, the same transaction goes to the homeserver again
+	// (which answers a true retry from its own memory).
+	if _, err := p.sendOnce(ctx, puppet, txn, event.EventMessage, nil); err != nil || hs.sends != 2 {
+		t.Fatalf("send after a finished one: %v, %d sends", err, hs.sends)
+	}
+	random := txnID(p.RoomID.String(), "alice@xmpp.test", "", "")
+	for range 2 {
+		if _, err := p.sendOnce(ctx, puppet, random, event.EventMessage, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hs.sends != 4 {
+		t.Errorf("sends with random transaction IDs: %d; want each sent", hs.sends-2)
 	}
 }

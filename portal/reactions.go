@@ -63,8 +63,14 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 			continue
 		}
 		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: target, Key: k}}
-		evtID, err := p.deps.Matrix.SendMessage(ctx, p.RoomID, occ.puppet, txnID(p.RoomID.String(), occ.bare.String(), "react:"+target.String()+":"+h, ""),
-			event.EventReaction, content, time.Time{})
+		// The stanza's id is part of the key: reacting again after taking a
+		// reaction back is a new event, not a retry of the first one.
+		key := ""
+		if sid := stanzaIDOf(msg); sid != "" {
+			key = "react:" + sid + ":" + target.String() + ":" + h
+		}
+		txn := txnID(p.RoomID.String(), occ.bare.String(), key, "")
+		evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventReaction, content)
 		if err != nil {
 			p.log.Info().Err(err).Msg("Reaction refused on Matrix")
 			reject(matrixError(err, "You may not react in this room"))
@@ -74,6 +80,8 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 			Sender: occ.puppet, KeyHash: h, Timestamp: time.Now()})
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to store a reaction")
+		} else {
+			p.sent(ctx, txn)
 		}
 	}
 	for h, r := range had {

@@ -28,7 +28,14 @@ var (
 	// ErrNotConnected is returned by Send and SendIQ while the link to the
 	// XMPP server is down; callers retry once HandleConnected was called.
 	ErrNotConnected = errors.New("component is not connected to the XMPP server")
+	// ErrNoReply is returned by SendIQ when the IQ was sent but its context
+	// ended before the answer came.
+	ErrNoReply = errors.New("no answer to the IQ in time")
 )
+
+// writeTimeout is how long writing one stanza may take before the link
+// counts as dead and is dropped.
+const writeTimeout = 30 * time.Second
 
 // Handler receives what arrives on the component's stream. Its methods run on
 // the goroutine that reads the stream, one at a time and in stream order, so
@@ -52,7 +59,8 @@ type Component struct {
 	handler Handler
 	log     zerolog.Logger
 
-	session   atomic.Pointer[mellium.Session]
+	session   atomic.Pointer[link]
+	writing   chan struct{} // holds a token while a stanza is written
 	connected chan struct{} // closed while connected; replaced on disconnect
 	connMu    sync.Mutex
 	kick      chan struct{}
@@ -84,6 +92,7 @@ func NewComponent(cfg Config, handler Handler, log zerolog.Logger) (*Component, 
 		log:               log,
 		connected:         make(chan struct{}),
 		kick:              make(chan struct{}, 1),
+		writing:           make(chan struct{}, 1),
 		pending:           make(map[string]chan *IQ),
 		KeepaliveInterval: 30 * time.Second,
 		KeepaliveTimeout:  15 * time.Second,
@@ -172,7 +181,7 @@ func (c *Component) connectAndServe(ctx context.Context) error {
 	}()
 	go c.keepalive(connCtx, conn, lastRead)
 
-	c.setSession(s)
+	c.setSession(&link{s: s, conn: conn})
 	defer c.setSession(nil)
 	go c.handler.HandleConnected(connCtx)
 	err = c.serve(connCtx, s, lastRead)
@@ -180,7 +189,13 @@ func (c *Component) connectAndServe(ctx context.Context) error {
 	return err
 }
 
-func (c *Component) setSession(s *mellium.Session) {
+// link is one connection to the server.
+type link struct {
+	s    *mellium.Session
+	conn net.Conn
+}
+
+func (c *Component) setSession(s *link) {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	c.session.Store(s)
@@ -467,17 +482,30 @@ func (c *Component) rejectUndecodable(ctx context.Context, start xml.StartElemen
 
 // Send writes one stanza. From must be set: the server refuses component
 // stanzas without it.
+//
+// ctx bounds only the wait for the stream: a write cut off halfway would
+// leave half a stanza on the stream and break every later one. A write that
+// makes no progress for writeTimeout drops the link, which then reconnects.
 func (c *Component) Send(ctx context.Context, v any) error {
-	s := c.session.Load()
-	if s == nil {
+	select {
+	case c.writing <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("failed to send stanza: %w", ctx.Err())
+	}
+	defer func() { <-c.writing }()
+	l := c.session.Load()
+	if l == nil {
 		return ErrNotConnected
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-	}
-	if err := s.Encode(ctx, v); err != nil {
+	// The deadline is set here, not through a context: the session turns a
+	// context's end into a write deadline from a goroutine of its own,
+	// which can fire after Encode returned and fail the next write.
+	_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	err := l.s.Encode(context.Background(), v)
+	_ = l.conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.log.Warn().Err(err).Msg("Writing to the XMPP server failed, dropping the connection")
+		_ = l.conn.Close()
 		return fmt.Errorf("failed to send stanza: %w", err)
 	}
 	return nil
@@ -526,7 +554,7 @@ func (c *Component) SendIQ(ctx context.Context, iq *IQ) (*IQ, error) {
 		}
 		return reply, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", ErrNoReply, ctx.Err())
 	}
 }
 

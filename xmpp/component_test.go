@@ -6,10 +6,13 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -402,5 +405,107 @@ func TestComponentHostileInput(t *testing.T) {
 		io.WriteString(conn, in)
 		conn = srv.next()
 		good(conn, "after-broken-stream")
+	}
+}
+
+// TestComponentSlowServer: while the server reads nothing, a sender whose
+// context ends waiting gets an error at once, and a write already under
+// way is finished rather than cut off: every stanza the server gets is
+// whole, in order, and the stream goes on afterwards.
+func TestComponentSlowServer(t *testing.T) {
+	c, srv, _ := startComponent(t)
+	conn := srv.next()
+	if err := c.WaitConnected(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("x", 128<<10)
+	var sent atomic.Int64
+	errs := make(chan error, 1)
+	go func() {
+		for i := range 120 {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			err := c.Send(ctx, &Message{ID: strconv.Itoa(i), From: A(c.Domain()), To: mustJID("alice@xmpp.test/r"), Body: body})
+			cancel()
+			if err != nil {
+				errs <- err
+				return
+			}
+			sent.Add(1)
+		}
+		errs <- nil
+	}()
+	// Wait until the socket is full and the writer stuck.
+	for last := int64(-1); sent.Load() != last; {
+		last = sent.Load()
+		time.Sleep(500 * time.Millisecond)
+	}
+	if sent.Load() == 120 {
+		t.Skip("the socket never filled up")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	start := time.Now()
+	err := c.Send(ctx, &Message{ID: "impatient", From: A(c.Domain()), To: mustJID("alice@xmpp.test/r"), Body: "x"})
+	cancel()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Send while the stream is blocked = %v; want a deadline error", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("Send with a 200ms context returned after %s", waited)
+	}
+
+	// The server reads again: all 120 stanzas arrive whole and in order.
+	for i := range 120 {
+		var m Message
+		conn.read(t, &m)
+		if m.ID != strconv.Itoa(i) || m.Body != body {
+			t.Fatalf("stanza %d arrived as id %q with a %d-byte body", i, m.ID, len(m.Body))
+		}
+	}
+	if err := <-errs; err != nil {
+		t.Errorf("a write under way failed: %v", err)
+	}
+	if err := c.Send(context.Background(), &Message{ID: "after", From: A(c.Domain()), To: mustJID("alice@xmpp.test/r"), Body: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	var m Message
+	conn.read(t, &m)
+	if m.ID != "after" {
+		t.Errorf("next stanza = %q; want the one sent after the blockage", m.ID)
+	}
+}
+
+// TestComponentEndedContexts: a sender's context that ends right after its
+// Send returned must not disturb the writes that follow.
+func TestComponentEndedContexts(t *testing.T) {
+	c, srv, _ := startComponent(t)
+	conn := srv.next()
+	if err := c.WaitConnected(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	read := make(chan error, 1)
+	go func() {
+		for got := 0; got < n; {
+			tok, err := conn.dec.Token()
+			if err != nil {
+				read <- err
+				return
+			}
+			if start, ok := tok.(xml.StartElement); ok && start.Name.Local == "message" {
+				got++
+			}
+		}
+		read <- nil
+	}()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := c.Send(ctx, &Message{ID: strconv.Itoa(i), From: A(c.Domain()), To: mustJID("alice@xmpp.test/r"), Body: "x"})
+		cancel()
+		if err != nil {
+			t.Fatalf("Send %d after %d contexts ended: %v", i, i, err)
+		}
+	}
+	if err := <-read; err != nil {
+		t.Errorf("the server read a broken stream: %v", err)
 	}
 }

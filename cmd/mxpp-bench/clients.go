@@ -144,10 +144,14 @@ func (c *xmppClient) handle(t xmlstream.TokenReadEncoder, start *xml.StartElemen
 	return nil
 }
 
+// send writes a stanza. Its deadline is set on the connection, not
+// through a context: the session turns a context's end into a write
+// deadline from a goroutine of its own, which can fire after Encode
+// returned and break a later write.
 func (c *xmppClient) send(v any) error {
-	ctx, cancel := waitCtx(30 * time.Second)
-	defer cancel()
-	return c.s.Encode(ctx, v)
+	_ = c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	defer c.conn.SetWriteDeadline(time.Time{})
+	return c.s.Encode(context.Background(), v)
 }
 
 // join joins a room and waits for the self-presence.

@@ -1,4 +1,4 @@
--- v0 -> v6: Latest revision
+-- v0 -> v7: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -54,6 +54,17 @@ CREATE TABLE message (
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
 CREATE INDEX message_room_stanza_idx ON message (room_id, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
+
+-- Sends to Matrix that may have landed unconfirmed: written before an XMPP
+-- stanza is sent, removed once its event ID is stored. A row left over (the
+-- bridge died in between) makes the next attempt look for the event first.
+CREATE TABLE pending_send (
+	room_id    TEXT   NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	-- The Matrix transaction ID: a hash, naming no user.
+	txn_id     TEXT   NOT NULL,
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (room_id, txn_id)
+);
 
 -- Reactions: which reaction event is whose, on which message.
 CREATE TABLE reaction (
