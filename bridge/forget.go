@@ -67,6 +67,11 @@ func (b *Bridge) cleanup(ctx context.Context) {
 	if err := b.DB.Reaction.DeleteBefore(ctx, cutoff); err != nil {
 		b.Log.Error().Err(err).Msg("Failed to expire reaction mappings")
 	}
+	if n, err := b.Matrix.DeleteExpiredKeys(ctx); err != nil {
+		b.Log.Error().Err(err).Msg("Failed to delete expired room keys")
+	} else if n > 0 {
+		b.Log.Info().Int("keys", n).Msg("Deleted expired room keys")
+	}
 	gone, err := b.DB.Puppet.GetGone(ctx, time.Now().Add(-b.Config.Bridge.PuppetRetention))
 	if err != nil {
 		b.Log.Error().Err(err).Msg("Failed to list departed puppets")

@@ -99,7 +99,8 @@ func New(db *dbutil.Database) *Database {
 // sqliteDSN turns the configured URI into a modernc DSN with the pragmas the
 // bridge relies on: foreign keys (cascading deletes), WAL (readers beside the
 // writer), a busy timeout and immediate write transactions (no SQLITE_BUSY on
-// lock upgrades), and NORMAL sync, which is durable across process crashes.
+// lock upgrades), NORMAL sync, which is durable across process crashes, and
+// times in SQLite's format.
 func sqliteDSN(uri string) (string, error) {
 	switch {
 	case uri == "":
@@ -120,6 +121,10 @@ func sqliteDSN(uri string) (string, error) {
 	params.Add("_pragma", "busy_timeout(10000)")
 	params.Add("_pragma", "synchronous(NORMAL)")
 	params.Set("_txlock", "immediate")
+	// Times as SQLite's own functions read them: the crypto store finds
+	// expired room keys with unixepoch(received_at), which cannot parse
+	// the driver's default format and would never find any.
+	params.Set("_time_format", "sqlite")
 	return "file:" + path + "?" + params.Encode(), nil
 }
 

@@ -212,3 +212,18 @@ func (k *Crypto) share(ctx context.Context, roomID id.RoomID) error {
 	}
 	return nil
 }
+
+// DeleteExpiredKeys drops the room keys received more than twice their
+// room's rotation period ago (rotation_period_ms of m.room.encryption, a
+// week by default): messages that old can then no longer be decrypted
+// with what the bridge's database holds. It returns how many it dropped.
+func (c *Connector) DeleteExpiredKeys(ctx context.Context) (int, error) {
+	if c.crypto == nil {
+		return 0, nil
+	}
+	ids, err := c.crypto.store.RedactExpiredGroupSessions(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("failed to delete expired room keys: %w", err)
+	}
+	return len(ids), nil
+}
