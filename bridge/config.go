@@ -166,6 +166,9 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	if c.Encryption.Require && !c.Encryption.Allow {
 		return fmt.Errorf("encryption.require: needs encryption.allow")
 	}
+	if c.Encryption.SelfSign && !c.Encryption.Allow {
+		return fmt.Errorf("encryption.self_sign: needs encryption.allow")
+	}
 	if c.Encryption.Allow && c.Encryption.PickleKey == "" && !allowEmptyTokens {
 		return fmt.Errorf("encryption.pickle_key: is empty; generate it with -g first")
 	}

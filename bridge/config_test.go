@@ -92,6 +92,9 @@ func TestValidateNamesKey(t *testing.T) {
 		{"logging.level", func(c *Config) { c.Logging.Level = "loud" }},
 		{"logging.format", func(c *Config) { c.Logging.Format = "xml" }},
 		{"homeserver.address", func(c *Config) { c.Homeserver.Address = "" }},
+		{"encryption.require", func(c *Config) { c.Encryption.Require = true }},
+		{"encryption.self_sign", func(c *Config) { c.Encryption.SelfSign = true }},
+		{"encryption.pickle_key", func(c *Config) { c.Encryption.Allow = true }},
 	} {
 		c := base()
 		tc.mutate(c)

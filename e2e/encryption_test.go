@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,6 +96,11 @@ func wasEncrypted(room id.RoomID, sender id.UserID, body string) func(*event.Eve
 // restart change nothing; an event the bridge cannot decrypt is reported.
 func TestE2EEncryptedRoom(t *testing.T) {
 	v := need(t)
+	// self_sign is on, and Dendrite demands a password for cross-signing
+	// keys: the bridge says so and encrypts unverified.
+	if log, _ := os.ReadFile(filepath.Join(v.dir, "bridge.log")); !bytes.Contains(log, []byte("Could not cross-sign the bot's device")) {
+		t.Error("the bridge did not report that the homeserver refused its cross-signing keys")
+	}
 	mary := v.newEncryptedUser(t, "mary", "Mary")
 	userSeq.Lock()
 	userSeq.n++

@@ -176,6 +176,7 @@ xmpp:
   admins: [erin@xmpp.test]
 encryption:
   allow: true
+  self_sign: true
 database:
   uri: file:%s
 bridge:

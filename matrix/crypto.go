@@ -27,6 +27,11 @@ type EncryptionConfig struct {
 	// VerifiedOnly shares room keys only with devices their owners
 	// verified (cross-signed), and bridges only messages from such devices.
 	VerifiedOnly bool `yaml:"verified_only"`
+	// SelfSign cross-signs the bot's device at start, so that clients do
+	// not mark bridged messages as sent from an unverified device. It
+	// needs a homeserver that lets appservice users upload cross-signing
+	// keys without a password (Synapse does; Dendrite does not).
+	SelfSign bool `yaml:"self_sign"`
 }
 
 // keyWait is how long decryption waits for a room key that has not arrived.
@@ -126,6 +131,60 @@ func (c *Connector) initCrypto(ctx context.Context, db *dbutil.Database, log dbu
 	}
 	c.crypto = &Crypto{c: c, mach: mach, client: client, store: store}
 	c.log.Info().Stringer("device_id", resp.DeviceID).Msg("Bridge bot's encryption device ready")
+	if cfg.SelfSign {
+		if err := c.crypto.selfSign(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("Could not cross-sign the bot's device; clients will mark bridged messages as unverified")
+		}
+	}
+	return nil
+}
+
+// recoveryKeySecret names the recovery key of the bot's cross-signing keys
+// in the crypto store, where it is encrypted with the pickle key.
+const recoveryKeySecret id.Secret = "net.mxpp.recovery_key"
+
+// selfSign cross-signs the bot's device. The first time, it makes the
+// bot's cross-signing keys, stores them on the homeserver (secret storage,
+// under a recovery key the bridge keeps) and signs the device; a new device
+// later is signed with the keys fetched back with the recovery key.
+func (k *Crypto) selfSign(ctx context.Context) error {
+	// The homeserver says whether the keys exist: the store also holds
+	// the keys of an attempt whose upload was refused.
+	bot := k.mach.Client.UserID
+	resp, err := k.mach.Client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bot: {}}})
+	if err != nil {
+		return fmt.Errorf("failed to look up the bot's cross-signing keys: %w", err)
+	}
+	_, hasKeys := resp.MasterKeys[bot]
+	if hasKeys {
+		if _, verified, err := k.mach.GetOwnVerificationStatus(ctx); err == nil && verified {
+			return nil
+		}
+	}
+	recoveryKey, err := k.store.GetSecret(ctx, recoveryKeySecret)
+	if err != nil {
+		return fmt.Errorf("failed to read the recovery key: %w", err)
+	}
+	if hasKeys {
+		if recoveryKey == "" {
+			return errors.New("the homeserver holds cross-signing keys of the bot that this bridge has no recovery key for")
+		}
+		if err = k.mach.VerifyWithRecoveryKey(ctx, recoveryKey); err != nil {
+			return fmt.Errorf("failed to sign the device with the stored keys: %w", err)
+		}
+		k.c.log.Info().Msg("Cross-signed the bot's device with its existing keys")
+		return nil
+	}
+	recoveryKey, err = k.mach.GenerateAndVerifyWithRecoveryKey(ctx)
+	if recoveryKey != "" {
+		if serr := k.store.PutSecret(ctx, recoveryKeySecret, recoveryKey); serr != nil {
+			return fmt.Errorf("failed to store the recovery key: %w", serr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	k.c.log.Info().Msg("Made cross-signing keys for the bot and signed its device")
 	return nil
 }
 
