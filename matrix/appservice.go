@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -51,6 +52,9 @@ type Connector struct {
 	RedactBodies bool
 
 	crypto *Crypto // nil unless InitCrypto ran
+
+	lastPush atomic.Int64                       // when the last transaction came, Unix ns
+	longPoll atomic.Pointer[context.CancelFunc] // ends the bot's waiting /sync
 }
 
 // NewConnector prepares the appservice. stateStore caches room membership
@@ -141,6 +145,9 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 		log.Debug().Msg("Ignoring repeated transaction")
 		writeEmptyJSON(w)
 		return
+	}
+	if len(txn.Events) > 0 {
+		c.pushed()
 	}
 	handling := &Txn{}
 	ctx := withTxn(log.WithContext(context.WithoutCancel(r.Context())), handling)

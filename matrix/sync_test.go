@@ -1,0 +1,118 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// syncServer answers /sync: a long poll waits until the client gives up,
+// a poll (no timeout) answers at once. It records each request.
+type syncServer struct {
+	mu       sync.Mutex
+	requests []syncRequest
+	arrived  chan syncRequest
+}
+
+type syncRequest struct {
+	long  bool
+	ended chan struct{} // closed when the client gave up on a long poll
+}
+
+func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/filter"):
+		_ = json.NewEncoder(w).Encode(map[string]string{"filter_id": "1"})
+	case strings.HasSuffix(r.URL.Path, "/sync"):
+		timeout := r.URL.Query().Get("timeout")
+		req := syncRequest{long: timeout != "" && timeout != "0", ended: make(chan struct{})}
+		s.mu.Lock()
+		s.requests = append(s.requests, req)
+		s.mu.Unlock()
+		s.arrived <- req
+		if req.long {
+			<-r.Context().Done()
+			close(req.ended)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"next_batch": "s1"})
+	default:
+		_ = json.NewEncoder(w).Encode(map[string]any{})
+	}
+}
+
+type memSyncStore struct{}
+
+func (memSyncStore) LoadNextBatch(context.Context) (string, error) { return "s0", nil }
+func (memSyncStore) SaveNextBatch(context.Context, string) error   { return nil }
+
+// TestSyncPollsWhileBusy: the bot's sync long-polls while the homeserver is
+// quiet; a transaction cuts the long poll short and the loop polls at the
+// pace instead; once transactions stop, it long-polls again.
+func TestSyncPollsWhileBusy(t *testing.T) {
+	pace, busyFor := SyncPace, syncBusyFor
+	SyncPace, syncBusyFor = 50*time.Millisecond, 400*time.Millisecond
+	t.Cleanup(func() { SyncPace, syncBusyFor = pace, busyFor })
+
+	hs := &syncServer{arrived: make(chan syncRequest, 100)}
+	srv := httptest.NewServer(hs)
+	defer srv.Close()
+	cfg := testConfig()
+	cfg.Homeserver.Address = srv.URL
+	c, err := NewConnector(cfg, nil, &recordingHandler{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.RunSync(ctx, memSyncStore{}, true); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	next := func(what string) syncRequest {
+		t.Helper()
+		select {
+		case req := <-hs.arrived:
+			return req
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no sync request: %s", what)
+			return syncRequest{}
+		}
+	}
+	if first := next("the first"); !first.long {
+		t.Fatal("an idle bridge does not long-poll")
+	} else {
+		// A transaction with an event arrives.
+		req := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/t1", strings.NewReader(
+			`{"events":[{"type":"m.room.message","event_id":"$e","room_id":"!r:hs.test","sender":"@u:hs.test","content":{"msgtype":"m.text","body":"x"}}]}`))
+		req.Header.Set("Authorization", "Bearer hs-secret")
+		rec := httptest.NewRecorder()
+		c.Mux.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("transaction answered %d", rec.Code)
+		}
+		select {
+		case <-first.ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a transaction did not cut the long poll short")
+		}
+	}
+	polls := []syncRequest{next("a poll"), next("a second poll")}
+	for _, p := range polls {
+		if p.long {
+			t.Fatal("a busy bridge long-polls")
+		}
+	}
+	// No more transactions: the long poll comes back.
+	for {
+		if next("after the traffic").long {
+			break
+		}
+	}
+}
