@@ -139,14 +139,15 @@ func quietPingTimeout(interval time.Duration) time.Duration {
 }
 
 // startPings pings sessions (XEP-0199) beside the loop; each answer comes
-// back as a pingDone. A session with a ping still out is skipped.
+// back as a pingDone. A session with a ping still out is skipped, except
+// after a reconnect: a ping out on the old link is answered by nobody.
 //
 // A bounced ping from the user's server says service-unavailable exactly
 // like a client that does not know pings; every client this bridge is for
 // answers pings, so that counts as gone.
 func (p *Portal) startPings(sessions map[string]*occupant, timeout time.Duration, reconnect bool) {
 	for full, o := range sessions {
-		if p.pinging[full] {
+		if p.pinging[full] && !reconnect {
 			continue
 		}
 		p.pinging[full] = true
