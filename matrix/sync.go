@@ -90,6 +90,9 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 			// Cutting it short is routine: not worth the client's warning.
 			reqCtx = log.Level(zerolog.ErrorLevel).WithContext(reqCtx)
 			c.longPoll.Store(&cancel)
+			if c.busy() { // a transaction came in between
+				cancel()
+			}
 		}
 		resp, err := client.FullSyncRequest(reqCtx, req)
 		c.longPoll.Store(nil)
