@@ -217,7 +217,7 @@ func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id
 	if err != nil {
 		return "", err
 	}
-	// The marker stays outside the encryption, so that findSent sees it.
+	// The marker stays outside the encryption, so that FindSent sees it.
 	wrapped := &event.Content{Parsed: sendContent, Raw: map[string]any{TxnKey: txnID}}
 	intent := c.Intent(sender)
 	pause := sendBackoff
@@ -239,7 +239,7 @@ func (c *Connector) SendMessage(ctx context.Context, roomID id.RoomID, sender id
 			return "", fmt.Errorf("failed to send %s as %s: %w", evtType.Type, sender, err)
 		}
 		pause *= 2
-		if evtID := c.findSent(ctx, roomID, sender, txnID); evtID != "" {
+		if evtID := c.FindSent(ctx, roomID, sender, txnID); evtID != "" {
 			c.log.Info().Stringer("event_id", evtID).Msg("The homeserver had taken the event whose answer was lost")
 			return evtID, nil
 		}
@@ -260,12 +260,6 @@ func retryable(err error) bool {
 // FindSent looks among the room's last events for one that sender sent
 // with txnID (see SendMessage), and returns its ID or "".
 func (c *Connector) FindSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID {
-	return c.findSent(ctx, roomID, sender, txnID)
-}
-
-// findSent looks among the room's last events for one sender sent with
-// txnID, and returns its ID or "".
-func (c *Connector) findSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID {
 	filter := &mautrix.FilterPart{Senders: []id.UserID{sender}}
 	resp, err := c.Intent(sender).Messages(ctx, roomID, "", "", mautrix.DirectionBackward, filter, 50)
 	if err != nil {

@@ -155,17 +155,14 @@ func (k *Crypto) selfSign(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to look up the bot's cross-signing keys: %w", err)
 	}
-	_, hasKeys := resp.MasterKeys[bot]
-	if hasKeys {
-		if _, verified, err := k.mach.GetOwnVerificationStatus(ctx); err == nil && verified {
-			return nil
-		}
-	}
 	recoveryKey, err := k.store.GetSecret(ctx, recoveryKeySecret)
 	if err != nil {
 		return fmt.Errorf("failed to read the recovery key: %w", err)
 	}
-	if hasKeys {
+	if _, hasKeys := resp.MasterKeys[bot]; hasKeys {
+		if _, verified, err := k.mach.GetOwnVerificationStatus(ctx); err == nil && verified {
+			return nil
+		}
 		if recoveryKey == "" {
 			return errors.New("the homeserver holds cross-signing keys of the bot that this bridge has no recovery key for")
 		}

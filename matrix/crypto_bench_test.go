@@ -8,8 +8,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -41,16 +39,7 @@ func BenchmarkMessageEncryption(b *testing.B) {
 	// Sharing the session with nobody still sends an empty to-device batch.
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("{}")) }))
 	defer hs.Close()
-	client, err := mautrix.NewClient(hs.URL, "@bot:hs.test", "token")
-	if err != nil {
-		b.Fatal(err)
-	}
-	client.DeviceID = "BENCH"
-	log := zerolog.Nop()
-	mach := crypto.NewOlmMachine(client, &log, crypto.NewMemoryStore(nil), encryptedRoomStore{})
-	if err := mach.Load(ctx); err != nil {
-		b.Fatal(err)
-	}
+	mach := loadMachine(b, hs.URL, crypto.NewMemoryStore(nil))
 	room := id.RoomID("!bench:hs.test")
 	if err := mach.ShareGroupSession(ctx, room, nil); err != nil {
 		b.Fatal(err)
@@ -60,7 +49,7 @@ func BenchmarkMessageEncryption(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	encrypted := &event.Event{Type: event.EventEncrypted, ID: "$e", RoomID: room, Sender: client.UserID,
+	encrypted := &event.Event{Type: event.EventEncrypted, ID: "$e", RoomID: room, Sender: mach.Client.UserID,
 		Content: event.Content{Parsed: sample}}
 	plain, _ := json.Marshal(content)
 

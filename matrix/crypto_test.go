@@ -41,6 +41,23 @@ func openCryptoStore(t *testing.T) (*sql.DB, *crypto.SQLCryptoStore) {
 	return raw, store
 }
 
+// loadMachine loads the crypto machine of the bot's device "DEV", talking
+// to the homeserver at hsURL, with its keys in store.
+func loadMachine(t testing.TB, hsURL string, store crypto.Store) *crypto.OlmMachine {
+	t.Helper()
+	client, err := mautrix.NewClient(hsURL, "@bot:hs.test", "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.DeviceID = "DEV"
+	log := zerolog.Nop()
+	mach := crypto.NewOlmMachine(client, &log, store, encryptedRoomStore{})
+	if err = mach.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return mach
+}
+
 // TestDeleteExpiredKeys: room keys older than twice the rotation period
 // are dropped from the SQLite crypto store; recent ones stay.
 func TestDeleteExpiredKeys(t *testing.T) {
@@ -48,16 +65,8 @@ func TestDeleteExpiredKeys(t *testing.T) {
 	raw, store := openCryptoStore(t)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("{}")) }))
 	defer hs.Close()
-	client, err := mautrix.NewClient(hs.URL, "@bot:hs.test", "token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.DeviceID = "DEV"
-	log := zerolog.Nop()
-	mach := crypto.NewOlmMachine(client, &log, store, encryptedRoomStore{})
-	if err = mach.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mach := loadMachine(t, hs.URL, store)
+	var err error
 	// Sharing a session stores the bot's own inbound copy of it.
 	for _, room := range []id.RoomID{"!old:hs.test", "!new:hs.test"} {
 		if err = mach.ShareGroupSession(ctx, room, nil); err != nil {
@@ -163,17 +172,8 @@ func TestSelfSign(t *testing.T) {
 	raw, store := openCryptoStore(t)
 	var err error
 	start := func() *Crypto {
-		client, err := mautrix.NewClient(srv.URL, "@bot:hs.test", "token")
-		if err != nil {
-			t.Fatal(err)
-		}
-		client.DeviceID = "DEV"
-		log := zerolog.Nop()
-		mach := crypto.NewOlmMachine(client, &log, store, encryptedRoomStore{})
-		if err = mach.Load(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err = mach.ShareKeys(ctx, -1); err != nil {
+		mach := loadMachine(t, srv.URL, store)
+		if err := mach.ShareKeys(ctx, -1); err != nil {
 			t.Fatal(err)
 		}
 		return &Crypto{c: &Connector{log: zerolog.Nop()}, mach: mach, store: store}

@@ -49,27 +49,26 @@ func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string)
 	if err != nil {
 		return nil, err
 	}
-	size := len(f.Data)
 	var cfg image.Config
-	isImage := strings.HasPrefix(f.ContentType, "image/")
-	if isImage {
+	if strings.HasPrefix(f.ContentType, "image/") {
+		// Before encryption, which works in place.
 		cfg, _, _ = image.DecodeConfig(bytes.NewReader(f.Data))
 	}
 	var file *attachment.EncryptedFile
-	data, uploadType := f.Data, f.ContentType
+	uploadType := f.ContentType
 	if p.deps.Matrix.IsEncrypted(ctx, p.RoomID) {
 		// The media repository gets ciphertext; the key travels in the
 		// (encrypted) event.
 		file = attachment.NewEncryptedFile()
-		file.EncryptInPlace(data)
+		file.EncryptInPlace(f.Data)
 		uploadType = "application/octet-stream"
 	}
-	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, data, uploadType, f.FileName)
+	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, f.Data, uploadType, f.FileName)
 	if err != nil {
 		return nil, err
 	}
 	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: f.FileName, FileName: f.FileName,
-		Info: &event.FileInfo{MimeType: f.ContentType, Size: size}}
+		Info: &event.FileInfo{MimeType: f.ContentType, Size: len(f.Data)}}
 	if file != nil {
 		content.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: uri.CUString()}
 	} else {
@@ -78,7 +77,7 @@ func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string)
 	switch strings.SplitN(f.ContentType, "/", 2)[0] {
 	case "image":
 		content.MsgType = event.MsgImage
-		if isImage && cfg.Width > 0 {
+		if cfg.Width > 0 {
 			content.Info.Width, content.Info.Height = cfg.Width, cfg.Height
 		}
 	case "video":

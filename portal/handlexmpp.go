@@ -352,10 +352,7 @@ const mediaTimeout = 5 * time.Minute
 func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
 	p.inboxPaused = false
 	if p.inbox.len() > 0 {
-		select {
-		case p.inboxReady <- struct{}{}:
-		default:
-		}
+		p.wakeInbox()
 	}
 	occ, ok := p.session(m.msg.From.JID)
 	if !ok {

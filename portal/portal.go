@@ -386,10 +386,7 @@ func (p *Portal) loop(ctx context.Context) {
 			// One stanza at a time, so that Matrix events are not starved.
 			if st, more := p.inbox.pop(); st != nil {
 				if more {
-					select {
-					case p.inboxReady <- struct{}{}:
-					default:
-					}
+					p.wakeInbox()
 				}
 				if !p.handle(ctx, st) {
 					return
@@ -597,11 +594,16 @@ func (p *Portal) QueueXMPP(st any) bool {
 		p.log.Warn().Int("inbox", MaxInbox).Msg("Room is too far behind; refusing a stanza from XMPP")
 		return false
 	}
+	p.wakeInbox()
+	return true
+}
+
+// wakeInbox tells the loop that stanzas wait in the inbox.
+func (p *Portal) wakeInbox() {
 	select {
 	case p.inboxReady <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // TryQueue hands an event to the loop unless the queue is full.

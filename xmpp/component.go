@@ -380,11 +380,11 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 	}
 	switch st := v.(type) {
 	case *Message:
-		if !c.fromOwnDomain(st.From.JID, start) {
+		if !c.fromOwnDomain(st.From.JID, start.Name.Local) {
 			c.handler.HandleMessage(ctx, st)
 		}
 	case *Presence:
-		if !c.fromOwnDomain(st.From.JID, start) {
+		if !c.fromOwnDomain(st.From.JID, start.Name.Local) {
 			c.handler.HandlePresence(ctx, st)
 		}
 	case *IQ:
@@ -398,11 +398,11 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 // is forged or looped back, and handling it could make the bridge talk to
 // itself (a puppet of its own users). No error is sent: it would go to
 // the component itself.
-func (c *Component) fromOwnDomain(from jid.JID, start xml.StartElement) bool {
+func (c *Component) fromOwnDomain(from jid.JID, element string) bool {
 	if !strings.EqualFold(from.Domainpart(), c.domain.Domainpart()) {
 		return false
 	}
-	c.log.Warn().Stringer("from", from).Str("element", start.Name.Local).Msg("Dropping a stanza that claims to come from the component's own domain")
+	c.log.Warn().Stringer("from", from).Str("element", element).Msg("Dropping a stanza that claims to come from the component's own domain")
 	return true
 }
 
@@ -423,7 +423,7 @@ func (c *Component) handleIQ(ctx context.Context, iq *IQ) {
 			c.Reply(ctx, iq, nil, nil) // our own keepalive, or a server's ping
 			return
 		}
-		if c.fromOwnDomain(iq.From.JID, xml.StartElement{Name: xml.Name{Local: "iq"}}) {
+		if c.fromOwnDomain(iq.From.JID, "iq") {
 			return
 		}
 		c.handler.HandleIQ(ctx, iq)
