@@ -42,11 +42,31 @@ func (s Scheme) RoomJID(name, server string) (jid.JID, error) {
 	if name == "" || server == "" {
 		return jid.JID{}, fmt.Errorf("room alias needs a name and a server")
 	}
+	return s.localJID("#", name, server)
+}
+
+// localJID makes the JID prefix+name#server@component, refusing names
+// whose JID would not lead back to them: JID normalisation (PRECIS width
+// mapping) can turn a character into one that escaping would have changed,
+// such as a fullwidth '＠' into '@'.
+func (s Scheme) localJID(prefix, name, server string) (jid.JID, error) {
 	local, err := s.joinLocal(name, server)
 	if err != nil {
 		return jid.JID{}, err
 	}
-	return newJID("#"+local, s.Domain.Domainpart(), "")
+	j, err := newJID(prefix+local, s.Domain.Domainpart(), "")
+	if err != nil {
+		return jid.JID{}, err
+	}
+	n2, s2, ok := s.splitLocal(strings.TrimPrefix(j.Localpart(), prefix))
+	if !ok {
+		return jid.JID{}, fmt.Errorf("%q on %q has no stable JID", name, server)
+	}
+	again, err := s.joinLocal(n2, s2)
+	if err != nil || prefix+again != j.Localpart() {
+		return jid.JID{}, fmt.Errorf("%q on %q has no stable JID", name, server)
+	}
+	return j, nil
 }
 
 // ParseRoomJID returns the alias name and server of a MUC JID made by
@@ -71,11 +91,7 @@ func (s Scheme) UserJID(local, server string) (jid.JID, error) {
 	if local == "" || server == "" || strings.HasPrefix(local, "#") {
 		return jid.JID{}, fmt.Errorf("%w: user ID needs a localpart not starting with '#' and a server", ErrNotUser)
 	}
-	l, err := s.joinLocal(local, server)
-	if err != nil {
-		return jid.JID{}, err
-	}
-	return newJID(l, s.Domain.Domainpart(), "")
+	return s.localJID("", local, server)
 }
 
 // ParseUserJID returns the localpart and server of a contact JID made by
