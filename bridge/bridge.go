@@ -360,7 +360,11 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 	if p := b.byRoom[row.RoomID]; p != nil {
 		return p, nil
 	}
-	p, err := portal.New(row, portal.Deps{
+	newPortal := portal.New
+	if row.IsDirect() {
+		newPortal = portal.NewDirect
+	}
+	p, err := newPortal(row, portal.Deps{
 		Matrix:           b.Matrix,
 		XMPP:             b.XMPP,
 		DB:               b.DB,
@@ -387,7 +391,9 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		return nil, err
 	}
 	b.byRoom[row.RoomID] = p
-	b.byMUC[row.MUCLocal] = p
+	if !row.IsDirect() {
+		b.byMUC[row.MUCLocal] = p
+	}
 	p.Start(b.ctx)
 	return p, nil
 }

@@ -361,6 +361,13 @@ func (b *Bridge) removeEverywhere(ctx context.Context, bare jid.JID, reason stri
 	for _, r := range rows {
 		rooms[r.RoomID] = true
 	}
+	directs, err := b.DB.Portal.GetDirectByJID(ctx, bare.String())
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range directs {
+		rooms[r.RoomID] = true
+	}
 	n := 0
 	for roomID := range rooms {
 		p, err := b.portalByRoom(ctx, roomID)

@@ -61,6 +61,11 @@ type BridgeConfig struct {
 	// exposed with the bot's expose command), public (every room with a
 	// canonical alias) or off.
 	Exposure string `yaml:"exposure"`
+	// DirectMessages lets XMPP users and Matrix users (of level user and
+	// up) chat one to one: a chat message to a Matrix user's JID opens a
+	// direct chat on Matrix, and a Matrix user who invites a puppet to a
+	// direct chat reaches that XMPP user.
+	DirectMessages bool `yaml:"direct_messages"`
 	// Permissions gives Matrix users a level, keyed by "*", a server name
 	// or a user ID (the most specific key wins): none, user or admin.
 	Permissions map[string]string `yaml:"permissions"`
@@ -117,6 +122,7 @@ func DefaultConfig() Config {
 		Bridge: BridgeConfig{HistoryMessages: 20, OccupantCheckInterval: 10 * time.Minute, SyncFallback: SyncAuto,
 			Media:            MediaConfig{LinkTTL: 7 * 24 * time.Hour, MaxSize: 50 << 20},
 			Exposure:         ExposureOptIn,
+			DirectMessages:   true,
 			Permissions:      map[string]string{"*": LevelUser},
 			CommandPrefix:    "!xmpp",
 			MessageRetention: 30 * 24 * time.Hour,
@@ -165,6 +171,9 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	}
 	if c.Encryption.Require && !c.Encryption.Allow {
 		return fmt.Errorf("encryption.require: needs encryption.allow")
+	}
+	if c.Encryption.Default && !c.Encryption.Allow {
+		return fmt.Errorf("encryption.default: needs encryption.allow")
 	}
 	if c.Encryption.SelfSign && !c.Encryption.Allow {
 		return fmt.Errorf("encryption.self_sign: needs encryption.allow")

@@ -93,6 +93,7 @@ func TestValidateNamesKey(t *testing.T) {
 		{"logging.format", func(c *Config) { c.Logging.Format = "xml" }},
 		{"homeserver.address", func(c *Config) { c.Homeserver.Address = "" }},
 		{"encryption.require", func(c *Config) { c.Encryption.Require = true }},
+		{"encryption.default", func(c *Config) { c.Encryption.Default = true }},
 		{"encryption.self_sign", func(c *Config) { c.Encryption.SelfSign = true }},
 		{"encryption.pickle_key", func(c *Config) { c.Encryption.Allow = true }},
 	} {

@@ -9,7 +9,7 @@ import (
 )
 
 // checkDeparted erases the message and reaction mappings of a Matrix user
-// who is in no bridged room any more. Deactivating an account makes it
+// who is in no bridged room or direct chat any more. Deactivating an account makes it
 // leave every room, and homeservers tell appservices nothing else about
 // it, so this is how deactivation erases a user's mappings at once.
 func (b *Bridge) checkDeparted(evt *event.Event) {
@@ -29,7 +29,11 @@ func (b *Bridge) checkDeparted(evt *event.Event) {
 		if err != nil {
 			return
 		}
-		for _, row := range rows {
+		directs, err := b.DB.Portal.GetDirectByUser(ctx, userID)
+		if err != nil {
+			return
+		}
+		for _, row := range append(rows, directs...) {
 			if b.Matrix.AS.StateStore.IsInRoom(ctx, row.RoomID, userID) {
 				return
 			}

@@ -43,6 +43,9 @@ func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (mu
 	if err = b.encryptionRefusal(info); err != nil {
 		return jid.JID{}, false, false, err
 	}
+	if row, err := b.DB.Portal.GetByRoomID(ctx, roomID); err == nil && row != nil && row.IsDirect() {
+		return jid.JID{}, false, false, errors.New("this is a direct chat with an XMPP user, not a room")
+	}
 	settings, err := b.DB.Settings.Get(ctx, roomID)
 	if err != nil {
 		return jid.JID{}, false, false, err

@@ -78,6 +78,9 @@ func (b *Bridge) cleanup(ctx context.Context) {
 		return
 	}
 	for _, p := range gone {
+		if chats, err := b.DB.Portal.GetDirectByJID(ctx, p.JID); err != nil || len(chats) > 0 {
+			continue // still in a direct chat
+		}
 		if err := b.erasePuppet(ctx, p.JID); err != nil {
 			b.Log.Error().Err(err).Str("jid", p.JID).Msg("Failed to erase a departed puppet")
 			continue

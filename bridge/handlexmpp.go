@@ -57,11 +57,7 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 	_, server, err := b.scheme.ParseRoomJID(to)
 	if err != nil {
 		if local, server, uerr := b.scheme.ParseUserJID(to); uerr == nil {
-			if iq, ok := st.(*xmpp.IQ); ok && iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSVCard {
-				go b.userVCard(ctx, iq, id.NewUserID(local, server))
-				return
-			}
-			b.reject(ctx, st, stanza.FeatureNotImplemented, "Direct messages with Matrix users are not supported yet")
+			b.routeDirect(ctx, st, id.NewUserID(local, server), server)
 		} else {
 			b.reject(ctx, st, stanza.ItemNotFound, "There is no such room or user on this bridge")
 		}
@@ -139,20 +135,30 @@ type lookup struct {
 }
 
 func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
+	b.lookup(local, st, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
+		return b.createPortal(ctx, local, joiner(st))
+	})
+}
+
+// lookup runs create for the first stanza of a portal that does not run
+// yet (key names it), and hands it and the stanzas that arrive for it
+// meanwhile to the portal, in order, or answers them all with create's
+// error.
+func (b *Bridge) lookup(key string, st any, create func(context.Context) (*portal.Portal, *stanza.Error)) {
 	b.mu.Lock()
-	if l := b.pending[local]; l != nil {
+	if l := b.pending[key]; l != nil {
 		l.waiting = append(l.waiting, st)
 		b.mu.Unlock()
 		return
 	}
-	b.pending[local] = &lookup{waiting: []any{st}}
+	b.pending[key] = &lookup{waiting: []any{st}}
 	b.mu.Unlock()
 	go func() {
 		ctx := b.ctx
-		p, serr := b.createPortal(ctx, local, joiner(st))
+		p, serr := create(ctx)
 		b.mu.Lock()
-		waiting := b.pending[local].waiting
-		delete(b.pending, local)
+		waiting := b.pending[key].waiting
+		delete(b.pending, key)
 		b.mu.Unlock()
 		for _, st := range waiting {
 			if serr != nil {

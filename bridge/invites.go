@@ -13,8 +13,9 @@ import (
 )
 
 // handleUnbridgedEvent handles events of rooms without a portal. Only
-// invitations matter there: the bot accepts its own, and an XMPP user whose
-// puppet was invited gets an XEP-0249 invitation to the room's MUC.
+// invitations matter there: the bot accepts its own, a puppet invited to a
+// direct chat accepts it, and an XMPP user whose puppet was invited to a
+// room gets an XEP-0249 invitation to the room's MUC.
 func (b *Bridge) handleUnbridgedEvent(ctx context.Context, evt *event.Event) {
 	if evt.Type != event.StateMember || evt.StateKey == nil || b.Matrix.IsBridgeUser(evt.Sender) {
 		return
@@ -38,6 +39,11 @@ func (b *Bridge) handleUnbridgedEvent(ctx context.Context, evt *event.Event) {
 	}
 	remote, ok := b.Matrix.ParsePuppetID(target)
 	if !ok {
+		return
+	}
+	if content.IsDirect {
+		// Handled off the transaction: several homeserver round trips.
+		go b.acceptDirect(evt, target, remote)
 		return
 	}
 	if open, err := b.roomOpen(ctx, evt.RoomID); err != nil || !open {

@@ -131,6 +131,48 @@ func TestPortalPuppetOccupant(t *testing.T) {
 	}
 }
 
+// TestDirectChats: a direct chat is a portal row of its own kind: found by
+// its two users, never by MUC lookups or among the rooms, one per pair.
+func TestDirectChats(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: "!room:hs.test", Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	dm := NewDirect("!dm:hs.test", "@mary:hs.test", "alice@xmpp.test")
+	if err := db.Portal.Insert(ctx, dm); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Portal.Insert(ctx, NewDirect("!dm2:hs.test", "@mary:hs.test", "alice@xmpp.test")); err == nil {
+		t.Error("a second direct chat of the same two users was accepted")
+	}
+	if err := db.Portal.Insert(ctx, NewDirect("!dm3:hs.test", "@bob:hs.test", "alice@xmpp.test")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Portal.GetDirect(ctx, "@mary:hs.test", "alice@xmpp.test")
+	if err != nil || got == nil || got.RoomID != dm.RoomID || !got.IsDirect() || got.DMUser != "@mary:hs.test" {
+		t.Fatalf("GetDirect = %+v, %v", got, err)
+	}
+	if got, _ := db.Portal.GetDirect(ctx, "@mary:hs.test", "bob@xmpp.test"); got != nil {
+		t.Errorf("GetDirect of another pair = %+v", got)
+	}
+	if rows, _ := db.Portal.GetDirectByJID(ctx, "alice@xmpp.test"); len(rows) != 2 {
+		t.Errorf("GetDirectByJID = %d chats; want 2", len(rows))
+	}
+	if rows, _ := db.Portal.GetDirectByUser(ctx, "@mary:hs.test"); len(rows) != 1 || rows[0].RoomID != dm.RoomID {
+		t.Errorf("GetDirectByUser = %+v; want mary's chat", rows)
+	}
+	if rows, _ := db.Portal.GetAll(ctx); len(rows) != 1 || rows[0].IsDirect() {
+		t.Errorf("GetAll lists %+v; want the room only", rows)
+	}
+	if got, _ := db.Portal.GetByMUCLocal(ctx, dm.MUCLocal); got != nil {
+		t.Errorf("GetByMUCLocal found a direct chat: %+v", got)
+	}
+	if got, _ := db.Portal.GetByRoomID(ctx, dm.RoomID); got == nil || !got.IsDirect() {
+		t.Errorf("GetByRoomID of a direct chat = %+v", got)
+	}
+}
+
 func TestMessageMap(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)

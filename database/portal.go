@@ -16,16 +16,31 @@ type Portal struct {
 	// MUCLocal is the case-folded localpart of the room's MUC JID.
 	MUCLocal  string
 	CreatedAt time.Time
+	// DMUser and DMJID are the Matrix user and the bare JID of the XMPP
+	// user of a direct chat; both are empty for a room.
+	DMUser id.UserID
+	DMJID  string
+}
+
+// IsDirect reports whether the portal is a direct chat rather than a room.
+func (p *Portal) IsDirect() bool { return p.DMJID != "" }
+
+// NewDirect returns the row of a direct chat in a Matrix room.
+func NewDirect(roomID id.RoomID, user id.UserID, bare string) *Portal {
+	return &Portal{RoomID: roomID, MUCLocal: roomID.String(), CreatedAt: time.Now(), DMUser: user, DMJID: bare}
 }
 
 func newPortal(_ *dbutil.QueryHelper[*Portal]) *Portal { return &Portal{} }
 
 const (
-	portalColumns       = `room_id, alias, muc_local, created_at`
+	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid`
 	getPortalByRoomID   = `SELECT ` + portalColumns + ` FROM portal WHERE room_id=$1`
-	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1`
-	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal`
-	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4)`
+	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid=''`
+	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=''`
+	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_jid<>''`
+	getDirectByJID      = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=$1 AND dm_jid<>''`
+	getDirectByUser     = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid<>''`
+	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
 	updatePortal        = `UPDATE portal SET alias=$2, muc_local=$3 WHERE room_id=$1`
 	deletePortal        = `DELETE FROM portal WHERE room_id=$1`
 )
@@ -33,7 +48,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 	var created int64
-	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created)
+	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +57,7 @@ func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 }
 
 func (p *Portal) sqlVariables() []any {
-	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli()}
+	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID}
 }
 
 // PortalQuery reads and writes the portal table.
@@ -61,9 +76,25 @@ func (pq *PortalQuery) GetByMUCLocal(ctx context.Context, local string) (*Portal
 	return pq.QueryOne(ctx, getPortalByMUCLocal, local)
 }
 
-// GetAll returns every portal.
+// GetAll returns every portal of a room (not the direct chats).
 func (pq *PortalQuery) GetAll(ctx context.Context) ([]*Portal, error) {
 	return pq.QueryMany(ctx, getAllPortals)
+}
+
+// GetDirect returns the direct chat of a Matrix user with an XMPP user (a
+// bare JID), or nil if there is none.
+func (pq *PortalQuery) GetDirect(ctx context.Context, user id.UserID, bare string) (*Portal, error) {
+	return pq.QueryOne(ctx, getDirect, user, bare)
+}
+
+// GetDirectByUser returns every direct chat of a Matrix user.
+func (pq *PortalQuery) GetDirectByUser(ctx context.Context, user id.UserID) ([]*Portal, error) {
+	return pq.QueryMany(ctx, getDirectByUser, user)
+}
+
+// GetDirectByJID returns every direct chat of an XMPP user.
+func (pq *PortalQuery) GetDirectByJID(ctx context.Context, bare string) ([]*Portal, error) {
+	return pq.QueryMany(ctx, getDirectByJID, bare)
 }
 
 // Insert adds a portal.

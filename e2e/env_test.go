@@ -116,7 +116,7 @@ func newEnv() (*env, error) {
 		hsDir:      filepath.Join(dir, "hs"),
 		xmppDir:    filepath.Join(dir, "xmpp"),
 		bridgeCfg:  filepath.Join(dir, "config.yaml"),
-		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank"},
+		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"},
 	}
 	for i := range burstClients {
 		v.users = append(v.users, fmt.Sprintf("load%d", i))
@@ -176,6 +176,8 @@ xmpp:
   admins: [erin@xmpp.test]
 encryption:
   allow: true
+  # Direct chats XMPP users open are encrypted.
+  default: true
   self_sign: true
 database:
   uri: file:%s

@@ -351,7 +351,7 @@ func TestE2EBadInput(t *testing.T) {
 		}
 	}
 	expectError(jid.MustParse("nobody@"+v.compDomain), xmpp.TypeChat, stanza.ItemNotFound)
-	expectError(jid.MustParse("mary#hs.test@"+v.compDomain), xmpp.TypeChat, stanza.FeatureNotImplemented)
+	expectError(jid.MustParse("mary-nobody#hs.test@"+v.compDomain), xmpp.TypeChat, stanza.ItemNotFound)
 	expectError(occ(muc, "Mary"), xmpp.TypeGroupchat, stanza.BadRequest)
 	expectError(occ(muc, "Mary"), xmpp.TypeChat, stanza.FeatureNotImplemented)
 	expectError(mucJID(t, id2alias("elsewhere", "other.example")), xmpp.TypeGroupchat, stanza.NotAcceptable)

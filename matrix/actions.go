@@ -192,6 +192,18 @@ func (c *Connector) LeavePuppet(ctx context.Context, roomID id.RoomID, userID id
 	return nil
 }
 
+// ForgetRoom drops the cached state of a room the bridge left for good.
+func (c *Connector) ForgetRoom(ctx context.Context, roomID id.RoomID) error {
+	if s, ok := c.AS.StateStore.(interface {
+		ForgetRoom(context.Context, id.RoomID) error
+	}); ok {
+		if err := s.ForgetRoom(ctx, roomID); err != nil {
+			return fmt.Errorf("failed to forget the state of %s: %w", roomID, err)
+		}
+	}
+	return nil
+}
+
 // TxnKey is the content key under which a bridged event carries its
 // transaction ID, so that a send whose answer was lost can be found.
 const TxnKey = "net.mxpp.txn_id"
@@ -593,4 +605,65 @@ func (c *Connector) JoinedMemberCount(ctx context.Context, roomID id.RoomID) int
 		return 0
 	}
 	return len(members)
+}
+
+// DirectRoom is a direct chat the bridge opens on Matrix for an XMPP user.
+type DirectRoom struct {
+	// Puppet creates the room and invites User; the bot joins too, as the
+	// bridge's device must be a member to get the room's keys.
+	Puppet, User id.UserID
+	// Displayname is the puppet's name in the room.
+	Displayname string
+	Encrypted   bool
+	// BridgeStateKey and BridgeState make the room's m.bridge state.
+	BridgeStateKey string
+	BridgeState    any
+}
+
+// functionalMembers is the state event that tells clients which members are
+// services, so that a direct chat is named after the other person only.
+var functionalMembers = event.Type{Type: "io.element.functional_members", Class: event.StateEventType}
+
+// CreateDirectRoom creates a direct chat (is_direct) as the puppet, with the
+// user and the bot invited and everyone at power level 100, as in a direct
+// chat Matrix clients create. The bot joins before it returns.
+func (c *Connector) CreateDirectRoom(ctx context.Context, r DirectRoom) (id.RoomID, error) {
+	if err := c.EnsurePuppet(ctx, r.Puppet, r.Displayname); err != nil {
+		return "", err
+	}
+	bot := c.BotID()
+	state := func(t event.Type, key string, content any) *event.Event {
+		return &event.Event{Type: t, StateKey: &key, Content: event.Content{Parsed: content}}
+	}
+	initial := []*event.Event{
+		state(functionalMembers, "", map[string]any{"service_members": []id.UserID{bot}}),
+	}
+	if r.BridgeState != nil {
+		initial = append(initial, state(event.StateBridge, r.BridgeStateKey, r.BridgeState),
+			state(event.StateHalfShotBridge, r.BridgeStateKey, r.BridgeState))
+	}
+	if r.Encrypted {
+		initial = append(initial, state(event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}))
+	}
+	resp, err := c.Intent(r.Puppet).CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset:       "trusted_private_chat",
+		IsDirect:     true,
+		Invite:       []id.UserID{r.User, bot},
+		InitialState: initial,
+		PowerLevelOverride: &event.PowerLevelsEventContent{
+			Users: map[id.UserID]int{r.Puppet: 100, bot: 100, r.User: 100},
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s failed to create a direct chat with %s: %w", r.Puppet, r.User, err)
+	}
+	if err = c.JoinBot(ctx, resp.RoomID); err != nil {
+		return resp.RoomID, err
+	}
+	if r.Displayname != "" {
+		if err = c.SetPuppetRoomName(ctx, resp.RoomID, r.Puppet, r.Displayname); err != nil {
+			c.log.Warn().Err(err).Stringer("room_id", resp.RoomID).Msg("Failed to name the puppet in a direct chat")
+		}
+	}
+	return resp.RoomID, nil
 }

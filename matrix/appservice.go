@@ -77,7 +77,42 @@ func NewConnector(cfg Config, stateStore appservice.StateStore, handler Handler,
 	// reads bodies without a bound. Everything else is mautrix's.
 	c.Mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", c.putTransaction)
 	c.Mux.Handle("/_matrix/", as.Router)
+	if allow, ok := handler.(PuppetAllower); ok {
+		as.QueryHandler = userQuery{c: c, allow: allow}
+	}
 	return c, nil
+}
+
+// PuppetAllower is implemented by handlers that let the homeserver create
+// puppets on demand (appservice user queries): when a Matrix user looks up
+// or invites an XMPP user the bridge has not seen yet.
+type PuppetAllower interface {
+	AllowPuppet(remote string) bool
+}
+
+// userQuery answers the homeserver's questions about users and aliases in
+// the bridge's namespaces: a puppet the handler allows is registered on the
+// spot; aliases are never created on demand.
+type userQuery struct {
+	c     *Connector
+	allow PuppetAllower
+}
+
+func (userQuery) QueryAlias(id.RoomAlias) bool { return false }
+
+func (q userQuery) QueryUser(userID id.UserID) bool {
+	remote, ok := q.c.ParsePuppetID(userID)
+	if !ok || !q.allow.AllowPuppet(remote) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := q.c.EnsurePuppet(ctx, userID, remote); err != nil {
+		q.c.log.Warn().Err(err).Stringer("user_id", userID).Msg("Failed to create a puppet the homeserver asked for")
+		return false
+	}
+	q.c.log.Info().Stringer("user_id", userID).Msg("Created a puppet the homeserver asked for")
+	return true
 }
 
 // Start listens for the homeserver. It returns once the socket is bound, so a

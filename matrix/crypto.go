@@ -19,7 +19,11 @@ type EncryptionConfig struct {
 	// Allow lets the bridge join encrypted rooms: the bot's device decrypts
 	// what Matrix members send and encrypts what XMPP users send.
 	Allow bool `yaml:"allow"`
-	// Require refuses to bridge rooms that are not encrypted.
+	// Default turns encryption on in the rooms the bridge creates (the
+	// direct chats XMPP users open).
+	Default bool `yaml:"default"`
+	// Require refuses to bridge rooms that are not encrypted; rooms the
+	// bridge creates are encrypted then too.
 	Require bool `yaml:"require"`
 	// PickleKey encrypts the bot device's keys in the database. Generated
 	// with -g when empty; changing it later means a new device.

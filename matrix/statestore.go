@@ -53,3 +53,14 @@ func (s *StateStore) forgetMember(ctx context.Context, roomID id.RoomID, userID 
 	_, err := s.Exec(ctx, `DELETE FROM mx_user_profile WHERE room_id=$1 AND user_id=$2`, roomID, userID)
 	return err
 }
+
+// ForgetRoom drops everything cached about a room the bridge left for good:
+// members and state (whose power levels can name puppets).
+func (s *StateStore) ForgetRoom(ctx context.Context, roomID id.RoomID) error {
+	for _, q := range []string{`DELETE FROM mx_user_profile WHERE room_id=$1`, `DELETE FROM mx_room_state WHERE room_id=$1`} {
+		if _, err := s.Exec(ctx, q, roomID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -72,3 +72,34 @@ func TestStateStoreKeepsNoLeaves(t *testing.T) {
 		t.Errorf("after ReplaceCachedMembers: %d rows, want only Alice's join", rows())
 	}
 }
+
+// TestStateStoreForgetRoom: a room the bridge left for good leaves nothing
+// behind, while other rooms keep their state.
+func TestStateStoreForgetRoom(t *testing.T) {
+	ctx := context.Background()
+	s, db := testStateStore(t)
+	room, other, puppet := id.RoomID("!dm:hs"), id.RoomID("!r:hs"), id.UserID("@_xmpp_a=40x:hs")
+	for _, r := range []id.RoomID{room, other} {
+		_ = s.SetMembership(ctx, r, puppet, event.MembershipJoin)
+		if err := s.SetPowerLevels(ctx, r, &event.PowerLevelsEventContent{Users: map[id.UserID]int{puppet: 100}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ForgetRoom(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	count := func(r id.RoomID) (n int) {
+		err := db.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM mx_user_profile WHERE room_id=$1) +
+			(SELECT COUNT(*) FROM mx_room_state WHERE room_id=$1)`, r).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(room); n != 0 {
+		t.Errorf("%d rows of the forgotten room remain", n)
+	}
+	if n := count(other); n != 2 {
+		t.Errorf("the other room has %d rows; want 2", n)
+	}
+}

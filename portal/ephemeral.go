@@ -82,6 +82,11 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 			continue
 		}
 		p.bridged(ToXMPP, "typing")
+		if d := p.direct; d != nil {
+			p.send(ctx, withChatState(&xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
+				NoStore: &xmpp.Empty{}}, state))
+			continue
+		}
 		p.broadcast(ctx, nil, func(to jid.JID) any {
 			return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
 				OccupantID: p.occupantID(u), NoStore: &xmpp.Empty{}}, state)
@@ -116,11 +121,19 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 			if m == nil || p.deps.Matrix.IsBridgeUser(u) || p.lastRead[u] == eventID {
 				continue
 			}
-			if row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID); err != nil || row == nil {
+			row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID)
+			if err != nil || row == nil {
 				continue
 			}
 			p.lastRead[u] = eventID
 			p.bridged(ToXMPP, "receipt")
+			if d := p.direct; d != nil {
+				if row.SenderJID == d.remote.bare.String() {
+					p.send(ctx, &xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
+						Displayed: &xmpp.Marker{ID: row.StanzaID}})
+				}
+				continue
+			}
 			p.broadcast(ctx, nil, func(to jid.JID) any {
 				return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
 					OccupantID: p.occupantID(u), Displayed: &xmpp.Marker{ID: eventID.String()}}

@@ -19,6 +19,9 @@ import (
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
 	ctx = log.WithContext(ctx)
+	if p.direct != nil {
+		return p.handleDirectMatrixEvent(ctx, evt)
+	}
 	switch evt.Type {
 	case event.EventMessage:
 		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
@@ -54,7 +57,6 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 }
 
 func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
-	log := p.log.With().Stringer("event_id", evt.ID).Logger()
 	content := evt.Content.AsMessage()
 	if content.MsgType == "" && content.Body == "" {
 		return
@@ -66,13 +68,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		p.announce(ctx, p.roster.set(evt.Sender, ""))
 		m = p.roster.members[evt.Sender]
 	}
-	if len(p.occupants) == 0 {
-		return
-	}
-	if prev, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, evt.ID); err != nil {
-		log.Error().Err(err).Msg("Failed to look up message")
-	} else if prev != nil {
-		log.Debug().Msg("Ignoring Matrix message that was already bridged")
+	if len(p.occupants) == 0 || p.alreadyBridged(ctx, evt) {
 		return
 	}
 	rel := &relation{}
@@ -97,8 +93,29 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 				Body: caption, OccupantID: out.OccupantID})
 		}
 	}
+	p.markBridged(ctx, evt, rel, content)
+}
+
+// alreadyBridged reports whether a Matrix message is in the message map:
+// the homeserver sent it again.
+func (p *Portal) alreadyBridged(ctx context.Context, evt *event.Event) bool {
+	prev, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, evt.ID)
+	if err != nil {
+		p.log.Error().Err(err).Stringer("event_id", evt.ID).Msg("Failed to look up message")
+		return false
+	}
+	if prev != nil {
+		p.log.Debug().Stringer("event_id", evt.ID).Msg("Ignoring Matrix message that was already bridged")
+	}
+	return prev != nil
+}
+
+// markBridged stores the mapping of a Matrix message that reached XMPP,
+// whose id there is the event ID. One that did not is not marked, so that
+// the homeserver's retry delivers it.
+func (p *Portal) markBridged(ctx context.Context, evt *event.Event, rel *relation, content *event.MessageEventContent) {
+	log := p.log.With().Stringer("event_id", evt.ID).Logger()
 	if !p.delivered() {
-		// Not marked as bridged: the homeserver sends it again.
 		log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
 		return
 	}
@@ -107,7 +124,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}
-	log.Debug().Int("sessions", len(p.sessions())).Msg("Bridged Matrix message to XMPP")
+	log.Debug().Bool("direct", p.direct != nil).Msg("Bridged Matrix message to XMPP")
 	p.bridged(ToXMPP, messageKind(content))
 }
 

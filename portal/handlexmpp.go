@@ -252,6 +252,10 @@ func (p *Portal) dropOccupant(ctx context.Context, occ *occupant) {
 }
 
 func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
+	if p.direct != nil {
+		p.handleDirectXMPPMessage(ctx, msg)
+		return
+	}
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
@@ -281,6 +285,17 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		reject(stanza.NotAcceptable, "You are not in this room")
 		return
 	}
+	p.handleOccupantMessage(ctx, occ, msg)
+}
+
+// handleOccupantMessage bridges what an XMPP user sent to the room (or to
+// the Matrix user of a direct chat): a retraction, reactions, markers, chat
+// states, or a message.
+func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *xmpp.Message) {
+	from := msg.From.JID
+	reject := func(cond stanza.Condition, text string) {
+		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+	}
 	switch {
 	case msg.Retract != nil:
 		p.handleXMPPRetraction(ctx, occ, msg)
@@ -295,7 +310,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		p.handleXMPPChatState(ctx, occ, state)
 	}
 	if msg.Body == "" {
-		if msg.Subject != nil {
+		if msg.Subject != nil && p.direct == nil {
 			p.setSubject(ctx, occ, msg)
 		}
 		return // payload-only messages
@@ -314,7 +329,9 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 			// A resend of a message that is already on Matrix: only its
 			// sender needs the reflection again.
 			log.Debug().Stringer("event_id", prev.EventID).Msg("Ignoring repeated XMPP message")
-			p.send(ctx, p.reflection(msg, occ, from, prev.EventID.String()))
+			if p.direct == nil {
+				p.send(ctx, p.reflection(msg, occ, from, prev.EventID.String()))
+			}
 			return
 		}
 	}
@@ -355,6 +372,9 @@ func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
 		p.wakeInbox()
 	}
 	occ, ok := p.session(m.msg.From.JID)
+	if p.direct != nil {
+		occ, ok = p.direct.remote, true
+	}
 	if !ok {
 		p.log.Info().Stringer("jid", m.msg.From).Msg("Dropping a shared file: its sender left the room meanwhile")
 		return

@@ -48,8 +48,10 @@ type MatrixAPI interface {
 	IsEncrypted(ctx context.Context, roomID id.RoomID) bool
 	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
+	ForgetRoom(ctx context.Context, roomID id.RoomID) error
 	SendMessage(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string, evtType event.Type, content any, ts time.Time) (id.EventID, error)
 	FindSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID
+	SendNotice(ctx context.Context, roomID id.RoomID, text string, replyTo id.EventID) (id.EventID, error)
 	PuppetID(remote string) id.UserID
 	ParsePuppetID(userID id.UserID) (remote string, ok bool)
 	IsBridgeUser(userID id.UserID) bool
@@ -236,6 +238,9 @@ type Portal struct {
 	undelivered []id.EventID
 	// inboxPaused holds the XMPP inbox while a shared file is fetched.
 	inboxPaused bool
+
+	// direct is set when the portal is a direct chat rather than a room.
+	direct *direct
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -244,6 +249,10 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newPortal(row, deps, roomJID), nil
+}
+
+func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 	return &Portal{
 		Portal:     row,
 		deps:       deps,
@@ -254,7 +263,7 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 		baseCtx:    context.Background(),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
-	}, nil
+	}
 }
 
 // MUCJID returns the MUC JID of a Matrix room alias.
@@ -300,6 +309,9 @@ func (p *Portal) Stop() {
 // Queue hands an event to the portal's loop, waiting while the queue is full.
 // It reports false if the portal has stopped.
 func (p *Portal) Queue(ctx context.Context, evt any) bool {
+	if p.ended() {
+		return false
+	}
 	select {
 	case p.queue <- evt:
 		return true
@@ -332,16 +344,35 @@ type (
 // the Matrix events among them that could not be delivered to XMPP (the
 // component link was down). Those were not marked as bridged: handed to the
 // portal again, they are delivered then.
+//
+// A portal that ended itself (its room closed) has nothing more to deliver:
+// the flush returns at once, without error, so that the homeserver does
+// not retry the transaction that closed it.
 func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
 	done := make(chan []id.EventID, 1)
 	if !p.Queue(ctx, flushEvent{done}) {
+		if p.ended() {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("portal stopped")
 	}
 	select {
 	case failed := <-done:
 		return failed, nil
+	case <-p.done:
+		return nil, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// ended reports whether the portal's loop has finished.
+func (p *Portal) ended() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -462,6 +493,9 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
 	case Unexpose, SettingsChanged, Remove:
+		if p.direct != nil {
+			return p.handleDirectControl(ctx, evt)
+		}
 		return p.handleControl(ctx, evt)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
@@ -484,8 +518,10 @@ func (p *Portal) load(ctx context.Context) error {
 		return fmt.Errorf("failed to load room settings: %w", err)
 	}
 	p.info = info
-	if p.listed, err = p.deps.Matrix.InDirectory(ctx, p.RoomID); err != nil {
-		p.log.Warn().Err(err).Msg("Failed to read the room's directory visibility")
+	if p.direct == nil {
+		if p.listed, err = p.deps.Matrix.InDirectory(ctx, p.RoomID); err != nil {
+			p.log.Warn().Err(err).Msg("Failed to read the room's directory visibility")
+		}
 	}
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
@@ -511,6 +547,9 @@ func (p *Portal) load(ctx context.Context) error {
 		if err == nil {
 			occ.sessions[full.String()] = full
 		}
+	}
+	if p.direct != nil {
+		p.loadDirect()
 	}
 	for userID, m := range info.Members {
 		if !p.deps.Matrix.IsBridgeUser(userID) {

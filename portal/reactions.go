@@ -103,6 +103,14 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 // broadcastReactions sends one user's reactions to a message to every
 // session but skip's.
 func (p *Portal) broadcastReactions(ctx context.Context, nick string, userID id.UserID, target id.EventID, keys []string, skip *occupant) {
+	if d := p.direct; d != nil {
+		if userID == d.user {
+			ref, _ := p.directRef(ctx, target)
+			p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
+				Reactions: &xmpp.Reactions{ID: ref, Reactions: keys}, Store: &xmpp.Empty{}})
+		}
+		return
+	}
 	p.broadcast(ctx, skip, func(to jid.JID) any {
 		return &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(nick)), To: xmpp.A(to),
 			OccupantID: p.occupantID(userID), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: keys}, Store: &xmpp.Empty{}}

@@ -59,6 +59,15 @@ func (p *Portal) ownMessage(ctx context.Context, occ *occupant, stanzaID string)
 // author's nick for their own retraction (XEP-0424), from the room for a
 // moderator's (XEP-0425). The id is the room's stanza-id: the event ID.
 func (p *Portal) broadcastRetraction(ctx context.Context, nick string, author id.UserID, target id.EventID, moderator *xmpp.Moderated, reason string) {
+	if d := p.direct; d != nil {
+		// One-to-one, only one's own messages can be retracted.
+		if author == d.user && moderator == nil {
+			ref, _ := p.directRef(ctx, target)
+			p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
+				Body: retractedBody, Retract: &xmpp.Retract{ID: ref}, Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}})
+		}
+		return
+	}
 	from, body := p.occupantJID(nick), retractedBody
 	if moderator != nil {
 		from, body = p.roomJID, moderatedBody

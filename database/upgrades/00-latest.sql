@@ -1,16 +1,23 @@
--- v0 -> v7: Latest revision
+-- v0 -> v8: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
 -- A portal is a Matrix room that XMPP users can reach as a MUC.
+-- A direct chat between one Matrix user and one XMPP user is a portal too
+-- (its messages and reactions map the same way): alias is empty, muc_local
+-- is the room ID (no MUC address starts with '!'), dm_user and dm_jid name
+-- the two sides. Both are empty for rooms.
 CREATE TABLE portal (
 	room_id    TEXT    PRIMARY KEY,
 	-- The canonical alias on Matrix, with its original case.
 	alias      TEXT    NOT NULL,
 	-- The MUC localpart after case folding: how XMPP addresses the room.
 	muc_local  TEXT    NOT NULL UNIQUE,
-	created_at BIGINT  NOT NULL
+	created_at BIGINT  NOT NULL,
+	dm_user    TEXT    NOT NULL DEFAULT '',
+	dm_jid     TEXT    NOT NULL DEFAULT ''
 );
+CREATE UNIQUE INDEX portal_dm_idx ON portal (dm_user, dm_jid) WHERE dm_jid <> '';
 
 -- A puppet is the Matrix user that stands for one XMPP user (a bare JID).
 CREATE TABLE puppet (

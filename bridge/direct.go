@@ -1,0 +1,324 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// directNotice is what the bot says in an encrypted direct chat it opens or
+// joins.
+const directNotice = "This chat is encrypted: the bridge decrypts your messages so that they reach the XMPP user, " +
+	"who reads them unencrypted, and encrypts theirs."
+
+// routeDirect handles a stanza to a Matrix user's contact JID: vCard
+// requests, presence subscriptions and one-to-one chat messages.
+func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server string) {
+	switch s := st.(type) {
+	case *xmpp.IQ:
+		if s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard {
+			go b.userVCard(ctx, s, user)
+			return
+		}
+		b.reject(ctx, st, stanza.ServiceUnavailable, "")
+	case *xmpp.Presence:
+		b.directPresence(ctx, s, user, server)
+	case *xmpp.Message:
+		b.directMessage(ctx, s, user, server)
+	}
+}
+
+// directRefusal says why an XMPP user may not chat with a Matrix user, or
+// nil.
+func (b *Bridge) directRefusal(from jid.JID, user id.UserID, server string) *stanza.Error {
+	switch {
+	case !b.Config.Bridge.DirectMessages:
+		return xmpp.StanzaError(stanza.FeatureNotImplemented, "Direct messages with Matrix users are turned off on this bridge")
+	case server != b.Config.Homeserver.Domain:
+		return xmpp.StanzaError(stanza.ItemNotFound, "Only users of "+b.Config.Homeserver.Domain+" are reachable here")
+	case b.Matrix.IsBridgeUser(user):
+		return xmpp.StanzaError(stanza.ItemNotFound, "This is not a Matrix user")
+	case b.isBanned(from.Bare().String()):
+		return xmpp.StanzaError(stanza.Forbidden, "You are banned from this bridge")
+	case !b.Config.hasLevel(user, LevelUser):
+		return xmpp.StanzaError(stanza.Forbidden, "This Matrix user cannot be reached from XMPP")
+	}
+	return nil
+}
+
+// directPresence answers presence to a Matrix user's contact JID, so that
+// XMPP users can keep Matrix users in their rosters: a subscription
+// request is approved and answered with available presence, as is a probe.
+// Matrix presence is not followed; a reachable user shows as available.
+func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user id.UserID, server string) {
+	from := xmpp.A(pres.To.Bare())
+	to := xmpp.A(pres.From.Bare())
+	refused := b.directRefusal(pres.From.JID, user, server) != nil
+	switch pres.Type {
+	case "subscribe":
+		if refused {
+			b.send(ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
+			return
+		}
+		b.send(ctx, &xmpp.Presence{Type: "subscribed", From: from, To: to})
+		b.send(ctx, &xmpp.Presence{From: from, To: to})
+	case "probe":
+		if refused {
+			b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
+			return
+		}
+		b.send(ctx, &xmpp.Presence{From: from, To: to})
+	case "unsubscribe":
+		b.send(ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
+	}
+}
+
+// directMessage hands a chat message to a Matrix user to the direct chat
+// of the two, opening one on Matrix for the first message with a body.
+func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.UserID, server string) {
+	if msg.Type == xmpp.TypeError {
+		// A bounce of what the bridge sent; the chat reports it.
+		if p := b.directPortal(ctx, user, msg.From.Bare()); p != nil {
+			b.queueXMPP(ctx, p, msg)
+		}
+		return
+	}
+	if serr := b.directRefusal(msg.From.JID, user, server); serr != nil {
+		b.reject(ctx, msg, serr.Condition, serr.Error())
+		return
+	}
+	if msg.Type == xmpp.TypeGroupchat {
+		b.reject(ctx, msg, stanza.BadRequest, "This is a user, not a room")
+		return
+	}
+	bare := msg.From.Bare()
+	if p := b.directPortal(ctx, user, bare); p != nil {
+		b.queueXMPP(ctx, p, msg)
+		return
+	}
+	if msg.Body == "" {
+		return // chat states and markers open no chat
+	}
+	b.lookup("dm\x00"+user.String()+"\x00"+bare.String(), msg, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
+		return b.openDirect(ctx, user, bare)
+	})
+}
+
+// directPortal returns the running direct chat of a Matrix user with an
+// XMPP user, starting it from the database if needed, or nil.
+func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID) *portal.Portal {
+	row, err := b.DB.Portal.GetDirect(ctx, user, bare.String())
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to look up a direct chat")
+		return nil
+	}
+	if row == nil {
+		return nil
+	}
+	p, err := b.startPortal(row)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", row.RoomID).Msg("Failed to start a direct chat")
+		return nil
+	}
+	return p
+}
+
+// openDirect creates the Matrix room of a direct chat an XMPP user starts:
+// the user's puppet creates it and invites the Matrix user (and the bot).
+// It is encrypted when encryption.default (or require) says so.
+func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID) (*portal.Portal, *stanza.Error) {
+	if p := b.directPortal(ctx, user, bare); p != nil {
+		return p, nil
+	}
+	log := b.Log.With().Stringer("user_id", user).Stringer("jid", bare).Logger()
+	if _, _, err := b.Matrix.Profile(ctx, user); err != nil {
+		if errors.Is(err, mautrix.MNotFound) {
+			return nil, xmpp.StanzaError(stanza.ItemNotFound, "There is no Matrix user "+user.String())
+		}
+		log.Warn().Err(err).Msg("Failed to look up a Matrix user")
+		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+	}
+	puppet := b.Matrix.PuppetID(bare.String())
+	err := b.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to store puppet")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	}
+	encrypted := b.Config.Encryption.Default || b.Config.Encryption.Require
+	roomID, err := b.Matrix.CreateDirectRoom(ctx, matrix.DirectRoom{
+		Puppet: puppet, User: user, Displayname: bare.String(), Encrypted: encrypted,
+		BridgeStateKey: b.directStateKey(bare), BridgeState: b.directState(bare, puppet, encrypted),
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to create a direct chat on Matrix")
+		if errors.Is(err, mautrix.MForbidden) {
+			return nil, xmpp.StanzaError(stanza.Forbidden, "The Matrix homeserver refused the chat")
+		}
+		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not open the chat")
+	}
+	return b.startDirect(ctx, database.NewDirect(roomID, user, bare.String()), encrypted, "opened")
+}
+
+// startDirect stores and runs a new direct chat, replacing an older one of
+// the same two users, and tells the room that the bridge decrypts if it is
+// encrypted.
+func (b *Bridge) startDirect(ctx context.Context, row *database.Portal, encrypted bool, how string) (*portal.Portal, *stanza.Error) {
+	log := b.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Str("jid", row.DMJID).Logger()
+	if old, err := b.DB.Portal.GetDirect(ctx, row.DMUser, row.DMJID); err == nil && old != nil && old.RoomID != row.RoomID {
+		log.Info().Stringer("old_room_id", old.RoomID).Msg("A new direct chat replaces an older one")
+		if err = b.closeRoom(ctx, old.RoomID); err != nil {
+			log.Warn().Err(err).Msg("Failed to close the older direct chat")
+		}
+	}
+	if err := b.DB.Portal.Insert(ctx, row); err != nil {
+		log.Error().Err(err).Msg("Failed to store a direct chat")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	}
+	b.Audit.Info().Str("action", "direct_chat").Stringer("user_id", row.DMUser).Str("jid", row.DMJID).
+		Stringer("room_id", row.RoomID).Str("result", how).Msg("Direct chat between a Matrix and an XMPP user")
+	if encrypted {
+		if _, err := b.Matrix.SendNotice(ctx, row.RoomID, directNotice, ""); err != nil {
+			log.Warn().Err(err).Msg("Failed to tell a direct chat that the bridge decrypts")
+		}
+	}
+	p, err := b.startPortal(row)
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to start a direct chat")
+		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
+	}
+	return p, nil
+}
+
+func (b *Bridge) directStateKey(bare jid.JID) string {
+	return "xmpp://" + b.XMPP.Domain().String() + "/" + bare.String()
+}
+
+// directState is the m.bridge content of a direct chat.
+func (b *Bridge) directState(bare jid.JID, creator id.UserID, encrypted bool) any {
+	content := &event.BridgeEventContent{
+		BridgeBot: b.Matrix.BotID(),
+		Creator:   creator,
+		Protocol:  event.BridgeInfoSection{ID: "xmpp", DisplayName: "XMPP"},
+		Network:   &event.BridgeInfoSection{ID: b.XMPP.Domain().String(), DisplayName: "XMPP via " + b.XMPP.Domain().String()},
+		Channel:   event.BridgeInfoSection{ID: bare.String(), DisplayName: bare.String(), ExternalURL: "xmpp:" + bare.String()},
+	}
+	if !encrypted {
+		return content
+	}
+	return &event.Content{Parsed: content, Raw: map[string]any{DecryptsKey: true}}
+}
+
+// acceptDirect handles a Matrix user's invitation of a puppet to a direct
+// chat: the puppet accepts (bringing the bot in) and the chat goes to the
+// XMPP user. What cannot be bridged is declined with a reason.
+func (b *Bridge) acceptDirect(evt *event.Event, puppet id.UserID, remote string) {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	log := b.Log.With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Stringer("puppet", puppet).Logger()
+	decline := func(reason string) {
+		log.Info().Str("reason", reason).Msg("Declining a direct chat")
+		if err := b.Matrix.LeavePuppet(ctx, evt.RoomID, puppet, reason); err != nil {
+			log.Warn().Err(err).Msg("Failed to decline a direct chat")
+		}
+	}
+	bare, err := xmpp.ParseJID(remote)
+	if err != nil || bare.Resourcepart() != "" {
+		decline("This is not a valid XMPP address")
+		return
+	}
+	_, server, _ := evt.Sender.Parse()
+	switch serr := b.directRefusal(bare, evt.Sender, server); {
+	case serr != nil:
+		decline(serr.Error())
+		return
+	case !b.AllowPuppet(remote):
+		decline("The bridge does not reach XMPP users of " + bare.Domainpart())
+		return
+	}
+	err = b.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
+	if err != nil {
+		log.Error().Err(err).Msg("Failed to store puppet")
+		return
+	}
+	if err = b.Matrix.AcceptInvite(ctx, evt.RoomID, puppet, bare.String()); err != nil {
+		log.Warn().Err(err).Msg("Failed to accept a direct chat")
+		decline("The bridge could not join the chat")
+		return
+	}
+	if err = b.Matrix.SetPuppetRoomName(ctx, evt.RoomID, puppet, bare.String()); err != nil {
+		log.Debug().Err(err).Msg("Failed to name the puppet in a direct chat")
+	}
+	info, err := b.Matrix.RoomInfo(ctx, evt.RoomID)
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to read a direct chat")
+		return
+	}
+	if rerr := b.encryptionRefusal(info); rerr != nil {
+		if _, err := b.Matrix.SendNotice(ctx, evt.RoomID, "This chat cannot reach XMPP: "+rerr.Error()+".", ""); err != nil {
+			log.Warn().Err(err).Msg("Failed to explain a declined direct chat")
+		}
+		decline(rerr.Error())
+		if err := b.Matrix.LeavePuppet(ctx, evt.RoomID, b.Matrix.BotID(), rerr.Error()); err != nil {
+			log.Warn().Err(err).Msg("Bot failed to leave a declined direct chat")
+		}
+		return
+	}
+	row := database.NewDirect(evt.RoomID, evt.Sender, bare.String())
+	p, serr := b.startDirect(ctx, row, info.Encrypted, "accepted")
+	if serr != nil {
+		decline("The bridge could not store the chat")
+		return
+	}
+	// What the user wrote between the invitation and now came while the
+	// room was not bridged: it goes out now, in order (the portal skips
+	// what it already sent).
+	early, err := b.Matrix.RecentMessages(ctx, evt.RoomID, puppet, 50)
+	if err != nil {
+		log.Warn().Err(err).Msg("Failed to read what was written before the chat was accepted")
+	}
+	for _, m := range early {
+		if m.Sender == evt.Sender && m.Timestamp >= evt.Timestamp {
+			p.Queue(ctx, m)
+		}
+	}
+	if err = b.Matrix.SetBridgeState(ctx, evt.RoomID, b.directStateKey(bare), b.directState(bare, evt.Sender, info.Encrypted)); err != nil {
+		log.Debug().Err(err).Msg("Failed to set the bridge state of a direct chat")
+	}
+	log.Info().Msg("Accepted a direct chat")
+}
+
+// AllowPuppet implements matrix.PuppetAllower: the homeserver may create
+// the puppet of an XMPP user a Matrix user looks up or invites, when direct
+// chats are on and the user's server is allowed.
+func (b *Bridge) AllowPuppet(remote string) bool {
+	bare, err := xmpp.ParseJID(remote)
+	return err == nil && b.Config.Bridge.DirectMessages && bare.Resourcepart() == "" && bare.String() == remote &&
+		bare.Domainpart() != b.XMPP.Domain().Domainpart() && b.policy.Allows(bare.Domainpart()) && !b.isBanned(remote)
+}
+
+// closeDirects ends every direct chat of an XMPP user.
+func (b *Bridge) closeDirects(ctx context.Context, bare jid.JID) (int, error) {
+	rows, err := b.DB.Portal.GetDirectByJID(ctx, bare.String())
+	if err != nil {
+		return 0, fmt.Errorf("failed to list direct chats: %w", err)
+	}
+	for _, row := range rows {
+		if err = b.closeRoom(ctx, row.RoomID); err != nil {
+			return 0, err
+		}
+	}
+	return len(rows), nil
+}

@@ -1,0 +1,251 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// contactJID is the JID that stands for a Matrix user on the component.
+func (v *env) contactJID(u id.UserID) jid.JID {
+	return jid.MustParse(u.Localpart() + "#" + v.hsDomain + "@" + v.compDomain)
+}
+
+// isChat matches a one-to-one chat message from a JID with a body.
+func isChat(from jid.JID, body string) func(any) bool {
+	return func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.From.Bare().Equal(from.Bare()) && m.Body == body
+	}
+}
+
+// isDirectInvite matches the invitation of a direct chat from a puppet.
+func isDirectInvite(to, from id.UserID) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.Sender == from && evt.StateKey != nil && *evt.StateKey == to.String() &&
+			evt.Content.AsMember().Membership == event.MembershipInvite
+	}
+}
+
+// TestE2EDirectFromXMPP: an XMPP user's chat message to a Matrix user's
+// JID opens a direct chat on Matrix, encrypted (encryption.default is on in
+// the test config); messages, corrections, replies and reactions cross
+// both ways; leaving the chat on Matrix ends it, and the next message opens
+// a new one.
+func TestE2EDirectFromXMPP(t *testing.T) {
+	v := need(t)
+	mary := v.newEncryptedUser(t, "mary", "Mary")
+	grace := v.newXMPPClient(t, "grace", "dm")
+	maryJID := v.contactJID(mary.id)
+	puppet := puppetOf("grace@" + v.xmppDomain)
+
+	grace.send(&xmpp.Message{ID: "g1", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "hello Mary",
+		OriginID: &xmpp.OriginID{ID: "g1"}})
+	invite := mary.waitEvent("the invitation to a direct chat", isDirectInvite(mary.id, puppet))
+	room := invite.RoomID
+	if !invite.Content.AsMember().IsDirect {
+		t.Error("the invitation is not marked is_direct")
+	}
+	mary.join(room)
+	first := mary.waitEvent("grace's first message, decrypted", wasEncrypted(room, puppet, "hello Mary"))
+	var enc event.EncryptionEventContent
+	if err := mary.c.StateEvent(ctx(t), room, event.StateEncryption, "", &enc); err != nil || enc.Algorithm != id.AlgorithmMegolmV1 {
+		t.Errorf("the direct chat is not encrypted: %v, %v", enc, err)
+	}
+	var state map[string]any
+	if err := mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.compDomain+"/grace@"+v.xmppDomain, &state); err != nil {
+		t.Errorf("m.bridge of the direct chat: %v", err)
+	} else if state["net.mxpp.decrypts"] != true {
+		t.Errorf("m.bridge of an encrypted direct chat: %v; want it to say the bridge decrypts", state)
+	}
+	mary.waitEvent("the notice that the bridge decrypts", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == botID() && strings.Contains(evt.Content.AsMessage().Body, "decrypts")
+	})
+
+	// Matrix -> XMPP, and the ids each side uses for the other's messages.
+	mark := grace.mark()
+	hi := mary.say(room, "hi Grace")
+	st, _ := grace.waitFrom(mark, "mary's answer", isChat(maryJID, "hi Grace"))
+	if m := st.(*xmpp.Message); m.ID != hi.String() || m.OriginID == nil || m.OriginID.ID != hi.String() {
+		t.Errorf("mary's message has id %q, origin-id %+v; want the event ID %s", m.ID, m.OriginID, hi)
+	}
+
+	// A correction from XMPP edits the Matrix message.
+	grace.send(&xmpp.Message{ID: "g2", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "hello, Mary", Replace: &xmpp.Replace{ID: "g1"}})
+	edit := mary.waitEvent("the correction", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == puppet && evt.Type == event.EventMessage &&
+			evt.Content.AsMessage().RelatesTo.GetReplaceID() == first.ID
+	})
+	if nc := edit.Content.AsMessage().NewContent; nc == nil || nc.Body != "hello, Mary" {
+		t.Errorf("the edit carries %+v", nc)
+	}
+	// A reaction from XMPP to mary's message.
+	grace.send(&xmpp.Message{Type: xmpp.TypeChat, To: xmpp.A(maryJID), Reactions: &xmpp.Reactions{ID: hi.String(), Reactions: []string{"👍"}}})
+	mary.waitEvent("grace's reaction", func(evt *event.Event) bool {
+		r, ok := evt.Content.Parsed.(*event.ReactionEventContent)
+		return evt.RoomID == room && evt.Sender == puppet && ok && r.RelatesTo.EventID == hi && r.RelatesTo.Key == "👍"
+	})
+
+	// An edit and a reply from Matrix refer to grace's message by her id.
+	mark = grace.mark()
+	if _, err := mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "quoting you", RelatesTo: (&event.RelatesTo{}).SetReplyTo(first.ID),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = grace.waitFrom(mark, "mary's reply", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.Reply != nil
+	})
+	if r := st.(*xmpp.Message).Reply; r.ID != "g1" || !r.To.Bare().Equal(grace.jid.Bare()) {
+		t.Errorf("reply refers to %q of %s; want g1 of grace", r.ID, r.To)
+	}
+	mark = grace.mark()
+	mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "* hi, Grace", NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "hi, Grace"},
+		RelatesTo: &event.RelatesTo{Type: event.RelReplace, EventID: hi},
+	})
+	st, _ = grace.waitFrom(mark, "mary's correction", isChat(maryJID, "hi, Grace"))
+	if r := st.(*xmpp.Message).Replace; r == nil || r.ID != hi.String() {
+		t.Errorf("mary's correction replaces %+v; want %s", r, hi)
+	}
+
+	// Leaving ends the chat; the next message opens a new one.
+	mary.leave(room)
+	waitFor(t, "the bridge closing the chat", func() bool {
+		for _, row := range dbRows(t) {
+			if strings.HasPrefix(row, "portal: ") && strings.Contains(row, room.String()) {
+				return false
+			}
+		}
+		return true
+	})
+	grace.send(&xmpp.Message{ID: "g3", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "still there?"})
+	again := mary.waitEvent("a new invitation", func(evt *event.Event) bool {
+		return isDirectInvite(mary.id, puppet)(evt) && evt.RoomID != room
+	})
+	mary.join(again.RoomID)
+	mary.waitEvent("the message in the new chat", wasEncrypted(again.RoomID, puppet, "still there?"))
+}
+
+// TestE2EDirectFromMatrix: a Matrix user who opens a direct chat with a
+// puppet reaches that XMPP user, in an unencrypted room too; a message to
+// a user who does not exist, or from a user the operator does not let in,
+// is refused.
+func TestE2EDirectFromMatrix(t *testing.T) {
+	v := need(t)
+	bob := v.newMatrixUser(t, "bob", "Bob")
+	heidi := v.newXMPPClient(t, "heidi", "dm")
+	bobJID := v.contactJID(bob.id)
+	// The puppet does not exist before the invitation: the homeserver asks
+	// the bridge for it.
+	puppet := puppetOf("heidi@" + v.xmppDomain)
+	resp, err := bob.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{puppet}})
+	if err != nil {
+		t.Fatalf("inviting a puppet the bridge has not seen: %v", err)
+	}
+	room := resp.RoomID
+	// Written at once, before the puppet can have accepted.
+	early := bob.say(room, "are you there?")
+	if st, _ := heidi.waitFrom(0, "bob's message from before the chat was accepted", isChat(bobJID, "are you there?")); st.(*xmpp.Message).ID != early.String() {
+		t.Errorf("the early message has id %q; want %s", st.(*xmpp.Message).ID, early)
+	}
+	bob.waitEvent("the puppet accepting", isMembership(room, puppet, event.MembershipJoin))
+	bob.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+
+	mark := heidi.mark()
+	sent, err := bob.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText,
+		Body: "hello Heidi, welcome", Format: event.FormatHTML, FormattedBody: "hello Heidi, <strong>welcome</strong>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := sent.EventID
+	st, _ := heidi.waitFrom(mark, "bob's message", isChat(bobJID, "hello Heidi, *welcome*"))
+	if st.(*xmpp.Message).ID != hello.String() {
+		t.Errorf("bob's message has id %q; want %s", st.(*xmpp.Message).ID, hello)
+	}
+	heidi.send(&xmpp.Message{ID: "h1", Type: xmpp.TypeChat, To: xmpp.A(bobJID), Body: "hi Bob"})
+	answer := bob.waitEvent("heidi's answer", isMessage(room, puppet, "hi Bob"))
+	if answer.Mautrix.WasEncrypted {
+		t.Error("an answer in an unencrypted chat arrived encrypted")
+	}
+	// Heidi takes her message back; bob deletes his.
+	heidi.send(&xmpp.Message{Type: xmpp.TypeChat, To: xmpp.A(bobJID), Retract: &xmpp.Retract{ID: "h1"}})
+	bob.waitEvent("heidi's retraction", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.EventRedaction && evt.Sender == puppet && evt.Redacts == answer.ID
+	})
+	mark = heidi.mark()
+	if _, err = bob.c.RedactEvent(ctx(t), room, hello); err != nil {
+		t.Fatal(err)
+	}
+	heidi.waitFrom(mark, "bob's retraction", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Bare().Equal(bobJID) && m.Retract != nil && m.Retract.ID == hello.String()
+	})
+
+	// Heidi can add bob to her roster (the server tells only sessions that
+	// asked for the roster about subscriptions), and sees him available.
+	heidi.sendRaw(`<iq type="get" id="roster1"><query xmlns="jabber:iq:roster"/></iq>`)
+	mark = heidi.mark()
+	heidi.send(&xmpp.Presence{Type: "subscribe", To: xmpp.A(bobJID)})
+	heidi.waitFrom(mark, "the subscription approval", func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.Type == "subscribed" && p.From.Bare().Equal(bobJID)
+	})
+	heidi.waitFrom(mark, "bob's presence", func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.Type == "" && p.From.Bare().Equal(bobJID)
+	})
+
+	// Refusals: an unknown user; a user of another homeserver.
+	for to, want := range map[string]string{
+		"nobody-here#" + v.hsDomain + "@" + v.compDomain: "item-not-found",
+		"bob#elsewhere.example@" + v.compDomain:          "item-not-found",
+	} {
+		mark := heidi.mark()
+		msgID := xmpp.RandomID()
+		heidi.send(&xmpp.Message{ID: msgID, Type: xmpp.TypeChat, To: xmpp.A(jid.MustParse(to)), Body: "anyone?"})
+		if got := heidi.messageError(mark, msgID); string(got) != want {
+			t.Errorf("message to %s: %s; want %s", to, got, want)
+		}
+	}
+	// An XMPP user of a denied domain cannot be invited: the bridge does
+	// not create the puppet when the homeserver asks, and declines.
+	eve := puppetOf("eve@denied.test")
+	_, _ = bob.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{eve}})
+	if _, err := bob.c.GetProfile(ctx(t), eve); !errors.Is(err, mautrix.MNotFound) {
+		t.Errorf("profile of a denied user's puppet after an invitation: %v; want M_NOT_FOUND (no puppet)", err)
+	}
+
+	// forget ends the chat and leaves no row naming heidi.
+	admin := v.matrixUser(t, "opsadmin", "Ops")
+	admin.ask(admin.directChat(), "forget heidi@"+v.xmppDomain, "removed from 1 room(s)")
+	bob.waitEvent("the puppet leaving on forget", isMembership(room, puppet, event.MembershipLeave))
+	for _, row := range dbRows(t) {
+		if strings.Contains(row, "heidi@"+v.xmppDomain) || strings.Contains(row, puppet.String()) {
+			t.Errorf("a row names heidi after forget: %s", row)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
