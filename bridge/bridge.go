@@ -69,6 +69,8 @@ type Bridge struct {
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
 	pending map[string]*lookup
+	// newChats limits how many direct chats each XMPP user opens.
+	newChats *keyedLimiter
 }
 
 var (
@@ -91,6 +93,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		byMUC:       map[string]*portal.Portal{},
 		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
+		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),
 		started:     time.Now(),

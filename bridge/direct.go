@@ -19,6 +19,14 @@ import (
 	"github.com/mxpp/mxpp/xmpp"
 )
 
+// An XMPP user may open newChatBurst direct chats at once, then one every
+// newChatEvery: each opens a room on Matrix and an invitation, which a
+// hostile sender must not be able to do by the thousand.
+const (
+	newChatBurst = 10
+	newChatEvery = 6 * time.Minute
+)
+
 // directNotice is what the bot says in an encrypted direct chat it opens or
 // joins.
 const directNotice = "This chat is encrypted: the bridge decrypts your messages so that they reach the XMPP user, " +
@@ -111,6 +119,12 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 	}
 	if msg.Body == "" {
 		return // chat states and markers open no chat
+	}
+	if !b.newChats.allow(bare.String(), time.Now()) {
+		b.Audit.Info().Str("action", "direct_chat").Stringer("jid", bare).Stringer("user_id", user).
+			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another direct chat")
+		b.reject(ctx, msg, stanza.PolicyViolation, "You opened too many new chats; try again later")
+		return
 	}
 	b.lookup("dm\x00"+user.String()+"\x00"+bare.String(), msg, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
 		return b.openDirect(ctx, user, bare)

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -234,6 +235,30 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 	for _, row := range dbRows(t) {
 		if strings.Contains(row, "heidi@"+v.xmppDomain) || strings.Contains(row, puppet.String()) {
 			t.Errorf("a row names heidi after forget: %s", row)
+		}
+	}
+}
+
+// TestE2EDirectRateLimit: an XMPP user cannot open direct chats by the
+// thousand: after a burst, new ones are refused with policy-violation.
+func TestE2EDirectRateLimit(t *testing.T) {
+	v := need(t)
+	ivan := v.newXMPPClient(t, "ivan", "dm")
+	var got []string
+	for i := range 12 {
+		mark := ivan.mark()
+		msgID := xmpp.RandomID()
+		to := jid.MustParse(fmt.Sprintf("nobody%d#%s@%s", i, v.hsDomain, v.compDomain))
+		ivan.send(&xmpp.Message{ID: msgID, Type: xmpp.TypeChat, To: xmpp.A(to), Body: "hello?"})
+		got = append(got, string(ivan.messageError(mark, msgID)))
+	}
+	for i, c := range got {
+		want := "item-not-found"
+		if i >= 10 {
+			want = "policy-violation"
+		}
+		if c != want {
+			t.Errorf("attempt %d: %s; want %s (all: %v)", i+1, c, want, got)
 		}
 	}
 }

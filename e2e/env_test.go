@@ -116,7 +116,7 @@ func newEnv() (*env, error) {
 		hsDir:      filepath.Join(dir, "hs"),
 		xmppDir:    filepath.Join(dir, "xmpp"),
 		bridgeCfg:  filepath.Join(dir, "config.yaml"),
-		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"},
+		users:      []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan"},
 	}
 	for i := range burstClients {
 		v.users = append(v.users, fmt.Sprintf("load%d", i))

@@ -1,0 +1,39 @@
+package bridge
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestKeyedLimiter(t *testing.T) {
+	l := newKeyedLimiter(time.Minute, 3)
+	now := time.Now()
+	for i := range 3 {
+		if !l.allow("a@x", now) {
+			t.Fatalf("call %d of a burst of 3 refused", i+1)
+		}
+	}
+	if l.allow("a@x", now) {
+		t.Error("a fourth call in the same instant was allowed")
+	}
+	if !l.allow("b@x", now) {
+		t.Error("another key was limited by the first")
+	}
+	if !l.allow("a@x", now.Add(time.Minute)) {
+		t.Error("no token came back after the interval")
+	}
+	// Keys whose bucket filled up again are dropped once the map is large;
+	// busy ones are kept.
+	for i := range 1500 {
+		l.allow(fmt.Sprintf("u%d@x", i), now)
+	}
+	l.allow("a@x", now.Add(3*time.Minute))
+	l.allow("a@x", now.Add(3*time.Minute))
+	if !l.allow("late@x", now.Add(3*time.Minute)) {
+		t.Fatal("a new key was refused")
+	}
+	if n := len(l.byKey); n != 2 {
+		t.Errorf("%d keys kept; want the busy one and the new one", n)
+	}
+}
