@@ -71,7 +71,7 @@ func TestE2EAvatars(t *testing.T) {
 		p, ok := v.(*xmpp.Presence)
 		return ok && p.From.Equal(occ(muc, "Mary")) && p.VCardUpdate != nil && p.VCardUpdate.Photo != nil && *p.VCardUpdate.Photo == want
 	})
-	for _, to := range []jid.JID{occ(muc, "Mary"), jid.MustParse(mary.id.Localpart() + "#" + v.hsDomain + "@" + v.compDomain)} {
+	for _, to := range []jid.JID{occ(muc, "Mary"), jid.MustParse(mary.id.Localpart() + "#" + v.HSDomain + "@" + v.CompDomain)} {
 		card := vcardOf(t, alice, to)
 		if card.Photo == nil {
 			t.Errorf("vCard of %s has no photo", to)
@@ -117,7 +117,7 @@ func TestE2EAvatars(t *testing.T) {
 	}
 	hash := xmpp.PhotoHash(aliceFace)
 	alice.send(&xmpp.Presence{To: xmpp.A(occ(muc, "Alice")), VCardUpdate: &xmpp.VCardUpdate{Photo: &hash}})
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 	deadline = time.Now().Add(15 * time.Second)
 	for {
 		resp, err := mary.c.GetAvatarURL(ctx(t), puppet)
@@ -145,7 +145,7 @@ func downloadLegacy(t *testing.T, mxc string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.Get(e.hsURL + "/_matrix/media/v3/download/" + uri.Homeserver + "/" + uri.FileID)
+	resp, err := http.Get(e.HSURL + "/_matrix/media/v3/download/" + uri.Homeserver + "/" + uri.FileID)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 
 // contactJID is the JID that stands for a Matrix user on the component.
 func (v *env) contactJID(u id.UserID) jid.JID {
-	return jid.MustParse(u.Localpart() + "#" + v.hsDomain + "@" + v.compDomain)
+	return jid.MustParse(u.Localpart() + "#" + v.HSDomain + "@" + v.CompDomain)
 }
 
 // isChat matches a one-to-one chat message from a JID with a body.
@@ -48,7 +48,7 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 	mary := v.newEncryptedUser(t, "mary", "Mary")
 	grace := v.newXMPPClient(t, "grace", "dm")
 	maryJID := v.contactJID(mary.id)
-	puppet := puppetOf("grace@" + v.xmppDomain)
+	puppet := puppetOf("grace@" + v.XMPPDomain)
 
 	grace.send(&xmpp.Message{ID: "g1", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "hello Mary",
 		OriginID: &xmpp.OriginID{ID: "g1"}})
@@ -64,7 +64,7 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 		t.Errorf("the direct chat is not encrypted: %v, %v", enc, err)
 	}
 	var state map[string]any
-	if err := mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.compDomain+"/grace@"+v.xmppDomain, &state); err != nil {
+	if err := mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.CompDomain+"/grace@"+v.XMPPDomain, &state); err != nil {
 		t.Errorf("m.bridge of the direct chat: %v", err)
 	} else if state["net.mxpp.decrypts"] != true {
 		t.Errorf("m.bridge of an encrypted direct chat: %v; want it to say the bridge decrypts", state)
@@ -150,7 +150,7 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 	bobJID := v.contactJID(bob.id)
 	// The puppet does not exist before the invitation: the homeserver asks
 	// the bridge for it.
-	puppet := puppetOf("heidi@" + v.xmppDomain)
+	puppet := puppetOf("heidi@" + v.XMPPDomain)
 	resp, err := bob.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{puppet}})
 	if err != nil {
 		t.Fatalf("inviting a puppet the bridge has not seen: %v", err)
@@ -210,8 +210,8 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 
 	// Refusals: an unknown user; a user of another homeserver.
 	for to, want := range map[string]string{
-		"nobody-here#" + v.hsDomain + "@" + v.compDomain: "item-not-found",
-		"bob#elsewhere.example@" + v.compDomain:          "item-not-found",
+		"nobody-here#" + v.HSDomain + "@" + v.CompDomain: "item-not-found",
+		"bob#elsewhere.example@" + v.CompDomain:          "item-not-found",
 	} {
 		mark := heidi.mark()
 		msgID := xmpp.RandomID()
@@ -230,10 +230,10 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 
 	// forget ends the chat and leaves no row naming heidi.
 	admin := v.matrixUser(t, "opsadmin", "Ops")
-	admin.ask(admin.directChat(), "forget heidi@"+v.xmppDomain, "removed from 1 room(s)")
+	admin.ask(admin.directChat(), "forget heidi@"+v.XMPPDomain, "removed from 1 room(s)")
 	bob.waitEvent("the puppet leaving on forget", isMembership(room, puppet, event.MembershipLeave))
 	for _, row := range dbRows(t) {
-		if strings.Contains(row, "heidi@"+v.xmppDomain) || strings.Contains(row, puppet.String()) {
+		if strings.Contains(row, "heidi@"+v.XMPPDomain) || strings.Contains(row, puppet.String()) {
 			t.Errorf("a row names heidi after forget: %s", row)
 		}
 	}
@@ -248,7 +248,7 @@ func TestE2EDirectRateLimit(t *testing.T) {
 	for i := range 12 {
 		mark := ivan.mark()
 		msgID := xmpp.RandomID()
-		to := jid.MustParse(fmt.Sprintf("nobody%d#%s@%s", i, v.hsDomain, v.compDomain))
+		to := jid.MustParse(fmt.Sprintf("nobody%d#%s@%s", i, v.HSDomain, v.CompDomain))
 		ivan.send(&xmpp.Message{ID: msgID, Type: xmpp.TypeChat, To: xmpp.A(to), Body: "hello?"})
 		got = append(got, string(ivan.messageError(mark, msgID)))
 	}

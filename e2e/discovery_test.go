@@ -47,7 +47,7 @@ func TestE2ERoomDiscovery(t *testing.T) {
 		mucs = append(mucs, mucJID(t, alias))
 	}
 	alice := v.newXMPPClient(t, "alice", "disco")
-	comp := jid.MustParse(v.compDomain)
+	comp := jid.MustParse(v.CompDomain)
 
 	// Page through all rooms, two at a time, until ours are all seen; the
 	// directory is cached briefly, so new rooms may take a moment.
@@ -107,7 +107,7 @@ func allListed(names map[string]string, mucs []jid.JID) bool {
 
 func mustRoom(t *testing.T, u *mxUser, muc jid.JID) id.RoomID {
 	t.Helper()
-	local, server, err := (xmpp.Scheme{Domain: jid.MustParse(e.compDomain)}).ParseRoomJID(muc)
+	local, server, err := (xmpp.Scheme{Domain: jid.MustParse(e.CompDomain)}).ParseRoomJID(muc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	v := need(t)
 	// self_sign is on, and Dendrite demands a password for cross-signing
 	// keys: the bridge says so and encrypts unverified.
-	if log, _ := os.ReadFile(filepath.Join(v.dir, "bridge.log")); !bytes.Contains(log, []byte("Could not cross-sign the bot's device")) {
+	if log, _ := os.ReadFile(filepath.Join(v.Dir, "bridge.log")); !bytes.Contains(log, []byte("Could not cross-sign the bot's device")) {
 		t.Error("the bridge did not report that the homeserver refused its cross-signing keys")
 	}
 	mary := v.newEncryptedUser(t, "mary", "Mary")
@@ -115,14 +115,14 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	room, muc := resp.RoomID, mucJID(t, id2alias(local, v.hsDomain))
+	room, muc := resp.RoomID, mucJID(t, id2alias(local, v.HSDomain))
 	if _, err = mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
 		t.Fatal(err)
 	}
 	mary.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
 	mary.command(room, "expose", "the bridge decrypts its messages")
 	var state map[string]any
-	if err = mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.compDomain+"/"+muc.Localpart(), &state); err != nil {
+	if err = mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.CompDomain+"/"+muc.Localpart(), &state); err != nil {
 		t.Fatal(err)
 	}
 	if state["net.mxpp.decrypts"] != true {
@@ -137,7 +137,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 
 	alice := v.newXMPPClient(t, "alice", "e2ee")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 	mary.waitEvent("Alice's puppet", isMembership(room, puppet, event.MembershipJoin))
 
 	exchange := func(step string, readers ...*mxUser) {
@@ -159,7 +159,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 
 	// A restart keeps the bot's device and its keys.
 	before := botDevice(t)
-	v.killBridge(false)
+	v.StopBridge(false)
 	if err = v.startBridge(); err != nil {
 		t.Fatal(err)
 	}

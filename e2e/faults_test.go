@@ -134,7 +134,7 @@ func (s *streamParty) client(deadline time.Time) (*xmppClient, error) {
 		}
 	}
 	for {
-		c, err := s.v.tryXMPPClient(s.t, s.user, s.v.xmppDomain, "stream")
+		c, err := s.v.tryXMPPClient(s.t, s.user, s.v.XMPPDomain, "stream")
 		if err == nil {
 			if err = c.tryJoin(s.room, s.nick); err == nil {
 				s.c = c
@@ -296,7 +296,7 @@ func faultStream(t *testing.T, name string, fault, recover func()) {
 			t.Fatal(err)
 		}
 	}
-	puppet := puppetOf("bob@" + v.xmppDomain)
+	puppet := puppetOf("bob@" + v.XMPPDomain)
 	mary.waitEvent("Bob's puppet", isMembership(room, puppet, event.MembershipJoin))
 
 	const n = 40
@@ -365,7 +365,7 @@ func faultStream(t *testing.T, name string, fault, recover func()) {
 
 func TestE2EFaultBridgeKilled(t *testing.T) {
 	v := need(t)
-	faultStream(t, "killed", func() { v.killBridge(true); time.Sleep(2 * time.Second) }, func() {
+	faultStream(t, "killed", func() { v.StopBridge(true); time.Sleep(2 * time.Second) }, func() {
 		if err := v.startBridge(); err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestE2EFaultBridgeKilled(t *testing.T) {
 func TestE2EFaultComponentLinkCut(t *testing.T) {
 	v := need(t)
 	faultStream(t, "linkcut", func() { v.compProxy.cut() }, func() {
-		if err := v.waitReady(30 * time.Second); err != nil {
+		if err := v.WaitReady(30 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -384,7 +384,7 @@ func TestE2EFaultComponentLinkCut(t *testing.T) {
 func TestE2EFaultProsodyRestart(t *testing.T) {
 	v := need(t)
 	faultStream(t, "xmpprestart", func() { v.restartProsody(t) }, func() {
-		if err := v.waitReady(60 * time.Second); err != nil {
+		if err := v.WaitReady(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -393,7 +393,7 @@ func TestE2EFaultProsodyRestart(t *testing.T) {
 func TestE2EFaultHomeserverRestart(t *testing.T) {
 	v := need(t)
 	faultStream(t, "hsrestart", func() { v.restartHomeserver(t) }, func() {
-		if err := v.waitReady(60 * time.Second); err != nil {
+		if err := v.WaitReady(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -427,7 +427,7 @@ func TestE2EBurst(t *testing.T) {
 		clients[i].mustJoin(mucs[i%burstRooms], fmt.Sprintf("Load %d", i))
 	}
 	for i := range clients {
-		mary.waitEvent("puppet joining", isMembership(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.xmppDomain)), event.MembershipJoin))
+		mary.waitEvent("puppet joining", isMembership(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.XMPPDomain)), event.MembershipJoin))
 	}
 
 	start := time.Now()
@@ -457,7 +457,7 @@ func TestE2EBurst(t *testing.T) {
 	check := func() []string {
 		var problems []string
 		for i := range clients {
-			got := mary.messagesFrom(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.xmppDomain)))
+			got := mary.messagesFrom(rooms[i%burstRooms], puppetOf(fmt.Sprintf("load%d@%s", i, v.XMPPDomain)))
 			if err := wantSequence(got, fmt.Sprintf("b%d", i), burstMessages); err != nil {
 				problems = append(problems, fmt.Sprintf("load%d: %v", i, err))
 			}

@@ -19,7 +19,7 @@ import (
 func mucJID(t *testing.T, alias id.RoomAlias) jid.JID {
 	t.Helper()
 	local, server := splitAlias(alias)
-	j, err := (xmpp.Scheme{Domain: jid.MustParse(e.compDomain)}).RoomJID(local, server)
+	j, err := (xmpp.Scheme{Domain: jid.MustParse(e.CompDomain)}).RoomJID(local, server)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestE2EJoinAndChat(t *testing.T) {
 	}
 
 	// The puppet joined Matrix with the MUC nick as its display name.
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 	joinEvt := mary.waitEvent("puppet join", isMembership(room, puppet, event.MembershipJoin))
 	if joinEvt.Content.AsMember().Displayname != "Alice" {
 		mary.waitEvent("puppet display name Alice", func(evt *event.Event) bool {
@@ -129,7 +129,7 @@ func TestE2EJoinErrors(t *testing.T) {
 		}
 	}
 	// Rooms that do not exist, or are not open.
-	unknown := mucJID(t, id2alias("nosuchroom", v.hsDomain))
+	unknown := mucJID(t, id2alias("nosuchroom", v.HSDomain))
 	if res := carol.join(unknown, "Carol"); res.err == nil || res.err.Error.Condition != stanza.ItemNotFound {
 		t.Errorf("join of unknown room: %+v; want item-not-found", res.err)
 	}
@@ -139,7 +139,7 @@ func TestE2EJoinErrors(t *testing.T) {
 	}
 	_ = private
 	// A room nobody exposed to XMPP.
-	if res := carol.join(mucJID(t, id2alias(privateRoom.RoomAliasName, v.hsDomain)), "Carol"); res.err == nil ||
+	if res := carol.join(mucJID(t, id2alias(privateRoom.RoomAliasName, v.HSDomain)), "Carol"); res.err == nil ||
 		res.err.Error.Condition != stanza.Forbidden {
 		t.Errorf("join of an unexposed room: %+v; want forbidden", res.err)
 	}
@@ -167,6 +167,6 @@ func TestE2EAliasCase(t *testing.T) {
 			t.Fatalf("join of %s for %s: %v", muc, alias, res.err.Error)
 		}
 		alice.groupchat(muc, "found "+local)
-		mary.waitEvent("message in "+alias.String(), isMessage(room, puppetOf("alice@"+v.xmppDomain), "found "+local))
+		mary.waitEvent("message in "+alias.String(), isMessage(room, puppetOf("alice@"+v.XMPPDomain), "found "+local))
 	}
 }

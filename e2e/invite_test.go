@@ -24,7 +24,7 @@ func TestE2EInvitations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	room, alias := resp.RoomID, id2alias("inviteonly", v.hsDomain)
+	room, alias := resp.RoomID, id2alias("inviteonly", v.HSDomain)
 	muc := mucJID(t, alias)
 	mary.expose(room)
 	alice := v.newXMPPClient(t, "alice", "inv")
@@ -36,7 +36,7 @@ func TestE2EInvitations(t *testing.T) {
 
 	// Mary invites Alice's puppet: Alice gets a direct invitation.
 	mark := alice.mark()
-	if _, err := mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: puppetOf("alice@" + v.xmppDomain), Reason: "come in"}); err != nil {
+	if _, err := mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: puppetOf("alice@" + v.XMPPDomain), Reason: "come in"}); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := alice.waitFrom(mark, "direct invitation", func(v any) bool {
@@ -51,22 +51,22 @@ func TestE2EInvitations(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("join after the invitation: %v", res.err.Error)
 	}
-	mary.waitEvent("alice's puppet in", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("alice's puppet in", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
 	alice.groupchat(muc, "thanks for the invite")
-	mary.waitEvent("message in the invite-only room", isMessage(room, puppetOf("alice@"+v.xmppDomain), "thanks for the invite"))
+	mary.waitEvent("message in the invite-only room", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "thanks for the invite"))
 
 	// Bob cannot join, until Alice invites him through the room.
 	if res := bob.join(muc, "Bob"); res.err == nil || res.err.Error.Condition != stanza.RegistrationRequired {
 		t.Fatalf("bob's join without invitation: %+v; want registration-required", res.err)
 	}
 	mark = bob.mark()
-	alice.send(&xmpp.Message{To: xmpp.A(muc), MUCUser: &xmpp.MUCUser{Invite: []xmpp.MUCInvite{{To: xmpp.A(jid.MustParse("bob@" + v.xmppDomain)), Reason: "join us"}}}})
-	mary.waitEvent("bob's puppet invited", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipInvite))
+	alice.send(&xmpp.Message{To: xmpp.A(muc), MUCUser: &xmpp.MUCUser{Invite: []xmpp.MUCInvite{{To: xmpp.A(jid.MustParse("bob@" + v.XMPPDomain)), Reason: "join us"}}}})
+	mary.waitEvent("bob's puppet invited", isMembership(room, puppetOf("bob@"+v.XMPPDomain), event.MembershipInvite))
 	st, _ = bob.waitFrom(mark, "mediated invitation", func(v any) bool {
 		m, ok := v.(*xmpp.Message)
 		return ok && m.MUCUser != nil && len(m.MUCUser.Invite) == 1
 	})
-	if m := st.(*xmpp.Message); !m.From.Equal(muc) || m.MUCUser.Invite[0].Reason != "join us" || !m.MUCUser.Invite[0].From.Equal(jid.MustParse("alice@"+v.xmppDomain)) {
+	if m := st.(*xmpp.Message); !m.From.Equal(muc) || m.MUCUser.Invite[0].Reason != "join us" || !m.MUCUser.Invite[0].From.Equal(jid.MustParse("alice@"+v.XMPPDomain)) {
 		t.Errorf("mediated invitation %+v from %s", m.MUCUser.Invite[0], m.From)
 	}
 	bob.mustJoin(muc, "Bob")

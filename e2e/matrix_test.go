@@ -55,7 +55,7 @@ func (v *env) matrixUser(t *testing.T, localpart, displayname string) *mxUser {
 // if it exists, and returns its client, not syncing yet.
 func (v *env) loginMatrix(t *testing.T, localpart, displayname string) *mautrix.Client {
 	t.Helper()
-	c, err := mautrix.NewClient(v.hsURL, "", "")
+	c, err := mautrix.NewClient(v.HSURL, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func (u *mxUser) createRoom(aliasLocal, name, topic string) (id.RoomID, id.RoomA
 	if err != nil {
 		u.t.Fatalf("creating room: %v", err)
 	}
-	return resp.RoomID, id.RoomAlias("#" + aliasLocal + ":" + e.hsDomain)
+	return resp.RoomID, id.RoomAlias("#" + aliasLocal + ":" + e.HSDomain)
 }
 
 // newRoom registers a Matrix user with a display name, who creates a public
@@ -138,7 +138,7 @@ func (v *env) newRoom(t *testing.T, displayname, aliasLocal, name, topic string)
 }
 
 // botID is the bridge bot.
-func botID() id.UserID { return id.UserID("@xmppbot:" + e.hsDomain) }
+func botID() id.UserID { return id.UserID("@xmppbot:" + e.HSDomain) }
 
 // expose opens a room to XMPP the way a room admin does: invite the bot,
 // which joins, and run its expose command.
@@ -287,5 +287,5 @@ func isMembership(room id.RoomID, target id.UserID, m event.Membership) func(*ev
 
 // puppetOf is the Matrix ID of an XMPP user's puppet.
 func puppetOf(bare string) id.UserID {
-	return id.NewUserID("_xmpp_"+id.EncodeUserLocalpart(bare), e.hsDomain)
+	return id.NewUserID("_xmpp_"+id.EncodeUserLocalpart(bare), e.HSDomain)
 }

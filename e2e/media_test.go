@@ -24,7 +24,7 @@ func TestE2EMedia(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "media", "Media", "")
 	alice := v.newXMPPClient(t, "alice", "media")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 
 	// Matrix -> XMPP.
 	pic := testPNG(t, color.RGBA{10, 20, 30, 255})

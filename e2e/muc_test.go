@@ -71,7 +71,7 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 		t.Error("self-presence without an occupant-id")
 	}
 	bob.mustJoin(muc, "Bob")
-	alicePuppet, bobPuppet := puppetOf("alice@"+v.xmppDomain), puppetOf("bob@"+v.xmppDomain)
+	alicePuppet, bobPuppet := puppetOf("alice@"+v.XMPPDomain), puppetOf("bob@"+v.XMPPDomain)
 	mary.waitEvent("bob's puppet", isMembership(room, bobPuppet, event.MembershipJoin))
 
 	// Without power, an XMPP occupant can neither kick nor set the subject.
@@ -192,10 +192,10 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	// The ban list shows him; Alice, an owner, lifts the ban from XMPP.
 	list := alice.iq(muc, xmpp.TypeGet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{Affiliation: xmpp.AffOutcast}}})
 	var outcasts xmpp.MUCAdmin
-	if err := list.Payload.Decode(&outcasts); err != nil || len(outcasts.Items) != 1 || !outcasts.Items[0].JID.Equal(jid.MustParse("bob@"+v.xmppDomain)) {
+	if err := list.Payload.Decode(&outcasts); err != nil || len(outcasts.Items) != 1 || !outcasts.Items[0].JID.Equal(jid.MustParse("bob@"+v.XMPPDomain)) {
 		t.Errorf("outcast list = %+v, %v; want bob", outcasts.Items, err)
 	}
-	if r := adminSet(alice, muc, xmpp.MUCItem{JID: xmpp.A(jid.MustParse("bob@" + v.xmppDomain)), Affiliation: xmpp.AffNone}); r.Type != xmpp.TypeResult {
+	if r := adminSet(alice, muc, xmpp.MUCItem{JID: xmpp.A(jid.MustParse("bob@" + v.XMPPDomain)), Affiliation: xmpp.AffNone}); r.Type != xmpp.TypeResult {
 		t.Fatalf("unban: %v", r.Error)
 	}
 	mary.waitEvent("bob's unban", isMembership(room, bobPuppet, event.MembershipLeave))
@@ -251,7 +251,7 @@ func TestE2ENickChangeAndSessions(t *testing.T) {
 	}
 	phone.waitFrom(mark1, "the phone learns the new nick", isPresence(occ(muc, "Caroline"), ""))
 	mary.waitEvent("carol's puppet renamed", func(evt *event.Event) bool {
-		return isMembership(room, puppetOf("carol@"+v.xmppDomain), event.MembershipJoin)(evt) && evt.Content.AsMember().Displayname == "Caroline"
+		return isMembership(room, puppetOf("carol@"+v.XMPPDomain), event.MembershipJoin)(evt) && evt.Content.AsMember().Displayname == "Caroline"
 	})
 	// A taken nick is refused.
 	daveMark = dave.mark()
@@ -276,8 +276,8 @@ func TestE2ENickChangeAndSessions(t *testing.T) {
 		}
 	}
 	phone.groupchat(muc, "from the phone")
-	mary.waitEvent("message from the remaining session", isMessage(room, puppetOf("carol@"+v.xmppDomain), "from the phone"))
-	if n := len(mary.messagesFrom(room, puppetOf("carol@"+v.xmppDomain))); n != 1 {
+	mary.waitEvent("message from the remaining session", isMessage(room, puppetOf("carol@"+v.XMPPDomain), "from the phone"))
+	if n := len(mary.messagesFrom(room, puppetOf("carol@"+v.XMPPDomain))); n != 1 {
 		t.Errorf("puppet sent %d messages; want 1", n)
 	}
 }

@@ -45,7 +45,7 @@ func (u *mxUser) directChat() id.RoomID {
 func (u *mxUser) bridgeState(room id.RoomID, muc jid.JID) *event.BridgeEventContent {
 	u.t.Helper()
 	var content event.BridgeEventContent
-	key := "xmpp://" + e.compDomain + "/" + muc.Localpart()
+	key := "xmpp://" + e.CompDomain + "/" + muc.Localpart()
 	if err := u.c.StateEvent(ctx(u.t), room, event.StateBridge, key, &content); err != nil {
 		u.t.Fatalf("reading m.bridge %s: %v", key, err)
 	}
@@ -55,7 +55,7 @@ func (u *mxUser) bridgeState(room id.RoomID, muc jid.JID) *event.BridgeEventCont
 // auditEntries returns the audit file's entries with an action.
 func auditEntries(t *testing.T, action string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(filepath.Join(e.dir, "audit.log"))
+	f, err := os.Open(filepath.Join(e.Dir, "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ next:
 // string per row, read while the bridge runs.
 func dbRows(t *testing.T) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "mxpp.db")+"?_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "mxpp.db")+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func dbRows(t *testing.T) []string {
 // metric reads one sample of the bridge's /metrics; 0 if it is absent.
 func metric(t *testing.T, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.asPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.ASPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestE2EExposure(t *testing.T) {
 		t.Fatal(err)
 	}
 	room := resp.RoomID
-	muc := mucJID(t, id.RoomAlias(fmt.Sprintf("#exposure%d:%s", userSeq.n, v.hsDomain)))
+	muc := mucJID(t, id.RoomAlias(fmt.Sprintf("#exposure%d:%s", userSeq.n, v.HSDomain)))
 	alice := v.newXMPPClient(t, "alice", "expo")
 
 	// Not exposed: the room exists but is closed.
@@ -237,13 +237,13 @@ func TestE2EExposure(t *testing.T) {
 		t.Error("no audit entry for the exposure")
 	}
 	alice.mustJoin(muc, "Alice")
-	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
 
 	// Unexposed: Alice is removed, cannot come back, m.bridge is cleared.
 	mark := alice.mark()
 	mary.command(room, "unexpose", "closed to XMPP")
 	alice.waitFrom(mark, "removal on unexpose", isRemoval(occ(muc, "Alice"), xmpp.StatusSelf))
-	mary.waitEvent("Alice's puppet leaving", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipLeave))
+	mary.waitEvent("Alice's puppet leaving", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipLeave))
 	alice.mustBeRefused(muc, "Alice", stanza.Forbidden, "join after unexpose")
 	if state = mary.bridgeState(room, muc); state.Channel.ID != "" {
 		t.Errorf("m.bridge after unexpose: %+v; want it cleared", state)
@@ -276,7 +276,7 @@ func TestE2EDomains(t *testing.T) {
 	if r := eve.iq(muc, xmpp.TypeGet, &xmpp.DiscoInfo{}); r.Type != xmpp.TypeError || r.Error.Condition != stanza.Forbidden {
 		t.Errorf("disco#info from a denied domain: %s %v; want forbidden", r.Type, r.Error)
 	}
-	maryJID, err := jid.New(mary.id.Localpart()+"#"+v.hsDomain, v.compDomain, "")
+	maryJID, err := jid.New(mary.id.Localpart()+"#"+v.HSDomain, v.CompDomain, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestE2EAdminCommands(t *testing.T) {
 	mark := carol.mark()
 	admin.ask(dm, "ban carol@xmpp.test", "removed from 1 room(s)")
 	carol.waitFrom(mark, "ban presence", isRemoval(occ(muc, "Carol"), xmpp.StatusBanned))
-	mary.waitEvent("Carol's puppet leaving", isMembership(room, puppetOf("carol@"+v.xmppDomain), event.MembershipLeave))
+	mary.waitEvent("Carol's puppet leaving", isMembership(room, puppetOf("carol@"+v.XMPPDomain), event.MembershipLeave))
 	carol.mustBeRefused(muc, "Carol", stanza.Forbidden, "join of a banned user")
 	admin.ask(dm, "unban carol@xmpp.test", "may use the bridge again")
 	carol.mustJoin(muc, "Carol")
@@ -360,7 +360,7 @@ func TestE2EAdminCommands(t *testing.T) {
 	}
 
 	// XEP-0050: Erin is an XMPP admin, Alice is not.
-	comp := jid.MustParse(v.compDomain)
+	comp := jid.MustParse(v.CompDomain)
 	erin := v.newXMPPClient(t, "erin", "adm")
 	alice := v.newXMPPClient(t, "alice", "adm")
 	listCommands := func(c *xmppClient) []string {
@@ -430,7 +430,7 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "privacy", "Privacy", "")
 	frank := v.newXMPPClient(t, "frank", "priv")
 	frank.mustJoin(muc, "Frank")
-	puppet := puppetOf("frank@" + v.xmppDomain)
+	puppet := puppetOf("frank@" + v.XMPPDomain)
 	mary.waitEvent("Frank's puppet joining", isMembership(room, puppet, event.MembershipJoin))
 	toMatrixBefore := metric(t, `mxpp_bridged_total{direction="xmpp_to_matrix",type="text"}`)
 
@@ -461,7 +461,7 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 		t.Errorf("mxpp_xmpp_connected: %v", got)
 	}
 
-	names := []string{"frank@" + v.xmppDomain, puppet.String()}
+	names := []string{"frank@" + v.XMPPDomain, puppet.String()}
 	mentions := func() []string {
 		var out []string
 		for _, row := range dbRows(t) {
@@ -478,8 +478,8 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 	}
 
 	// No text in the database files or the log, at any level we run.
-	files, _ := filepath.Glob(filepath.Join(v.dir, "mxpp.db*"))
-	files = append(files, filepath.Join(v.dir, "bridge.log"), filepath.Join(v.dir, "audit.log"))
+	files, _ := filepath.Glob(filepath.Join(v.Dir, "mxpp.db*"))
+	files = append(files, filepath.Join(v.Dir, "bridge.log"), filepath.Join(v.Dir, "audit.log"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -521,7 +521,7 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 	mary := v.newMatrixUser(t, "mary", "Mary")
 	userSeq.n++
 	local := fmt.Sprintf("open%d", userSeq.n)
-	alias := id2alias(local, v.hsDomain)
+	alias := id2alias(local, v.HSDomain)
 	resp, err := mary.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
 		Visibility: "public", Preset: "public_chat", RoomAliasName: local, Name: "Open room", Topic: "Anyone may come",
 		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{mary.id: 100, botID(): 50}},
@@ -544,10 +544,10 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 	if res.subject.Subject == nil || *res.subject.Subject != "Anyone may come" {
 		t.Errorf("subject %+v", res.subject.Subject)
 	}
-	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
 	mary.waitEvent("the bot's announcement", isNotice(room, "now reachable from XMPP as xmpp:"+muc.String()))
 	alice.groupchat(muc, "hello public room")
-	mary.waitEvent("Alice's message", isMessage(room, puppetOf("alice@"+v.xmppDomain), "hello public room"))
+	mary.waitEvent("Alice's message", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "hello public room"))
 	mary.command(room, "expose", `exposure "public": rooms are not exposed one by one`)
 	if state := mary.bridgeState(room, muc); state.Channel.ID != muc.String() {
 		t.Errorf("m.bridge of a room opened by exposure public: %+v", state)
@@ -558,7 +558,7 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := mucJID(t, id.RoomAlias(fmt.Sprintf("#closed%d:%s", userSeq.n, v.hsDomain)))
+	closed := mucJID(t, id.RoomAlias(fmt.Sprintf("#closed%d:%s", userSeq.n, v.HSDomain)))
 	alice.mustBeRefused(closed, "Alice", stanza.RegistrationRequired, "join of an invite-only room under public")
 
 	// Switched off: Alice, still in the room, is removed; nothing crosses.

@@ -20,9 +20,9 @@ func TestE2EBridgeKilled(t *testing.T) {
 	for _, c := range []*xmppClient{alice, bob} {
 		c.mustJoin(muc, c.jid.Localpart())
 	}
-	mary.waitEvent("bob's puppet", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("bob's puppet", isMembership(room, puppetOf("bob@"+v.XMPPDomain), event.MembershipJoin))
 
-	v.killBridge(true)
+	v.StopBridge(true)
 	aliceMark, bobMark := alice.mark(), bob.mark()
 	mary.say(room, "sent while the bridge was down")
 	if err := v.startBridge(); err != nil {
@@ -31,7 +31,7 @@ func TestE2EBridgeKilled(t *testing.T) {
 
 	// The occupants are still in: they can talk without joining again.
 	alice.groupchat(muc, "after the restart")
-	mary.waitEvent("alice after restart", isMessage(room, puppetOf("alice@"+v.xmppDomain), "after the restart"))
+	mary.waitEvent("alice after restart", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "after the restart"))
 	bob.waitFrom(bobMark, "alice's message after restart", isGroupchat(occ(muc, "alice"), "after the restart"))
 	// The homeserver redelivers what the dead bridge did not acknowledge.
 	alice.waitFrom(aliceMark, "message sent during the outage", isGroupchat(occ(muc, "Mary"), "sent while the bridge was down"))
@@ -61,10 +61,10 @@ func TestE2EOccupantGoneWhileBridgeDown(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "ghosts", "Ghosts", "")
 	erin := v.newXMPPClient(t, "erin", "gone")
 	erin.mustJoin(muc, "Erin")
-	puppet := puppetOf("erin@" + v.xmppDomain)
+	puppet := puppetOf("erin@" + v.XMPPDomain)
 	mary.waitEvent("erin's puppet", isMembership(room, puppet, event.MembershipJoin))
 
-	v.killBridge(true)
+	v.StopBridge(true)
 	erin.close() // Prosody's unavailable presence for erin goes nowhere
 	if err := v.startBridge(); err != nil {
 		t.Fatal(err)
@@ -86,14 +86,14 @@ func TestE2EProsodyRestart(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client's connection outlived the server restart")
 	}
-	if err := v.waitReady(60 * time.Second); err != nil {
+	if err := v.WaitReady(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	again := v.newXMPPClient(t, "alice", "p")
 	again.mustJoin(muc, "Alice")
 	mark := again.mark()
 	again.groupchat(muc, "back after the server restart")
-	mary.waitEvent("message after the server restart", isMessage(room, puppetOf("alice@"+v.xmppDomain), "back after the server restart"))
+	mary.waitEvent("message after the server restart", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "back after the server restart"))
 	again.waitFrom(mark, "reflection", isGroupchat(occ(muc, "Alice"), "back after the server restart"))
 	mary.say(room, "hello again")
 	again.waitFrom(mark, "Matrix message after the server restart", isGroupchat(occ(muc, "Mary"), "hello again"))
@@ -111,12 +111,12 @@ func TestE2EVanishedOccupant(t *testing.T) {
 		c.mustJoin(muc, c.jid.Localpart())
 	}
 	frank.ignorePings.Store(true)
-	mary.waitEvent("frank's puppet leaving", isMembership(room, puppetOf("frank@"+v.xmppDomain), event.MembershipLeave))
+	mary.waitEvent("frank's puppet leaving", isMembership(room, puppetOf("frank@"+v.XMPPDomain), event.MembershipLeave))
 	// Dave was quiet as long, but answers: still in.
 	mark := dave.mark()
 	mary.say(room, "dave?")
 	dave.waitFrom(mark, "message to the remaining occupant", isGroupchat(occ(muc, "Mary"), "dave?"))
-	if mary.seen(isMembership(room, puppetOf("dave@"+v.xmppDomain), event.MembershipLeave)) {
+	if mary.seen(isMembership(room, puppetOf("dave@"+v.XMPPDomain), event.MembershipLeave)) {
 		t.Error("an occupant that answers pings was removed")
 	}
 }

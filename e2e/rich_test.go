@@ -39,7 +39,7 @@ func TestE2EFormattingAndMentions(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary Q", "format", "Format", "")
 	alice := v.newXMPPClient(t, "alice", "fmt")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 	mary.waitEvent("alice's puppet", isMembership(room, puppet, event.MembershipJoin))
 
 	// Matrix -> XMPP.
@@ -92,7 +92,7 @@ func TestE2ERepliesAndEdits(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "relations", "Relations", "")
 	alice := v.newXMPPClient(t, "alice", "rel")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 
 	// Matrix reply to an XMPP message.
 	mark := alice.mark()
@@ -188,7 +188,7 @@ func TestE2EDeletionsAndReactions(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "deletions", "Deletions", "")
 	alice := v.newXMPPClient(t, "alice", "del")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 
 	// Matrix: Mary deletes her own message -> retraction from her nick.
 	mark := alice.mark()
@@ -289,7 +289,7 @@ func TestE2ETypingAndReceipts(t *testing.T) {
 	mary, room, muc := v.newRoom(t, "Mary", "typing", "Typing", "")
 	alice := v.newXMPPClient(t, "alice", "typ")
 	alice.mustJoin(muc, "Alice")
-	puppet := puppetOf("alice@" + v.xmppDomain)
+	puppet := puppetOf("alice@" + v.XMPPDomain)
 	mary.waitEvent("alice's puppet", isMembership(room, puppet, event.MembershipJoin))
 
 	// Matrix typing -> XMPP composing, then active.

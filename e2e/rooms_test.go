@@ -37,7 +37,7 @@ func TestE2EJoinsAndLeaves(t *testing.T) {
 		t.Errorf("bob's join list %v lacks Alice or Mary", res.occupants)
 	}
 	alice.waitFrom(mark, "bob's presence", isPresence(occ(muc, "Bob"), ""))
-	mary.waitEvent("bob's puppet joining", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipJoin))
+	mary.waitEvent("bob's puppet joining", isMembership(room, puppetOf("bob@"+v.XMPPDomain), event.MembershipJoin))
 
 	// A Matrix user joins and leaves.
 	mark = alice.mark()
@@ -84,13 +84,13 @@ func TestE2EJoinsAndLeaves(t *testing.T) {
 		t.Errorf("leave self-presence %+v lacks 110 or role none", p.MUCUser)
 	}
 	alice.waitFrom(mark, "bob's leave", isPresence(occ(muc, "Bob"), xmpp.TypeUnavailable))
-	mary.waitEvent("bob's puppet leaving", isMembership(room, puppetOf("bob@"+v.xmppDomain), event.MembershipLeave))
+	mary.waitEvent("bob's puppet leaving", isMembership(room, puppetOf("bob@"+v.XMPPDomain), event.MembershipLeave))
 
 	// A client that disconnects without leaving: its server sends the
 	// unavailable presence for it.
 	mark = bob.mark()
 	alice.close()
-	mary.waitEvent("alice's puppet leaving", isMembership(room, puppetOf("alice@"+v.xmppDomain), event.MembershipLeave))
+	mary.waitEvent("alice's puppet leaving", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipLeave))
 }
 
 func hasOccupant(ps []*xmpp.Presence, from jid.JID) bool {
@@ -129,7 +129,7 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 	}
 	for _, u := range users {
 		for _, r := range rooms {
-			mary.waitEvent(u+" in "+r.id.String(), isMembership(r.id, puppetOf(u+"@"+v.xmppDomain), event.MembershipJoin))
+			mary.waitEvent(u+" in "+r.id.String(), isMembership(r.id, puppetOf(u+"@"+v.XMPPDomain), event.MembershipJoin))
 		}
 	}
 
@@ -164,8 +164,8 @@ func TestE2EManyUsersManyRooms(t *testing.T) {
 
 	for _, r := range rooms {
 		for _, u := range users {
-			mary.waitEvent("last message of "+u, isMessage(r.id, puppetOf(u+"@"+v.xmppDomain), fmt.Sprintf("%s %d", u, burst-1)))
-			got := mary.messagesFrom(r.id, puppetOf(u+"@"+v.xmppDomain))
+			mary.waitEvent("last message of "+u, isMessage(r.id, puppetOf(u+"@"+v.XMPPDomain), fmt.Sprintf("%s %d", u, burst-1)))
+			got := mary.messagesFrom(r.id, puppetOf(u+"@"+v.XMPPDomain))
 			checkSequence(t, fmt.Sprintf("Matrix view of %s in %s", u, r.muc), got, u, burst)
 		}
 	}
@@ -225,9 +225,9 @@ func TestE2EResendIsNotDuplicated(t *testing.T) {
 	alice.waitFrom(pos+1, "second reflection", isGroupchat(occ(muc, "alice"), "once"))
 	// A marker message after both, so everything before it has arrived.
 	alice.groupchat(muc, "marker")
-	mary.waitEvent("marker", isMessage(room, puppetOf("alice@"+v.xmppDomain), "marker"))
+	mary.waitEvent("marker", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "marker"))
 	bob.waitFrom(bobMark, "marker", isGroupchat(occ(muc, "alice"), "marker"))
-	if n := countBodies(mary.messagesFrom(room, puppetOf("alice@"+v.xmppDomain)), "once"); n != 1 {
+	if n := countBodies(mary.messagesFrom(room, puppetOf("alice@"+v.XMPPDomain)), "once"); n != 1 {
 		t.Errorf("Matrix got %d copies of a resent stanza; want 1", n)
 	}
 	if n := countBodies(bob.groupchatBodies(bobMark, occ(muc, "alice")), "once"); n != 1 {
@@ -251,7 +251,7 @@ func TestE2EDiscoAndPing(t *testing.T) {
 	v := need(t)
 	_, _, muc := v.newRoom(t, "Mary", "disco", "Disco Room", "All about disco")
 	alice := v.newXMPPClient(t, "alice", "d")
-	comp := jid.MustParse(v.compDomain)
+	comp := jid.MustParse(v.CompDomain)
 
 	reply := alice.iq(comp, xmpp.TypeGet, &xmpp.DiscoInfo{})
 	info := decodeInfo(t, reply)
@@ -350,8 +350,8 @@ func TestE2EBadInput(t *testing.T) {
 			t.Errorf("message to %s: %s; want %s", to, got, want)
 		}
 	}
-	expectError(jid.MustParse("nobody@"+v.compDomain), xmpp.TypeChat, stanza.ItemNotFound)
-	expectError(jid.MustParse("mary-nobody#hs.test@"+v.compDomain), xmpp.TypeChat, stanza.ItemNotFound)
+	expectError(jid.MustParse("nobody@"+v.CompDomain), xmpp.TypeChat, stanza.ItemNotFound)
+	expectError(jid.MustParse("mary-nobody#hs.test@"+v.CompDomain), xmpp.TypeChat, stanza.ItemNotFound)
 	expectError(occ(muc, "Mary"), xmpp.TypeGroupchat, stanza.BadRequest)
 	expectError(occ(muc, "Mary"), xmpp.TypeChat, stanza.FeatureNotImplemented)
 	expectError(mucJID(t, id2alias("elsewhere", "other.example")), xmpp.TypeGroupchat, stanza.NotAcceptable)
@@ -368,10 +368,10 @@ func TestE2EBadInput(t *testing.T) {
 
 	// The stream is still up.
 	alice.groupchat(muc, "still here")
-	mary.waitEvent("message after bad input", isMessage(room, puppetOf("alice@"+v.xmppDomain), "still here"))
+	mary.waitEvent("message after bad input", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "still here"))
 
 	// The appservice API refuses calls without the hs_token.
-	url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/evil", v.asPort)
+	url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/evil", v.ASPort)
 	for _, auth := range []string{"", "Bearer wrong"} {
 		req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(`{"events":[]}`))
 		if auth != "" {

@@ -46,7 +46,7 @@ type xmppClient struct {
 // let mellium offer SASL; never do this outside tests.
 func (v *env) newXMPPClient(t *testing.T, user, resource string) *xmppClient {
 	t.Helper()
-	return v.newXMPPClientAt(t, user, v.xmppDomain, resource)
+	return v.newXMPPClientAt(t, user, v.XMPPDomain, resource)
 }
 
 // newXMPPClientAt logs in a user of another domain of the XMPP server.
@@ -62,7 +62,7 @@ func (v *env) newXMPPClientAt(t *testing.T, user, domain, resource string) *xmpp
 // tryXMPPClient logs in and returns an error instead of failing the test.
 func (v *env) tryXMPPClient(t *testing.T, user, domain, resource string) (*xmppClient, error) {
 	origin := jid.MustParse(user + "@" + domain + "/" + resource)
-	conn, err := net.DialTimeout("tcp", v.c2sAddr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", v.C2SAddr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -184,7 +184,7 @@ func run(o options) error {
 	b.rep.Bridge.PeakRSSMB = mb(s.proc().peak)
 
 	step("raw paths (bridge stopped, a do-nothing appservice in its place)")
-	s.stopBridge()
+	s.StopBridge(false)
 	// The homeserver keeps pushing to the appservice as it does while the
 	// bridge runs, so the raw paths load it the same way.
 	srv, err := b.nullAppservice()
@@ -255,7 +255,7 @@ func slower(a, b result) result {
 // XMPP clients.
 func (b *bench) setup() error {
 	step(fmt.Sprintf("creating %d rooms, %d Matrix senders, %d XMPP clients", b.o.rooms, b.o.clients, b.o.clients))
-	observer, err := registerMatrix(b.s.hsURL, "observer")
+	observer, err := registerMatrix(b.s.HSURL, "observer")
 	if err != nil {
 		return err
 	}
@@ -268,11 +268,11 @@ func (b *bench) setup() error {
 			return fmt.Errorf("creating a room: %w", err)
 		}
 		b.rooms = append(b.rooms, resp.RoomID)
-		b.mucs = append(b.mucs, jid.MustParse(fmt.Sprintf("#bench%d#%s@%s", i, b.s.hsDomain, b.s.compDomain)))
+		b.mucs = append(b.mucs, jid.MustParse(fmt.Sprintf("#bench%d#%s@%s", i, b.s.HSDomain, b.s.CompDomain)))
 	}
 	observer.syncInto(ctx, b.rec)
 	for i := range b.o.clients {
-		u, err := registerMatrix(b.s.hsURL, fmt.Sprintf("sender%d", i))
+		u, err := registerMatrix(b.s.HSURL, fmt.Sprintf("sender%d", i))
 		if err != nil {
 			return err
 		}
@@ -280,7 +280,7 @@ func (b *bench) setup() error {
 			return err
 		}
 		b.senders = append(b.senders, u)
-		c, err := dialXMPP(b.s.c2sAddr, fmt.Sprintf("bench%d", i), b.s.xmppDomain, b.rec)
+		c, err := dialXMPP(b.s.C2SAddr, fmt.Sprintf("bench%d", i), b.s.XMPPDomain, b.rec)
 		if err != nil {
 			return err
 		}
@@ -456,7 +456,7 @@ func (b *bench) matrixToXMPP(prefix string, n int, rate float64) (result, error)
 	if err != nil {
 		return result{}, err
 	}
-	return b.measureAt("Matrix → XMPP, bridged", prefix, sent, n*b.perRoom(), "@"+b.s.xmppDomain)
+	return b.measureAt("Matrix → XMPP, bridged", prefix, sent, n*b.perRoom(), "@"+b.s.XMPPDomain)
 }
 
 // rawMatrix sends as Matrix clients with the order the bridge keeps: one
@@ -488,8 +488,8 @@ func (b *bench) rawToXMPP(prefix string, n int, rate float64) (result, result, e
 		return result{}, result{}, err
 	}
 
-	comp, err := xmpp.NewComponent(xmpp.Config{Server: fmt.Sprintf("127.0.0.1:%d", b.s.compPort), Domain: b.s.compDomain,
-		Secret: b.s.secret}, nullHandler{}, zerolog.Nop())
+	comp, err := xmpp.NewComponent(xmpp.Config{Server: fmt.Sprintf("127.0.0.1:%d", b.s.CompPort), Domain: b.s.CompDomain,
+		Secret: b.s.Secret}, nullHandler{}, zerolog.Nop())
 	if err != nil {
 		return result{}, result{}, err
 	}
@@ -517,7 +517,7 @@ func (b *bench) rawToXMPP(prefix string, n int, rate float64) (result, result, e
 	if err != nil {
 		return result{}, result{}, err
 	}
-	direct, err := b.measureAt("Matrix → XMPP, raw: component → Prosody → clients", prefix+"c", sent, n*b.perRoom(), "@"+b.s.xmppDomain)
+	direct, err := b.measureAt("Matrix → XMPP, raw: component → Prosody → clients", prefix+"c", sent, n*b.perRoom(), "@"+b.s.XMPPDomain)
 	return as, direct, err
 }
 
@@ -553,7 +553,7 @@ func (b *bench) nullAppservice() (*http.Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("{}"))
 	})
-	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", b.s.asPort), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", b.s.ASPort), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	select {
@@ -567,7 +567,7 @@ func (b *bench) nullAppservice() (*http.Server, error) {
 // addRows stores synthetic portals and puppets, as a large deployment has.
 func (b *bench) addRows() error {
 	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(b.s.dir, "mxpp.db")}, zerolog.Nop())
+	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(b.s.Dir, "mxpp.db")}, zerolog.Nop())
 	if err != nil {
 		return err
 	}
@@ -575,15 +575,15 @@ func (b *bench) addRows() error {
 	now := time.Now()
 	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		for i := range b.o.portals {
-			err := db.Portal.Insert(ctx, &database.Portal{RoomID: id.RoomID(fmt.Sprintf("!synthetic%d:%s", i, b.s.hsDomain)),
-				Alias: id.RoomAlias(fmt.Sprintf("#synthetic%d:%s", i, b.s.hsDomain)), MUCLocal: fmt.Sprintf("#synthetic%d#%s", i, b.s.hsDomain), CreatedAt: now})
+			err := db.Portal.Insert(ctx, &database.Portal{RoomID: id.RoomID(fmt.Sprintf("!synthetic%d:%s", i, b.s.HSDomain)),
+				Alias: id.RoomAlias(fmt.Sprintf("#synthetic%d:%s", i, b.s.HSDomain)), MUCLocal: fmt.Sprintf("#synthetic%d#%s", i, b.s.HSDomain), CreatedAt: now})
 			if err != nil {
 				return err
 			}
 		}
 		for i := range b.o.puppets {
 			bare := fmt.Sprintf("synthetic%d@remote%d.example", i, i%100)
-			err := db.Puppet.Upsert(ctx, &database.Puppet{JID: bare, MXID: id.UserID(fmt.Sprintf("@_xmpp_synthetic%d=40remote%d.example:%s", i, i%100, b.s.hsDomain)),
+			err := db.Puppet.Upsert(ctx, &database.Puppet{JID: bare, MXID: id.UserID(fmt.Sprintf("@_xmpp_synthetic%d=40remote%d.example:%s", i, i%100, b.s.HSDomain)),
 				Registered: true, CreatedAt: now})
 			if err != nil {
 				return err

@@ -1,0 +1,211 @@
+// Package testenv runs Dendrite, Prosody and the bridge on loopback with
+// the scripts beside it (start-homeserver.sh, start-prosody.sh, stop.sh),
+// for the end-to-end tests and the benchmark harness. The scripts install
+// what is missing and document their variables at the top.
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Stack is one set of servers and the bridge, in a temporary directory.
+type Stack struct {
+	Root string // repository root
+	Dir  string // temporary directory: bridge binary, config, database, log
+
+	HSDir, XMPPDir string // the servers' data and logs
+
+	Bin, Config, Registration string
+
+	HSURL, HSDomain string
+	HSPort, ASPort  int
+	// C2SAddr is Prosody's client port; CompPort its component port.
+	C2SAddr                string
+	CompPort               int
+	XMPPDomain, CompDomain string
+	Secret                 string // the component secret
+	// Users are the XMPP accounts start-prosody.sh creates, each with the
+	// password name+"pw"; ProsodyEnv is more of its environment.
+	Users      []string
+	ProsodyEnv []string
+
+	bridge    *exec.Cmd
+	bridgeLog *os.File
+}
+
+// FreePort returns a TCP port on loopback that was free a moment ago.
+func FreePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// New makes the temporary directory (named after prefix) and picks ports.
+// hsDir is where the homeserver keeps its data ("" for a directory in the
+// temporary one), e.g. on tmpfs for a benchmark.
+func New(root, prefix, hsDir string) (*Stack, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	if hsDir == "" {
+		hsDir = filepath.Join(dir, "hs")
+	}
+	s := &Stack{
+		Root: root, Dir: dir, HSDir: hsDir, XMPPDir: filepath.Join(dir, "xmpp"),
+		Bin: filepath.Join(dir, "mxpp"), Config: filepath.Join(dir, "config.yaml"), Registration: filepath.Join(dir, "registration.yaml"),
+		HSDomain: "hs.test", HSPort: FreePort(), ASPort: FreePort(), C2SAddr: fmt.Sprintf("127.0.0.1:%d", FreePort()),
+		CompPort: FreePort(), XMPPDomain: "xmpp.test", CompDomain: "matrix.xmpp.test", Secret: "componentsecret",
+	}
+	s.HSURL = fmt.Sprintf("http://127.0.0.1:%d", s.HSPort)
+	return s, nil
+}
+
+// Script runs one of the scripts with extra environment.
+func (s *Stack) Script(name string, env ...string) error {
+	cmd := exec.Command(filepath.Join(s.Root, "testenv", name))
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", name, err, out.String())
+	}
+	return nil
+}
+
+// Build builds the bridge binary as the README says: static, pure-Go
+// Olm/Megolm.
+func (s *Stack) Build() error {
+	build := exec.Command("go", "build", "-tags", "goolm", "-o", s.Bin, "./cmd/mxpp")
+	build.Dir = s.Root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the bridge: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// Configure writes the bridge's config and lets the bridge generate its
+// tokens and the registration (-g).
+func (s *Stack) Configure(config string) error {
+	if err := os.WriteFile(s.Config, []byte(config), 0o600); err != nil {
+		return err
+	}
+	if out, err := exec.Command(s.Bin, "-g", "-c", s.Config, "-r", s.Registration).CombinedOutput(); err != nil {
+		return fmt.Errorf("generating the registration: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// StartProsody starts Prosody with the stack's users.
+func (s *Stack) StartProsody() error {
+	users := make([]string, 0, len(s.Users))
+	for _, u := range s.Users {
+		users = append(users, u+":"+u+"pw")
+	}
+	return s.Script("start-prosody.sh", append([]string{
+		"XMPP_DIR=" + s.XMPPDir, "XMPP_DOMAIN=" + s.XMPPDomain, "XMPP_COMPONENT_DOMAIN=" + s.CompDomain,
+		"XMPP_COMPONENT_SECRET=" + s.Secret, "XMPP_C2S_PORT=" + strings.TrimPrefix(s.C2SAddr, "127.0.0.1:"),
+		"XMPP_COMPONENT_PORT=" + strconv.Itoa(s.CompPort), "XMPP_USERS=" + strings.Join(users, " "),
+	}, s.ProsodyEnv...)...)
+}
+
+// StartHomeserver starts Dendrite with the bridge's registration.
+func (s *Stack) StartHomeserver() error {
+	return s.Script("start-homeserver.sh", "HS_DIR="+s.HSDir, "HS_PORT="+strconv.Itoa(s.HSPort),
+		"HS_SERVER_NAME="+s.HSDomain, "AS_REGISTRATION="+s.Registration)
+}
+
+// StopServer stops the server whose data is in dir (HSDir or XMPPDir).
+func (s *Stack) StopServer(dir string) error {
+	if out, err := exec.Command(filepath.Join(s.Root, "testenv", "stop.sh"), dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("stopping the server in %s: %v\n%s", dir, err, out)
+	}
+	return nil
+}
+
+// StartBridge runs the bridge, its output appended to LogPath, and
+// returns how long it took to answer /ready.
+func (s *Stack) StartBridge(timeout time.Duration) (time.Duration, error) {
+	var err error
+	if s.bridgeLog, err = os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return 0, err
+	}
+	s.bridge = exec.Command(s.Bin, "-c", s.Config)
+	s.bridge.Dir = s.Dir
+	s.bridge.Stdout, s.bridge.Stderr = s.bridgeLog, s.bridgeLog
+	start := time.Now()
+	if err = s.bridge.Start(); err != nil {
+		return 0, err
+	}
+	if err = s.WaitReady(timeout); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// WaitReady polls the bridge's /ready until it answers 200.
+func (s *Stack) WaitReady(timeout time.Duration) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/ready", s.ASPort)
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(5 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("bridge not ready after %s; see %s", timeout, s.LogPath())
+}
+
+// LogPath is the bridge's log file.
+func (s *Stack) LogPath() string { return filepath.Join(s.Dir, "bridge.log") }
+
+// BridgePID is the running bridge's process ID, 0 if none runs.
+func (s *Stack) BridgePID() int {
+	if s.bridge == nil || s.bridge.Process == nil {
+		return 0
+	}
+	return s.bridge.Process.Pid
+}
+
+// StopBridge ends the bridge: with SIGKILL when hard, so that it has no
+// chance to clean up, else with SIGTERM.
+func (s *Stack) StopBridge(hard bool) {
+	if s.bridge == nil || s.bridge.Process == nil {
+		return
+	}
+	sig := syscall.SIGTERM
+	if hard {
+		sig = syscall.SIGKILL
+	}
+	_ = s.bridge.Process.Signal(sig)
+	_ = s.bridge.Wait()
+	_ = s.bridgeLog.Close()
+	s.bridge = nil
+}
+
+// Stop ends the bridge and both servers, and removes the directories
+// unless keep.
+func (s *Stack) Stop(keep bool) {
+	s.StopBridge(false)
+	_ = exec.Command(filepath.Join(s.Root, "testenv", "stop.sh"), s.HSDir, s.XMPPDir).Run()
+	if keep {
+		return
+	}
+	_ = os.RemoveAll(s.Dir)
+	_ = os.RemoveAll(s.HSDir)
+}
