@@ -426,41 +426,92 @@ func (c *Connector) InDirectory(ctx context.Context, roomID id.RoomID) (bool, er
 // the limit before the type filter, so more events are asked for and the
 // messages picked out here.
 func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error) {
-	resp, err := c.Intent(asUser).Messages(c.withoutBodyLogs(ctx), roomID, "", "", mautrix.DirectionBackward, nil, min(100, 3*limit+20))
+	msgs, _, err := c.History(ctx, roomID, asUser, "", true, min(100, 3*limit+20))
 	if err != nil {
-		return nil, fmt.Errorf("failed to read history of %s: %w", roomID, err)
+		return nil, err
 	}
-	var out []*event.Event
+	if len(msgs) > limit {
+		msgs = msgs[len(msgs)-limit:]
+	}
+	return msgs, nil
+}
+
+// History reads one page of up to limit timeline events of a room as
+// asUser, backward or forward from the pagination token from ("" is the
+// live end going backward). It returns the messages among them, decrypted
+// where the bot's device had the key, oldest first, and the token to read
+// on from, "" at the end of the timeline.
+func (c *Connector) History(ctx context.Context, roomID id.RoomID, asUser id.UserID, from string, backward bool, limit int) (msgs []*event.Event, next string, err error) {
+	dir := mautrix.DirectionForward
+	if backward {
+		dir = mautrix.DirectionBackward
+	}
+	resp, err := c.Intent(asUser).Messages(c.withoutBodyLogs(ctx), roomID, from, "", dir, nil, limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to read history of %s: %w", roomID, err)
+	}
 	for _, evt := range resp.Chunk {
-		if len(out) == limit {
-			break
-		}
-		if evt.StateKey != nil {
-			continue
-		}
-		evt.RoomID = roomID
-		evt.Type.Class = event.MessageEventType
-		if evt.Type == event.EventEncrypted && c.crypto != nil {
-			// Readable if the bot's device had the room key then; no waiting.
-			if evt.Content.ParseRaw(evt.Type) != nil {
-				continue
-			}
-			decrypted, err := c.crypto.mach.DecryptMegolmEvent(ctx, evt)
-			if err != nil {
-				continue
-			}
-			evt = decrypted
-		}
-		if evt.Type.Type != event.EventMessage.Type {
-			continue
-		}
-		err := evt.Content.ParseRaw(evt.Type)
-		if err == nil || errors.Is(err, event.ErrContentAlreadyParsed) {
-			out = append(out, evt)
+		if m := c.readableMessage(ctx, roomID, evt); m != nil {
+			msgs = append(msgs, m)
 		}
 	}
-	slices.Reverse(out)
-	return out, nil
+	if backward {
+		slices.Reverse(msgs)
+	}
+	if len(resp.Chunk) == 0 {
+		resp.End = ""
+	}
+	return msgs, resp.End, nil
+}
+
+// readableMessage returns a timeline event as a parsed message, decrypted
+// if it was encrypted and the bot's device had the room key then (no
+// waiting), or nil for anything else.
+func (c *Connector) readableMessage(ctx context.Context, roomID id.RoomID, evt *event.Event) *event.Event {
+	if evt.StateKey != nil {
+		return nil
+	}
+	evt.RoomID = roomID
+	evt.Type.Class = event.MessageEventType
+	if evt.Type == event.EventEncrypted && c.crypto != nil {
+		if evt.Content.ParseRaw(evt.Type) != nil {
+			return nil
+		}
+		decrypted, err := c.crypto.mach.DecryptMegolmEvent(ctx, evt)
+		if err != nil {
+			return nil
+		}
+		evt = decrypted
+	}
+	if evt.Type.Type != event.EventMessage.Type {
+		return nil
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+		return nil
+	}
+	return evt
+}
+
+// EventContext returns the messages around an event of a room, as asUser
+// sees it: some before it and some after it (oldest first, the event
+// itself in neither), with the tokens to read on from beyond them.
+func (c *Connector) EventContext(ctx context.Context, roomID id.RoomID, asUser id.UserID, eventID id.EventID) (before []*event.Event, beforeToken string, after []*event.Event, afterToken string, err error) {
+	resp, err := c.Intent(asUser).Context(c.withoutBodyLogs(ctx), roomID, eventID, nil, 20)
+	if err != nil {
+		return nil, "", nil, "", fmt.Errorf("failed to find %s in %s: %w", eventID, roomID, err)
+	}
+	for _, evt := range resp.EventsBefore {
+		if m := c.readableMessage(ctx, roomID, evt); m != nil {
+			before = append(before, m)
+		}
+	}
+	slices.Reverse(before)
+	for _, evt := range resp.EventsAfter {
+		if m := c.readableMessage(ctx, roomID, evt); m != nil {
+			after = append(after, m)
+		}
+	}
+	return before, resp.Start, after, resp.End, nil
 }
 
 // Invite invites target to a room, acting as actor.

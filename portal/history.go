@@ -35,12 +35,7 @@ func (p *Portal) sendHistory(ctx context.Context, occ *occupant, to jid.JID, req
 			since = *req.Since
 		}
 	}
-	switch p.info.HistoryVisibility {
-	case event.HistoryVisibilityShared, event.HistoryVisibilityWorldReadable:
-	default:
-		return
-	}
-	if limit <= 0 {
+	if !p.historyShared() || limit <= 0 {
 		return
 	}
 	evts, err := p.deps.Matrix.RecentMessages(ctx, p.RoomID, occ.puppet, limit)
@@ -49,23 +44,50 @@ func (p *Portal) sendHistory(ctx context.Context, occ *occupant, to jid.JID, req
 		return
 	}
 	for _, evt := range evts {
-		stamp := time.UnixMilli(evt.Timestamp)
-		content := evt.Content.AsMessage()
-		if stamp.Before(since) || content.Body == "" || evt.Sender == p.deps.Matrix.BotID() || content.RelatesTo.GetReplaceID() != "" ||
-			p.deps.IsCommand != nil && p.deps.IsCommand(content.Body) {
-			continue // edits are shown by the message they edit, as it is now; commands are for the bot
+		if time.UnixMilli(evt.Timestamp).Before(since) {
+			continue
 		}
-		body, refs := p.xmppBody(ctx, content)
-		p.send(ctx, &xmpp.Message{
-			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, To: xmpp.A(to),
-			From:       xmpp.A(p.occupantJID(p.historyNick(evt.Sender))),
-			Body:       body,
-			References: refs,
-			Delay:      &xmpp.Delay{From: p.roomJID.String(), Stamp: stamp.UTC()},
-			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
-			OccupantID: p.occupantID(evt.Sender),
-		})
+		if m := p.pastMessage(ctx, evt); m != nil {
+			m.To = xmpp.A(to)
+			m.Delay = &xmpp.Delay{From: p.roomJID.String(), Stamp: time.UnixMilli(evt.Timestamp).UTC()}
+			p.send(ctx, m)
+		}
 	}
+}
+
+// historyShared reports whether the room lets members see what was said
+// before they joined, which history on join and the archive need.
+func (p *Portal) historyShared() bool {
+	switch p.info.HistoryVisibility {
+	case event.HistoryVisibilityShared, event.HistoryVisibilityWorldReadable:
+		return true
+	}
+	return false
+}
+
+// pastMessage is a past Matrix message as the room shows it, or nil for
+// what is not shown: the bot's notices, bot commands, and edits (a message
+// is shown as it was first sent).
+func (p *Portal) pastMessage(ctx context.Context, evt *event.Event) *xmpp.Message {
+	if !p.shownLater(evt) {
+		return nil
+	}
+	body, refs := p.xmppBody(ctx, evt.Content.AsMessage())
+	return &xmpp.Message{
+		ID: evt.ID.String(), Type: xmpp.TypeGroupchat,
+		From:       xmpp.A(p.occupantJID(p.historyNick(evt.Sender))),
+		Body:       body,
+		References: refs,
+		StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
+		OccupantID: p.occupantID(evt.Sender),
+	}
+}
+
+// shownLater reports whether a past message is shown by pastMessage.
+func (p *Portal) shownLater(evt *event.Event) bool {
+	content := evt.Content.AsMessage()
+	return content.Body != "" && evt.Sender != p.deps.Matrix.BotID() && content.RelatesTo.GetReplaceID() == "" &&
+		(p.deps.IsCommand == nil || !p.deps.IsCommand(content.Body))
 }
 
 // historyNick is the nick a past message is shown under: the sender's nick

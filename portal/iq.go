@@ -36,6 +36,8 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 		p.handleVCard(ctx, iq)
 	case payload.Space == xmpp.NSMUCAdmin && !toOccupant:
 		p.handleAdmin(ctx, iq)
+	case payload.Space == xmpp.NSMAM && payload.Local == "query" && iq.Type == xmpp.TypeSet && !toOccupant:
+		p.handleMAMQuery(ctx, iq)
 	case payload.Space == xmpp.NSDiscoItems && iq.Type == xmpp.TypeGet && !toOccupant:
 		// Occupants are not listed: XEP-0045 §6.5 leaves it to the room.
 		p.deps.XMPP.Reply(ctx, iq, &xmpp.DiscoItems{}, nil)
@@ -56,6 +58,7 @@ func (p *Portal) discoInfo() *xmpp.DiscoInfo {
 		Open:      p.info.JoinRule == event.JoinRulePublic,
 		Moderated: p.moderated(),
 		Avatar:    p.deps.Avatars.vcardUpdate(p.info.Avatar),
+		Archive:   p.historyShared(),
 	})
 }
 
@@ -71,6 +74,8 @@ type RoomSummary struct {
 	Moderated bool
 	// Avatar, if set, holds the XEP-0153 hash of the room's avatar.
 	Avatar *xmpp.VCardUpdate
+	// Archive is whether the room's past messages can be queried (XEP-0313).
+	Archive bool
 }
 
 // RoomDiscoInfo is the disco#info of a room: its identity, the MUC features
@@ -96,7 +101,7 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 		// XEP-0486: clients fetch the room's vCard when the hash changes.
 		fields = append(fields, xmpp.FormField{Var: "muc#roominfo_avatarhash", Type: "text-multi", Values: []string{*r.Avatar.Photo}})
 	}
-	return &xmpp.DiscoInfo{
+	info := &xmpp.DiscoInfo{
 		Identities: []xmpp.DiscoIdentity{{Category: "conference", Type: "text", Name: name}},
 		Features: xmpp.Features(xmpp.NSMUC, xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSPing, xmpp.NSStanzaID,
 			xmpp.NSOccupantID, xmpp.NSVCard, xmpp.NSRetract, xmpp.NSModerate, xmpp.NSReactions,
@@ -108,6 +113,10 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 			"muc_unsecured"),
 		Forms: []xmpp.DataForm{{Type: "result", Fields: fields}},
 	}
+	if r.Archive {
+		info.Features = append(info.Features, xmpp.Features(xmpp.NSMAM)...)
+	}
+	return info
 }
 
 // maxPingMisses is how many liveness pings in a row a session may leave

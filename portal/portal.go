@@ -41,6 +41,8 @@ type MatrixAPI interface {
 	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
 	Invite(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error)
+	History(ctx context.Context, roomID id.RoomID, asUser id.UserID, from string, backward bool, limit int) ([]*event.Event, string, error)
+	EventContext(ctx context.Context, roomID id.RoomID, asUser id.UserID, eventID id.EventID) (before []*event.Event, beforeToken string, after []*event.Event, afterToken string, err error)
 	GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error)
 	Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error
 	SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error

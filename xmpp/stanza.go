@@ -105,6 +105,7 @@ type Message struct {
 	NoStore      *Empty        `xml:"urn:xmpp:hints no-store"`
 	OOB          *OOB          `xml:"jabber:x:oob x"`
 	FileSharing  *FileSharing  `xml:"urn:xmpp:sfs:0 file-sharing"`
+	MAMResult    *MAMResult    `xml:"urn:xmpp:mam:2 result"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
