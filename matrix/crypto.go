@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -147,6 +148,14 @@ func (c *Connector) initCrypto(ctx context.Context, db *dbutil.Database, log dbu
 // in the crypto store, where it is encrypted with the pickle key.
 const recoveryKeySecret id.Secret = "net.mxpp.recovery_key"
 
+// selfSignRefusedSecret notes when the homeserver refused the bot's
+// cross-signing keys because it wants a password (Dendrite does). Until
+// selfSignRetry has passed, the bridge does not make new keys at every
+// start, each leaving secret storage data behind in the bot's account.
+const selfSignRefusedSecret id.Secret = "net.mxpp.self_sign_refused"
+
+var selfSignRetry = 7 * 24 * time.Hour
+
 // selfSign cross-signs the bot's device. The first time, it makes the
 // bot's cross-signing keys, stores them on the homeserver (secret storage,
 // under a recovery key the bridge keeps) and signs the device; a new device
@@ -176,15 +185,28 @@ func (k *Crypto) selfSign(ctx context.Context) error {
 		k.c.log.Info().Msg("Cross-signed the bot's device with its existing keys")
 		return nil
 	}
+	if refused, _ := k.store.GetSecret(ctx, selfSignRefusedSecret); refused != "" {
+		if at, perr := time.Parse(time.RFC3339, refused); perr == nil && time.Since(at) < selfSignRetry {
+			return fmt.Errorf("the homeserver refused the bot's cross-signing keys on %s (it asks for a password); "+
+				"trying again after %s", at.Format(time.DateOnly), at.Add(selfSignRetry).Format(time.DateOnly))
+		}
+	}
 	recoveryKey, err = k.mach.GenerateAndVerifyWithRecoveryKey(ctx)
 	if recoveryKey != "" {
 		if serr := k.store.PutSecret(ctx, recoveryKeySecret, recoveryKey); serr != nil {
 			return fmt.Errorf("failed to store the recovery key: %w", serr)
 		}
 	}
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.Response != nil && he.Response.StatusCode == http.StatusUnauthorized {
+		if serr := k.store.PutSecret(ctx, selfSignRefusedSecret, time.Now().UTC().Format(time.RFC3339)); serr != nil {
+			k.c.log.Warn().Err(serr).Msg("Failed to note that the homeserver refused the cross-signing keys")
+		}
+	}
 	if err != nil {
 		return err
 	}
+	_ = k.store.DeleteSecret(ctx, selfSignRefusedSecret)
 	k.c.log.Info().Msg("Made cross-signing keys for the bot and signed its device")
 	return nil
 }

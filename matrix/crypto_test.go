@@ -182,6 +182,19 @@ func TestSelfSign(t *testing.T) {
 	if err = start().selfSign(ctx); err == nil || !strings.Contains(err.Error(), "publish cross-signing keys") {
 		t.Fatalf("selfSign where a password is demanded = %v; want the refused upload", err)
 	}
+	// The refusal is remembered: the next start makes no new keys (which
+	// would leave more secret storage data in the bot's account).
+	accountData := len(hs.accountData)
+	if accountData == 0 {
+		t.Fatal("the refused attempt wrote no account data; the check below would prove nothing")
+	}
+	if err = start().selfSign(ctx); err == nil || !strings.Contains(err.Error(), "trying again after") || len(hs.accountData) != accountData {
+		t.Fatalf("selfSign after a refusal = %v, account data %d -> %d; want no new attempt", err, accountData, len(hs.accountData))
+	}
+	// A week later it tries again.
+	if err = store.PutSecret(ctx, selfSignRefusedSecret, time.Now().Add(-selfSignRetry-time.Hour).UTC().Format(time.RFC3339)); err != nil {
+		t.Fatal(err)
+	}
 	hs.refuseUpload = false
 	k := start()
 	if err = k.selfSign(ctx); err != nil {
@@ -195,6 +208,9 @@ func TestSelfSign(t *testing.T) {
 	}
 	if key, _ := store.GetSecret(ctx, recoveryKeySecret); key == "" {
 		t.Error("the recovery key was not kept")
+	}
+	if mark, _ := store.GetSecret(ctx, selfSignRefusedSecret); mark != "" {
+		t.Error("the note of the refusal outlived a successful upload")
 	}
 	if _, verified, _ := k.mach.GetOwnVerificationStatus(ctx); !verified {
 		t.Error("the device does not count as verified after selfSign")
