@@ -69,28 +69,40 @@ func (b *Bridge) directRefusal(from jid.JID, user id.UserID, server string) *sta
 
 // directPresence answers presence to a Matrix user's contact JID, so that
 // XMPP users can keep Matrix users in their rosters: a subscription
-// request is approved and answered with available presence, as is a probe.
-// Matrix presence is not followed; a reachable user shows as available.
+// request is approved and answered with available presence carrying the
+// user's display name, as is a probe; for users who do not exist, or may
+// not be reached, they are refused. Matrix presence is not followed; a
+// reachable user shows as available.
 func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user id.UserID, server string) {
 	from := xmpp.A(pres.To.Bare())
 	to := xmpp.A(pres.From.Bare())
 	refused := b.directRefusal(pres.From.JID, user, server) != nil
-	switch pres.Type {
-	case "subscribe":
-		if refused {
-			b.send(ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
-			return
-		}
-		b.send(ctx, &xmpp.Presence{Type: "subscribed", From: from, To: to})
-		b.send(ctx, &xmpp.Presence{From: from, To: to})
-	case "probe":
-		if refused {
-			b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
-			return
-		}
-		b.send(ctx, &xmpp.Presence{From: from, To: to})
-	case "unsubscribe":
+	switch {
+	case pres.Type == "unsubscribe" || pres.Type == "subscribe" && refused:
 		b.send(ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
+	case pres.Type == "probe" && refused:
+		b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
+	case pres.Type == "subscribe" || pres.Type == "probe":
+		// The answer carries the user's display name (XEP-0172), which is
+		// a homeserver round trip: not in the XMPP read loop.
+		go func() {
+			nick := user.Localpart()
+			name, _, err := b.Matrix.Profile(b.ctx, user)
+			switch {
+			case errors.Is(err, mautrix.MNotFound) && pres.Type == "subscribe":
+				b.send(b.ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
+				return
+			case errors.Is(err, mautrix.MNotFound):
+				b.send(b.ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
+				return
+			case err == nil && name != "":
+				nick = name
+			}
+			if pres.Type == "subscribe" {
+				b.send(b.ctx, &xmpp.Presence{Type: "subscribed", From: from, To: to})
+			}
+			b.send(b.ctx, &xmpp.Presence{From: from, To: to, Nick: nick})
+		}()
 	}
 }
 

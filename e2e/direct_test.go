@@ -172,8 +172,8 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 	}
 	hello := sent.EventID
 	st, _ := heidi.waitFrom(mark, "bob's message", isChat(bobJID, "hello Heidi, *welcome*"))
-	if st.(*xmpp.Message).ID != hello.String() {
-		t.Errorf("bob's message has id %q; want %s", st.(*xmpp.Message).ID, hello)
+	if m := st.(*xmpp.Message); m.ID != hello.String() || m.Nick != "Bob" {
+		t.Errorf("bob's message has id %q, nick %q; want %s, Bob", m.ID, m.Nick, hello)
 	}
 	heidi.send(&xmpp.Message{ID: "h1", Type: xmpp.TypeChat, To: xmpp.A(bobJID), Body: "hi Bob"})
 	answer := bob.waitEvent("heidi's answer", isMessage(room, puppet, "hi Bob"))
@@ -203,10 +203,13 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 		p, ok := v.(*xmpp.Presence)
 		return ok && p.Type == "subscribed" && p.From.Bare().Equal(bobJID)
 	})
-	heidi.waitFrom(mark, "bob's presence", func(v any) bool {
+	st, _ = heidi.waitFrom(mark, "bob's presence", func(v any) bool {
 		p, ok := v.(*xmpp.Presence)
 		return ok && p.Type == "" && p.From.Bare().Equal(bobJID)
 	})
+	if nick := st.(*xmpp.Presence).Nick; nick != "Bob" {
+		t.Errorf("bob's presence has nick %q; want his display name (XEP-0172)", nick)
+	}
 
 	// Refusals: an unknown user; a user of another homeserver.
 	for to, want := range map[string]string{

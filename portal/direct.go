@@ -130,7 +130,7 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	link, oob, files, caption := p.mediaPayloads(render)
 	out := &xmpp.Message{
 		ID: evt.ID.String(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare), Body: body,
-		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{},
+		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(),
 	}
 	if link != "" {
 		out.Body, out.OOB, out.FileSharing = link, oob, files
@@ -141,6 +141,15 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 		p.send(ctx, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeChat, From: out.From, To: out.To, Body: caption})
 	}
 	p.markBridged(ctx, evt, rel, content)
+}
+
+// directNick is the Matrix user's name for XMPP clients (XEP-0172): their
+// display name in the chat, else their localpart.
+func (p *Portal) directNick() string {
+	if m := p.roster.members[p.direct.user]; m != nil && m.displayname != "" {
+		return m.displayname
+	}
+	return p.direct.user.Localpart()
 }
 
 // directRef is how the XMPP side of a direct chat names a Matrix event: the

@@ -106,6 +106,8 @@ type Message struct {
 	OOB          *OOB          `xml:"jabber:x:oob x"`
 	FileSharing  *FileSharing  `xml:"urn:xmpp:sfs:0 file-sharing"`
 	MAMResult    *MAMResult    `xml:"urn:xmpp:mam:2 result"`
+	// Nick is the sender's name (XEP-0172), for one-to-one chats.
+	Nick string `xml:"http://jabber.org/protocol/nick nick,omitempty"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -123,6 +125,7 @@ type Presence struct {
 	MUC         *MUCJoin      `xml:"http://jabber.org/protocol/muc x"`
 	MUCUser     *MUCUser      `xml:"http://jabber.org/protocol/muc#user x"`
 	OccupantID  *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	Nick        string        `xml:"http://jabber.org/protocol/nick nick,omitempty"`
 	VCardUpdate *VCardUpdate  `xml:"vcard-temp:x:update x"`
 }
 
