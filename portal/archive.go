@@ -38,6 +38,9 @@ type archiveQuery struct {
 // messages, each forwarded in a result message, then the IQ result with
 // the page's first and last ids. Only occupants may ask, and only rooms
 // whose history members may see (shared, world_readable) have an archive.
+// Reading the timeline can take a few homeserver requests, so it runs
+// beside the loop; the answer is written in the loop (archiveRead), which
+// knows the nicks.
 func (p *Portal) handleMAMQuery(ctx context.Context, iq *xmpp.IQ) {
 	fail := func(cond stanza.Condition, text string) {
 		p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(cond, text))
@@ -57,28 +60,51 @@ func (p *Portal) handleMAMQuery(ctx context.Context, iq *xmpp.IQ) {
 		fail(serr.Condition, serr.Error())
 		return
 	}
-	var page []*event.Event
-	complete := true
-	if p.historyShared() {
-		var err error
-		if page, complete, err = p.archivePage(ctx, occ.puppet, aq); err != nil {
-			p.log.Warn().Err(err).Msg("Failed to read the room's archive")
-			if errors.Is(err, mautrix.MNotFound) {
-				fail(stanza.ItemNotFound, "No such message in the archive")
-			} else {
-				fail(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
-			}
-			return
-		}
+	read := archiveRead{iq: iq, queryID: q.QueryID, complete: true}
+	if !p.historyShared() {
+		p.answerArchive(ctx, read)
+		return
 	}
-	fin := &xmpp.MAMFin{Complete: complete}
-	for _, evt := range page {
+	puppet := occ.puppet
+	go func() {
+		rctx, cancel := context.WithTimeout(p.baseCtx, eventTimeout)
+		defer cancel()
+		read.page, read.complete, read.err = p.archivePage(rctx, puppet, aq)
+		if !p.Queue(p.baseCtx, read) {
+			p.deps.XMPP.Reply(p.baseCtx, iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, "The room was closed"))
+		}
+	}()
+}
+
+// archiveRead is a page of the archive read for a query, or the error
+// that stopped it.
+type archiveRead struct {
+	iq       *xmpp.IQ
+	queryID  string
+	page     []*event.Event
+	complete bool
+	err      error
+}
+
+// answerArchive sends the page read for a query and then the IQ result.
+func (p *Portal) answerArchive(ctx context.Context, r archiveRead) {
+	if r.err != nil {
+		p.log.Warn().Err(r.err).Msg("Failed to read the room's archive")
+		serr := xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
+		if errors.Is(r.err, mautrix.MNotFound) {
+			serr = xmpp.StanzaError(stanza.ItemNotFound, "No such message in the archive")
+		}
+		p.deps.XMPP.Reply(ctx, r.iq, nil, serr)
+		return
+	}
+	fin := &xmpp.MAMFin{Complete: r.complete}
+	for _, evt := range r.page {
 		m := p.pastMessage(ctx, evt)
 		if m == nil {
 			continue
 		}
-		p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), From: xmpp.A(p.roomJID), To: iq.From, MAMResult: &xmpp.MAMResult{
-			QueryID: q.QueryID, ID: evt.ID.String(),
+		p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), From: xmpp.A(p.roomJID), To: r.iq.From, MAMResult: &xmpp.MAMResult{
+			QueryID: r.queryID, ID: evt.ID.String(),
 			Forwarded: xmpp.Forwarded{Delay: &xmpp.Delay{Stamp: time.UnixMilli(evt.Timestamp).UTC()}, Message: m},
 		}})
 		if fin.Set.First == "" {
@@ -86,7 +112,7 @@ func (p *Portal) handleMAMQuery(ctx context.Context, iq *xmpp.IQ) {
 		}
 		fin.Set.Last = evt.ID.String()
 	}
-	p.deps.XMPP.Reply(ctx, iq, fin, nil)
+	p.deps.XMPP.Reply(ctx, r.iq, fin, nil)
 }
 
 // readArchiveQuery checks a MAM query and turns it into an archiveQuery.

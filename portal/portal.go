@@ -492,6 +492,8 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 		p.checkQuiet()
 	case pingDone:
 		p.handlePingDone(ctx, e)
+	case archiveRead:
+		p.answerArchive(ctx, e)
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
 	case Unexpose, SettingsChanged, Remove:
