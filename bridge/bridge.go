@@ -69,8 +69,10 @@ type Bridge struct {
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
 	pending map[string]*lookup
-	// newChats limits how many direct chats each XMPP user opens.
-	newChats *keyedLimiter
+	// newChats limits how many direct chats each XMPP user opens;
+	// busyNotices how often a room is told that the bot dropped a command.
+	newChats    *keyedLimiter
+	busyNotices *keyedLimiter
 }
 
 var (
@@ -94,6 +96,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
 		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
+		busyNotices: newKeyedLimiter(10*time.Second, 1),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),
 		started:     time.Now(),
@@ -285,6 +288,13 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 			case b.cmdQueue <- commandRequest{room: evt.RoomID, sender: evt.Sender, event: evt.ID, line: line}:
 			default:
 				zerolog.Ctx(ctx).Warn().Msg("Too many bot commands at once; dropping one")
+				if b.busyNotices.allow(evt.RoomID.String(), time.Now()) {
+					go func() {
+						if _, err := b.Matrix.SendNotice(b.ctx, evt.RoomID, "The bridge bot is busy; send the command again in a moment.", evt.ID); err != nil {
+							b.Log.Warn().Err(err).Msg("Failed to say that the bot is busy")
+						}
+					}()
+				}
 			}
 			return
 		}
