@@ -132,13 +132,17 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 	if msg.Body == "" {
 		return // chat states and markers open no chat
 	}
-	if !b.newChats.allow(bare.String(), time.Now()) {
+	key := "dm\x00" + user.String() + "\x00" + bare.String()
+	b.mu.Lock()
+	opening := b.pending[key] != nil // later messages of a chat being opened wait for it
+	b.mu.Unlock()
+	if !opening && !b.newChats.allow(bare.String(), time.Now()) {
 		b.Audit.Info().Str("action", "direct_chat").Stringer("jid", bare).Stringer("user_id", user).
 			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another direct chat")
 		b.reject(ctx, msg, stanza.PolicyViolation, "You opened too many new chats; try again later")
 		return
 	}
-	b.lookup("dm\x00"+user.String()+"\x00"+bare.String(), msg, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
+	b.lookup(key, msg, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
 		return b.openDirect(ctx, user, bare)
 	})
 }

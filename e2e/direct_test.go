@@ -5,6 +5,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,13 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 
 	grace.send(&xmpp.Message{ID: "g1", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "hello Mary",
 		OriginID: &xmpp.OriginID{ID: "g1"}})
+	// More at once, while the chat is being opened: they wait for it, in
+	// order, and none counts as opening another chat.
+	var burst []string
+	for i := range 12 {
+		burst = append(burst, fmt.Sprintf("burst %d", i))
+		grace.send(&xmpp.Message{ID: fmt.Sprintf("b%d", i), Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: burst[i]})
+	}
 	invite := mary.waitEvent("the invitation to a direct chat", isDirectInvite(mary.id, puppet))
 	room := invite.RoomID
 	if !invite.Content.AsMember().IsDirect {
@@ -59,6 +67,10 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 	}
 	mary.join(room)
 	first := mary.waitEvent("grace's first message, decrypted", wasEncrypted(room, puppet, "hello Mary"))
+	mary.waitEvent("the end of the burst", wasEncrypted(room, puppet, burst[len(burst)-1]))
+	if got := mary.messagesFrom(room, puppet); !slices.Equal(got, append([]string{"hello Mary"}, burst...)) {
+		t.Errorf("messages in the new chat: %q; want the first and the burst, in order", got)
+	}
 	var enc event.EncryptionEventContent
 	if err := mary.c.StateEvent(ctx(t), room, event.StateEncryption, "", &enc); err != nil || enc.Algorithm != id.AlgorithmMegolmV1 {
 		t.Errorf("the direct chat is not encrypted: %v, %v", enc, err)
