@@ -324,7 +324,9 @@ func (b *Bridge) acceptDirect(evt *event.Event, puppet id.UserID, remote string)
 			p.Queue(ctx, m)
 		}
 	}
-	if err = b.Matrix.SetBridgeState(ctx, evt.RoomID, b.directStateKey(bare), b.directState(bare, evt.Sender, info.Encrypted)); err != nil {
+	// Sent as the puppet: invitees of a direct chat usually get the power
+	// level of its creator, which the bot, invited by the puppet, lacks.
+	if err = b.Matrix.SetBridgeStateAs(ctx, evt.RoomID, puppet, b.directStateKey(bare), b.directState(bare, evt.Sender, info.Encrypted)); err != nil {
 		log.Debug().Err(err).Msg("Failed to set the bridge state of a direct chat")
 	}
 	log.Info().Msg("Accepted a direct chat")

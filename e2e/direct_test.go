@@ -175,6 +175,10 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 	}
 	bob.waitEvent("the puppet accepting", isMembership(room, puppet, event.MembershipJoin))
 	bob.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+	bob.waitEvent("the chat's m.bridge state", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateBridge && evt.StateKey != nil &&
+			*evt.StateKey == "xmpp://"+v.CompDomain+"/heidi@"+v.XMPPDomain
+	})
 
 	mark := heidi.mark()
 	sent, err := bob.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText,

@@ -610,12 +610,19 @@ func (c *Connector) MarkRead(ctx context.Context, roomID id.RoomID, userID id.Us
 // state event (MSC2346), under both the stable and the older type that
 // clients read.
 func (c *Connector) SetBridgeState(ctx context.Context, roomID id.RoomID, stateKey string, content any) error {
+	return c.SetBridgeStateAs(ctx, roomID, c.BotID(), stateKey, content)
+}
+
+// SetBridgeStateAs is SetBridgeState sent by another of the bridge's users:
+// in a direct chat a Matrix user opened, the puppet may have the power
+// level the bot lacks.
+func (c *Connector) SetBridgeStateAs(ctx context.Context, roomID id.RoomID, sender id.UserID, stateKey string, content any) error {
 	body := content
 	if content == nil {
 		body = map[string]any{}
 	}
 	for _, t := range []event.Type{event.StateBridge, event.StateHalfShotBridge} {
-		if _, err := c.Bot().SendStateEvent(ctx, roomID, t, stateKey, body); err != nil {
+		if _, err := c.Intent(sender).SendStateEvent(ctx, roomID, t, stateKey, body); err != nil {
 			return fmt.Errorf("failed to set %s in %s: %w", t.Type, roomID, err)
 		}
 	}
