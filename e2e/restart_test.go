@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxpp/mxpp/xmpp"
 )
 
 // TestE2EBridgeKilled: the bridge is killed with SIGKILL and started again;
@@ -119,4 +123,31 @@ func TestE2EVanishedOccupant(t *testing.T) {
 	if mary.seen(isMembership(room, puppetOf("dave@"+v.XMPPDomain), event.MembershipLeave)) {
 		t.Error("an occupant that answers pings was removed")
 	}
+}
+
+// TestE2EDirectChatSurvivesRestart: a direct chat goes on after the bridge
+// was killed, and what the Matrix user wrote meanwhile still arrives.
+func TestE2EDirectChatSurvivesRestart(t *testing.T) {
+	v := need(t)
+	bob := v.newMatrixUser(t, "bob", "Bob")
+	grace := v.newXMPPClient(t, "grace", "restart")
+	puppet, bobJID := puppetOf("grace@"+v.XMPPDomain), v.contactJID(bob.id)
+	resp, err := bob.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{puppet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := resp.RoomID
+	bob.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+	mark := grace.mark()
+	bob.say(room, "before")
+	grace.waitFrom(mark, "bob's message", isChat(bobJID, "before"))
+
+	v.StopBridge(true)
+	bob.say(room, "while the bridge was down")
+	if err := v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
+	grace.waitFrom(mark, "the message sent during the outage", isChat(bobJID, "while the bridge was down"))
+	grace.send(&xmpp.Message{ID: "r1", Type: xmpp.TypeChat, To: xmpp.A(bobJID), Body: "back"})
+	bob.waitEvent("grace's answer after the restart", isMessage(room, puppet, "back"))
 }
