@@ -303,9 +303,56 @@ func (c *Connector) DeleteExpiredKeys(ctx context.Context) (int, error) {
 	if c.crypto == nil {
 		return 0, nil
 	}
+	if err := c.crypto.normalizeKeyTimes(ctx); err != nil {
+		return 0, err
+	}
 	ids, err := c.crypto.store.RedactExpiredGroupSessions(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("failed to delete expired room keys: %w", err)
 	}
 	return len(ids), nil
+}
+
+// goTimeFormat is how the SQLite driver wrote times before the bridge
+// asked it for SQLite's format (_time_format=sqlite); SQLite's date
+// functions cannot read it, so such keys never looked expired.
+const goTimeFormat = "2006-01-02 15:04:05.999999999 -0700 MST"
+
+// normalizeKeyTimes rewrites room keys' receipt times that are in Go's
+// format into SQLite's, in UTC.
+func (k *Crypto) normalizeKeyTimes(ctx context.Context) error {
+	rows, err := k.store.DB.Query(ctx, `SELECT session_id, received_at FROM crypto_megolm_inbound_session WHERE received_at LIKE '% % %'`)
+	if err != nil {
+		return fmt.Errorf("failed to read room key times: %w", err)
+	}
+	fixed := map[string]time.Time{}
+	for rows.Next() {
+		// Only Go's format has spaces beyond the one after the date; the
+		// driver may hand it over parsed already.
+		var sessionID string
+		var received any
+		if err = rows.Scan(&sessionID, &received); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("failed to read room key times: %w", err)
+		}
+		switch v := received.(type) {
+		case time.Time:
+			fixed[sessionID] = v
+		case string:
+			if t, perr := time.Parse(goTimeFormat, v); perr == nil {
+				fixed[sessionID] = t
+			}
+		}
+	}
+	if err = rows.Close(); err != nil {
+		return fmt.Errorf("failed to read room key times: %w", err)
+	}
+	for sessionID, t := range fixed {
+		_, err = k.store.DB.Exec(ctx, `UPDATE crypto_megolm_inbound_session SET received_at=$1 WHERE session_id=$2`,
+			t.UTC().Format("2006-01-02 15:04:05.000"), sessionID)
+		if err != nil {
+			return fmt.Errorf("failed to rewrite a room key's time: %w", err)
+		}
+	}
+	return nil
 }

@@ -77,10 +77,19 @@ func TestDeleteExpiredKeys(t *testing.T) {
 		time.Now().Add(-15*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	// A key stored before the DSN asked for SQLite's time format, in Go's
+	// format (a zone other than UTC, too): it expires all the same.
+	if err = mach.ShareGroupSession(ctx, "!older:hs.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-20 * 24 * time.Hour).In(time.FixedZone("CET", 3600)).Format(goTimeFormat)
+	if _, err = raw.Exec(`UPDATE crypto_megolm_inbound_session SET received_at=$1 WHERE room_id='!older:hs.test'`, old); err != nil {
+		t.Fatal(err)
+	}
 	c := &Connector{crypto: &Crypto{store: store}}
 	n, err := c.DeleteExpiredKeys(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("DeleteExpiredKeys = %d, %v; want the one expired key", n, err)
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteExpiredKeys = %d, %v; want the two expired keys", n, err)
 	}
 	var left int
 	if err = raw.QueryRow(`SELECT COUNT(*) FROM crypto_megolm_inbound_session WHERE session IS NOT NULL AND room_id='!new:hs.test'`).Scan(&left); err != nil || left != 1 {
