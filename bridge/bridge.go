@@ -69,9 +69,11 @@ type Bridge struct {
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
 	pending map[string]*lookup
-	// newChats limits how many direct chats each XMPP user opens;
-	// busyNotices how often a room is told that the bot dropped a command.
+	// newChats limits how many direct chats each XMPP user opens, lookups
+	// how many Matrix users it has looked up; busyNotices how often a room
+	// is told that the bot dropped a command.
 	newChats    *keyedLimiter
+	lookups     *keyedLimiter
 	busyNotices *keyedLimiter
 }
 
@@ -96,6 +98,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
 		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
+		lookups:     newKeyedLimiter(lookupEvery, lookupBurst),
 		busyNotices: newKeyedLimiter(10*time.Second, 1),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),

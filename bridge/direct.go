@@ -27,6 +27,15 @@ const (
 	newChatEvery = 6 * time.Minute
 )
 
+// Each XMPP user may have lookupBurst Matrix users looked up at once (a
+// vCard, a presence answer with a display name), then one every
+// lookupEvery: every lookup is a homeserver request and a goroutine. A
+// client that logs in probes all its Matrix contacts at once.
+const (
+	lookupBurst = 50
+	lookupEvery = time.Second
+)
+
 // directNotice is what the bot says in an encrypted direct chat it opens or
 // joins.
 const directNotice = "This chat is encrypted: the bridge decrypts your messages so that they reach the XMPP user, " +
@@ -38,6 +47,10 @@ func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server
 	switch s := st.(type) {
 	case *xmpp.IQ:
 		if s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard {
+			if !b.lookups.allow(s.From.Bare().String(), time.Now()) {
+				b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+				return
+			}
 			go b.userVCard(ctx, s, user)
 			return
 		}
@@ -84,7 +97,12 @@ func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user i
 		b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
 	case pres.Type == "subscribe" || pres.Type == "probe":
 		// The answer carries the user's display name (XEP-0172), which is
-		// a homeserver round trip: not in the XMPP read loop.
+		// a homeserver round trip: not in the XMPP read loop, and not more
+		// often than the sender's share of lookups allows.
+		if !b.lookups.allow(pres.From.Bare().String(), time.Now()) {
+			zerolog.Ctx(ctx).Debug().Stringer("from", pres.From).Msg("Not answering presence: too many lookups")
+			return
+		}
 		go func() {
 			nick := user.Localpart()
 			name, _, err := b.Matrix.Profile(b.ctx, user)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +280,35 @@ func TestE2EDirectRateLimit(t *testing.T) {
 		if c != want {
 			t.Errorf("attempt %d: %s; want %s (all: %v)", i+1, c, want, got)
 		}
+	}
+}
+
+// TestE2ELookupLimit: an XMPP user who floods the bridge with questions
+// about Matrix users (vCards, presence probes) gets resource-constraint
+// beyond a burst, instead of a homeserver request each.
+func TestE2ELookupLimit(t *testing.T) {
+	v := need(t)
+	ivan := v.newXMPPClient(t, "ivan", "lookup")
+	to := xmpp.A(jid.MustParse("nobody#" + v.HSDomain + "@" + v.CompDomain))
+	mark := ivan.mark()
+	const n = 80
+	for i := range n {
+		ivan.send(&xmpp.IQ{ID: fmt.Sprintf("vc%d", i), Type: xmpp.TypeGet, To: to, Body: &xmpp.VCard{}})
+	}
+	conds := map[string]int{}
+	for i := range n {
+		st, _ := ivan.waitFrom(mark, "the answer to vCard request "+strconv.Itoa(i), func(v any) bool {
+			iq, ok := v.(*xmpp.IQ)
+			return ok && iq.ID == fmt.Sprintf("vc%d", i)
+		})
+		if iq := st.(*xmpp.IQ); iq.Error != nil {
+			conds[string(iq.Error.Condition)]++
+		} else {
+			conds["result"]++
+		}
+	}
+	if conds["resource-constraint"] == 0 || conds["item-not-found"] < 40 {
+		t.Errorf("answers to %d vCard requests at once: %v; want most looked up (item-not-found: no such user), the rest refused", n, conds)
 	}
 }
 
