@@ -324,9 +324,16 @@ func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	directs, err := b.DB.Portal.CountDirect(ctx)
+	if err != nil {
+		return "", err
+	}
 	b.mu.Lock()
-	running, queued := len(b.byRoom), 0
+	running, queued := 0, 0
 	for _, p := range b.byRoom {
+		if !p.IsDirect() {
+			running++
+		}
 		queued += p.QueueLen()
 	}
 	b.mu.Unlock()
@@ -334,9 +341,9 @@ func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {
 	if !b.XMPP.Connected() {
 		link = "not connected"
 	}
-	return fmt.Sprintf("mxpp %s, up %s. Exposure: %s. XMPP component: %s.\nPortals: %d (%d running). Puppets: %d. "+
-		"Occupant sessions: %d. Queued events: %d.", b.Version, time.Since(b.started).Round(time.Second),
-		b.Config.Bridge.Exposure, link, len(portals), running, puppets, occupants, queued), nil
+	return fmt.Sprintf("mxpp %s, up %s. Exposure: %s. XMPP component: %s.\nPortals: %d (%d running). Direct chats: %d. "+
+		"Puppets: %d. Occupant sessions: %d. Queued events: %d.", b.Version, time.Since(b.started).Round(time.Second),
+		b.Config.Bridge.Exposure, link, len(portals), running, directs, puppets, occupants, queued), nil
 }
 
 // argJID parses the JID argument of an admin command.

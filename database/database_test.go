@@ -159,6 +159,9 @@ func TestDirectChats(t *testing.T) {
 	if rows, _ := db.Portal.GetDirectByJID(ctx, "alice@xmpp.test"); len(rows) != 2 {
 		t.Errorf("GetDirectByJID = %d chats; want 2", len(rows))
 	}
+	if n, err := db.Portal.CountDirect(ctx); err != nil || n != 2 {
+		t.Errorf("CountDirect = %d, %v; want 2", n, err)
+	}
 	if rows, _ := db.Portal.GetDirectByUser(ctx, "@mary:hs.test"); len(rows) != 1 || rows[0].RoomID != dm.RoomID {
 		t.Errorf("GetDirectByUser = %+v; want mary's chat", rows)
 	}

@@ -87,6 +87,12 @@ func (pq *PortalQuery) GetDirect(ctx context.Context, user id.UserID, bare strin
 	return pq.QueryOne(ctx, getDirect, user, bare)
 }
 
+// CountDirect returns how many direct chats there are.
+func (pq *PortalQuery) CountDirect(ctx context.Context) (n int, err error) {
+	err = pq.GetDB().QueryRow(ctx, `SELECT COUNT(*) FROM portal WHERE dm_jid<>''`).Scan(&n)
+	return n, err
+}
+
 // GetDirectByUser returns every direct chat of a Matrix user.
 func (pq *PortalQuery) GetDirectByUser(ctx context.Context, user id.UserID) ([]*Portal, error) {
 	return pq.QueryMany(ctx, getDirectByUser, user)

@@ -325,7 +325,7 @@ func TestE2EAdminCommands(t *testing.T) {
 	dm := admin.directChat()
 
 	admin.ask(dm, "help", "forget <jid>")
-	admin.ask(dm, "status", "Portals:")
+	admin.ask(dm, "status", "Direct chats:")
 	admin.ask(dm, "rooms", "xmpp:"+muc.String()+"?join")
 	admin.ask(dm, "ping", "round trip")
 	admin.ask(dm, "frobnicate", "Unknown command")
