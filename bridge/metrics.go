@@ -62,7 +62,8 @@ func newMetrics(b *Bridge) *metrics {
 			}
 			return float64(n)
 		}),
-		gauge("mxpp_portals_running", "Portals with a running loop.", func() float64 {
+		gauge("mxpp_direct_chats", "Direct chats between Matrix and XMPP users.", count(b.DB.Portal.CountDirect)),
+		gauge("mxpp_portals_running", "Portals (rooms and direct chats) with a running loop.", func() float64 {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			return float64(len(b.byRoom))

@@ -180,6 +180,9 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 		return evt.RoomID == room && evt.Type == event.StateBridge && evt.StateKey != nil &&
 			*evt.StateKey == "xmpp://"+v.CompDomain+"/heidi@"+v.XMPPDomain
 	})
+	if got := metric(t, "mxpp_direct_chats"); got < 1 {
+		t.Errorf("mxpp_direct_chats = %v with a chat open", got)
+	}
 
 	mark := heidi.mark()
 	sent, err := bob.c.SendMessageEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText,
