@@ -114,6 +114,20 @@ func TestDirectChat(t *testing.T) {
 		t.Errorf("messages of others in the chat went to XMPP: %+v", out.out[1:])
 	}
 
+	// Typing: only the chat's Matrix user's reaches XMPP.
+	p.roster.set("@eve:hs.test", "Eve")
+	p.handle(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
+		Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: []id.UserID{"@eve:hs.test"}}}})
+	if len(out.out) != 1 {
+		t.Errorf("another member's typing went to XMPP: %+v", out.out[1:])
+	}
+	p.handle(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
+		Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: []id.UserID{"@eve:hs.test", "@mary:hs.test"}}}})
+	if len(out.out) != 2 || out.out[1].(*xmpp.Message).Composing == nil || !out.out[1].(*xmpp.Message).From.Equal(maryJID) {
+		t.Fatalf("mary's typing went out as %+v", out.out[1:])
+	}
+	out.out = out.out[:1]
+
 	p.handle(ctx, &xmpp.Message{ID: "a1", Type: xmpp.TypeChat, From: xmpp.A(alice), To: xmpp.A(maryJID), Body: "hello"})
 	if len(hs.sent) != 1 || hs.sent[0].(*event.MessageEventContent).Body != "hello" {
 		t.Fatalf("XMPP message reached Matrix as %+v", hs.sent)

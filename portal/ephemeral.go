@@ -83,8 +83,10 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 		}
 		p.bridged(ToXMPP, "typing")
 		if d := p.direct; d != nil {
-			p.send(ctx, withChatState(&xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
-				NoStore: &xmpp.Empty{}}, state))
+			if u == d.user { // others in the room are not bridged
+				p.send(ctx, withChatState(&xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
+					NoStore: &xmpp.Empty{}}, state))
+			}
 			continue
 		}
 		p.broadcast(ctx, nil, func(to jid.JID) any {
@@ -128,7 +130,7 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 			p.lastRead[u] = eventID
 			p.bridged(ToXMPP, "receipt")
 			if d := p.direct; d != nil {
-				if row.SenderJID == d.remote.bare.String() {
+				if u == d.user && row.SenderJID == d.remote.bare.String() {
 					p.send(ctx, &xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
 						Displayed: &xmpp.Marker{ID: row.StanzaID}})
 				}
