@@ -65,6 +65,8 @@ type Bridge struct {
 	mu     sync.Mutex
 	byRoom map[id.RoomID]*portal.Portal
 	byMUC  map[string]*portal.Portal
+	// byDirect holds the running direct chats by directKey.
+	byDirect map[string]*portal.Portal
 	// closing are bridged rooms the exposure setting no longer opens to
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
@@ -95,6 +97,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		auditCloser: auditCloser,
 		byRoom:      map[id.RoomID]*portal.Portal{},
 		byMUC:       map[string]*portal.Portal{},
+		byDirect:    map[string]*portal.Portal{},
 		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
 		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
@@ -407,7 +410,9 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		return nil, err
 	}
 	b.byRoom[row.RoomID] = p
-	if !row.IsDirect() {
+	if row.IsDirect() {
+		b.byDirect[directKey(row.DMUser, row.DMJID)] = p
+	} else {
 		b.byMUC[row.MUCLocal] = p
 	}
 	p.Start(b.ctx)
@@ -426,6 +431,9 @@ func (b *Bridge) forgetPortal(p *portal.Portal) {
 		if v == p {
 			delete(b.byMUC, k)
 		}
+	}
+	if key := directKey(p.DMUser, p.DMJID); p.IsDirect() && b.byDirect[key] == p {
+		delete(b.byDirect, key)
 	}
 }
 

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -150,7 +149,7 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 	if msg.Body == "" {
 		return // chat states and markers open no chat
 	}
-	key := "dm\x00" + user.String() + "\x00" + bare.String()
+	key := directKey(user, bare.String())
 	b.mu.Lock()
 	opening := b.pending[key] != nil // later messages of a chat being opened wait for it
 	b.mu.Unlock()
@@ -165,9 +164,22 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 	})
 }
 
+// directKey names the direct chat of a Matrix user with an XMPP user (a
+// bare JID) among the running portals and pending lookups.
+func directKey(user id.UserID, bare string) string {
+	return "dm\x00" + user.String() + "\x00" + bare
+}
+
 // directPortal returns the running direct chat of a Matrix user with an
-// XMPP user, starting it from the database if needed, or nil.
+// XMPP user, starting it from the database if needed, or nil. A running one
+// is found without asking the database: this is on every chat message.
 func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID) *portal.Portal {
+	b.mu.Lock()
+	p := b.byDirect[directKey(user, bare.String())]
+	b.mu.Unlock()
+	if p != nil {
+		return p
+	}
 	row, err := b.DB.Portal.GetDirect(ctx, user, bare.String())
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to look up a direct chat")
@@ -176,8 +188,7 @@ func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID)
 	if row == nil {
 		return nil
 	}
-	p, err := b.startPortal(row)
-	if err != nil {
+	if p, err = b.startPortal(row); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", row.RoomID).Msg("Failed to start a direct chat")
 		return nil
 	}
@@ -256,17 +267,8 @@ func (b *Bridge) directStateKey(bare jid.JID) string {
 
 // directState is the m.bridge content of a direct chat.
 func (b *Bridge) directState(bare jid.JID, creator id.UserID, encrypted bool) any {
-	content := &event.BridgeEventContent{
-		BridgeBot: b.Matrix.BotID(),
-		Creator:   creator,
-		Protocol:  event.BridgeInfoSection{ID: "xmpp", DisplayName: "XMPP"},
-		Network:   &event.BridgeInfoSection{ID: b.XMPP.Domain().String(), DisplayName: "XMPP via " + b.XMPP.Domain().String()},
-		Channel:   event.BridgeInfoSection{ID: bare.String(), DisplayName: bare.String(), ExternalURL: "xmpp:" + bare.String()},
-	}
-	if !encrypted {
-		return content
-	}
-	return &event.Content{Parsed: content, Raw: map[string]any{DecryptsKey: true}}
+	return b.bridgeInfo(event.BridgeInfoSection{ID: bare.String(), DisplayName: bare.String(), ExternalURL: "xmpp:" + bare.String()},
+		creator, encrypted)
 }
 
 // acceptDirect handles a Matrix user's invitation of a puppet to a direct
@@ -357,18 +359,4 @@ func (b *Bridge) AllowPuppet(remote string) bool {
 	bare, err := xmpp.ParseJID(remote)
 	return err == nil && b.Config.Bridge.DirectMessages && bare.Resourcepart() == "" && bare.String() == remote &&
 		bare.Domainpart() != b.XMPP.Domain().Domainpart() && b.policy.Allows(bare.Domainpart()) && !b.isBanned(remote)
-}
-
-// closeDirects ends every direct chat of an XMPP user.
-func (b *Bridge) closeDirects(ctx context.Context, bare jid.JID) (int, error) {
-	rows, err := b.DB.Portal.GetDirectByJID(ctx, bare.String())
-	if err != nil {
-		return 0, fmt.Errorf("failed to list direct chats: %w", err)
-	}
-	for _, row := range rows {
-		if err = b.closeRoom(ctx, row.RoomID); err != nil {
-			return 0, err
-		}
-	}
-	return len(rows), nil
 }

@@ -134,14 +134,21 @@ func (b *Bridge) bridgeState(info *matrix.RoomInfo, muc jid.JID, creator id.User
 	if name == "" {
 		name = muc.String()
 	}
+	return b.bridgeInfo(event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: "xmpp:" + muc.String() + "?join"},
+		creator, info.Encrypted)
+}
+
+// bridgeInfo is the m.bridge content for a channel (a room's MUC, or the
+// XMPP user of a direct chat); when the bridge decrypts, it says so.
+func (b *Bridge) bridgeInfo(channel event.BridgeInfoSection, creator id.UserID, decrypts bool) any {
 	content := &event.BridgeEventContent{
 		BridgeBot: b.Matrix.BotID(),
 		Creator:   creator,
 		Protocol:  event.BridgeInfoSection{ID: "xmpp", DisplayName: "XMPP"},
 		Network:   &event.BridgeInfoSection{ID: b.XMPP.Domain().String(), DisplayName: "XMPP via " + b.XMPP.Domain().String()},
-		Channel:   event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: "xmpp:" + muc.String() + "?join"},
+		Channel:   channel,
 	}
-	if !info.Encrypted {
+	if !decrypts {
 		return content
 	}
 	return &event.Content{Parsed: content, Raw: map[string]any{DecryptsKey: true}}

@@ -25,6 +25,13 @@ type direct struct {
 	remote  *occupant // the XMPP user
 }
 
+// chat addresses a message of the Matrix user to the XMPP user, as a
+// one-to-one chat message.
+func (d *direct) chat(m *xmpp.Message) *xmpp.Message {
+	m.Type, m.From, m.To = xmpp.TypeChat, xmpp.A(d.userJID), xmpp.A(d.remote.bare)
+	return m
+}
+
 // NewDirect returns the portal of a direct chat row; Start runs it.
 func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 	if !row.IsDirect() {
@@ -53,9 +60,6 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 	}}
 	return p, nil
 }
-
-// IsDirect reports whether the portal is a direct chat.
-func (p *Portal) IsDirect() bool { return p.direct != nil }
 
 // loadDirect fills the loop's state of a direct chat.
 func (p *Portal) loadDirect() {
@@ -128,17 +132,17 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	}
 	body, _ := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.mediaPayloads(render)
-	out := &xmpp.Message{
-		ID: evt.ID.String(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare), Body: body,
+	out := d.chat(&xmpp.Message{
+		ID: evt.ID.String(), Body: body,
 		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(),
-	}
+	})
 	if link != "" {
 		out.Body, out.OOB, out.FileSharing = link, oob, files
 	}
 	rel.apply(out)
 	p.send(ctx, out)
 	if caption != "" {
-		p.send(ctx, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeChat, From: out.From, To: out.To, Body: caption})
+		p.send(ctx, d.chat(&xmpp.Message{ID: evt.ID.String() + "-caption", Body: caption}))
 	}
 	p.markBridged(ctx, evt, rel, content)
 }

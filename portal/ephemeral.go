@@ -84,8 +84,7 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 		p.bridged(ToXMPP, "typing")
 		if d := p.direct; d != nil {
 			if u == d.user { // others in the room are not bridged
-				p.send(ctx, withChatState(&xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
-					NoStore: &xmpp.Empty{}}, state))
+				p.send(ctx, withChatState(d.chat(&xmpp.Message{NoStore: &xmpp.Empty{}}), state))
 			}
 			continue
 		}
@@ -131,8 +130,7 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 			p.bridged(ToXMPP, "receipt")
 			if d := p.direct; d != nil {
 				if u == d.user && row.SenderJID == d.remote.bare.String() {
-					p.send(ctx, &xmpp.Message{Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
-						Displayed: &xmpp.Marker{ID: row.StanzaID}})
+					p.send(ctx, d.chat(&xmpp.Message{Displayed: &xmpp.Marker{ID: row.StanzaID}}))
 				}
 				continue
 			}

@@ -106,8 +106,7 @@ func (p *Portal) broadcastReactions(ctx context.Context, nick string, userID id.
 	if d := p.direct; d != nil {
 		if userID == d.user {
 			ref, _ := p.directRef(ctx, target)
-			p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
-				Reactions: &xmpp.Reactions{ID: ref, Reactions: keys}, Store: &xmpp.Empty{}})
+			p.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Reactions: &xmpp.Reactions{ID: ref, Reactions: keys}, Store: &xmpp.Empty{}}))
 		}
 		return
 	}

@@ -63,8 +63,8 @@ func (p *Portal) broadcastRetraction(ctx context.Context, nick string, author id
 		// One-to-one, only one's own messages can be retracted.
 		if author == d.user && moderator == nil {
 			ref, _ := p.directRef(ctx, target)
-			p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeChat, From: xmpp.A(d.userJID), To: xmpp.A(d.remote.bare),
-				Body: retractedBody, Retract: &xmpp.Retract{ID: ref}, Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}})
+			p.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Body: retractedBody, Retract: &xmpp.Retract{ID: ref},
+				Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}}))
 		}
 		return
 	}
