@@ -426,14 +426,22 @@ func (c *Connector) InDirectory(ctx context.Context, roomID id.RoomID) (bool, er
 // the limit before the type filter, so more events are asked for and the
 // messages picked out here.
 func (c *Connector) RecentMessages(ctx context.Context, roomID id.RoomID, asUser id.UserID, limit int) ([]*event.Event, error) {
-	msgs, _, err := c.History(ctx, roomID, asUser, "", true, min(100, 3*limit+20))
+	resp, err := c.Intent(asUser).Messages(c.withoutBodyLogs(ctx), roomID, "", "", mautrix.DirectionBackward, nil, min(100, 3*limit+20))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("failed to read history of %s: %w", roomID, err)
 	}
-	if len(msgs) > limit {
-		msgs = msgs[len(msgs)-limit:]
+	// Newest first: only as many as wanted are decrypted.
+	var out []*event.Event
+	for _, evt := range resp.Chunk {
+		if len(out) == limit {
+			break
+		}
+		if m := c.readableMessage(ctx, roomID, evt); m != nil {
+			out = append(out, m)
+		}
 	}
-	return msgs, nil
+	slices.Reverse(out)
+	return out, nil
 }
 
 // History reads one page of up to limit timeline events of a room as
