@@ -436,8 +436,8 @@ func (p *Portal) loop(ctx context.Context) {
 // handle runs one event with a deadline, recovering from panics so that one
 // bad event cannot take down the room. It returns false when the portal is
 // gone.
-func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
-	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
+func (p *Portal) handle(loopCtx context.Context, evt any) (alive bool) {
+	ctx, cancel := context.WithTimeout(loopCtx, eventTimeout)
 	defer cancel()
 	if p.deps.Metrics != nil {
 		start := time.Now()
@@ -451,8 +451,11 @@ func (p *Portal) handle(ctx context.Context, evt any) (alive bool) {
 	}()
 	if f, ok := evt.(flushEvent); ok {
 		// What XMPP sent before the flush counts too (shutdown drains).
+		// Each stanza gets its own deadline: under the flush's, a long
+		// inbox would run out of time at once and every stanza left in it
+		// would fail.
 		for n := p.inbox.len(); n > 0 && !p.inboxPaused; n-- {
-			if st, _ := p.inbox.pop(); st != nil && !p.handle(ctx, st) {
+			if st, _ := p.inbox.pop(); st != nil && !p.handle(loopCtx, st) {
 				break
 			}
 		}
