@@ -22,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -90,6 +91,76 @@ func wasEncrypted(room id.RoomID, sender id.UserID, body string) func(*event.Eve
 	}
 }
 
+// encryptedRoom makes a public room with an alias (made unique), with
+// encryption on or off, where the bot may set state, and invites the bot.
+func (u *mxUser) encryptedRoom(encrypted bool, aliasLocal string) (id.RoomID, jid.JID) {
+	t := u.t
+	t.Helper()
+	userSeq.Lock()
+	userSeq.n++
+	local := fmt.Sprintf("%s%d", aliasLocal, userSeq.n)
+	userSeq.Unlock()
+	req := &mautrix.ReqCreateRoom{
+		Visibility: "public", Preset: "public_chat", RoomAliasName: local, Name: local,
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{u.id: 100, botID(): 50}},
+	}
+	if encrypted {
+		req.InitialState = []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
+	}
+	resp, err := u.c.CreateRoom(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = u.c.InviteUser(ctx(t), resp.RoomID, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
+		t.Fatal(err)
+	}
+	u.waitEvent("the bot joining", isMembership(resp.RoomID, botID(), event.MembershipJoin))
+	return resp.RoomID, mucJID(t, id2alias(local, e.HSDomain))
+}
+
+// TestE2EEncryptionPolicies: with encryption.require an unencrypted room
+// cannot be opened to XMPP; with encryption.verified_only a message from a
+// device its owner did not verify does not reach XMPP, and its sender is
+// told.
+func TestE2EEncryptionPolicies(t *testing.T) {
+	v := need(t)
+	mary := v.newEncryptedUser(t, "mary", "Mary")
+	// Opened before verified_only is on: the command comes from Mary's
+	// unverified device too.
+	room, muc := mary.encryptedRoom(true, "verified")
+	mary.command(room, "expose", "the bridge decrypts its messages")
+	alice := v.newXMPPClient(t, "alice", "policy")
+	alice.mustJoin(muc, "Alice")
+
+	v.restartBridgeEditing(t, `(?m)^  self_sign: true$`, "  self_sign: true\n  require: true\n  verified_only: true")
+	defer v.restartBridgeEditing(t, `(?m)^  require: true\n  verified_only: true\n`, "")
+
+	plain, _ := mary.encryptedRoom(false, "plain")
+	mary.command(plain, "expose", "bridges only encrypted rooms")
+
+	mark := alice.mark()
+	sent := mary.say(room, "from an unverified device")
+	// The bridge refuses it and says so in the room; the notice is itself
+	// encrypted for verified devices only, so Mary's client cannot read
+	// it: the bridge's log is where the test sees the refusal.
+	waitFor(t, "the bridge refusing the message", func() bool {
+		log, _ := os.ReadFile(v.LogPath())
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, sent.String()) && strings.Contains(line, "did not verify") {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(time.Second) // what would have reached Alice has by now
+	for _, st := range alice.since(mark) {
+		if m, ok := st.(*xmpp.Message); ok && m.Body == "from an unverified device" {
+			t.Error("a message from an unverified device reached XMPP")
+		}
+	}
+}
+
 // TestE2EEncryptedRoom: an encrypted room is bridged like any other; what
 // Matrix members send reaches XMPP in the clear, what XMPP users send
 // arrives encrypted; members are told; a second device and a bridge
@@ -102,27 +173,11 @@ func TestE2EEncryptedRoom(t *testing.T) {
 		t.Error("the bridge did not report that the homeserver refused its cross-signing keys")
 	}
 	mary := v.newEncryptedUser(t, "mary", "Mary")
-	userSeq.Lock()
-	userSeq.n++
-	local := fmt.Sprintf("secret%d", userSeq.n)
-	userSeq.Unlock()
-	resp, err := mary.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
-		Visibility: "public", Preset: "public_chat", RoomAliasName: local, Name: "Secret",
-		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
-			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}},
-		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{mary.id: 100, botID(): 50}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	room, muc := resp.RoomID, mucJID(t, id2alias(local, v.HSDomain))
-	if _, err = mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
-		t.Fatal(err)
-	}
-	mary.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+	room, muc := mary.encryptedRoom(true, "secret")
 	mary.command(room, "expose", "the bridge decrypts its messages")
 	var state map[string]any
-	if err = mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.CompDomain+"/"+muc.Localpart(), &state); err != nil {
+	err := mary.c.StateEvent(ctx(t), room, event.StateBridge, "xmpp://"+v.CompDomain+"/"+muc.Localpart(), &state)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if state["net.mxpp.decrypts"] != true {

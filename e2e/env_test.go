@@ -152,18 +152,24 @@ func (v *env) startBridge() error {
 // restartBridgeWith restarts the bridge with another exposure mode.
 func (v *env) restartBridgeWith(t *testing.T, exposure string) {
 	t.Helper()
+	v.restartBridgeEditing(t, `(?m)^  exposure: .*$`, "  exposure: "+exposure)
+	v.exposure = exposure
+}
+
+// restartBridgeEditing restarts the bridge with the written config (which
+// holds the generated tokens) changed: what matches pattern is replaced.
+func (v *env) restartBridgeEditing(t *testing.T, pattern, replacement string) {
+	t.Helper()
 	v.StopBridge(false)
-	// Edit the written config: it holds the generated tokens now.
 	cfg, err := os.ReadFile(v.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`(?m)^  exposure: .*$`)
+	re := regexp.MustCompile(pattern)
 	if !re.Match(cfg) {
-		t.Fatal("no bridge.exposure in the config")
+		t.Fatalf("nothing in the config matches %s", pattern)
 	}
-	v.exposure = exposure
-	if err = os.WriteFile(v.Config, re.ReplaceAll(cfg, []byte("  exposure: "+exposure)), 0o600); err != nil {
+	if err = os.WriteFile(v.Config, re.ReplaceAll(cfg, []byte(replacement)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err = v.startBridge(); err != nil {
