@@ -159,8 +159,10 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			c.log.Warn().Str("transaction_id", txnID).Int64("limit", mbe.Limit).Msg("Refused an appservice transaction over the size limit")
 			mautrix.RespError{ErrCode: "M_TOO_LARGE", Err: "Transaction too large", StatusCode: http.StatusRequestEntityTooLarge}.Write(w)
 		} else {
+			c.log.Warn().Err(err).Str("transaction_id", txnID).Msg("Failed to read an appservice transaction; the homeserver will retry it")
 			mautrix.MNotJSON.WithMessage("Failed to read request body").Write(w)
 		}
 		return
@@ -176,6 +178,10 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	// order even if one retries while another is still being handled.
 	c.txnMu.Lock()
 	defer c.txnMu.Unlock()
+	if e := log.Debug(); e.Enabled() {
+		e.Array("event_ids", txnEventIDs(&txn)).Int("ephemeral", len(txn.EphemeralEvents)+len(txn.MSC2409EphemeralEvents)).
+			Msg("Appservice transaction")
+	}
 	if c.txns.has(txnID) {
 		log.Debug().Msg("Ignoring repeated transaction")
 		writeEmptyJSON(w)
@@ -268,6 +274,17 @@ func (c *Connector) undecryptable(ctx context.Context, evt *event.Event, err err
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to report an undecryptable event")
 		}
 	}()
+}
+
+// txnEventIDs lists the IDs of a transaction's room events, for the log.
+func txnEventIDs(txn *appservice.Transaction) *zerolog.Array {
+	ids := zerolog.Arr()
+	for _, evt := range txn.Events {
+		if evt != nil {
+			ids.Str(evt.ID.String())
+		}
+	}
+	return ids
 }
 
 func writeEmptyJSON(w http.ResponseWriter) {

@@ -2,14 +2,18 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
@@ -242,3 +246,66 @@ func FuzzTransaction(f *testing.F) {
 		h.events = h.events[:0]
 	})
 }
+
+// TestTransactionLog: each transaction is traceable from the bridge's log
+// alone: its ID and event IDs at debug level, and a body that could not be
+// read as a warning.
+func TestTransactionLog(t *testing.T) {
+	var logged strings.Builder
+	var mu sync.Mutex
+	log := zerolog.New(zerolog.SyncWriter(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(b)
+	}))).Level(zerolog.DebugLevel)
+	c, err := NewConnector(testConfig(), nil, &recordingHandler{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(txn string, body io.Reader) int {
+		req := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/"+txn, body)
+		req.Header.Set("Authorization", "Bearer hs-secret")
+		w := httptest.NewRecorder()
+		c.Mux.ServeHTTP(w, req)
+		return w.Code
+	}
+	body := `{"events":[{"type":"m.room.message","event_id":"$one","room_id":"!r:hs.test","sender":"@u:hs.test","content":{"msgtype":"m.text","body":"x"}},` +
+		`{"type":"m.room.message","event_id":"$two","room_id":"!r:hs.test","sender":"@u:hs.test","content":{"msgtype":"m.text","body":"y"}}]}`
+	if code := serve("txn-a", strings.NewReader(body)); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if code := serve("txn-b", iotest.ErrReader(errors.New("connection reset"))); code != http.StatusBadRequest {
+		t.Fatalf("unreadable body: status %d", code)
+	}
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	var sawTxn, sawFailure bool
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var entry struct {
+			Level, Message, Error string
+			TransactionID         string   `json:"transaction_id"`
+			EventIDs              []string `json:"event_ids"`
+		}
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch entry.TransactionID {
+		case "txn-a":
+			if entry.Message == "Appservice transaction" && slices.Equal(entry.EventIDs, []string{"$one", "$two"}) && entry.Level == "debug" {
+				sawTxn = true
+			}
+		case "txn-b":
+			if entry.Level == "warn" && strings.Contains(entry.Error, "connection reset") {
+				sawFailure = true
+			}
+		}
+	}
+	if !sawTxn || !sawFailure {
+		t.Errorf("transaction logged: %v, failed read logged: %v; log:\n%s", sawTxn, sawFailure, out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

@@ -132,9 +132,10 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	}
 	body, _ := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.mediaPayloads(render)
+	delay := p.lateStamp(evt)
 	out := d.chat(&xmpp.Message{
 		ID: evt.ID.String(), Body: body,
-		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(),
+		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(), Delay: delay,
 	})
 	if link != "" {
 		out.Body, out.OOB, out.FileSharing = link, oob, files
@@ -142,7 +143,7 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	rel.apply(out)
 	p.send(ctx, out)
 	if caption != "" {
-		p.send(ctx, d.chat(&xmpp.Message{ID: evt.ID.String() + "-caption", Body: caption}))
+		p.send(ctx, d.chat(&xmpp.Message{ID: evt.ID.String() + "-caption", Body: caption, Delay: delay}))
 	}
 	p.markBridged(ctx, evt, rel, content)
 }

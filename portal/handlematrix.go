@@ -75,12 +75,14 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	render, _ := p.xmppRelations(ctx, content, rel)
 	body, refs := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.mediaPayloads(render)
+	delay := p.lateStamp(evt)
 	for _, to := range p.sessions() {
 		out := &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,
 			References: refs,
 			StanzaID:   &xmpp.StanzaID{ID: evt.ID.String(), By: p.roomJID.String()},
 			OccupantID: p.occupantID(evt.Sender),
+			Delay:      delay,
 		}
 		if link != "" {
 			// The link alone as the body: clients show such a message inline.
@@ -90,7 +92,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		p.send(ctx, out)
 		if caption != "" {
 			p.send(ctx, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat, From: out.From, To: out.To,
-				Body: caption, OccupantID: out.OccupantID})
+				Body: caption, OccupantID: out.OccupantID, Delay: delay})
 		}
 	}
 	p.markBridged(ctx, evt, rel, content)

@@ -231,6 +231,7 @@ type Portal struct {
 	pinging   map[string]bool      // sessions with a liveness ping out
 	typing    map[id.UserID]bool   // Matrix members typing now
 	lastRead  map[id.UserID]id.EventID
+	newest    time.Time // of the newest Matrix message bridged (see lateStamp)
 
 	// Delivery of Matrix events to XMPP since the last Flush: the event
 	// being handled, and the ones that did not reach the XMPP server. Once
