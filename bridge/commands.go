@@ -190,7 +190,7 @@ func (b *Bridge) cmdRooms(ctx context.Context, _ *cmdEnv) (string, error) {
 	}
 	var lines []string
 	for _, r := range rooms {
-		lines = append(lines, fmt.Sprintf("%s — xmpp:%s?join", r.name, r.jid))
+		lines = append(lines, fmt.Sprintf("%s — %s (%s)", r.name, r.jid, xmpp.URI(r.jid, "join")))
 	}
 	return fmt.Sprintf("Rooms reachable from XMPP (%s):\n%s", b.Config.Bridge.Exposure, strings.Join(lines, "\n")), nil
 }
@@ -223,21 +223,17 @@ func (b *Bridge) cmdExpose(ctx context.Context, e *cmdEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	text := fmt.Sprintf("This room is now reachable from XMPP as xmpp:%s?join. XMPP users who join see the messages "+
-		"sent from now on, appear here as users of this homeserver, and their messages appear here.", muc)
+	text := fmt.Sprintf("This room is now reachable from XMPP as %s (%s). XMPP users who join see the messages "+
+		"sent from now on, appear here as users of this homeserver, and their messages appear here.", muc, xmpp.URI(muc, "join"))
 	if encrypted {
 		text += decryptNotice
-	}
-	if e.sender != "" {
-		if _, err := b.Matrix.SendNotice(ctx, e.room, text, ""); err != nil {
-			b.Log.Warn().Err(err).Msg("Failed to announce the exposure in the room")
-		}
 	}
 	if !marked {
 		text += " Note: the bot could not mark the room as bridged (m.bridge state event); " +
 			"give it the power level to send state events and run expose again."
 	}
-	return "Done. " + text, nil
+	// The answer, in the room, is the announcement: one message for all.
+	return text, nil
 }
 
 func (b *Bridge) cmdUnexpose(ctx context.Context, e *cmdEnv) (string, error) {
@@ -351,7 +347,10 @@ func argJID(e *cmdEnv) (jid.JID, error) {
 	if len(e.args) != 1 {
 		return jid.JID{}, errUsage
 	}
-	j, err := xmpp.ParseJID(strings.TrimPrefix(e.args[0], "xmpp:"))
+	j, err := xmpp.ParseJID(e.args[0])
+	if strings.HasPrefix(strings.ToLower(e.args[0]), "xmpp:") {
+		j, _, err = xmpp.ParseURI(e.args[0])
+	}
 	if err != nil || j.Localpart() == "" {
 		return jid.JID{}, fmt.Errorf("%q is not a JID such as user@example.org", e.args[0])
 	}

@@ -267,7 +267,7 @@ func (b *Bridge) directStateKey(bare jid.JID) string {
 
 // directState is the m.bridge content of a direct chat.
 func (b *Bridge) directState(bare jid.JID, creator id.UserID, encrypted bool) any {
-	return b.bridgeInfo(event.BridgeInfoSection{ID: bare.String(), DisplayName: bare.String(), ExternalURL: "xmpp:" + bare.String()},
+	return b.bridgeInfo(event.BridgeInfoSection{ID: bare.String(), DisplayName: bare.String(), ExternalURL: xmpp.URI(bare, "")},
 		creator, encrypted)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/xmpp"
 )
 
 // errNoAlias is returned by expose for rooms XMPP cannot address.
@@ -134,7 +135,7 @@ func (b *Bridge) bridgeState(info *matrix.RoomInfo, muc jid.JID, creator id.User
 	if name == "" {
 		name = muc.String()
 	}
-	return b.bridgeInfo(event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: "xmpp:" + muc.String() + "?join"},
+	return b.bridgeInfo(event.BridgeInfoSection{ID: muc.String(), DisplayName: name, ExternalURL: xmpp.URI(muc, "join")},
 		creator, info.Encrypted)
 }
 

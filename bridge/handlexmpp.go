@@ -277,8 +277,8 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 		log.Info().Err(err).Msg("Failed to set the bridge state event; the bot lacks the power level")
 	}
 	if b.Config.Bridge.Exposure == ExposurePublic {
-		text := fmt.Sprintf("This public room is now reachable from XMPP as xmpp:%s?join: XMPP users who join see "+
-			"the messages sent from now on and appear here as users of this homeserver.", canonical)
+		text := fmt.Sprintf("This public room is now reachable from XMPP as %s (%s): XMPP users who join see "+
+			"the messages sent from now on and appear here as users of this homeserver.", canonical, xmpp.URI(canonical, "join"))
 		if info.Encrypted {
 			text += decryptNotice
 		}

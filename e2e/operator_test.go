@@ -22,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/uri"
 	_ "modernc.org/sqlite"
 
 	"github.com/mxpp/mxpp/xmpp"
@@ -224,11 +225,20 @@ func TestE2EExposure(t *testing.T) {
 	if strings.Contains(answer, "could not mark") {
 		t.Errorf("expose answer: %q; the bot has the power to set m.bridge", answer)
 	}
-	sam.waitEvent("the exposure notice", func(evt *event.Event) bool {
+	notice := sam.waitEvent("the exposure notice", func(evt *event.Event) bool {
 		msg := evt.Content.AsMessage()
 		return evt.RoomID == room && evt.Sender == botID() && msg.MsgType == event.MsgNotice &&
-			msg.RelatesTo == nil && strings.Contains(msg.Body, "xmpp:"+muc.String()+"?join")
+			strings.Contains(msg.Body, "reachable from XMPP")
 	})
+	if notice.Content.AsMessage().Body != answer {
+		t.Errorf("the room was told %q, and the admin %q; want one announcement", notice.Content.AsMessage().Body, answer)
+	}
+	// The address announced is a URI any client can open (RFC 5122): an
+	// XMPP client parses it and joins by what it finds.
+	announced := announcedURI(t, notice.Content.AsMessage().Body)
+	if !announced.ToAddr.Equal(muc) || announced.Action != "join" {
+		t.Fatalf("the notice announces %s (%q); want %s, join", announced.ToAddr, announced.Action, muc)
+	}
 	state := mary.bridgeState(room, muc)
 	if state.Channel.ID != muc.String() || state.BridgeBot != botID() || state.Creator != mary.id || state.Protocol.ID != "xmpp" {
 		t.Errorf("m.bridge: %+v", state)
@@ -236,7 +246,7 @@ func TestE2EExposure(t *testing.T) {
 	if !hasAudit(auditEntries(t, "expose"), map[string]any{"room_id": room, "by": mary.id, "result": "ok"}) {
 		t.Error("no audit entry for the exposure")
 	}
-	alice.mustJoin(muc, "Alice")
+	alice.mustJoin(announced.ToAddr, "Alice")
 	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
 
 	// Unexposed: Alice is removed, cannot come back, m.bridge is cleared.
@@ -326,7 +336,7 @@ func TestE2EAdminCommands(t *testing.T) {
 
 	admin.ask(dm, "help", "forget <jid>")
 	admin.ask(dm, "status", "Direct chats:")
-	admin.ask(dm, "rooms", "xmpp:"+muc.String()+"?join")
+	admin.ask(dm, "rooms", xmpp.URI(muc, "join"))
 	admin.ask(dm, "ping", "round trip")
 	admin.ask(dm, "frobnicate", "Unknown command")
 	admin.ask(dm, "kick", "Usage: `kick <jid>`")
@@ -506,6 +516,25 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 }
 
 // isNotice matches a notice of the bot in a room that contains text.
+// announcedURI finds the xmpp: URI in a text and parses it as an XMPP
+// client would, with mellium's RFC 5122 parser.
+func announcedURI(t *testing.T, text string) *uri.URI {
+	t.Helper()
+	i := strings.Index(text, "xmpp:")
+	if i < 0 {
+		t.Fatalf("no xmpp: URI in %q", text)
+	}
+	end := strings.IndexFunc(text[i:], func(r rune) bool { return r == ' ' || r == ')' || r == '\n' })
+	if end < 0 {
+		end = len(text) - i
+	}
+	u, err := uri.Parse(text[i : i+end])
+	if err != nil {
+		t.Fatalf("the URI in %q does not parse: %v", text, err)
+	}
+	return u
+}
+
 func isNotice(room id.RoomID, text string) func(*event.Event) bool {
 	return func(evt *event.Event) bool {
 		msg := evt.Content.AsMessage()
@@ -545,7 +574,7 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 		t.Errorf("subject %+v", res.subject.Subject)
 	}
 	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
-	mary.waitEvent("the bot's announcement", isNotice(room, "now reachable from XMPP as xmpp:"+muc.String()))
+	mary.waitEvent("the bot's announcement", isNotice(room, "now reachable from XMPP as "+muc.String()+" ("+xmpp.URI(muc, "join")+")"))
 	alice.groupchat(muc, "hello public room")
 	mary.waitEvent("Alice's message", isMessage(room, puppetOf("alice@"+v.XMPPDomain), "hello public room"))
 	mary.command(room, "expose", `exposure "public": rooms are not exposed one by one`)

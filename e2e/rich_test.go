@@ -49,7 +49,7 @@ func TestE2EFormattingAndMentions(t *testing.T) {
 	st, _ := alice.waitFrom(mark, "styled message", isGroupchat(occ(muc, "Mary Q"), "*bold* and `code` for Alice"))
 	m := st.(*xmpp.Message)
 	begin := strings.Index(m.Body, "Alice")
-	if len(m.References) != 1 || m.References[0].URI != "xmpp:"+occ(muc, "Alice").String() || *m.References[0].Begin != begin || *m.References[0].End != begin+5 {
+	if len(m.References) != 1 || m.References[0].URI != xmpp.URI(occ(muc, "Alice"), "") || *m.References[0].Begin != begin || *m.References[0].End != begin+5 {
 		t.Errorf("references %+v; want one mention of Alice at %d", m.References, begin)
 	}
 	mary.sendHTML(room, event.MsgEmote, "waves", "<em>waves</em>")

@@ -109,12 +109,7 @@ func (p *Portal) mentionsIn(msg *xmpp.Message, body string) []mention {
 // JID of this room (xmpp:room@component/nick), a contact JID of the
 // component, or an XMPP user's JID.
 func (p *Portal) mentionTarget(uri string) (id.UserID, bool) {
-	addr, ok := strings.CutPrefix(uri, "xmpp:")
-	if !ok {
-		return "", false
-	}
-	addr, _, _ = strings.Cut(addr, "?")
-	j, err := xmpp.ParseJID(addr)
+	j, _, err := xmpp.ParseURI(uri)
 	if err != nil {
 		return "", false
 	}
@@ -200,7 +195,7 @@ func (p *Portal) extractReferences(marked string) (string, []xmpp.Reference) {
 				occ, err := p.roomJID.WithResource(string(nick))
 				if err == nil {
 					bg, end := begin, runes
-					refs = append(refs, xmpp.Reference{Type: "mention", URI: "xmpp:" + occ.String(), Begin: &bg, End: &end})
+					refs = append(refs, xmpp.Reference{Type: "mention", URI: xmpp.URI(occ, ""), Begin: &bg, End: &end})
 				}
 			}
 			begin = -1

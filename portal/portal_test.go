@@ -205,8 +205,9 @@ func TestXMPPBody(t *testing.T) {
 			t.Errorf("%s: %q with %d references; want %q with %d", tc.name, body, len(refs), tc.want, tc.refs)
 		}
 		for _, r := range refs {
-			if got := string([]rune(body)[*r.Begin:*r.End]); !strings.HasSuffix(r.URI, "/"+got) {
-				t.Errorf("%s: reference %s covers %q", tc.name, r.URI, got)
+			addr, _, err := xmpp.ParseURI(r.URI)
+			if got := string([]rune(body)[*r.Begin:*r.End]); err != nil || addr.Resourcepart() != got {
+				t.Errorf("%s: reference %s (%v) covers %q", tc.name, r.URI, err, got)
 			}
 		}
 	}
