@@ -76,6 +76,10 @@ func TestE2EJoinAndChat(t *testing.T) {
 	if got := *res.subject.Subject; got != "Welcome to the lobby" {
 		t.Errorf("subject = %q; want the room topic", got)
 	}
+	// From who set it (XEP-0045 §8.1), so that clients can say who did.
+	if !res.subject.From.Equal(occ(muc, "Mary Matrix")) || res.subject.OccupantID == nil {
+		t.Errorf("subject from %s (occupant-id %+v); want Mary Matrix, who set the topic", res.subject.From, res.subject.OccupantID)
+	}
 
 	// The puppet joined Matrix with the MUC nick as its display name.
 	puppet := puppetOf("alice@" + v.XMPPDomain)

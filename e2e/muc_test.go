@@ -113,6 +113,10 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 		m, ok := v.(*xmpp.Message)
 		return ok && m.Subject != nil && *m.Subject == subject && m.From.Equal(occ(muc, "Alice"))
 	})
+	// Who joins now is told the subject by Alice, too.
+	if res := v.newXMPPClient(t, "carol", "subject").join(muc, "Carol"); res.subject == nil || !res.subject.From.Equal(occ(muc, "Alice")) {
+		t.Errorf("subject on join: %+v; want it from Alice, who set it", res.subject)
+	}
 
 	// Changing power levels needs more than a moderator has in Matrix's
 	// default levels.

@@ -264,7 +264,8 @@ func (c *xmppClient) join(room jid.JID, nick string) *joinResult {
 	}
 	st, _ = c.waitFrom(pos, "subject of "+room.String(), func(v any) bool {
 		m, ok := v.(*xmpp.Message)
-		return ok && m.From.Equal(room) && m.Subject != nil
+		// From the room, or from the occupant who set it (XEP-0045 §8.1).
+		return ok && m.From.Bare().Equal(room) && m.Subject != nil && m.Body == ""
 	})
 	res.subject = st.(*xmpp.Message)
 	return res

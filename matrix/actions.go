@@ -26,12 +26,14 @@ type Member struct {
 
 // RoomInfo is the part of a room's state the bridge needs.
 type RoomInfo struct {
-	RoomID         id.RoomID
-	Name           string
-	Topic          string
-	CanonicalAlias id.RoomAlias
-	AltAliases     []id.RoomAlias
-	JoinRule       event.JoinRule
+	RoomID id.RoomID
+	Name   string
+	Topic  string
+	// NameSetter and TopicSetter sent the room's name and topic.
+	NameSetter, TopicSetter id.UserID
+	CanonicalAlias          id.RoomAlias
+	AltAliases              []id.RoomAlias
+	JoinRule                event.JoinRule
 	// PowerLevels is never nil: a room without the event gets the spec's
 	// defaults. Its CreateEvent is set, so room creators count as such.
 	PowerLevels       *event.PowerLevelsEventContent
@@ -79,10 +81,10 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 	info := &RoomInfo{RoomID: roomID, JoinRule: event.JoinRuleInvite, HistoryVisibility: event.HistoryVisibilityShared,
 		Members: map[id.UserID]Member{}, Invited: map[id.UserID]bool{}, Banned: map[id.UserID]bool{}}
 	if evt := state[event.StateRoomName][""]; evt != nil {
-		info.Name = evt.Content.AsRoomName().Name
+		info.Name, info.NameSetter = evt.Content.AsRoomName().Name, evt.Sender
 	}
 	if evt := state[event.StateTopic][""]; evt != nil {
-		info.Topic = evt.Content.AsTopic().Topic
+		info.Topic, info.TopicSetter = evt.Content.AsTopic().Topic, evt.Sender
 	}
 	if evt := state[event.StateCanonicalAlias][""]; evt != nil {
 		ca := evt.Content.AsCanonicalAlias()

@@ -250,24 +250,18 @@ func (p *Portal) removedOnMatrix(ctx context.Context, puppet, actor id.UserID, c
 }
 
 func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
-	before := p.subject()
+	before, _ := p.subject()
 	switch evt.Type {
 	case event.StateRoomName:
-		p.info.Name = evt.Content.AsRoomName().Name
+		p.info.Name, p.info.NameSetter = evt.Content.AsRoomName().Name, evt.Sender
 	case event.StateTopic:
-		p.info.Topic = evt.Content.AsTopic().Topic
+		p.info.Topic, p.info.TopicSetter = evt.Content.AsTopic().Topic, evt.Sender
 	}
-	if p.subject() == before {
+	if now, _ := p.subject(); now == before {
 		return
 	}
-	nick := p.nickOf(evt.Sender)
 	for _, to := range p.sessions() {
-		msg := p.subjectMessage(to)
-		if nick != "" {
-			msg.From = xmpp.A(p.occupantJID(nick))
-			msg.OccupantID = p.occupantID(evt.Sender)
-		}
-		p.send(ctx, msg)
+		p.send(ctx, p.subjectMessage(to))
 	}
 }
 

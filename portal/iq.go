@@ -48,11 +48,12 @@ func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
 
 // discoInfo describes the room (XEP-0045 §6.4).
 func (p *Portal) discoInfo() *xmpp.DiscoInfo {
+	subject, _ := p.subject()
 	return RoomDiscoInfo(RoomSummary{
 		Name:      p.info.Name,
 		Alias:     p.Alias,
 		Topic:     p.info.Topic,
-		Subject:   p.subject(),
+		Subject:   subject,
 		Occupants: len(p.roster.members) + len(p.occupants),
 		Listed:    p.listed,
 		Open:      p.info.JoinRule == event.JoinRulePublic,

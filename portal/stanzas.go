@@ -105,15 +105,22 @@ func (p *Portal) broadcast(ctx context.Context, skip *occupant, build func(to ji
 }
 
 // subject is what the MUC shows as its subject: the Matrix topic, else the
-// room name.
-func (p *Portal) subject() string {
+// room name; and who set it.
+func (p *Portal) subject() (string, id.UserID) {
 	if p.info.Topic != "" {
-		return p.info.Topic
+		return p.info.Topic, p.info.TopicSetter
 	}
-	return p.info.Name
+	return p.info.Name, p.info.NameSetter
 }
 
+// subjectMessage is the subject for one session. It comes from the
+// occupant who set it (XEP-0045 §8.1), so that clients show who did, while
+// that user is in the room under a nick; from the room itself otherwise.
 func (p *Portal) subjectMessage(to jid.JID) *xmpp.Message {
-	subject := p.subject()
-	return &xmpp.Message{Type: xmpp.TypeGroupchat, ID: xmpp.RandomID(), From: xmpp.A(p.roomJID), To: xmpp.A(to), Subject: &subject}
+	subject, setter := p.subject()
+	msg := &xmpp.Message{Type: xmpp.TypeGroupchat, ID: xmpp.RandomID(), From: xmpp.A(p.roomJID), To: xmpp.A(to), Subject: &subject}
+	if nick := p.nickOf(setter); setter != "" && nick != "" {
+		msg.From, msg.OccupantID = xmpp.A(p.occupantJID(nick)), p.occupantID(setter)
+	}
+	return msg
 }
