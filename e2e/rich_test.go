@@ -67,6 +67,13 @@ func TestE2EFormattingAndMentions(t *testing.T) {
 	if c.FormattedBody != wantHTML || c.Mentions == nil || len(c.Mentions.UserIDs) != 1 || c.Mentions.UserIDs[0] != mary.id {
 		t.Errorf("formatted %q mentions %+v; want %q mentioning Mary", c.FormattedBody, c.Mentions, wantHTML)
 	}
+	// A bare URL is a link in the HTML, as XMPP clients show it.
+	alice.groupchat(muc, "*read* https://example.org/x?a=1&b=2.")
+	evt = mary.waitEvent("styled message with a link", isMessage(room, puppet, "*read* https://example.org/x?a=1&b=2."))
+	if got, want := evt.Content.AsMessage().FormattedBody,
+		`<strong>read</strong> <a href="https://example.org/x?a=1&amp;b=2">https://example.org/x?a=1&amp;b=2</a>.`; got != want {
+		t.Errorf("formatted %q; want %q", got, want)
+	}
 	alice.groupchat(muc, "/me dances")
 	evt = mary.waitEvent("emote from XMPP", isMessage(room, puppet, "dances"))
 	if evt.Content.AsMessage().MsgType != event.MsgEmote {

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"html"
 	"io"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -69,6 +70,38 @@ func renderBlocks(b *strings.Builder, lines []string) (styled bool) {
 	return styled
 }
 
+// bareURL matches what XMPP clients show as a link in a plain body: an
+// http(s), xmpp: or mailto: URL up to white space (or a mention marker).
+var bareURL = regexp.MustCompile(`(?i)\b(?:https?://|xmpp:|mailto:)[^\s<>"\x{E000}\x{E001}]+`)
+
+// writeLinked writes text as HTML, with its bare URLs as links. Punctuation
+// that ends a sentence is not taken into the URL, nor a ')' that closes
+// what was opened before it.
+func writeLinked(b *strings.Builder, text string) {
+	last := 0
+	for _, loc := range bareURL.FindAllStringIndex(text, -1) {
+		start, end := loc[0], loc[1]
+		for end > start {
+			c := text[end-1]
+			if strings.IndexByte(".,;:!?'", c) >= 0 ||
+				c == ')' && strings.Count(text[start:end], "(") < strings.Count(text[start:end], ")") {
+				end--
+				continue
+			}
+			break
+		}
+		url := text[start:end]
+		if !strings.Contains(url, "//") && !strings.Contains(url[strings.IndexByte(url, ':')+1:], "@") &&
+			!strings.HasPrefix(strings.ToLower(url), "xmpp:") || strings.HasSuffix(url, ":") {
+			continue // a scheme and nothing that could be an address
+		}
+		b.WriteString(html.EscapeString(text[last:start]))
+		b.WriteString(`<a href="` + html.EscapeString(url) + `">` + html.EscapeString(url) + `</a>`)
+		last = end
+	}
+	b.WriteString(html.EscapeString(text[last:]))
+}
+
 var spanTags = []struct {
 	style styling.Style
 	tag   string
@@ -109,7 +142,11 @@ func renderSpans(b *strings.Builder, line string) (styled bool) {
 			}
 			open = append(open, want...)
 		}
-		b.WriteString(html.EscapeString(string(tok.Data)))
+		if tok.Mask&styling.SpanPre != 0 {
+			b.WriteString(html.EscapeString(string(tok.Data)))
+		} else {
+			writeLinked(b, string(tok.Data))
+		}
 	}
 	closeAll()
 	if err := d.Err(); err != nil && err != io.EOF {

@@ -27,6 +27,16 @@ func TestStylingToHTML(t *testing.T) {
 		{"unclosed pre", "```\ncode", "<pre><code>code</code></pre>", true},
 		{"pre language injection", "```x\" onclick=\"y\na\n```", "<pre><code>a</code></pre>", true},
 		{"span does not cross lines", "*a\nb*", "*a<br>b*", false},
+		// Bare URLs become links. A link alone does not count as styling:
+		// the message then stays plain text, which Matrix clients link.
+		{"link in styled text", "*see* https://example.org/a?b=1&c=2.", `<strong>see</strong> <a href="https://example.org/a?b=1&amp;c=2">https://example.org/a?b=1&amp;c=2</a>.`, true},
+		{"link in parentheses", "_x_ (https://example.org/wiki/A_(b))", `<em>x</em> (<a href="https://example.org/wiki/A_(b)">https://example.org/wiki/A_(b)</a>)`, true},
+		{"xmpp and mailto", "*a* xmpp:%23lobby%23hs@c.test?join, mailto:x@y.test", `<strong>a</strong> <a href="xmpp:%23lobby%23hs@c.test?join">xmpp:%23lobby%23hs@c.test?join</a>, <a href="mailto:x@y.test">mailto:x@y.test</a>`, true},
+		{"no link in code", "*a* `https://example.org`", "<strong>a</strong> <code>https://example.org</code>", true},
+		{"no script scheme", "*a* javascript:alert(1)", "<strong>a</strong> javascript:alert(1)", true},
+		{"quote breaks out", "*a* https://x.test/\"><b>", `<strong>a</strong> <a href="https://x.test/">https://x.test/</a>&#34;&gt;&lt;b&gt;`, true},
+		{"plain link only", "see https://example.org", `see <a href="https://example.org">https://example.org</a>`, false},
+		{"a scheme alone", "*a* http:// mailto: xmpp:", "<strong>a</strong> http:// mailto: xmpp:", true},
 	} {
 		got, styled := StylingToHTML(tc.in)
 		if got != tc.want || styled != tc.styled {
@@ -88,7 +98,19 @@ func FuzzStylingToHTML(f *testing.F) {
 		// Whatever the input, no tag but the ones the converter writes.
 		for _, frag := range strings.Split(out, "<")[1:] {
 			tag := strings.TrimPrefix(strings.SplitN(frag, ">", 2)[0], "/")
-			switch strings.SplitN(tag, " ", 2)[0] {
+			switch name, attrs, _ := strings.Cut(tag, " "); name {
+			case "a":
+				// A link to a URL the converter found: its href holds no
+				// quote and starts with an allowed scheme.
+				href, ok := strings.CutPrefix(attrs, `href="`)
+				href, closed := strings.CutSuffix(href, `"`)
+				if loc := bareURL.FindStringIndex(href); ok && closed && !strings.Contains(href, `"`) && loc != nil && loc[0] == 0 {
+					break
+				}
+				if strings.HasPrefix(frag, "/a>") {
+					break
+				}
+				t.Fatalf("StylingToHTML(%q) wrote a link that is not a URL <%s>: %q", s, tag, out)
 			case "strong", "em", "del", "code", "pre", "blockquote", "br":
 			default:
 				t.Fatalf("StylingToHTML(%q) wrote a foreign tag <%s>: %q", s, tag, out)
