@@ -41,7 +41,7 @@ fi
 "$HERE/install-dendrite.sh" >&2
 
 [[ $HS_FRESH == 1 ]] && rm -rf "$HS_DIR"/*.db "$HS_DIR"/media
-[[ -f $HS_DIR/matrix_key.pem ]] || "$DENDRITE_BIN_DIR/generate-keys" --private-key "$HS_DIR/matrix_key.pem" >&2
+[[ -f $HS_DIR/matrix_key.pem ]] || "$DENDRITE_BIN_DIR/generate-keys" --private-key "$HS_DIR/matrix_key.pem" > /dev/null
 sed -e "s|@DIR@|$HS_DIR|g" -e "s|@SERVER_NAME@|$HS_SERVER_NAME|g" \
     -e "s|@SHARED_SECRET@|$HS_REG_SECRET|g" -e "s|@LOG_LEVEL@|$HS_LOG_LEVEL|g" \
     -e "s|@QUEUE_MEMORY@|$([[ $HS_QUEUE_MEMORY == 1 ]] && echo true || echo false)|g" \

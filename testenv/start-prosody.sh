@@ -14,6 +14,10 @@
 #   XMPP_LOG_LEVEL             info, or debug for every stanza        info
 #   XMPP_EXTRA_DOMAIN          a second user domain, e.g. to test domain lists   (none)
 #   XMPP_EXTRA_USERS           "user:password ..." on the second domain          ""
+#   XMPP_CLIENT_MODULES=1      what desktop and mobile clients ask for first: PEP and bookmarks,
+#                              vCard4, message archive, carbons, stream management, blocking,
+#                              and HTTP file sharing (upload.$XMPP_DOMAIN) on XMPP_HTTP_PORT  0
+#   XMPP_HTTP_PORT             loopback HTTP port for file sharing                 15280
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +33,8 @@ XMPP_LOG_LEVEL=${XMPP_LOG_LEVEL:-info}
 XMPP_START_TIMEOUT=${XMPP_START_TIMEOUT:-30}
 XMPP_EXTRA_DOMAIN=${XMPP_EXTRA_DOMAIN:-}
 XMPP_EXTRA_USERS=${XMPP_EXTRA_USERS:-}
+XMPP_CLIENT_MODULES=${XMPP_CLIENT_MODULES:-0}
+XMPP_HTTP_PORT=${XMPP_HTTP_PORT:-15280}
 
 log() { echo "start-prosody: $*" >&2; }
 mkdir -p "$XMPP_DIR" && XMPP_DIR=$(cd "$XMPP_DIR" && pwd)
@@ -48,7 +54,17 @@ fi
 mkdir -p "$XMPP_DIR/data" "$XMPP_DIR/certs"
 extra_host=""
 [[ -n $XMPP_EXTRA_DOMAIN ]] && extra_host="VirtualHost \"$XMPP_EXTRA_DOMAIN\""
-sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
+# The tests keep to the few modules they need, so that nothing else (carbons,
+# archives) changes what a client receives; the local stack loads what real
+# clients expect.
+modules='"vcard"' http_ports="" upload="" ports=("$XMPP_C2S_PORT" "$XMPP_COMPONENT_PORT")
+if [[ $XMPP_CLIENT_MODULES == 1 ]]; then
+  modules='"vcard4", "vcard_legacy", "pep", "bookmarks", "private", "mam", "carbons", "smacks", "blocklist", "csi_simple", "time", "version"'
+  http_ports=$XMPP_HTTP_PORT ports+=("$XMPP_HTTP_PORT")
+  upload="Component \"upload.$XMPP_DOMAIN\" \"http_file_share\"\\n  http_external_url = \"http://$XMPP_BIND:$XMPP_HTTP_PORT/\"\\n  http_file_share_size_limit = 50*1024*1024"
+fi
+sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PORTS@|$http_ports|g" \
+    -e "s|@UPLOAD_COMPONENT@|$upload|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
     -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
     -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
     -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" \
@@ -60,7 +76,7 @@ for up in $XMPP_EXTRA_USERS; do
   prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_EXTRA_DOMAIN" "${up#*:}" > /dev/null 2>&1
 done
 
-for p in "$XMPP_C2S_PORT" "$XMPP_COMPONENT_PORT"; do
+for p in "${ports[@]}"; do
   ! port_open "$p" || { log "port $p already in use"; exit 1; }
 done
 nohup prosody --config "$cfg" -F > "$XMPP_DIR/stdout.log" 2>&1 &
