@@ -126,7 +126,7 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	}
 	d := p.direct
 	rel := &relation{}
-	render, _ := p.xmppRelations(ctx, content, rel)
+	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
 	if rel.reply != nil {
 		rel.reply.ID, rel.reply.To = p.directRef(ctx, id.EventID(rel.reply.ID))
 	}

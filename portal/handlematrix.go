@@ -72,7 +72,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		return
 	}
 	rel := &relation{}
-	render, _ := p.xmppRelations(ctx, content, rel)
+	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
 	body, refs := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.mediaPayloads(render)
 	delay := p.lateStamp(evt)

@@ -135,10 +135,15 @@ func (p *Portal) handleMatrixReaction(ctx context.Context, evt *event.Event) {
 // handleReactionRedaction handles the redaction of a reaction: the
 // reactor's remaining set goes to XMPP. It reports whether target was a
 // reaction.
-func (p *Portal) handleReactionRedaction(ctx context.Context, target id.EventID) bool {
+func (p *Portal) handleReactionRedaction(ctx context.Context, sender id.UserID, target id.EventID) bool {
 	r, err := p.deps.DB.Reaction.GetByEventID(ctx, p.RoomID, target)
 	if err != nil || r == nil {
 		return false
+	}
+	if r.Sender != sender && !p.mayRedact(sender) {
+		p.log.Info().Stringer("redacts", target).Stringer("sender", sender).
+			Msg("Not relaying the redaction of someone else's reaction by a member not allowed to redact")
+		return true
 	}
 	if err = p.deps.DB.Reaction.Delete(ctx, p.RoomID, target); err != nil {
 		p.log.Error().Err(err).Msg("Failed to delete a reaction")

@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -129,11 +130,18 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	if target == "" || len(p.occupants) == 0 {
 		return
 	}
-	if p.handleReactionRedaction(ctx, target) {
+	if p.handleReactionRedaction(ctx, evt.Sender, target) {
+		return
+	}
+	author := p.authorOf(ctx, target)
+	if author != evt.Sender && !p.mayRedact(evt.Sender) {
+		// Homeservers accept such a redaction into the room but never
+		// apply it (Matrix spec, room versions: redaction auth rules).
+		p.log.Info().Stringer("event_id", evt.ID).Stringer("redacts", target).Stringer("sender", evt.Sender).
+			Msg("Not relaying a redaction by neither the author nor a member allowed to redact")
 		return
 	}
 	p.bridged(ToXMPP, "redaction")
-	author := p.authorOf(ctx, target)
 	reason := evt.Content.AsRedaction().Reason
 	if author == evt.Sender {
 		p.broadcastRetraction(ctx, p.nickOf(author), author, target, nil, "")
@@ -146,15 +154,30 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	p.broadcastRetraction(ctx, "", "", target, &xmpp.Moderated{By: by, OccupantID: p.occupantID(evt.Sender)}, reason)
 }
 
+// mayRedact reports whether a user has the room's level for redacting
+// others' events.
+// rowAuthor is the sender of a mapped message, "" if its JID is not one.
+func (p *Portal) rowAuthor(row *database.Message) id.UserID {
+	if j, err := xmpp.ParseJID(row.SenderJID); err == nil {
+		if u, ok := p.userOfJID(j); ok {
+			return u
+		}
+	}
+	return ""
+}
+
+func (p *Portal) mayRedact(u id.UserID) bool {
+	pl := p.info.PowerLevels
+	return pl != nil && pl.GetUserLevel(u) >= pl.Redact()
+}
+
 // authorOf returns who sent a message: from the message map when the
 // bridge saw it, else from the homeserver, which keeps the sender of a
 // redacted event.
 func (p *Portal) authorOf(ctx context.Context, eventID id.EventID) id.UserID {
 	if row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID); err == nil && row != nil {
-		if j, err := xmpp.ParseJID(row.SenderJID); err == nil {
-			if u, ok := p.userOfJID(j); ok {
-				return u
-			}
+		if u := p.rowAuthor(row); u != "" {
+			return u
 		}
 	}
 	if evt, err := p.deps.Matrix.GetEvent(ctx, p.RoomID, eventID); err == nil {

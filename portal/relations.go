@@ -111,8 +111,9 @@ func (p *Portal) addXMPPRelations(ctx context.Context, occ *occupant, msg *xmpp.
 // (XEP-0308), a reply gets XEP-0461 with a short quote as XEP-0428
 // fallback. It returns the content to render, which for an edit is the new
 // content; ok is false for an edit of a message XMPP never saw, which goes
-// out as a new message marked with "* ".
-func (p *Portal) xmppRelations(ctx context.Context, content *event.MessageEventContent, rel *relation) (*event.MessageEventContent, bool) {
+// out as a new message marked with "* ", as does an edit by anyone but the
+// original's author.
+func (p *Portal) xmppRelations(ctx context.Context, sender id.UserID, content *event.MessageEventContent, rel *relation) (*event.MessageEventContent, bool) {
 	if orig := content.RelatesTo.GetReplaceID(); orig != "" {
 		newContent := content.NewContent
 		if newContent == nil {
@@ -120,8 +121,10 @@ func (p *Portal) xmppRelations(ctx context.Context, content *event.MessageEventC
 			newContent.Body = strings.TrimPrefix(newContent.Body, "* ")
 		}
 		row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, orig)
-		if err != nil || row == nil {
-			// Degrade: a new message, marked as a correction.
+		if err != nil || row == nil || p.rowAuthor(row) != sender {
+			// Degrade: a new message, marked as a correction. An edit of
+			// someone else's message (which Matrix clients do not apply)
+			// is never a correction of theirs on XMPP.
 			rel.prefix = "* "
 			return newContent, false
 		}
