@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -19,6 +20,7 @@ import (
 // Who may run a command.
 const (
 	needUser      = "user"
+	needMember    = "room member"
 	needRoomAdmin = "room admin"
 	needAdmin     = "admin"
 )
@@ -59,7 +61,7 @@ func (b *Bridge) commandList() []*command {
 		{name: "ping", help: "check the links to the XMPP server and the homeserver", need: needUser, xmpp: true, run: b.cmdPing},
 		{name: "version", help: "show the bridge's version", need: needUser, xmpp: true, run: b.cmdVersion},
 		{name: "rooms", help: "list the rooms XMPP users can reach, with their addresses", need: needUser, xmpp: true, run: b.cmdRooms},
-		{name: "occupants", help: "list the XMPP users in this room", need: needUser, room: true, run: b.cmdOccupants},
+		{name: "occupants", help: "list the XMPP users in this room", need: needMember, room: true, run: b.cmdOccupants},
 		{name: "expose", help: "open this room to XMPP users", need: needRoomAdmin, room: true, run: b.cmdExpose},
 		{name: "unexpose", help: "close this room to XMPP users, removing those in it", need: needRoomAdmin, room: true, run: b.cmdUnexpose},
 		{name: "allow-domain", usage: "[domain | *.domain | -domain]", help: "show or change the XMPP domains allowed in this room",
@@ -92,6 +94,20 @@ func (b *Bridge) allowed(ctx context.Context, c *command, e *cmdEnv) bool {
 	switch c.need {
 	case needUser:
 		return b.Config.hasLevel(e.sender, LevelUser)
+	case needMember:
+		// What a room holds (its XMPP users' addresses) is for its
+		// members, and the bridge's admins.
+		if b.Config.hasLevel(e.sender, LevelAdmin) {
+			return true
+		}
+		if !b.Config.hasLevel(e.sender, LevelUser) || e.room == "" {
+			return false
+		}
+		joined, err := b.Matrix.IsJoined(ctx, e.room, e.sender)
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to check a command sender's membership")
+		}
+		return joined
 	case needRoomAdmin:
 		if b.Config.hasLevel(e.sender, LevelAdmin) {
 			return true
@@ -152,7 +168,7 @@ func (b *Bridge) runCommand(ctx context.Context, e *cmdEnv, line string) string 
 func (b *Bridge) cmdHelp(ctx context.Context, e *cmdEnv) (string, error) {
 	var lines []string
 	for _, c := range b.commands {
-		if b.allowed(ctx, c, e) || (c.need == needRoomAdmin && e.room == "" && b.Config.hasLevel(e.sender, LevelUser)) {
+		if b.allowed(ctx, c, e) || ((c.need == needRoomAdmin || c.need == needMember) && e.room == "" && b.Config.hasLevel(e.sender, LevelUser)) {
 			lines = append(lines, strings.TrimSpace(fmt.Sprintf("%s %s", c.name, c.usage))+" — "+c.help)
 		}
 	}

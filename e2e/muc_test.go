@@ -206,6 +206,15 @@ func TestE2EPowerLevelsAndModeration(t *testing.T) {
 	if res := bob.join(muc, "Bob"); res.err != nil {
 		t.Errorf("join after the unban: %v", res.err.Error)
 	}
+	// The lists name real JIDs: not for a participant, nor for someone
+	// outside the room.
+	for _, c := range []*xmppClient{bob, v.newXMPPClient(t, "dave", "lists")} {
+		for _, item := range []xmpp.MUCItem{{Affiliation: xmpp.AffMember}, {Affiliation: xmpp.AffOutcast}, {Role: xmpp.RoleParticipant}} {
+			if r := c.iq(muc, xmpp.TypeGet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{item}}); r.Type != xmpp.TypeError || r.Error.Condition != stanza.Forbidden {
+				t.Errorf("%s reading the %+v list: %s %v; want forbidden", c.jid, item, r.Type, r.Error)
+			}
+		}
+	}
 }
 
 // TestE2ENickChangeAndSessions: an XMPP user joined from two clients is one

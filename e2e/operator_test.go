@@ -334,6 +334,18 @@ func TestE2EAdminCommands(t *testing.T) {
 	admin := v.matrixUser(t, "opsadmin", "Ops")
 	dm := admin.directChat()
 
+	// Who is in a room, with their XMPP addresses, is for its members and
+	// the bridge's admins: not for any user of the homeserver.
+	name, server, err := (xmpp.Scheme{Domain: jid.MustParse(v.CompDomain)}).ParseRoomJID(muc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := "#" + name + ":" + server
+	stranger := v.newMatrixUser(t, "stranger", "Stranger")
+	stranger.ask(stranger.directChat(), "occupants "+alias, "You may not run `occupants`")
+	mary.command(room, "occupants", "No XMPP user is in this room")
+	admin.ask(dm, "occupants "+alias, "No XMPP user is in this room")
+
 	admin.ask(dm, "help", "forget <jid>")
 	admin.ask(dm, "status", "Direct chats:")
 	admin.ask(dm, "rooms", xmpp.URI(muc, "join"))

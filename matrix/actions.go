@@ -665,6 +665,22 @@ func (c *Connector) RoomPowerLevels(ctx context.Context, roomID id.RoomID) (*eve
 	return pl, nil
 }
 
+// IsJoined reports whether a user is joined to a room: from the bot's cache
+// of room state, else from the homeserver.
+func (c *Connector) IsJoined(ctx context.Context, roomID id.RoomID, userID id.UserID) (bool, error) {
+	if c.AS.StateStore.IsInRoom(ctx, roomID, userID) {
+		return true, nil
+	}
+	var member event.MemberEventContent
+	err := c.Bot().StateEvent(ctx, roomID, event.StateMember, userID.String(), &member)
+	if errors.Is(err, mautrix.MNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("failed to read the membership of %s in %s: %w", userID, roomID, err)
+	}
+	return member.Membership == event.MembershipJoin, nil
+}
+
 // JoinedMemberCount returns how many users are joined to a room, from the
 // bot's cache of room state.
 func (c *Connector) JoinedMemberCount(ctx context.Context, roomID id.RoomID) int {

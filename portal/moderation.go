@@ -89,13 +89,21 @@ func (p *Portal) handleAdmin(ctx context.Context, iq *xmpp.IQ) {
 		p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.BadRequest, "Malformed muc#admin request"))
 		return
 	}
-	if iq.Type == xmpp.TypeGet {
-		p.deps.XMPP.Reply(ctx, iq, p.adminList(q.Items[0]), nil)
-		return
-	}
 	occ, ok := p.session(iq.From.JID)
 	if !ok {
 		p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.Forbidden, "You are not in this room"))
+		return
+	}
+	if iq.Type == xmpp.TypeGet {
+		// Lists name real JIDs: affiliation lists are for admins and
+		// owners (XEP-0045 §9.5, §10.5), role lists for moderators (§8.5).
+		st := p.standingOf(occ.puppet)
+		if q.Items[0].Role != "" && st.role != xmpp.RoleModerator ||
+			q.Items[0].Role == "" && st.affiliation != xmpp.AffOwner && st.affiliation != xmpp.AffAdmin {
+			p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.Forbidden, "Only the room's moderators may read this list"))
+			return
+		}
+		p.deps.XMPP.Reply(ctx, iq, p.adminList(q.Items[0]), nil)
 		return
 	}
 	for _, item := range q.Items {
