@@ -550,6 +550,10 @@ func messageKind(c *event.MessageEventContent) string {
 		return "reply"
 	case isMedia(c.MsgType):
 		return "media"
+	case c.MsgType == event.MsgText, c.MsgType == event.MsgEmote, c.MsgType == event.MsgNotice:
+		return strings.TrimPrefix(string(c.MsgType), "m.")
 	}
-	return strings.TrimPrefix(string(c.MsgType), "m.")
+	// Senders choose msgtypes: a metric label from one would let them
+	// grow the metrics without bound.
+	return "other"
 }

@@ -664,10 +664,27 @@ func (p *Portal) TryQueue(evt any) bool {
 }
 
 // eventKind names a queued event for metrics.
+// knownEventTypes are the Matrix event types a portal handles.
+var knownEventTypes = map[string]bool{}
+
+func init() {
+	for _, t := range []event.Type{event.EventMessage, event.EventReaction, event.EventRedaction, event.EventEncrypted,
+		event.EphemeralEventTyping, event.EphemeralEventReceipt, event.StateMember, event.StateRoomName, event.StateTopic,
+		event.StateCanonicalAlias, event.StateJoinRules, event.StatePowerLevels, event.StateRoomAvatar,
+		event.StateHistoryVisibility, event.StateEncryption} {
+		knownEventTypes[t.Type] = true
+	}
+}
+
 func eventKind(evt any) string {
 	switch e := evt.(type) {
 	case *event.Event:
-		return "matrix_" + strings.TrimPrefix(e.Type.Type, "m.")
+		// A fixed set: senders choose event types, and each label value
+		// is a new time series.
+		if knownEventTypes[e.Type.Type] {
+			return "matrix_" + strings.TrimPrefix(e.Type.Type, "m.")
+		}
+		return "matrix_other"
 	case *xmpp.Message:
 		return "xmpp_message"
 	case *xmpp.Presence:
