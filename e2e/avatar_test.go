@@ -136,6 +136,19 @@ func TestE2EAvatars(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+
+	// Another occupant asks for Alice's vCard by her occupant JID: the
+	// room asks her server and passes the answer on (XEP-0054 §3.3).
+	bob := v.newXMPPClient(t, "bob", "vcard")
+	bob.mustJoin(muc, "Bob")
+	card := vcardOf(t, bob, occ(muc, "Alice"))
+	var data []byte
+	if card.Photo != nil {
+		data, _ = card.Photo.Data()
+	}
+	if card.FN != "Alice" || !bytes.Equal(data, aliceFace) {
+		t.Errorf("Alice's vCard through the room: FN %q, %d bytes of photo; want hers", card.FN, len(data))
+	}
 }
 
 // downloadLegacy fetches media from the unauthenticated endpoint, for

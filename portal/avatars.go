@@ -148,8 +148,9 @@ func (p *Portal) handleVCard(ctx context.Context, iq *xmpp.IQ) {
 		return
 	}
 	if o := p.occupantOf(owner); o != nil {
-		// Asked off the portal's loop: the answer may take a while.
-		go p.forwardVCard(ctx, iq, o.bare)
+		// Asked off the portal's loop: the answer may take a while. On the
+		// loop's context, not this event's, which ends when we return.
+		go p.forwardVCard(zerolog.Ctx(ctx).WithContext(p.baseCtx), iq, o.bare)
 		return
 	}
 	p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, ""))
