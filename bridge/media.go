@@ -40,12 +40,19 @@ func (b *Bridge) setupMedia(ctx context.Context) error {
 	return nil
 }
 
+// mediaLinkPath is the part of a media link's path that MediaLinks.Check
+// reads: still percent-encoded, as Check decodes each part itself (the
+// decoded r.URL.Path would decode a file name's "%25" twice).
+func mediaLinkPath(r *http.Request) string {
+	return strings.TrimPrefix(r.URL.EscapedPath(), portal.MediaPathPrefix)
+}
+
 // serveMedia streams a Matrix file to an XMPP user who has a signed link.
 // Nothing is kept on disk. The response may not run as a page on the
 // bridge's origin: it is sandboxed and never sniffed.
 func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	log := zerolog.Ctx(r.Context())
-	file, err := b.mediaLinks.Check(strings.TrimPrefix(r.URL.Path, portal.MediaPathPrefix))
+	file, err := b.mediaLinks.Check(mediaLinkPath(r))
 	switch {
 	case errors.Is(err, portal.ErrExpiredLink):
 		http.Error(w, "This link has expired", http.StatusGone)

@@ -340,22 +340,24 @@ CREATE INDEX message_timestamp_idx ON message (timestamp);
 func TestReactions(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
+	secret := []byte("the bridge's secret")
 	room := id.RoomID("!r:hs.test")
 	if err := db.Portal.Insert(ctx, &Portal{RoomID: room, Alias: "#r:hs.test", MUCLocal: "#r#hs.test", CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	for i, key := range []string{"👍", "🎉"} {
-		r := &Reaction{RoomID: room, EventID: id.EventID("$r" + key), TargetEventID: "$msg", Sender: "@a:hs.test", KeyHash: KeyHash(key), Timestamp: time.UnixMilli(int64(i))}
+		r := &Reaction{RoomID: room, EventID: id.EventID("$r" + key), TargetEventID: "$msg", Sender: "@a:hs.test", KeyHash: KeyHash(secret, key), Timestamp: time.UnixMilli(int64(i))}
 		if err := db.Reaction.Insert(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rs, err := db.Reaction.GetBySender(ctx, room, "$msg", "@a:hs.test")
-	if err != nil || len(rs) != 2 || rs[0].KeyHash != KeyHash("👍") {
+	if err != nil || len(rs) != 2 || rs[0].KeyHash != KeyHash(secret, "👍") {
 		t.Fatalf("GetBySender = %+v, %v", rs, err)
 	}
-	if KeyHash("👍") == KeyHash("🎉") || len(KeyHash("x")) != 32 {
-		t.Error("KeyHash does not tell keys apart")
+	if KeyHash(secret, "👍") == KeyHash(secret, "🎉") || len(KeyHash(secret, "x")) != 32 ||
+		KeyHash(secret, "👍") == KeyHash([]byte("another secret"), "👍") {
+		t.Error("KeyHash does not tell keys or secrets apart")
 	}
 	if other, _ := db.Reaction.GetBySender(ctx, room, "$msg", "@b:hs.test"); len(other) != 0 {
 		t.Error("another sender's reactions were returned")

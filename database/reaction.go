@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -16,15 +17,19 @@ type Reaction struct {
 	EventID       id.EventID
 	TargetEventID id.EventID
 	Sender        id.UserID
-	// KeyHash is KeyHash(key): the key itself is not kept.
+	// KeyHash is KeyHash(secret, key): the key itself is not kept.
 	KeyHash   string
 	Timestamp time.Time
 }
 
-// KeyHash hashes a reaction key for the reaction table.
-func KeyHash(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:16])
+// KeyHash hashes a reaction key for the reaction table, keyed with a
+// secret of the bridge: reaction keys are mostly emoji, and a plain hash of
+// one is undone by hashing every emoji.
+func KeyHash(secret []byte, key string) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("reaction key\x00"))
+	mac.Write([]byte(key))
+	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
 func newReaction(_ *dbutil.QueryHelper[*Reaction]) *Reaction { return &Reaction{} }

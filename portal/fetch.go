@@ -97,6 +97,7 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("192.0.0.0/24"),
 	netip.MustParsePrefix("198.18.0.0/15"),
 	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"), // NAT64: an IPv4 address behind a translator
 	netip.MustParsePrefix("64:ff9b:1::/48"),
 }
 

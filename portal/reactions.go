@@ -42,8 +42,8 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		if k == "" || len(k) > maxReactionBytes || !utf8.ValidString(k) {
 			continue
 		}
-		if _, dup := want[database.KeyHash(k)]; !dup && len(want) < maxReactions {
-			want[database.KeyHash(k)] = k
+		if _, dup := want[p.keyHash(k)]; !dup && len(want) < maxReactions {
+			want[p.keyHash(k)] = k
 			keys = append(keys, k)
 		}
 	}
@@ -58,7 +58,7 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		had[r.KeyHash] = r
 	}
 	for _, k := range keys {
-		h := database.KeyHash(k)
+		h := p.keyHash(k)
 		if had[h] != nil {
 			continue
 		}
@@ -124,7 +124,7 @@ func (p *Portal) handleMatrixReaction(ctx context.Context, evt *event.Event) {
 		return
 	}
 	err := p.deps.DB.Reaction.Insert(ctx, &database.Reaction{RoomID: p.RoomID, EventID: evt.ID, TargetEventID: rel.EventID,
-		Sender: evt.Sender, KeyHash: database.KeyHash(rel.Key), Timestamp: time.Now()})
+		Sender: evt.Sender, KeyHash: p.keyHash(rel.Key), Timestamp: time.Now()})
 	if err != nil {
 		p.log.Error().Err(err).Msg("Failed to store a reaction")
 	}
@@ -183,3 +183,6 @@ func (p *Portal) sendReactionSet(ctx context.Context, sender id.UserID, target i
 	}
 	p.broadcastReactions(ctx, nick, sender, target, keys, nil)
 }
+
+// keyHash is how the reaction table keeps a reaction key.
+func (p *Portal) keyHash(key string) string { return database.KeyHash(p.deps.OccupantIDKey, key) }
