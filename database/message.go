@@ -29,7 +29,7 @@ func newMessageRow() *Message { return &Message{} }
 const (
 	messageColumns          = `room_id, event_id, sender_jid, stanza_id, target_event_id, timestamp`
 	getMessageByEventID     = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
-	getMessageByStanzaID    = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3`
+	getMessageByStanzaID    = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3 ORDER BY timestamp DESC LIMIT 1`
 	getMessageByAnyStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND stanza_id=$2 LIMIT 1`
 	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
 	deleteMessagesBefore    = `DELETE FROM message WHERE timestamp<$1`
@@ -61,7 +61,8 @@ func (mq *MessageQuery) GetByEventID(ctx context.Context, roomID id.RoomID, even
 	return queryOne(ctx, mq.stmts, newMessageRow, getMessageByEventID, roomID, eventID)
 }
 
-// GetByStanzaID returns the mapping of a sender's stanza in a room, or nil.
+// GetByStanzaID returns the mapping of a sender's stanza in a room, or nil;
+// the newest, where a client reused a plain stanza id.
 func (mq *MessageQuery) GetByStanzaID(ctx context.Context, roomID id.RoomID, sender, stanzaID string) (*Message, error) {
 	return queryOne(ctx, mq.stmts, newMessageRow, getMessageByStanzaID, roomID, sender, stanzaID)
 }

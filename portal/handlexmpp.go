@@ -325,7 +325,7 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
 		if err != nil {
 			log.Error().Err(err).Msg("Failed to look up message")
-		} else if prev != nil {
+		} else if prev != nil && !reusedID(msg, prev) {
 			// A resend of a message that is already on Matrix: only its
 			// sender needs the reflection again.
 			log.Debug().Stringer("event_id", prev.EventID).Msg("Ignoring repeated XMPP message")
@@ -400,7 +400,7 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 		content = p.matrixContent(prepareXMPPRelations(msg))
 	}
 	target := p.addXMPPRelations(ctx, occ, msg, content)
-	txn := txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID)
+	txn := p.messageTxnID(ctx, occ, msg, stanzaID)
 	evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventMessage, content)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
@@ -485,6 +485,35 @@ func (p *Portal) sent(ctx context.Context, txn string) {
 	if err := p.deps.DB.Message.FinishSend(ctx, p.RoomID, txn); err != nil {
 		p.log.Error().Err(err).Msg("Failed to drop the note of a finished send")
 	}
+}
+
+// PlainIDWindow is how long a message's plain stanza id (one without an
+// XEP-0359 origin-id) marks a later stanza with that id as a resend of it:
+// longer than a client with stream management waits to resume (Prosody
+// keeps a session 10 minutes), short enough for clients that reuse ids.
+// An origin-id is unique by definition and marks resends as long as the
+// mapping is kept.
+const PlainIDWindow = 15 * time.Minute
+
+// reusedID reports whether msg, whose stanza id names the earlier message
+// prev, is a new message that reuses a plain id rather than a resend.
+func reusedID(msg *xmpp.Message, prev *database.Message) bool {
+	return (msg.OriginID == nil || msg.OriginID.ID == "") && time.Since(prev.Timestamp) > PlainIDWindow
+}
+
+// messageTxnID is the transaction ID of an XMPP message's Matrix event:
+// derived from its stanza id, so that a resend is the same transaction; for
+// a new message that reuses a plain id, also from the event it reuses it
+// from, so that a homeserver that still knows the old transaction does not
+// answer with the old event.
+func (p *Portal) messageTxnID(ctx context.Context, occ *occupant, msg *xmpp.Message, stanzaID string) string {
+	if stanzaID != "" && (msg.OriginID == nil || msg.OriginID.ID == "") {
+		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
+		if err == nil && prev != nil && reusedID(msg, prev) {
+			stanzaID += "\x00" + prev.EventID.String()
+		}
+	}
+	return txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID)
 }
 
 // stanzaIDOf is the id the sender gave a stanza: its origin-id (XEP-0359)
