@@ -71,6 +71,9 @@ type Bridge struct {
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
 	pending map[string]*lookup
+	// invitations limits the XEP-0249 invitations each Matrix user makes
+	// the bridge send.
+	invitations *keyedLimiter
 	// newChats limits how many direct chats each XMPP user opens, lookups
 	// how many Matrix users it has looked up; busyNotices how often a room
 	// is told that the bot dropped a command.
@@ -103,6 +106,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
 		lookups:     newKeyedLimiter(lookupEvery, lookupBurst),
 		busyNotices: newKeyedLimiter(10*time.Second, 1),
+		invitations: newKeyedLimiter(invitationEvery, invitationBurst),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),
 		started:     time.Now(),
@@ -304,8 +308,15 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 			}
 			return
 		}
-		if !b.Config.hasLevel(evt.Sender, LevelUser) && !b.Matrix.IsBridgeUser(evt.Sender) {
-			zerolog.Ctx(ctx).Debug().Stringer("sender", evt.Sender).Msg("Not bridging a message of a user without permission")
+	}
+	switch evt.Type {
+	case event.EventMessage, event.EventReaction, event.EventRedaction:
+		// Whoever may not use the bridge has nothing of theirs cross:
+		// neither messages nor reactions nor deletions (typing and
+		// receipts are filtered per user in the portal).
+		if !b.permitted(evt.Sender) {
+			zerolog.Ctx(ctx).Debug().Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).
+				Msg("Not bridging an event of a user without permission")
 			return
 		}
 	}
@@ -321,6 +332,12 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 		return
 	}
 	b.handleUnbridgedEvent(ctx, evt)
+}
+
+// permitted reports whether a Matrix user's events may cross: users at
+// level user or above, and the bridge's own.
+func (b *Bridge) permitted(u id.UserID) bool {
+	return b.Config.hasLevel(u, LevelUser) || b.Matrix.IsBridgeUser(u)
 }
 
 // flushPortal returns the wait of a transaction that handed events to a
@@ -390,6 +407,8 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		Scheme:           b.scheme,
 		HomeserverDomain: b.Config.Homeserver.Domain,
 		OccupantIDKey:    b.occupantIDKey,
+		Permitted:        b.permitted,
+		MayInvite:        b.mayInvite,
 		HistoryMessages:  b.Config.Bridge.HistoryMessages,
 
 		OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
@@ -11,6 +12,26 @@ import (
 	"github.com/mxpp/mxpp/portal"
 	"github.com/mxpp/mxpp/xmpp"
 )
+
+// Each Matrix user may make the bridge send 20 XEP-0249 invitations at
+// once, then one a minute: an invitation is a message to any XMPP address.
+const (
+	invitationEvery = time.Minute
+	invitationBurst = 20
+)
+
+// mayInvite reports whether a Matrix user's invitation may go to XMPP now:
+// users with permission, at the rate above. A refusal is audited.
+func (b *Bridge) mayInvite(u id.UserID) bool {
+	if !b.Config.hasLevel(u, LevelUser) {
+		return false
+	}
+	if !b.invitations.allow(u.String(), time.Now()) {
+		b.Audit.Warn().Str("action", "invite").Stringer("by", u).Str("result", "rate-limited").Msg("invitation")
+		return false
+	}
+	return true
+}
 
 // handleUnbridgedEvent handles events of rooms without a portal. Only
 // invitations matter there: the bot accepts its own, a puppet invited to a
@@ -26,6 +47,12 @@ func (b *Bridge) handleUnbridgedEvent(ctx context.Context, evt *event.Event) {
 		return
 	}
 	log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
+	if !b.Config.hasLevel(evt.Sender, LevelUser) {
+		// Neither the bot nor a puppet acts for someone who may not use
+		// the bridge: no join, no invitation sent to XMPP.
+		log.Info().Stringer("invitee", target).Msg("Ignoring an invitation from a user without permission")
+		return
+	}
 	if target == b.Matrix.BotID() {
 		// Handled off the transaction: joining is a homeserver round trip.
 		go func() {
@@ -59,6 +86,10 @@ func (b *Bridge) handleUnbridgedEvent(ctx context.Context, evt *event.Event) {
 	if _, server, ok := portal.SplitAlias(alias); !ok || server != b.Config.Homeserver.Domain || err != nil {
 		log.Info().Stringer("jid", invitee).Stringer("alias", alias).
 			Msg("Cannot invite an XMPP user to a room without an address on this bridge")
+		return
+	}
+	if !b.mayInvite(evt.Sender) {
+		log.Warn().Stringer("jid", invitee).Msg("Not inviting an XMPP user: the inviter sent too many invitations")
 		return
 	}
 	log.Info().Stringer("jid", invitee).Stringer("muc", room).Msg("Inviting XMPP user to a room")

@@ -133,6 +133,7 @@ bridge:
   permissions:
     "*": user
     "@opsadmin:hs.test": admin
+    "@muted:hs.test": none
   media:
     # The test's HTTP upload server is on loopback.
     allow_private_networks: true

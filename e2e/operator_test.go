@@ -625,3 +625,71 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 		t.Errorf("messages crossed while switched off: %q", got)
 	}
 }
+
+// TestE2ENoneLevel: a Matrix user at permission level none has nothing of
+// theirs cross to XMPP (messages, reactions, deletions, typing, read
+// markers), and cannot make the bridge invite anyone on XMPP.
+func TestE2ENoneLevel(t *testing.T) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", "none", "None", "")
+	muted := v.matrixUser(t, "muted", "Muted")
+	muted.join(room)
+	alice := v.newXMPPClient(t, "alice", "none")
+	alice.mustJoin(muc, "Alice")
+	mary.waitEvent("Alice's puppet joining", isMembership(room, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
+	mark := alice.mark()
+	target := mary.say(room, "a message to react to")
+	alice.waitFrom(mark, "Mary's message", isGroupchat(occ(muc, "Mary"), "a message to react to"))
+
+	bob, erin := v.newXMPPClient(t, "bob", "none"), v.newXMPPClient(t, "erin", "none")
+	bobMark, erinMark := bob.mark(), erin.mark()
+	own := muted.say(room, "this stays on Matrix")
+	if _, err := muted.c.SendReaction(ctx(t), room, target, "👍"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := muted.c.RedactEvent(ctx(t), room, own); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := muted.c.UserTyping(ctx(t), room, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := muted.c.SendReceipt(ctx(t), room, target, event.ReceiptTypeRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := muted.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: puppetOf("bob@" + v.XMPPDomain)}); err != nil {
+		t.Fatal(err)
+	}
+	// Mary's typing, marker message and invitation come after all of it:
+	// once they arrived, anything of the muted user's would have too.
+	if _, err := mary.c.UserTyping(ctx(t), room, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary typing", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && m.Composing != nil
+	})
+	if _, err := mary.c.InviteUser(ctx(t), room, &mautrix.ReqInviteUser{UserID: puppetOf("erin@" + v.XMPPDomain)}); err != nil {
+		t.Fatal(err)
+	}
+	mary.say(room, "the marker")
+	alice.waitFrom(mark, "the marker", isGroupchat(occ(muc, "Mary"), "the marker"))
+	for _, st := range alice.since(mark) {
+		if m, ok := st.(*xmpp.Message); ok && m.From.Equal(occ(muc, "Muted")) {
+			t.Errorf("something of a user at level none reached XMPP: %+v", m)
+		}
+		if m, ok := st.(*xmpp.Message); ok && (m.Retract != nil || m.Reactions != nil) {
+			t.Errorf("a retraction or reaction reached XMPP: %+v", m)
+		}
+	}
+	// Erin's invitation came after any for Bob would have; a round trip
+	// to Bob's server then shows all Bob's stream held before.
+	erin.waitFrom(erinMark, "Mary's invitation of Erin", func(v any) bool { m, ok := v.(*xmpp.Message); return ok && m.DirectInvite != nil })
+	if r := bob.iq(jid.MustParse(v.XMPPDomain), xmpp.TypeGet, &pingPayload{}); r.Type != xmpp.TypeResult {
+		t.Fatalf("ping of Bob's server: %v", r.Error)
+	}
+	for _, st := range bob.since(bobMark) {
+		if m, ok := st.(*xmpp.Message); ok && m.DirectInvite != nil {
+			t.Errorf("a user at level none made the bridge invite bob: %+v", m)
+		}
+	}
+}

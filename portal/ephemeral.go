@@ -57,10 +57,13 @@ func (p *Portal) handleXMPPChatState(ctx context.Context, occ *occupant, state s
 
 // handleMatrixTyping turns Matrix typing notifications into chat states:
 // composing for members who started typing, active for those who stopped.
+// permitted reports whether a Matrix user may use the bridge.
+func (p *Portal) permitted(u id.UserID) bool { return p.deps.Permitted == nil || p.deps.Permitted(u) }
+
 func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 	now := map[id.UserID]bool{}
 	for _, u := range evt.Content.AsTyping().UserIDs {
-		if !p.deps.Matrix.IsBridgeUser(u) && p.roster.members[u] != nil {
+		if !p.deps.Matrix.IsBridgeUser(u) && p.roster.members[u] != nil && p.permitted(u) {
 			now[u] = true
 		}
 	}
@@ -119,7 +122,7 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 	for eventID, receipts := range *evt.Content.AsReceipt() {
 		for u := range receipts[event.ReceiptTypeRead] {
 			m := p.roster.members[u]
-			if m == nil || p.deps.Matrix.IsBridgeUser(u) || p.lastRead[u] == eventID {
+			if m == nil || p.deps.Matrix.IsBridgeUser(u) || p.lastRead[u] == eventID || !p.permitted(u) {
 				continue
 			}
 			row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID)

@@ -36,6 +36,11 @@ func (p *Portal) invitedOnMatrix(ctx context.Context, puppet, inviter id.UserID,
 	if err != nil {
 		return
 	}
+	if p.deps.MayInvite != nil && !p.deps.MayInvite(inviter) {
+		p.log.Info().Stringer("jid", invitee).Stringer("inviter", inviter).
+			Msg("Not inviting an XMPP user: the inviter may not use the bridge, or sent too many invitations")
+		return
+	}
 	p.log.Info().Stringer("jid", invitee).Stringer("inviter", inviter).Msg("Inviting XMPP user to the room")
 	p.send(ctx, DirectInvitation(p.deps.Scheme, p.roomJID, inviter, invitee, reason))
 }

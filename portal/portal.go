@@ -75,10 +75,18 @@ var (
 
 // Deps are the services every portal shares.
 type Deps struct {
-	Matrix MatrixAPI
-	XMPP   XMPPAPI
-	DB     *database.Database
-	Scheme xmpp.Scheme
+	// Permitted reports whether a Matrix user may use the bridge: the
+	// typing and receipts of others do not cross (their other events never
+	// reach the portal). Nil permits everyone.
+	Permitted func(id.UserID) bool
+	// MayInvite reports whether a Matrix user's invitation of a puppet may
+	// send an XEP-0249 invitation to XMPP now (permission, rate limit).
+	// Nil allows every one.
+	MayInvite func(id.UserID) bool
+	Matrix    MatrixAPI
+	XMPP      XMPPAPI
+	DB        *database.Database
+	Scheme    xmpp.Scheme
 	// HomeserverDomain is the server name of the bridged homeserver.
 	HomeserverDomain string
 	// OccupantIDKey keys the HMAC of XEP-0421 occupant ids.
