@@ -11,7 +11,8 @@ RUN CGO_ENABLED=0 go build -tags goolm -trimpath -ldflags "-s -w -X main.Version
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 1337 --home-dir /data mxpp
+    && useradd --system --uid 1337 --home-dir /data mxpp \
+    && mkdir /data && chown mxpp:mxpp /data
 COPY --from=build /out/mxpp /usr/local/bin/mxpp
 COPY example-config.yaml /opt/mxpp/example-config.yaml
 COPY docker-run.sh /usr/local/bin/docker-run.sh
