@@ -153,7 +153,10 @@ func TestE2EEncryptionPolicies(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(time.Second) // what would have reached Alice has by now
+	// Whatever the bridge did with the message it has done, and what it
+	// wrote for Alice has reached her.
+	v.waitHandled(t, sent)
+	alice.barrier()
 	for _, st := range alice.since(mark) {
 		if m, ok := st.(*xmpp.Message); ok && m.Body == "from an unverified device" {
 			t.Error("a message from an unverified device reached XMPP")

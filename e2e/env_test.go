@@ -17,10 +17,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
 	"github.com/mxpp/mxpp/testenv"
+	"github.com/mxpp/mxpp/xmpp"
 )
 
 // env is the shared test environment: the servers and the bridge, and the
@@ -220,4 +225,37 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+// barrier returns once everything the component wrote for this client
+// before now has arrived: a ping to the component comes back on the same
+// streams, after it.
+func (c *xmppClient) barrier() {
+	c.t.Helper()
+	if r := c.iq(jid.MustParse(e.CompDomain), xmpp.TypeGet, &pingPayload{}); r.Type != xmpp.TypeResult {
+		c.t.Fatalf("ping of the component: %v", r.Error)
+	}
+}
+
+// waitHandled waits until the bridge has answered the appservice
+// transaction that brought an event: whatever the bridge did with it, it
+// has done, and written to XMPP.
+func (v *env) waitHandled(t *testing.T, evt id.EventID) {
+	t.Helper()
+	txnOf := regexp.MustCompile(`transaction_id=(\S+)`)
+	waitFor(t, "the bridge handling "+evt.String(), func() bool {
+		log, _ := os.ReadFile(v.LogPath())
+		txn := ""
+		for _, line := range strings.Split(string(log), "\n") {
+			if m := txnOf.FindStringSubmatch(line); m != nil {
+				switch {
+				case strings.Contains(line, "Appservice transaction ") && strings.Contains(line, `"`+evt.String()+`"`):
+					txn = m[1]
+				case txn != "" && m[1] == txn && strings.Contains(line, "Appservice transaction handled"):
+					return true
+				}
+			}
+		}
+		return false
+	})
 }

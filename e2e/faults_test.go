@@ -370,8 +370,16 @@ func faultStream(t *testing.T, name string, fault, recover func()) {
 	if toXMPP != nil {
 		t.Errorf("Matrix → XMPP: %v", toXMPP)
 	}
-	// Nothing more arrives late: no duplicate after the check.
-	time.Sleep(time.Second)
+	// Nothing more arrives late: no duplicate after the check, up to a
+	// marker each way sent after it.
+	if err := talker.send("end", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	mary.waitEvent("the XMPP marker", isMessage(room, puppet, "end-1"))
+	if err := mary.sendMatrix(room, "end", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the Matrix marker on XMPP", func() bool { return len(reader.received(occ(muc, "Mary"), "end")) > 0 })
 	if err := wantSequence(mary.timelineFrom(room, puppet), "x", n); err != nil {
 		t.Errorf("XMPP → Matrix, later: %v", err)
 	}

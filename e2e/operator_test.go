@@ -611,7 +611,7 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 			p.MUCUser != nil && p.MUCUser.Destroy != nil
 	})
 	mary.waitEvent("the bot's farewell", isNotice(room, "no longer reachable from XMPP"))
-	mary.say(room, "nobody on XMPP reads this")
+	unread := mary.say(room, "nobody on XMPP reads this")
 	other := v.newXMPPClient(t, "bob", "pub")
 	other.mustBeRefused(muc, "Bob", stanza.Forbidden, "join under exposure off")
 	if !hasAudit(auditEntries(t, "close"), map[string]any{"room_id": room, "exposure": "off"}) {
@@ -620,7 +620,8 @@ func TestE2EPublicAndOffExposure(t *testing.T) {
 	if state := mary.bridgeState(room, muc); state.Channel.ID != "" {
 		t.Errorf("m.bridge after switching off: %+v", state)
 	}
-	time.Sleep(500 * time.Millisecond)
+	v.waitHandled(t, unread)
+	alice.barrier()
 	if got := alice.groupchatBodies(mark, occ(muc, "Mary")); len(got) != 0 {
 		t.Errorf("messages crossed while switched off: %q", got)
 	}

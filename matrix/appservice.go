@@ -221,6 +221,7 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 	c.txns.add(txnID)
 	writeEmptyJSON(w)
+	log.Debug().Msg("Appservice transaction handled")
 }
 
 // handleEvent parses an event's content and hands it on. Room events need
