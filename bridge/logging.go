@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +25,44 @@ func NewLogger(cfg LoggingConfig) zerolog.Logger {
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
-	return zerolog.New(logWriter(cfg)).Level(level).With().Timestamp().Logger()
+	return zerolog.New(bodyFilter{out: logWriter(cfg), keepTrace: !cfg.RedactBodies}).Level(level).With().Timestamp().Logger()
+}
+
+// bodyFilter keeps the bodies of homeserver requests out of the log: they
+// hold message text, and mautrix logs them (as req_body) with every
+// request, at error level when one fails, as during a homeserver outage.
+// Only trace lines keep them, and only without logging.redact_bodies.
+// zerolog writes each event as one JSON object per Write, before any
+// pretty printing.
+type bodyFilter struct {
+	out       io.Writer
+	keepTrace bool
+}
+
+var reqBodyKey = []byte(`"req_body"`)
+
+func (f bodyFilter) Write(p []byte) (int, error) {
+	if !bytes.Contains(p, reqBodyKey) {
+		return f.out.Write(p)
+	}
+	var entry map[string]json.RawMessage
+	if err := json.Unmarshal(p, &entry); err != nil {
+		// Not an event of ours: say so rather than pass it on.
+		_, err = f.out.Write([]byte(`{"level":"warn","message":"A log line with a request body could not be redacted and was dropped"}` + "\n"))
+		return len(p), err
+	}
+	if f.keepTrace && string(entry[zerolog.LevelFieldName]) == `"trace"` {
+		return f.out.Write(p)
+	}
+	entry["req_body"] = json.RawMessage(`"[redacted]"`)
+	out, err := json.Marshal(entry)
+	if err != nil {
+		return 0, err
+	}
+	if _, err = f.out.Write(append(out, '\n')); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // newAuditLogger returns the logger of audit events: admin actions,

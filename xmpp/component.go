@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -581,17 +580,17 @@ type logConn struct {
 	net.Conn
 	log    zerolog.Logger
 	redact bool
+	// The redactors of each direction: a read or write may end anywhere
+	// in a stanza, so where it stopped carries over to the next.
+	in, out textRedactor
 }
 
-// bodyRe finds message bodies in logged XML (escaped text holds no '<').
-var bodyRe = regexp.MustCompile(`<body([^>]*)>[^<]*</body>`)
-
-func (lc *logConn) trace(msg string, p []byte) {
+func (lc *logConn) trace(msg string, r *textRedactor, p []byte) {
 	if lc.log.GetLevel() > zerolog.TraceLevel {
 		return
 	}
 	if lc.redact {
-		p = bodyRe.ReplaceAll(p, []byte("<body$1>[redacted]</body>"))
+		p = r.redact(p)
 	}
 	lc.log.Trace().Bytes("xml", p).Msg(msg)
 }
@@ -599,12 +598,50 @@ func (lc *logConn) trace(msg string, p []byte) {
 func (lc *logConn) Read(p []byte) (int, error) {
 	n, err := lc.Conn.Read(p)
 	if n > 0 {
-		lc.trace("XMPP in", p[:n])
+		lc.trace("XMPP in", &lc.in, p[:n])
 	}
 	return n, err
 }
 
 func (lc *logConn) Write(p []byte) (int, error) {
-	lc.trace("XMPP out", p)
+	lc.trace("XMPP out", &lc.out, p)
 	return lc.Conn.Write(p)
+}
+
+// textRedactor replaces the character data of an XML stream with "…",
+// keeping the markup: whatever element text sits in (a body, XHTML-IM, a
+// subject), and wherever the stream was cut into reads, no text is left.
+type textRedactor struct {
+	inTag bool
+	quote byte // the quote of the attribute value being read, or 0
+}
+
+func (r *textRedactor) redact(p []byte) []byte {
+	out := make([]byte, 0, len(p))
+	elided := false
+	for _, c := range p {
+		switch {
+		case r.inTag && r.quote != 0:
+			if c == r.quote {
+				r.quote = 0
+			}
+		case r.inTag:
+			switch c {
+			case '\'', '"':
+				r.quote = c
+			case '>':
+				r.inTag = false
+			}
+		case c == '<':
+			r.inTag, elided = true, false
+		default:
+			if !elided {
+				out = append(out, "…"...)
+				elided = true
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -317,13 +317,29 @@ func mustJID(s string) Addr {
 func TestLogRedaction(t *testing.T) {
 	var buf strings.Builder
 	lc := &logConn{log: zerolog.New(&buf).Level(zerolog.TraceLevel), redact: true}
-	lc.trace("XMPP in", []byte(`<message><body xml:lang="en">secret &lt;text&gt;</body><subject>topic</subject></message>`))
-	if strings.Contains(buf.String(), "secret") || !strings.Contains(buf.String(), "[redacted]") || !strings.Contains(buf.String(), "topic") {
-		t.Errorf("redacted log: %s", buf.String())
+	// Whatever element holds the text, and wherever reads cut the
+	// stream (inside text, a tag or an attribute value), none is left.
+	r := &textRedactor{}
+	for _, chunk := range []string{
+		`<message to='a>b'><body xml:lang="en">sec`, `ret &lt;text&gt;</body><subject>topic</sub`,
+		`ject><html xmlns='http://jabber.org/protocol/xhtml-im'><body><p>more <b>hidden</b></p></body></html>`,
+		`<body xml:lang='x">y'>last words</body></message>`,
+	} {
+		lc.trace("XMPP in", r, []byte(chunk))
+	}
+	for _, text := range []string{"sec", "ret", "text", "topic", "more", "hidden", "last words"} {
+		if strings.Contains(buf.String(), text) {
+			t.Errorf("%q in the redacted log: %s", text, buf.String())
+		}
+	}
+	for _, markup := range []string{"<subject>", "xhtml-im", "<b>", `xml:lang='x\">y'`, "</message>"} {
+		if !strings.Contains(buf.String(), markup) {
+			t.Errorf("%q missing from the redacted log: %s", markup, buf.String())
+		}
 	}
 	buf.Reset()
 	lc.redact = false
-	lc.trace("XMPP in", []byte(`<body>visible</body>`))
+	lc.trace("XMPP in", &textRedactor{}, []byte(`<body>visible</body>`))
 	if !strings.Contains(buf.String(), "visible") {
 		t.Errorf("unredacted log: %s", buf.String())
 	}
