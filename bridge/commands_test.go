@@ -1,0 +1,82 @@
+package bridge
+
+import (
+	"context"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// TestAllowed: who may run which command, for the cases decided by the
+// config alone (room admin and membership checks ask the homeserver, and
+// are covered end to end).
+func TestAllowed(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Bridge.Permissions = map[string]string{"*": LevelNone, "hs.test": LevelUser, "@boss:hs.test": LevelAdmin, "@muted:hs.test": LevelNone}
+	b := &Bridge{Config: &cfg}
+	b.commands = b.commandList()
+	cmd := func(name string) *command {
+		c := b.findCommand(name)
+		if c == nil {
+			t.Fatalf("no command %s", name)
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		command string
+		sender  id.UserID
+		room    id.RoomID
+		xmpp    bool
+		want    bool
+	}{
+		{"rooms", "@anna:hs.test", "", false, true},
+		{"rooms", "@muted:hs.test", "", false, false},
+		{"rooms", "@eve:other.test", "", false, false},
+		{"status", "@anna:hs.test", "", false, false},
+		{"status", "@boss:hs.test", "", false, true},
+		{"forget", "@boss:hs.test", "", false, true},
+		// Room commands without a room, or by users without permission,
+		// are refused before the homeserver is asked.
+		{"expose", "@anna:hs.test", "", false, false},
+		{"expose", "@muted:hs.test", "!r:hs.test", false, false},
+		{"expose", "@boss:hs.test", "!r:hs.test", false, true},
+		{"occupants", "@anna:hs.test", "", false, false},
+		{"occupants", "@eve:other.test", "!r:hs.test", false, false},
+		{"occupants", "@boss:hs.test", "!r:hs.test", false, true},
+		// XMPP admins (already checked) get the commands offered to XMPP.
+		{"status", "", "", true, true},
+		{"expose", "", "", true, false},
+	} {
+		e := &cmdEnv{b: b, sender: tc.sender, room: tc.room}
+		if tc.xmpp {
+			e.xmpp = jid.MustParse("admin@xmpp.test")
+		}
+		if got := b.allowed(context.Background(), cmd(tc.command), e); got != tc.want {
+			t.Errorf("%s by %q (room %q, xmpp %v): allowed %v; want %v", tc.command, tc.sender, tc.room, tc.xmpp, got, tc.want)
+		}
+	}
+}
+
+// TestMayInvite: invitations to XMPP only from users with permission, 20
+// at once per user, then one a minute.
+func TestMayInvite(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Bridge.Permissions = map[string]string{"hs.test": LevelUser, "@muted:hs.test": LevelNone}
+	b := &Bridge{Config: &cfg, invitations: newKeyedLimiter(invitationEvery, invitationBurst), Audit: zerolog.Nop()}
+	if b.mayInvite("@muted:hs.test") || b.mayInvite("@eve:other.test") {
+		t.Error("a user without permission may invite")
+	}
+	for i := range invitationBurst {
+		if !b.mayInvite("@anna:hs.test") {
+			t.Fatalf("invitation %d refused", i+1)
+		}
+	}
+	if b.mayInvite("@anna:hs.test") {
+		t.Error("invitation beyond the burst allowed")
+	}
+	if !b.mayInvite("@ben:hs.test") {
+		t.Error("another user's invitation refused")
+	}
+}
