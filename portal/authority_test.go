@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -31,15 +30,12 @@ func (*authorityHS) GetEvent(context.Context, id.RoomID, id.EventID) (*event.Eve
 // member delete or rewrite anyone's message for XMPP users.
 func TestRedactionAndEditAuthority(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
+	var err error
 	out := &stanzaRecorder{}
 	p := testPortal()
 	p.deps.DB, p.deps.Matrix, p.deps.XMPP, p.log = db, &authorityHS{}, out, zerolog.Nop()
-	if err = db.Portal.Insert(ctx, p.Portal); err != nil {
+	if err := db.Portal.Insert(ctx, p.Portal); err != nil {
 		t.Fatal(err)
 	}
 	const mary, sam, mod = id.UserID("@mary:hs.test"), id.UserID("@sam:hs.test"), id.UserID("@mod:hs.test")

@@ -2,7 +2,6 @@ package portal
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,11 +70,8 @@ func (r *stanzaRecorder) Send(_ context.Context, v any) error {
 // the chat.
 func TestDirectChat(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
+	var err error
 	row := database.NewDirect("!dm:hs.test", "@mary:hs.test", "alice@xmpp.test")
 	if err = db.Portal.Insert(ctx, row); err != nil {
 		t.Fatal(err)

@@ -352,11 +352,7 @@ func (s *sendRecorder) FindSent(_ context.Context, _ id.RoomID, _ id.UserID, txn
 // random-ID sends go straight out.
 func TestSendOnce(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	hs := &sendRecorder{events: map[string]id.EventID{}}
 	p := testPortal()
 	p.deps.DB, p.deps.Matrix, p.log = db, hs, zerolog.Nop()
@@ -389,4 +385,15 @@ func TestSendOnce(t *testing.T) {
 	if hs.sends != 4 {
 		t.Errorf("sends with random transaction IDs: %d; want each sent", hs.sends-2)
 	}
+}
+
+// openTestDB opens a database of its own for a test, closed at its end.
+func openTestDB(t *testing.T) *database.Database {
+	t.Helper()
+	db, err := database.Open(context.Background(), database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -2,7 +2,6 @@ package portal
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,11 +17,8 @@ import (
 // the mapping is kept.
 func TestReusedPlainID(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
+	var err error
 	p := testPortal()
 	p.deps.DB, p.log = db, zerolog.Nop()
 	if err = db.Portal.Insert(ctx, p.Portal); err != nil {
