@@ -280,6 +280,7 @@ func (b *Bridge) Stop() {
 // room's portal. Rooms without a portal are not bridged.
 func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 	if !b.events.accept(evt) {
+		b.awaitDuplicate(ctx, evt)
 		return
 	}
 	p, err := b.portalByRoom(ctx, evt.RoomID)
@@ -324,10 +325,7 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 		go b.encryptionTurnedOn(evt.RoomID)
 	}
 	if p != nil {
-		p.Queue(ctx, evt)
-		if txn := matrix.TxnFrom(ctx); txn != nil {
-			txn.Await(p, b.flushPortal(p))
-		}
+		b.queue(ctx, p, evt)
 		b.checkDeparted(evt)
 		return
 	}
@@ -338,6 +336,43 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 // level user or above, and the bridge's own.
 func (b *Bridge) permitted(u id.UserID) bool {
 	return b.Config.hasLevel(u, LevelUser) || b.Matrix.IsBridgeUser(u)
+}
+
+// queue hands an event to its portal; the transaction waits until the
+// portal delivered it. A portal that ended meanwhile (its room closed, its
+// alias moved) did not take the event: the transaction fails, so that the
+// homeserver sends it again, to whichever portal then stands for the room.
+func (b *Bridge) queue(ctx context.Context, p *portal.Portal, evt *event.Event) {
+	txn := matrix.TxnFrom(ctx)
+	if !p.Queue(ctx, evt) {
+		zerolog.Ctx(ctx).Warn().Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).
+			Msg("The room's portal ended before it took an event; asking the homeserver to send it again")
+		b.events.forget(evt.ID)
+		if txn != nil {
+			txn.Await(evt.ID, func(context.Context) error { return fmt.Errorf("room %s: the portal ended", evt.RoomID) })
+		}
+		return
+	}
+	if txn != nil {
+		txn.Await(p, b.flushPortal(p))
+	}
+}
+
+// awaitDuplicate makes a transaction that brings an event again wait for
+// the first copy: a homeserver retries a transaction that was not
+// answered in time while its events may still be on their way, and only
+// their delivery may answer it.
+func (b *Bridge) awaitDuplicate(ctx context.Context, evt *event.Event) {
+	txn := matrix.TxnFrom(ctx)
+	if txn == nil || evt.Type.Class == event.EphemeralEventType {
+		return
+	}
+	b.mu.Lock()
+	p := b.byRoom[evt.RoomID]
+	b.mu.Unlock()
+	if p != nil {
+		txn.Await(p, b.flushPortal(p))
+	}
 }
 
 // flushPortal returns the wait of a transaction that handed events to a

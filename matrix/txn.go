@@ -32,6 +32,13 @@ func TxnFrom(ctx context.Context) *Txn {
 
 func withTxn(ctx context.Context, t *Txn) context.Context { return context.WithValue(ctx, txnKey{}, t) }
 
+// WithTxn returns a context in which events come in t, and Finish runs
+// what t waits for: for handlers' tests.
+func WithTxn(ctx context.Context, t *Txn) context.Context { return withTxn(ctx, t) }
+
+// Finish runs the waits registered with Await and returns the first error.
+func (t *Txn) Finish(ctx context.Context) error { return t.finish(ctx) }
+
 // Await registers wait, once per key, to run before the transaction is
 // acknowledged.
 func (t *Txn) Await(key any, wait func(context.Context) error) {

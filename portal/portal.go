@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -348,7 +349,13 @@ type (
 	// Reconnected tells the portal that the component link came back.
 	Reconnected struct{}
 	// flushEvent is answered once everything queued before it was handled.
-	flushEvent struct{ done chan []id.EventID }
+	// Its state settles who has the undelivered events: the loop claims
+	// them for the waiter (1), or the waiter gave up (2) and they stay for
+	// the next flush, so that no failure is reported to nobody.
+	flushEvent struct {
+		done  chan []id.EventID
+		state *atomic.Int32
+	}
 )
 
 // Flush waits until every event queued before it was handled, and returns
@@ -361,7 +368,8 @@ type (
 // not retry the transaction that closed it.
 func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
 	done := make(chan []id.EventID, 1)
-	if !p.Queue(ctx, flushEvent{done}) {
+	f := flushEvent{done: done, state: new(atomic.Int32)}
+	if !p.Queue(ctx, f) {
 		if p.ended() {
 			return nil, nil
 		}
@@ -373,7 +381,10 @@ func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
 	case <-p.done:
 		return nil, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if f.state.CompareAndSwap(0, 2) {
+			return nil, ctx.Err()
+		}
+		return <-done, nil // claimed just now: the answer is on its way
 	}
 }
 
@@ -468,8 +479,10 @@ func (p *Portal) handle(loopCtx context.Context, evt any) (alive bool) {
 				break
 			}
 		}
-		f.done <- p.undelivered
-		p.undelivered = nil
+		if f.state.CompareAndSwap(0, 1) {
+			f.done <- p.undelivered
+			p.undelivered = nil
+		}
 		return true
 	}
 	if !p.loaded {
@@ -577,11 +590,18 @@ func (p *Portal) load(ctx context.Context) error {
 	return nil
 }
 
-// rejectUnloaded answers an XMPP stanza when the room's state could not be
-// read, so that the sender is not left waiting.
+// rejectUnloaded answers an event when the room's state could not be read:
+// an XMPP stanza with an error, so that the sender is not left waiting; a
+// Matrix event by counting it undelivered.
 func (p *Portal) rejectUnloaded(ctx context.Context, evt any) {
 	serr := xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver cannot be reached")
 	switch e := evt.(type) {
+	case *event.Event:
+		// Not handled: the next Flush reports it, and the homeserver's
+		// retry of its transaction brings it again.
+		if e.ID != "" {
+			p.undelivered = append(p.undelivered, e.ID)
+		}
 	case *xmpp.Presence:
 		if e.Type == "" {
 			p.send(ctx, &xmpp.Presence{ID: e.ID, Type: xmpp.TypeError, From: e.To, To: e.From, Error: serr})

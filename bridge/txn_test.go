@@ -1,0 +1,99 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// stuckHS is a homeserver whose room state can be read only once released,
+// and then not at all.
+type stuckHS struct {
+	portal.MatrixAPI
+	release chan struct{}
+}
+
+func (h stuckHS) RoomInfo(ctx context.Context, _ id.RoomID) (*matrix.RoomInfo, error) {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("room state unavailable")
+}
+
+func testBridgePortal(t *testing.T, hs portal.MatrixAPI) (*Bridge, *portal.Portal) {
+	t.Helper()
+	row := &database.Portal{RoomID: "!r:hs.test", Alias: "#r:hs.test"}
+	p, err := portal.New(row, portal.Deps{Matrix: hs, Log: zerolog.Nop(), Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p.Start(ctx)
+	cfg := DefaultConfig()
+	b := &Bridge{Config: &cfg, Log: zerolog.Nop(), events: newEventFilter(SyncOff), byRoom: map[id.RoomID]*portal.Portal{row.RoomID: p}}
+	return b, p
+}
+
+// deliver hands an event to the bridge in a transaction of its own and
+// returns what answering the transaction within wait would say.
+func deliver(b *Bridge, evt *event.Event, wait time.Duration) error {
+	txn := &matrix.Txn{}
+	b.HandleMatrixEvent(matrix.WithTxn(context.Background(), txn), evt)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return txn.Finish(ctx)
+}
+
+func topicEvent() *event.Event {
+	key := ""
+	return &event.Event{ID: "$topic", RoomID: "!r:hs.test", Sender: "@mary:hs.test", Type: event.StateTopic, StateKey: &key,
+		Content: event.Content{Parsed: &event.TopicEventContent{Topic: "new"}}}
+}
+
+// TestRetriedTransactionWaits: a homeserver retries a transaction that
+// timed out while its event still waits in the portal. The retry must not
+// be answered before the event is delivered; and an event the portal
+// could not handle fails the transaction, so that it comes again.
+func TestRetriedTransactionWaits(t *testing.T) {
+	hs := stuckHS{release: make(chan struct{})}
+	b, _ := testBridgePortal(t, hs)
+	evt := topicEvent()
+	if err := deliver(b, evt, 100*time.Millisecond); err == nil {
+		t.Fatal("the first transaction was answered while its event waits")
+	}
+	if err := deliver(b, evt, 100*time.Millisecond); err == nil {
+		t.Fatal("the retried transaction was answered while its event still waits")
+	}
+	close(hs.release)
+	// Now the portal gets to it, but cannot read the room: not delivered.
+	if err := deliver(b, evt, 5*time.Second); err == nil {
+		t.Fatal("the transaction of an event the portal could not handle was answered as done")
+	}
+	// Forgotten, the event is taken again by the next retry.
+	if err := deliver(b, evt, 5*time.Second); err == nil {
+		t.Fatal("the retry of an undelivered event was answered as done")
+	}
+}
+
+// TestEndedPortalFailsTransaction: an event for a portal that has ended is
+// not taken, and its transaction fails rather than being answered as done.
+func TestEndedPortalFailsTransaction(t *testing.T) {
+	b, p := testBridgePortal(t, stuckHS{release: make(chan struct{})})
+	p.Stop()
+	if err := deliver(b, topicEvent(), 5*time.Second); err == nil {
+		t.Fatal("an event for an ended portal was answered as done")
+	}
+}
