@@ -74,6 +74,9 @@ type Bridge struct {
 	// invitations limits the XEP-0249 invitations each Matrix user makes
 	// the bridge send.
 	invitations *keyedLimiter
+	// newPuppets and allPuppets limit the puppets lookups create, per
+	// XMPP domain and in all.
+	newPuppets, allPuppets *keyedLimiter
 	// newChats limits how many direct chats each XMPP user opens, lookups
 	// how many Matrix users it has looked up; busyNotices how often a room
 	// is told that the bot dropped a command.
@@ -107,6 +110,8 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		lookups:     newKeyedLimiter(lookupEvery, lookupBurst),
 		busyNotices: newKeyedLimiter(10*time.Second, 1),
 		invitations: newKeyedLimiter(invitationEvery, invitationBurst),
+		newPuppets:  newKeyedLimiter(newPuppetEvery, newPuppetBurst),
+		allPuppets:  newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:    make(chan commandRequest, 64),
 		started:     time.Now(),

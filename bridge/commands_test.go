@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -78,5 +79,38 @@ func TestMayInvite(t *testing.T) {
 	}
 	if !b.mayInvite("@ben:hs.test") {
 		t.Error("another user's invitation refused")
+	}
+}
+
+// TestMayRegisterPuppet: lookups create at most 50 new puppets per XMPP
+// domain at once and 200 in all, since each is a homeserver account.
+func TestMayRegisterPuppet(t *testing.T) {
+	b := &Bridge{Audit: zerolog.Nop(), newPuppets: newKeyedLimiter(newPuppetEvery, newPuppetBurst),
+		allPuppets: newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst)}
+	for i := range newPuppetBurst {
+		if !b.MayRegisterPuppet(fmt.Sprintf("u%d@one.test", i)) {
+			t.Fatalf("puppet %d of one.test refused", i+1)
+		}
+	}
+	if b.MayRegisterPuppet("more@one.test") {
+		t.Error("a puppet beyond the burst of one.test allowed")
+	}
+	allowed := newPuppetBurst
+	for d := 0; allowed < newPuppetsAllBurst; d++ {
+		for i := range newPuppetBurst {
+			if allowed == newPuppetsAllBurst {
+				break
+			}
+			if !b.MayRegisterPuppet(fmt.Sprintf("u%d@d%d.test", i, d)) {
+				t.Fatalf("puppet %d in all refused", allowed+1)
+			}
+			allowed++
+		}
+	}
+	if b.MayRegisterPuppet("first@fresh.test") {
+		t.Error("a puppet beyond the burst in all allowed")
+	}
+	if b.MayRegisterPuppet("not a jid@") {
+		t.Error("an invalid JID allowed")
 	}
 }

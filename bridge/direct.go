@@ -352,6 +352,31 @@ func (b *Bridge) acceptDirect(evt *event.Event, puppet id.UserID, remote string)
 	log.Info().Msg("Accepted a direct chat")
 }
 
+// Lookups of XMPP users the bridge has not seen create puppets, each an
+// account on the homeserver: 50 per XMPP domain at once, then one every
+// 6 s, and 200 in all at once, then one a second.
+const (
+	newPuppetEvery     = 6 * time.Second
+	newPuppetBurst     = 50
+	newPuppetsAllEvery = time.Second
+	newPuppetsAllBurst = 200
+	allPuppetsKey      = "*"
+)
+
+// MayRegisterPuppet implements matrix.PuppetAllower.
+func (b *Bridge) MayRegisterPuppet(remote string) bool {
+	bare, err := xmpp.ParseJID(remote)
+	if err != nil {
+		return false
+	}
+	now := time.Now()
+	if !b.newPuppets.allow(bare.Domainpart(), now) || !b.allPuppets.allow(allPuppetsKey, now) {
+		b.Audit.Warn().Str("action", "new_puppet").Str("jid", remote).Str("result", "rate-limited").Msg("puppet")
+		return false
+	}
+	return true
+}
+
 // AllowPuppet implements matrix.PuppetAllower: the homeserver may create
 // the puppet of an XMPP user a Matrix user looks up or invites, when direct
 // chats are on and the user's server is allowed.

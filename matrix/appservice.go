@@ -88,6 +88,9 @@ func NewConnector(cfg Config, stateStore appservice.StateStore, handler Handler,
 // or invites an XMPP user the bridge has not seen yet.
 type PuppetAllower interface {
 	AllowPuppet(remote string) bool
+	// MayRegisterPuppet bounds how many puppets lookups create: each is
+	// an account on the homeserver.
+	MayRegisterPuppet(remote string) bool
 }
 
 // userQuery answers the homeserver's questions about users and aliases in
@@ -107,6 +110,10 @@ func (q userQuery) QueryUser(userID id.UserID) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if known, err := q.c.AS.StateStore.IsRegistered(ctx, userID); err == nil && !known && !q.allow.MayRegisterPuppet(remote) {
+		q.c.log.Warn().Stringer("user_id", userID).Msg("Not creating a puppet the homeserver asked for: too many new ones from its domain")
+		return false
+	}
 	if err := q.c.EnsurePuppet(ctx, userID, remote); err != nil {
 		q.c.log.Warn().Err(err).Stringer("user_id", userID).Msg("Failed to create a puppet the homeserver asked for")
 		return false
