@@ -183,6 +183,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 			return fmt.Errorf("encryption: %w", err)
 		}
 	}
+	b.Matrix.AcceptTransactions()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

@@ -53,6 +53,10 @@ type Connector struct {
 
 	crypto *Crypto // nil unless InitCrypto ran
 
+	// accepting is set once the bridge can handle every kind of event
+	// (encryption set up): transactions before that get 503.
+	accepting atomic.Bool
+
 	lastPush atomic.Int64                       // when the last transaction came, Unix ns
 	longPoll atomic.Pointer[context.CancelFunc] // ends the bot's waiting /sync
 }
@@ -144,6 +148,11 @@ func (c *Connector) Start(ctx context.Context) error {
 	return nil
 }
 
+// AcceptTransactions starts taking the homeserver's transactions: call it
+// once everything their handling needs is set up (InitCrypto included).
+// Before, they are answered 503, so that none is half understood.
+func (c *Connector) AcceptTransactions() { c.accepting.Store(true) }
+
 // Stop closes the listener, letting running requests finish for a while.
 func (c *Connector) Stop(ctx context.Context) {
 	if c.server != nil {
@@ -162,6 +171,14 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txnID := r.PathValue("txnID")
+	if !c.accepting.Load() {
+		// Until then encrypted events could not be read: the homeserver
+		// keeps the transaction and sends it again.
+		c.log.Debug().Str("transaction_id", txnID).Msg("Not taking transactions yet; asking the homeserver to retry")
+		mautrix.RespError{ErrCode: "M_UNKNOWN", Err: "The bridge is starting; retry later",
+			StatusCode: http.StatusServiceUnavailable}.Write(w)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxTransactionSize))
 	if err != nil {
 		var mbe *http.MaxBytesError
