@@ -12,6 +12,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -52,6 +53,13 @@ func TestMain(m *testing.M) {
 		}
 		code := m.Run()
 		if e != nil {
+			// The bridge runs with the race detector: a race it found fails
+			// the run, whichever test was running.
+			if log, err := os.ReadFile(e.LogPath()); err == nil && bytes.Contains(log, []byte("WARNING: DATA RACE")) {
+				i := bytes.Index(log, []byte("WARNING: DATA RACE"))
+				fmt.Fprintf(os.Stderr, "e2e: the bridge had a data race:\n%s\n", log[i:min(len(log), i+6000)])
+				code = 1
+			}
 			e.close(code != 0)
 		}
 		return code
@@ -81,6 +89,7 @@ func newEnv() (*env, error) {
 		return nil, err
 	}
 	v := &env{Stack: stack}
+	v.Race = true
 	v.Users = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan"}
 	for i := range burstClients {
 		v.Users = append(v.Users, fmt.Sprintf("load%d", i))

@@ -38,6 +38,9 @@ type Stack struct {
 	// password name+"pw"; ProsodyEnv is more of its environment.
 	Users      []string
 	ProsodyEnv []string
+	// Race builds the bridge with the race detector (the end-to-end
+	// tests do; the benchmark measures the binary as shipped).
+	Race bool
 
 	bridge    *exec.Cmd
 	bridgeLog *os.File
@@ -87,11 +90,15 @@ func (s *Stack) Script(name string, env ...string) error {
 }
 
 // Build builds the bridge binary as the README says: static, pure-Go
-// Olm/Megolm.
+// Olm/Megolm; with Race, with the race detector (which needs cgo).
 func (s *Stack) Build() error {
-	build := exec.Command("go", "build", "-tags", "goolm", "-o", s.Bin, "./cmd/mxpp")
+	args, cgo := []string{"build", "-tags", "goolm", "-o", s.Bin}, "CGO_ENABLED=0"
+	if s.Race {
+		args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+	}
+	build := exec.Command("go", append(args, "./cmd/mxpp")...)
 	build.Dir = s.Root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Env = append(os.Environ(), cgo)
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the bridge: %v\n%s", err, out)
 	}
