@@ -163,6 +163,10 @@ func TestMatrixContent(t *testing.T) {
 		{"reference", xmpp.Message{Body: "ping Älice?", References: []xmpp.Reference{{Type: "mention",
 			URI: "xmpp:#r#hs.test@matrix.xmpp.test/Alice", Begin: n(5), End: n(10)}}}, event.MsgText, "ping Älice?",
 			`ping <a href="https://matrix.to/#/@_xmpp_alice=40xmpp.test:hs.test">Älice</a>?`, []id.UserID{"@_xmpp_alice=40xmpp.test:hs.test"}},
+		// As RFC 5122 writes it, and as clients that follow it send it.
+		{"percent-encoded reference", xmpp.Message{Body: "hi Mary Q", References: []xmpp.Reference{{Type: "mention",
+			URI: "xmpp:%23r%23hs.test@matrix.xmpp.test/Mary%20Q", Begin: n(3), End: n(9)}}}, event.MsgText, "hi Mary Q",
+			`hi <a href="https://matrix.to/#/@mary:hs.test">Mary Q</a>`, []id.UserID{"@mary:hs.test"}},
 		{"bad reference range", xmpp.Message{Body: "x", References: []xmpp.Reference{{Type: "mention",
 			URI: "xmpp:#r#hs.test@matrix.xmpp.test/Alice", Begin: n(0), End: n(99)}}}, event.MsgText, "x", "", nil},
 		{"mention cannot be styled away", xmpp.Message{Body: "Mary Q: `code`"}, event.MsgText, "Mary Q: `code`",
