@@ -62,7 +62,7 @@ func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mxc, name := file.MXC, file.FileName
-	resp, err := b.Matrix.OpenMedia(r.Context(), mxc.CUString())
+	resp, err := b.Matrix.StreamMedia(r.Context(), mxc.CUString())
 	if err != nil {
 		log.Info().Err(err).Stringer("mxc", mxc).Msg("Failed to stream a Matrix file")
 		http.Error(w, "The file cannot be fetched from Matrix", http.StatusBadGateway)

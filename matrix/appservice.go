@@ -53,6 +53,10 @@ type Connector struct {
 
 	crypto *Crypto // nil unless InitCrypto ran
 
+	// streamClient streams media (StreamMedia), made once.
+	streamOnce   sync.Once
+	streamClient *http.Client
+
 	// accepting is set once the bridge can handle every kind of event
 	// (encryption set up): transactions before that get 503.
 	accepting atomic.Bool

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
@@ -316,3 +317,60 @@ func TestTransactionLog(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestStreamMedia: a file the homeserver sends slowly streams to its end,
+// however long that takes beyond the bot's request timeout; the older
+// endpoint is used where authenticated media is missing.
+func TestStreamMedia(t *testing.T) {
+	const chunks = 6
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer as-secret" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/_matrix/client/v1/media/download/hs.test/slow", "/_matrix/media/v3/download/hs.test/old":
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(http.StatusOK)
+		for range chunks {
+			w.Write([]byte("0123456789"))
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer hs.Close()
+	cfg := testConfig()
+	cfg.Homeserver.Address = hs.URL
+	c, err := NewConnector(cfg, nil, &recordingHandler{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Bot().Client.Client.Timeout = 250 * time.Millisecond // shorter than the file takes
+	read := func(open func(context.Context, id.ContentURIString) (*http.Response, error), uri id.ContentURIString) (int, error) {
+		resp, err := open(context.Background(), uri)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		return len(data), err
+	}
+	if n, err := read(c.StreamMedia, "mxc://hs.test/slow"); err != nil || n != 10*chunks {
+		t.Errorf("streamed %d bytes, %v; want all %d", n, err, 10*chunks)
+	}
+	if n, err := read(c.StreamMedia, "mxc://hs.test/old"); err != nil || n != 10*chunks {
+		t.Errorf("streamed from the older endpoint %d bytes, %v; want all %d", n, err, 10*chunks)
+	}
+	if _, err := read(c.StreamMedia, "mxc://hs.test/missing"); err == nil {
+		t.Error("a missing file streamed")
+	}
+	// What the bridge used before: the bot's client, whose timeout covers
+	// the body, cuts the file off.
+	if n, err := read(c.OpenMedia, "mxc://hs.test/slow"); err == nil && n == 10*chunks {
+		t.Error("OpenMedia read the slow file to its end: the timeout this test is about did not bite")
+	}
+}
