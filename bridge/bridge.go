@@ -239,13 +239,17 @@ func (b *Bridge) initBot(ctx context.Context) error {
 	return nil
 }
 
+// shutdownDrain bounds how long Stop lets the portals handle what they
+// hold before everything is cancelled.
+var shutdownDrain = 10 * time.Second
+
 // Stop shuts the bridge down: no new transactions are taken, portals finish
 // the event at hand, the component says goodbye, the database is closed.
 func (b *Bridge) Stop() {
 	if b.cancel == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownDrain)
 	defer cancel()
 	if b.Matrix != nil {
 		b.Matrix.Stop(ctx)
@@ -270,10 +274,18 @@ func (b *Bridge) Stop() {
 		}()
 	}
 	wg.Wait()
-	for _, p := range portals {
-		p.Stop()
-	}
+	// Then everything ends at once: what a portal is still doing (a
+	// homeserver call, a file) is cancelled rather than waited for, and no
+	// room waits for another.
 	b.cancel()
+	for _, p := range portals {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop()
+		}()
+	}
+	wg.Wait()
 	b.wg.Wait()
 	if b.DB != nil {
 		_ = b.DB.Close()

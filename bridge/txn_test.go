@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -32,6 +33,20 @@ func (h stuckHS) RoomInfo(ctx context.Context, _ id.RoomID) (*matrix.RoomInfo, e
 	return nil, errors.New("room state unavailable")
 }
 
+// enteringHS says when the portal started to read the room's state.
+type enteringHS struct {
+	stuckHS
+	entered chan struct{}
+}
+
+func (h enteringHS) RoomInfo(ctx context.Context, room id.RoomID) (*matrix.RoomInfo, error) {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	return h.stuckHS.RoomInfo(ctx, room)
+}
+
 func testBridgePortal(t *testing.T, hs portal.MatrixAPI) (*Bridge, *portal.Portal) {
 	t.Helper()
 	row := &database.Portal{RoomID: "!r:hs.test", Alias: "#r:hs.test"}
@@ -43,7 +58,8 @@ func testBridgePortal(t *testing.T, hs portal.MatrixAPI) (*Bridge, *portal.Porta
 	t.Cleanup(cancel)
 	p.Start(ctx)
 	cfg := DefaultConfig()
-	b := &Bridge{Config: &cfg, Log: zerolog.Nop(), events: newEventFilter(SyncOff), byRoom: map[id.RoomID]*portal.Portal{row.RoomID: p}}
+	b := &Bridge{Config: &cfg, Log: zerolog.Nop(), events: newEventFilter(SyncOff), byRoom: map[id.RoomID]*portal.Portal{row.RoomID: p},
+		ctx: ctx, cancel: cancel, auditCloser: io.NopCloser(nil)}
 	return b, p
 }
 
@@ -95,5 +111,25 @@ func TestEndedPortalFailsTransaction(t *testing.T) {
 	p.Stop()
 	if err := deliver(b, topicEvent(), 5*time.Second); err == nil {
 		t.Fatal("an event for an ended portal was answered as done")
+	}
+}
+
+// TestStopCancelsBusyPortals: shutdown gives the portals a while to
+// finish what they hold, then cancels what they are still doing, for all
+// rooms at once: a room stuck on the homeserver does not hold it up for the
+// event's whole timeout (2 minutes).
+func TestStopCancelsBusyPortals(t *testing.T) {
+	defer func(d time.Duration) { shutdownDrain = d }(shutdownDrain)
+	shutdownDrain = 200 * time.Millisecond
+	hs := enteringHS{stuckHS{release: make(chan struct{})}, make(chan struct{}, 1)}
+	b, _ := testBridgePortal(t, hs)
+	go deliver(b, topicEvent(), time.Minute)
+	<-hs.entered // the portal is stuck on it
+	stopped := make(chan struct{})
+	go func() { b.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop still waits for a stuck portal after 30 s")
 	}
 }
