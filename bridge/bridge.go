@@ -268,7 +268,7 @@ func (b *Bridge) Stop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := p.Flush(ctx); err != nil {
+			if _, err := p.Drain(ctx); err != nil {
 				b.Log.Warn().Err(err).Stringer("room_id", p.RoomID).Int("queued", p.QueueLen()).Msg("Stopping with events still queued")
 			}
 		}()

@@ -355,6 +355,7 @@ type (
 	flushEvent struct {
 		done  chan []id.EventID
 		state *atomic.Int32
+		drain bool // the XMPP inbox too (shutdown)
 	}
 )
 
@@ -367,8 +368,19 @@ type (
 // the flush returns at once, without error, so that the homeserver does
 // not retry the transaction that closed it.
 func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
+	return p.flush(ctx, false)
+}
+
+// Drain is Flush that also handles what XMPP sent before it: for
+// shutdown. A transaction's Flush waits for its Matrix events only, so that
+// a burst from XMPP does not make the homeserver's transactions time out.
+func (p *Portal) Drain(ctx context.Context) ([]id.EventID, error) {
+	return p.flush(ctx, true)
+}
+
+func (p *Portal) flush(ctx context.Context, drain bool) ([]id.EventID, error) {
 	done := make(chan []id.EventID, 1)
-	f := flushEvent{done: done, state: new(atomic.Int32)}
+	f := flushEvent{done: done, state: new(atomic.Int32), drain: drain}
 	if !p.Queue(ctx, f) {
 		if p.ended() {
 			return nil, nil
@@ -470,11 +482,10 @@ func (p *Portal) handle(loopCtx context.Context, evt any) (alive bool) {
 		}
 	}()
 	if f, ok := evt.(flushEvent); ok {
-		// What XMPP sent before the flush counts too (shutdown drains).
-		// Each stanza gets its own deadline: under the flush's, a long
-		// inbox would run out of time at once and every stanza left in it
-		// would fail.
-		for n := p.inbox.len(); n > 0 && !p.inboxPaused; n-- {
+		// At shutdown what XMPP sent before counts too. Each stanza gets
+		// its own deadline: under the flush's, a long inbox would run out of
+		// time at once and every stanza left in it would fail.
+		for n := p.inbox.len(); f.drain && n > 0 && !p.inboxPaused; n-- {
 			if st, _ := p.inbox.pop(); st != nil && !p.handle(loopCtx, st) {
 				break
 			}
