@@ -134,6 +134,15 @@ type lookup struct {
 	waiting []any
 }
 
+// Bounds on room lookups, which anyone on an allowed domain can start by
+// joining a room name: how many run at once, how many stanzas may wait for
+// one, and how long one may take.
+const (
+	maxLookups       = 16
+	maxLookupWaiting = 64
+	lookupTimeout    = 30 * time.Second
+)
+
 func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 	b.lookup(local, st, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
 		return b.createPortal(ctx, local, joiner(st))
@@ -147,15 +156,27 @@ func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 func (b *Bridge) lookup(key string, st any, create func(context.Context) (*portal.Portal, *stanza.Error)) {
 	b.mu.Lock()
 	if l := b.pending[key]; l != nil {
+		if len(l.waiting) >= maxLookupWaiting {
+			b.mu.Unlock()
+			b.reject(b.ctx, st, stanza.ResourceConstraint, "The room is still being looked up; try again later")
+			return
+		}
 		l.waiting = append(l.waiting, st)
 		b.mu.Unlock()
+		return
+	}
+	if len(b.pending) >= maxLookups {
+		b.mu.Unlock()
+		b.reject(b.ctx, st, stanza.ResourceConstraint, "Too many rooms are being looked up; try again later")
 		return
 	}
 	b.pending[key] = &lookup{waiting: []any{st}}
 	b.mu.Unlock()
 	go func() {
+		cctx, cancel := context.WithTimeout(b.ctx, lookupTimeout)
+		p, serr := create(cctx)
+		cancel()
 		ctx := b.ctx
-		p, serr := create(ctx)
 		b.mu.Lock()
 		waiting := b.pending[key].waiting
 		delete(b.pending, key)

@@ -3,7 +3,9 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
@@ -131,5 +134,54 @@ func TestStopCancelsBusyPortals(t *testing.T) {
 	case <-stopped:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Stop still waits for a stuck portal after 30 s")
+	}
+}
+
+// TestLookupBounds: room lookups, which anyone on an allowed domain starts
+// by joining a room name, are bounded: so many at once, so many stanzas
+// waiting for each; the rest are refused at once (resource-constraint).
+func TestLookupBounds(t *testing.T) {
+	comp, err := xmpp.NewComponent(xmpp.Config{Server: "127.0.0.1:1", Domain: "matrix.xmpp.test", Secret: "s"}, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := &Bridge{Log: zerolog.Nop(), XMPP: comp, ctx: ctx, cancel: cancel, pending: map[string]*lookup{}}
+	release := make(chan struct{})
+	var created atomic.Int32
+	create := func(context.Context) (*portal.Portal, *stanza.Error) {
+		created.Add(1)
+		<-release
+		return nil, xmpp.StanzaError(stanza.ItemNotFound, "")
+	}
+	join := func(room string) *xmpp.Presence {
+		return &xmpp.Presence{From: xmpp.A(jid.MustParse("eve@xmpp.test/r")), To: xmpp.A(jid.MustParse(room + "@matrix.xmpp.test/Eve"))}
+	}
+	for range maxLookupWaiting + 10 {
+		b.lookup("a", join("a"), create)
+	}
+	for i := range maxLookups + 5 {
+		b.lookup(fmt.Sprint("r", i), join(fmt.Sprint("r", i)), create)
+	}
+	b.mu.Lock()
+	lookups, waiting := len(b.pending), len(b.pending["a"].waiting)
+	b.mu.Unlock()
+	if lookups != maxLookups || waiting != maxLookupWaiting {
+		t.Errorf("%d lookups under way, %d stanzas waiting for one; want %d and %d", lookups, waiting, maxLookups, maxLookupWaiting)
+	}
+	close(release)
+	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 0 })
+	if n := created.Load(); n != maxLookups {
+		t.Errorf("%d lookups ran; want %d", n, maxLookups)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
 	}
 }
