@@ -63,6 +63,10 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		}
 		return
 	}
+	if costly(st) && !b.lookups.allow(from.Bare().String(), time.Now()) {
+		b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+		return
+	}
 	local := to.Localpart()
 	p, err := b.portalByMUC(ctx, local)
 	if err != nil {
@@ -97,6 +101,23 @@ func (b *Bridge) queueXMPP(ctx context.Context, p *portal.Portal, st any) {
 	if !p.QueueXMPP(st) {
 		b.reject(ctx, st, stanza.ResourceConstraint, "The room is busy; try again later")
 	}
+}
+
+// costly reports whether a stanza to a room makes the bridge fetch from the
+// homeserver or the sender's server: vCards (avatars), archive queries.
+// They count against the sender's lookups, like vCards of Matrix users.
+func costly(st any) bool {
+	iq, ok := st.(*xmpp.IQ)
+	if !ok {
+		return false
+	}
+	switch iq.Payload.XMLName.Space {
+	case xmpp.NSVCard:
+		return iq.Type == xmpp.TypeGet
+	case xmpp.NSMAM:
+		return iq.Type == xmpp.TypeSet
+	}
+	return false
 }
 
 // createsPortal reports whether a stanza to a room without a portal is

@@ -326,3 +326,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestE2ERoomQueryLimit: vCard requests to a room and its occupants (and
+// archive queries) count against the sender's lookups too: each may make
+// the bridge fetch an avatar or read the room's timeline.
+func TestE2ERoomQueryLimit(t *testing.T) {
+	v := need(t)
+	_, _, muc := v.newRoom(t, "Mary", "querylimit", "Query limit", "")
+	heidi := v.newXMPPClient(t, "heidi", "queries")
+	mark := heidi.mark()
+	const n = 80
+	for i := range n {
+		heidi.send(&xmpp.IQ{ID: fmt.Sprintf("rv%d", i), Type: xmpp.TypeGet, To: xmpp.A(muc), Body: &xmpp.VCard{}})
+	}
+	conds := map[string]int{}
+	for i := range n {
+		st, _ := heidi.waitFrom(mark, "the answer to vCard request "+strconv.Itoa(i), func(v any) bool {
+			iq, ok := v.(*xmpp.IQ)
+			return ok && iq.ID == fmt.Sprintf("rv%d", i)
+		})
+		if iq := st.(*xmpp.IQ); iq.Error != nil {
+			conds[string(iq.Error.Condition)]++
+		} else {
+			conds["result"]++
+		}
+	}
+	if conds["resource-constraint"] == 0 || conds["result"] < 40 {
+		t.Errorf("answers to %d vCard requests to a room at once: %v; want most answered, the rest refused", n, conds)
+	}
+}
