@@ -2,7 +2,7 @@ package bridge
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -24,23 +24,37 @@ func (b *Bridge) forget(ctx context.Context, bare jid.JID) (int, error) {
 
 // erasePuppet deletes a puppet with its reactions and message mappings.
 func (b *Bridge) erasePuppet(ctx context.Context, bare string) error {
+	return b.erasePuppetIfGone(ctx, bare, time.Time{})
+}
+
+// errNotGone says that a puppet's user came back before it was erased.
+var errNotGone = errors.New("the XMPP user came back")
+
+// erasePuppetIfGone erases a puppet and its mappings; with goneBefore set,
+// only if its user is still gone as of then, checked in the same database
+// transaction as the deletes, so that a user who joins meanwhile is never
+// erased halfway.
+func (b *Bridge) erasePuppetIfGone(ctx context.Context, bare string, goneBefore time.Time) error {
 	puppet := b.Matrix.PuppetID(bare)
-	if err := b.DB.Reaction.DeleteBySender(ctx, puppet); err != nil {
-		return err
-	}
-	if err := b.DB.Message.DeleteBySender(ctx, bare); err != nil {
-		return err
-	}
-	if err := b.DB.Puppet.Delete(ctx, bare); err != nil {
-		return err
-	}
-	// mautrix's membership cache (same database) remembers the puppet too.
-	for _, q := range []string{`DELETE FROM mx_user_profile WHERE user_id=$1`, `DELETE FROM mx_registrations WHERE user_id=$1`} {
-		if _, err := b.DB.Exec(ctx, q, puppet); err != nil {
-			return fmt.Errorf("failed to clear the membership cache: %w", err)
+	return b.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if goneBefore.IsZero() {
+			if err := b.DB.Puppet.Delete(ctx, bare); err != nil {
+				return err
+			}
+		} else if gone, err := b.DB.Puppet.DeleteIfGone(ctx, bare, goneBefore); err != nil {
+			return err
+		} else if !gone {
+			return errNotGone
 		}
-	}
-	return nil
+		if err := b.DB.Reaction.DeleteBySender(ctx, puppet); err != nil {
+			return err
+		}
+		if err := b.DB.Message.DeleteBySender(ctx, bare); err != nil {
+			return err
+		}
+		// mautrix's membership cache remembers the puppet too.
+		return b.DB.ForgetMatrixUser(ctx, puppet)
+	})
 }
 
 // cleanupLoop removes, every hour, the message and reaction mappings older
@@ -72,7 +86,8 @@ func (b *Bridge) cleanup(ctx context.Context) {
 	} else if n > 0 {
 		b.Log.Info().Int("keys", n).Msg("Deleted expired room keys")
 	}
-	gone, err := b.DB.Puppet.GetGone(ctx, time.Now().Add(-b.Config.Bridge.PuppetRetention))
+	before := time.Now().Add(-b.Config.Bridge.PuppetRetention)
+	gone, err := b.DB.Puppet.GetGone(ctx, before)
 	if err != nil {
 		b.Log.Error().Err(err).Msg("Failed to list departed puppets")
 		return
@@ -81,7 +96,9 @@ func (b *Bridge) cleanup(ctx context.Context) {
 		if chats, err := b.DB.Portal.GetDirectByJID(ctx, p.JID); err != nil || len(chats) > 0 {
 			continue // still in a direct chat
 		}
-		if err := b.erasePuppet(ctx, p.JID); err != nil {
+		if err := b.erasePuppetIfGone(ctx, p.JID, before); errors.Is(err, errNotGone) {
+			continue
+		} else if err != nil {
 			b.Log.Error().Err(err).Str("jid", p.JID).Msg("Failed to erase a departed puppet")
 			continue
 		}

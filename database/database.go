@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"github.com/mxpp/mxpp/database/upgrades"
@@ -132,4 +133,15 @@ func sqliteDSN(uri string) (string, error) {
 func (db *Database) Close() error {
 	db.stmts.close()
 	return db.Database.Close()
+}
+
+// ForgetMatrixUser removes a user from mautrix's membership cache, which
+// lives in the same database.
+func (db *Database) ForgetMatrixUser(ctx context.Context, userID id.UserID) error {
+	for _, q := range []string{`DELETE FROM mx_user_profile WHERE user_id=$1`, `DELETE FROM mx_registrations WHERE user_id=$1`} {
+		if _, err := db.Exec(ctx, q, userID); err != nil {
+			return fmt.Errorf("failed to clear the membership cache: %w", err)
+		}
+	}
+	return nil
 }

@@ -402,4 +402,13 @@ func TestGonePuppets(t *testing.T) {
 	if len(gone) != 1 || gone[0].JID != "gone@x.test" {
 		t.Errorf("GetGone = %+v; want only gone@x.test", gone)
 	}
+	// The erase checks again: who came back after GetGone is kept.
+	for j, want := range map[string]bool{"gone@x.test": true, "recent@x.test": false, "back@x.test": false, "stayed@x.test": false} {
+		if deleted, err := db.Puppet.DeleteIfGone(ctx, j, cutoff); err != nil || deleted != want {
+			t.Errorf("DeleteIfGone(%s) = %v, %v; want %v", j, deleted, err, want)
+		}
+	}
+	if p, err := db.Puppet.GetByJID(ctx, "back@x.test"); err != nil || p == nil {
+		t.Errorf("a puppet whose user came back was deleted: %v, %v", p, err)
+	}
 }

@@ -34,6 +34,7 @@ const (
 	setLeftAt       = `UPDATE puppet SET left_at=$2 WHERE jid=$1`
 	getGonePuppets  = `SELECT ` + puppetColumns + ` FROM puppet WHERE left_at>0 AND left_at<$1 AND NOT EXISTS (SELECT 1 FROM occupant WHERE occupant.user_jid=puppet.jid)`
 	deletePuppet    = `DELETE FROM puppet WHERE jid=$1`
+	deleteGone      = `DELETE FROM puppet WHERE jid=$1 AND left_at>0 AND left_at<$2 AND NOT EXISTS (SELECT 1 FROM occupant WHERE occupant.user_jid=puppet.jid)`
 	countPuppets    = `SELECT COUNT(*) FROM puppet`
 )
 
@@ -79,6 +80,17 @@ func (pq *PuppetQuery) SetAvatarHash(ctx context.Context, bare, hash string) err
 // Delete removes a puppet and its occupant sessions.
 func (pq *PuppetQuery) Delete(ctx context.Context, bare string) error {
 	return pq.Exec(ctx, deletePuppet, bare)
+}
+
+// DeleteIfGone deletes a puppet only if its user is still gone as GetGone
+// says, and reports whether it did: a user who came back since is kept.
+func (pq *PuppetQuery) DeleteIfGone(ctx context.Context, bare string, before time.Time) (bool, error) {
+	res, err := pq.GetDB().Exec(ctx, deleteGone, bare, before.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // Count returns the number of puppets.
