@@ -70,6 +70,7 @@ func TestSyncPollsWhileBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.AcceptTransactions()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.RunSync(ctx, memSyncStore{}, true); close(done) }()

@@ -81,11 +81,16 @@ func TestMediaLinks(t *testing.T) {
 	if err != nil || f.MXC.String() != "mxc://hs.test/abc123" || f.FileName != "cat picture.png" || f.Encryption != nil {
 		t.Fatalf("Check = %+v, %v", f, err)
 	}
-	// Any change breaks the signature.
+	// Any change breaks the signature. (The signature's first character
+	// is replaced by another: one time in 64 it was an 'x' already.)
+	other0 := "x"
+	if rest[0] == 'x' {
+		other0 = "y"
+	}
 	for _, bad := range []string{
 		strings.Replace(rest, "abc123", "abc124", 1),
 		strings.Replace(rest, "hs.test", "evil.test", 1),
-		"x" + rest[1:],
+		other0 + rest[1:],
 		rest + "/more",
 		"",
 	} {
