@@ -55,11 +55,11 @@ func (p *Portal) handleXMPPChatState(ctx context.Context, occ *occupant, state s
 	})
 }
 
-// handleMatrixTyping turns Matrix typing notifications into chat states:
-// composing for members who started typing, active for those who stopped.
 // permitted reports whether a Matrix user may use the bridge.
 func (p *Portal) permitted(u id.UserID) bool { return p.deps.Permitted == nil || p.deps.Permitted(u) }
 
+// handleMatrixTyping turns Matrix typing notifications into chat states:
+// composing for members who started typing, active for those who stopped.
 func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 	now := map[id.UserID]bool{}
 	for _, u := range evt.Content.AsTyping().UserIDs {

@@ -321,11 +321,15 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 	}
 	stanzaID := stanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
+	var reuses id.EventID // the earlier message whose plain id this one reuses
 	if stanzaID != "" {
 		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
-		if err != nil {
+		switch {
+		case err != nil:
 			log.Error().Err(err).Msg("Failed to look up message")
-		} else if prev != nil && !reusedID(msg, prev) {
+		case prev != nil && reusedID(msg, prev):
+			reuses = prev.EventID
+		case prev != nil:
 			// A resend of a message that is already on Matrix: only its
 			// sender needs the reflection again.
 			log.Debug().Stringer("event_id", prev.EventID).Msg("Ignoring repeated XMPP message")
@@ -346,11 +350,11 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 			mctx, cancel := context.WithTimeout(p.baseCtx, mediaTimeout)
 			defer cancel()
 			content, err := p.matrixMedia(mctx, puppet, link)
-			p.Queue(p.baseCtx, mediaReady{msg: msg, content: content, err: err})
+			p.Queue(p.baseCtx, mediaReady{msg: msg, content: content, err: err, reuses: reuses})
 		}()
 		return
 	}
-	p.bridgeXMPPMessage(ctx, msg, occ, nil)
+	p.bridgeXMPPMessage(ctx, msg, occ, nil, reuses)
 }
 
 // mediaReady is a shared file fetched and uploaded for an XMPP message, or
@@ -359,6 +363,7 @@ type mediaReady struct {
 	msg     *xmpp.Message
 	content *event.MessageEventContent
 	err     error
+	reuses  id.EventID
 }
 
 // mediaTimeout bounds fetching and uploading one shared file.
@@ -383,13 +388,14 @@ func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
 		p.log.Warn().Err(m.err).Stringer("jid", m.msg.From).Msg("Failed to bridge a shared file; sending the link instead")
 		p.failed(ToMatrix, "media_fetch")
 	}
-	p.bridgeXMPPMessage(ctx, m.msg, occ, m.content)
+	p.bridgeXMPPMessage(ctx, m.msg, occ, m.content, m.reuses)
 }
 
 // bridgeXMPPMessage sends an XMPP message to Matrix as its sender's puppet,
 // notes the mapping and reflects it to the room. content is the file it
-// shared, if any, else the message's text is sent.
-func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *occupant, content *event.MessageEventContent) {
+// shared, if any, else the message's text is sent. reuses is the earlier
+// message whose plain stanza id this one reuses, if any.
+func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *occupant, content *event.MessageEventContent, reuses id.EventID) {
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
@@ -400,7 +406,7 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 		content = p.matrixContent(prepareXMPPRelations(msg))
 	}
 	target := p.addXMPPRelations(ctx, occ, msg, content)
-	txn := p.messageTxnID(ctx, occ, msg, stanzaID)
+	txn := messageTxnID(p.RoomID, occ, msg, stanzaID, reuses)
 	evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventMessage, content)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send XMPP message to Matrix")
@@ -503,17 +509,14 @@ func reusedID(msg *xmpp.Message, prev *database.Message) bool {
 
 // messageTxnID is the transaction ID of an XMPP message's Matrix event:
 // derived from its stanza id, so that a resend is the same transaction; for
-// a new message that reuses a plain id, also from the event it reuses it
-// from, so that a homeserver that still knows the old transaction does not
-// answer with the old event.
-func (p *Portal) messageTxnID(ctx context.Context, occ *occupant, msg *xmpp.Message, stanzaID string) string {
-	if stanzaID != "" && (msg.OriginID == nil || msg.OriginID.ID == "") {
-		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
-		if err == nil && prev != nil && reusedID(msg, prev) {
-			stanzaID += "\x00" + prev.EventID.String()
-		}
+// a new message that reuses a plain id (reuses names the earlier one), also
+// from the event it reuses it from, so that a homeserver that still knows
+// the old transaction does not answer with the old event.
+func messageTxnID(room id.RoomID, occ *occupant, msg *xmpp.Message, stanzaID string, reuses id.EventID) string {
+	if reuses != "" {
+		stanzaID += "\x00" + reuses.String()
 	}
-	return txnID(p.RoomID.String(), occ.bare.String(), stanzaID, msg.ID)
+	return txnID(room.String(), occ.bare.String(), stanzaID, msg.ID)
 }
 
 // stanzaIDOf is the id the sender gave a stanza: its origin-id (XEP-0359)

@@ -702,7 +702,6 @@ func (p *Portal) TryQueue(evt any) bool {
 	}
 }
 
-// eventKind names a queued event for metrics.
 // knownEventTypes are the Matrix event types a portal handles.
 var knownEventTypes = map[string]bool{}
 
@@ -715,6 +714,7 @@ func init() {
 	}
 }
 
+// eventKind names a queued event for metrics.
 func eventKind(evt any) string {
 	switch e := evt.(type) {
 	case *event.Event:

@@ -42,8 +42,9 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		if k == "" || len(k) > maxReactionBytes || !utf8.ValidString(k) {
 			continue
 		}
-		if _, dup := want[p.keyHash(k)]; !dup && len(want) < maxReactions {
-			want[p.keyHash(k)] = k
+		h := p.keyHash(k)
+		if _, dup := want[h]; !dup && len(want) < maxReactions {
+			want[h] = k
 			keys = append(keys, k)
 		}
 	}

@@ -154,8 +154,6 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	p.broadcastRetraction(ctx, "", "", target, &xmpp.Moderated{By: by, OccupantID: p.occupantID(evt.Sender)}, reason)
 }
 
-// mayRedact reports whether a user has the room's level for redacting
-// others' events.
 // rowAuthor is the sender of a mapped message, "" if its JID is not one.
 func (p *Portal) rowAuthor(row *database.Message) id.UserID {
 	if j, err := xmpp.ParseJID(row.SenderJID); err == nil {
@@ -166,6 +164,8 @@ func (p *Portal) rowAuthor(row *database.Message) id.UserID {
 	return ""
 }
 
+// mayRedact reports whether a user has the room's level for redacting
+// others' events.
 func (p *Portal) mayRedact(u id.UserID) bool {
 	pl := p.info.PowerLevels
 	return pl != nil && pl.GetUserLevel(u) >= pl.Redact()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/xmpp"
@@ -47,17 +48,22 @@ func TestReusedPlainID(t *testing.T) {
 		{"origin-id of an hour ago", &xmpp.Message{ID: "x", OriginID: &xmpp.OriginID{ID: "1"}}, true},
 		{"plain id used twice, last a minute ago", &xmpp.Message{ID: "3"}, true},
 	} {
-		id := stanzaIDOf(tc.msg)
-		prev, err := db.Message.GetByStanzaID(ctx, p.RoomID, "alice@xmpp.test", id)
+		sid := stanzaIDOf(tc.msg)
+		prev, err := db.Message.GetByStanzaID(ctx, p.RoomID, "alice@xmpp.test", sid)
 		if err != nil || prev == nil {
 			t.Fatalf("%s: no mapping: %v", tc.name, err)
 		}
-		if resend := !reusedID(tc.msg, prev); resend != tc.resend {
+		resend := !reusedID(tc.msg, prev)
+		if resend != tc.resend {
 			t.Errorf("%s: resend = %v; want %v", tc.name, resend, tc.resend)
 		}
 		// A new message gets a transaction of its own; a resend the same
 		// as the first time.
-		if sameTxn := p.messageTxnID(ctx, occ, tc.msg, id) == plainTxn(id); sameTxn != tc.resend {
+		var reuses id.EventID
+		if !resend {
+			reuses = prev.EventID
+		}
+		if sameTxn := messageTxnID(p.RoomID, occ, tc.msg, sid, reuses) == plainTxn(sid); sameTxn != tc.resend {
 			t.Errorf("%s: transaction as for the first message: %v; want %v", tc.name, sameTxn, tc.resend)
 		}
 	}
