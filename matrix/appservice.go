@@ -53,9 +53,7 @@ type Connector struct {
 
 	crypto *Crypto // nil unless InitCrypto ran
 
-	// streamClient streams media (StreamMedia), made once.
-	streamOnce   sync.Once
-	streamClient *http.Client
+	streamClient *http.Client // for StreamMedia
 
 	// accepting is set once the bridge can handle every kind of event
 	// (encryption set up): transactions before that get 503.
@@ -80,7 +78,8 @@ func NewConnector(cfg Config, stateStore appservice.StateStore, handler Handler,
 	}
 	as.Log = log
 	as.UserAgent = "mxpp"
-	c := &Connector{Config: cfg, AS: as, log: log, handler: handler, Mux: http.NewServeMux(), txns: newRecentSet(1024)}
+	c := &Connector{Config: cfg, AS: as, log: log, handler: handler, Mux: http.NewServeMux(), txns: newRecentSet(1024),
+		streamClient: streamClient(as.BotClient().Client.Transport)}
 	// Transactions are ours: mautrix acknowledges them before handling and
 	// reads bodies without a bound. Everything else is mautrix's.
 	c.Mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", c.putTransaction)
@@ -219,7 +218,7 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 		c.pushed()
 	}
 	handling := &Txn{}
-	ctx := withTxn(log.WithContext(context.WithoutCancel(r.Context())), handling)
+	ctx := WithTxn(log.WithContext(context.WithoutCancel(r.Context())), handling)
 	for _, evt := range txn.Events {
 		if evt != nil {
 			evt.Mautrix.EventSource = event.SourceTimeline
@@ -239,7 +238,7 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, TxnTimeout)
 	defer cancel()
-	if err = handling.finish(wctx); err != nil {
+	if err = handling.Finish(wctx); err != nil {
 		// Not acknowledged: the homeserver sends it again, and what was
 		// handled already is recognised then.
 		log.Warn().Err(err).Msg("Transaction not fully handled; asking the homeserver to retry it")

@@ -61,47 +61,64 @@ func (c *Connector) StreamMedia(ctx context.Context, uri id.ContentURIString) (*
 	if err != nil || mxc.IsEmpty() {
 		return nil, fmt.Errorf("invalid media URI %q", uri)
 	}
-	c.streamOnce.Do(func() { c.streamClient = &http.Client{Transport: c.streamTransport()} })
-	client := c.streamClient
-	var status string
-	for _, path := range []mautrix.PrefixableURLPath{
-		mautrix.ClientURLPath{"v1", "media", "download", mxc.Homeserver, mxc.FileID},
-		mautrix.MediaURLPath{"v3", "download", mxc.Homeserver, mxc.FileID},
-	} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Bot().BuildURL(path), nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+c.Appservice.ASToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("failed to download %s: %w", uri, err)
-		}
-		if resp.StatusCode == http.StatusOK {
-			return resp, nil
-		}
-		resp.Body.Close()
-		status = resp.Status
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusMethodNotAllowed {
-			break // not a missing endpoint: the older one would say the same
-		}
+	resp, err := c.getMedia(ctx, c.streamClient, mautrix.ClientURLPath{"v1", "media", "download", mxc.Homeserver, mxc.FileID})
+	var serr mediaStatusError
+	if errors.As(err, &serr) && (serr.code == http.StatusNotFound || serr.code == http.StatusBadRequest || serr.code == http.StatusMethodNotAllowed) {
+		// No authenticated media here: the older endpoint.
+		resp, err = c.getMedia(ctx, c.streamClient, legacyMediaPath(mxc))
 	}
-	return nil, fmt.Errorf("failed to download %s: the homeserver answered %s", uri, status)
+	if err != nil {
+		return nil, fmt.Errorf("failed to download %s: %w", uri, err)
+	}
+	return resp, nil
 }
 
-// streamTransport is the bot's transport with a bound on the wait for the
-// response headers, for clients without an overall timeout.
-func (c *Connector) streamTransport() http.RoundTripper {
-	base, ok := c.Bot().Client.Client.Transport.(*http.Transport)
-	if !ok || base == nil {
-		if c.Bot().Client.Client.Transport != nil {
-			return c.Bot().Client.Client.Transport
-		}
-		base = http.DefaultTransport.(*http.Transport)
+// streamClient makes the client of StreamMedia: the bot's transport with a
+// bound on the wait for the response headers, and no overall timeout.
+func streamClient(base http.RoundTripper) *http.Client {
+	if base == nil {
+		base = http.DefaultTransport
 	}
-	t := base.Clone()
-	t.ResponseHeaderTimeout = time.Minute
-	return t
+	if t, ok := base.(*http.Transport); ok {
+		t = t.Clone()
+		t.ResponseHeaderTimeout = time.Minute
+		base = t
+	}
+	return &http.Client{Transport: base}
+}
+
+// mediaStatusError is a media download the homeserver answered with
+// something else than the file.
+type mediaStatusError struct {
+	code   int
+	status string
+}
+
+func (e mediaStatusError) Error() string { return "media download answered " + e.status }
+
+// getMedia downloads from a media endpoint as the bot with client; the
+// caller reads and closes the body of what it returns.
+func (c *Connector) getMedia(ctx context.Context, client *http.Client, path mautrix.PrefixableURLPath) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Bot().BuildURL(path), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Appservice.ASToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, mediaStatusError{code: resp.StatusCode, status: resp.Status}
+	}
+	return resp, nil
+}
+
+// legacyMediaPath is the download path of a file before authenticated
+// media (Matrix 1.11).
+func legacyMediaPath(mxc id.ContentURI) mautrix.PrefixableURLPath {
+	return mautrix.MediaURLPath{"v3", "download", mxc.Homeserver, mxc.FileID}
 }
 
 // MaxUploadSize returns the homeserver's upload limit, 0 if it names none.
@@ -114,21 +131,7 @@ func (c *Connector) MaxUploadSize(ctx context.Context) int64 {
 }
 
 func (c *Connector) downloadLegacy(ctx context.Context, mxc id.ContentURI) (*http.Response, error) {
-	url := c.Bot().BuildURL(mautrix.MediaURLPath{"v3", "download", mxc.Homeserver, mxc.FileID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Appservice.ASToken)
-	resp, err := c.Bot().Client.Client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, fmt.Errorf("media download answered %s", resp.Status)
-	}
-	return resp, nil
+	return c.getMedia(ctx, c.Bot().Client.Client, legacyMediaPath(mxc))
 }
 
 // UploadMedia stores content in the media repository as asUser.

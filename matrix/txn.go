@@ -30,14 +30,9 @@ func TxnFrom(ctx context.Context) *Txn {
 	return t
 }
 
-func withTxn(ctx context.Context, t *Txn) context.Context { return context.WithValue(ctx, txnKey{}, t) }
-
-// WithTxn returns a context in which events come in t, and Finish runs
-// what t waits for: for handlers' tests.
-func WithTxn(ctx context.Context, t *Txn) context.Context { return withTxn(ctx, t) }
-
-// Finish runs the waits registered with Await and returns the first error.
-func (t *Txn) Finish(ctx context.Context) error { return t.finish(ctx) }
+// WithTxn returns a context in which events come in t. The appservice
+// listener makes one per transaction; handlers' tests may too.
+func WithTxn(ctx context.Context, t *Txn) context.Context { return context.WithValue(ctx, txnKey{}, t) }
 
 // Await registers wait, once per key, to run before the transaction is
 // acknowledged.
@@ -54,9 +49,9 @@ func (t *Txn) Await(key any, wait func(context.Context) error) {
 	t.waits = append(t.waits, wait)
 }
 
-// finish runs the registered waits, all at once, and returns the first
+// Finish runs the registered waits, all at once, and returns the first
 // error.
-func (t *Txn) finish(ctx context.Context) error {
+func (t *Txn) Finish(ctx context.Context) error {
 	t.mu.Lock()
 	waits := t.waits
 	t.mu.Unlock()
