@@ -94,29 +94,24 @@ func (b *Bridge) allowed(ctx context.Context, c *command, e *cmdEnv) bool {
 	switch c.need {
 	case needUser:
 		return b.Config.hasLevel(e.sender, LevelUser)
-	case needMember:
-		// What a room holds (its XMPP users' addresses) is for its
-		// members, and the bridge's admins.
+	case needMember, needRoomAdmin:
 		if b.Config.hasLevel(e.sender, LevelAdmin) {
 			return true
 		}
 		if !b.Config.hasLevel(e.sender, LevelUser) || e.room == "" {
 			return false
 		}
+		if c.need == needRoomAdmin {
+			pl, err := b.Matrix.RoomPowerLevels(ctx, e.room)
+			return err == nil && pl.GetUserLevel(e.sender) >= pl.GetEventLevel(event.StatePowerLevels)
+		}
+		// What a room holds (its XMPP users' addresses) is for its
+		// members, and the bridge's admins.
 		joined, err := b.Matrix.IsJoined(ctx, e.room, e.sender)
 		if err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to check a command sender's membership")
 		}
 		return joined
-	case needRoomAdmin:
-		if b.Config.hasLevel(e.sender, LevelAdmin) {
-			return true
-		}
-		if !b.Config.hasLevel(e.sender, LevelUser) || e.room == "" {
-			return false
-		}
-		pl, err := b.Matrix.RoomPowerLevels(ctx, e.room)
-		return err == nil && pl.GetUserLevel(e.sender) >= pl.GetEventLevel(event.StatePowerLevels)
 	}
 	return b.Config.hasLevel(e.sender, LevelAdmin)
 }
@@ -363,9 +358,12 @@ func argJID(e *cmdEnv) (jid.JID, error) {
 	if len(e.args) != 1 {
 		return jid.JID{}, errUsage
 	}
-	j, err := xmpp.ParseJID(e.args[0])
+	var j jid.JID
+	var err error
 	if strings.HasPrefix(strings.ToLower(e.args[0]), "xmpp:") {
 		j, _, err = xmpp.ParseURI(e.args[0])
+	} else {
+		j, err = xmpp.ParseJID(e.args[0])
 	}
 	if err != nil || j.Localpart() == "" {
 		return jid.JID{}, fmt.Errorf("%q is not a JID such as user@example.org", e.args[0])
