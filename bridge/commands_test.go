@@ -114,3 +114,24 @@ func TestMayRegisterPuppet(t *testing.T) {
 		t.Error("an invalid JID allowed")
 	}
 }
+
+// TestArgJID: a command's address may be a JID or an xmpp: URI, in the
+// percent-encoded form RFC 5122 writes or raw as people paste it.
+func TestArgJID(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice@xmpp.test":                 "alice@xmpp.test",
+		"alice@xmpp.test/phone":           "alice@xmpp.test",
+		"xmpp:alice@xmpp.test":            "alice@xmpp.test",
+		"XMPP:alice@xmpp.test?message":    "alice@xmpp.test",
+		"xmpp:%23r%23hs.test@c.test?join": "#r#hs.test@c.test",
+		"xmpp:#r#hs.test@c.test?join":     "#r#hs.test@c.test",
+		"xmpp:bob%20smith%40x@xmpp.test":  "",
+		"xmpp.test":                       "",
+		"xmpp:":                           "",
+	} {
+		j, err := argJID(&cmdEnv{args: []string{in}})
+		if got := j.String(); (err == nil) != (want != "") || got != want && want != "" {
+			t.Errorf("argJID(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
