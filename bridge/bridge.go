@@ -45,6 +45,7 @@ type Bridge struct {
 	fetcher       *portal.Fetcher
 	ctx           context.Context
 	cancel        context.CancelFunc
+	failed        chan error // gets the error that ends the bridge on its own
 	wg            sync.WaitGroup
 
 	dir    directoryCache
@@ -135,6 +136,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 // with the first error.
 func (b *Bridge) Start(ctx context.Context) error {
 	b.ctx, b.cancel = context.WithCancel(b.Log.WithContext(context.WithoutCancel(ctx)))
+	b.failed = make(chan error, 1)
 	db, err := database.Open(ctx, b.Config.Database, b.Log.With().Str("component", "database").Logger())
 	if err != nil {
 		return err
@@ -187,7 +189,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		b.XMPP.Run(b.ctx)
+		if err := b.XMPP.Run(b.ctx); err != nil {
+			b.failed <- fmt.Errorf("xmpp: %w", err)
+		}
 	}()
 	b.wg.Add(2)
 	go func() {
@@ -215,6 +219,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.Log.Info().Stringer("xmpp_domain", b.XMPP.Domain()).Str("homeserver", b.Config.Homeserver.Address).Msg("Bridge started")
 	return nil
 }
+
+// Failed delivers the error that ends a started bridge without being
+// asked to: its first XMPP connection found another instance running.
+func (b *Bridge) Failed() <-chan error { return b.failed }
 
 // initBot checks that the homeserver knows the appservice and sets the
 // bot's profile.

@@ -44,8 +44,12 @@ func Run(ctx context.Context, configPath, version string) error {
 		b.Stop()
 		return err
 	}
-	<-ctx.Done()
-	b.Log.Info().Msg("Shutting down")
+	select {
+	case <-ctx.Done():
+		b.Log.Info().Msg("Shutting down")
+	case err = <-b.Failed():
+		b.Log.Error().Err(err).Msg("Shutting down")
+	}
 	b.Stop()
-	return nil
+	return err
 }

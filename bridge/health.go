@@ -11,18 +11,27 @@ import (
 
 // registerHealth adds liveness and readiness endpoints to the appservice
 // listener: /health answers while the process serves HTTP, /ready only
-// while the component link is up too.
+// while the component link is up, the bridge is the only connection for its
+// domain at the XMPP server, and the homeserver answers.
 func (b *Bridge) registerHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
-		xmppUp, hsUp := b.XMPP.Connected(), b.homeserverUp(r.Context())
+		xmppUp, shared, hsUp := b.XMPP.Connected(), b.XMPP.Shared(), b.homeserverUp(r.Context())
+		ok := xmppUp && shared == "" && hsUp
 		status := http.StatusOK
-		if !xmppUp || !hsUp {
+		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, map[string]any{"ok": xmppUp && hsUp, "xmpp_connected": xmppUp, "homeserver_reachable": hsUp})
+		answer := map[string]any{"ok": ok, "xmpp_connected": xmppUp, "homeserver_reachable": hsUp}
+		if shared != "" {
+			answer["xmpp_shared"] = shared
+		}
+		if e := b.XMPP.LastError(); e != "" && !xmppUp {
+			answer["xmpp_error"] = e
+		}
+		writeJSON(w, status, answer)
 	})
 }
 

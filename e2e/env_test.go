@@ -1,14 +1,16 @@
 //go:build e2e
 
 // Package e2e runs the bridge against a real Dendrite homeserver and a real
-// Prosody server on loopback, with real clients on both sides: mautrix as a
-// Matrix client and mellium as an XMPP client.
+// XMPP server on loopback (Prosody, or ejabberd with E2E_XMPP=ejabberd),
+// with real clients on both sides: mautrix as a Matrix client and mellium
+// as an XMPP client.
 //
 // The servers are started once for the package by the scripts in testenv/,
 // which install them when missing. Locally a server that cannot be started
 // skips the tests with the reason; under CI=true it fails them.
 //
-// Knobs: E2E_KEEP=1 keeps the temporary directory with every log.
+// Knobs: E2E_KEEP=1 keeps the temporary directory with every log;
+// E2E_XMPP=ejabberd runs the suite against ejabberd instead of Prosody.
 package e2e
 
 import (
@@ -30,11 +32,11 @@ import (
 )
 
 // env is the shared test environment: the servers and the bridge, and the
-// TCP proxy the bridge reaches Prosody's component port through.
+// TCP proxy the bridge reaches the XMPP server's component port through.
 type env struct {
 	*testenv.Stack
 	exposure  string    // bridge.exposure; the default (opt-in) when empty
-	compProxy *tcpProxy // between the bridge and Prosody's component port
+	compProxy *tcpProxy // between the bridge and the XMPP server's component port
 }
 
 var e *env
@@ -74,7 +76,7 @@ func need(t *testing.T) *env {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("end-to-end environment unavailable: %v", setupErr)
 		}
-		t.Skipf("end-to-end environment unavailable (install Prosody and a C compiler for Dendrite, or see testenv/): %v", setupErr)
+		t.Skipf("end-to-end environment unavailable (install Prosody or ejabberd and a C compiler for Dendrite, or see testenv/): %v", setupErr)
 	}
 	return e
 }
@@ -94,7 +96,8 @@ func newEnv() (*env, error) {
 	for i := range burstClients {
 		v.Users = append(v.Users, fmt.Sprintf("load%d", i))
 	}
-	v.ProsodyEnv = []string{"XMPP_EXTRA_DOMAIN=denied.test", "XMPP_EXTRA_USERS=eve:evepw"}
+	v.XMPPServer = os.Getenv("E2E_XMPP")
+	v.XMPPEnv = []string{"XMPP_EXTRA_DOMAIN=denied.test", "XMPP_EXTRA_USERS=eve:evepw"}
 	if err = v.Build(); err != nil {
 		return v, err
 	}
@@ -104,7 +107,7 @@ func newEnv() (*env, error) {
 	if err = v.Configure(v.bridgeConfig()); err != nil {
 		return v, err
 	}
-	if err = v.StartProsody(); err != nil {
+	if err = v.StartXMPP(); err != nil {
 		return v, err
 	}
 	if err = v.StartHomeserver(); err != nil {
@@ -192,8 +195,8 @@ func (v *env) restartBridgeEditing(t *testing.T, pattern, replacement string) {
 	}
 }
 
-// restartProsody stops Prosody and starts it again with the same data.
-func (v *env) restartProsody(t *testing.T) { v.restart(t, v.XMPPDir, v.StartProsody) }
+// restartXMPP stops the XMPP server and starts it again with the same data.
+func (v *env) restartXMPP(t *testing.T) { v.restart(t, v.XMPPDir, v.StartXMPP) }
 
 // restartHomeserver stops Dendrite and starts it again with the same data.
 func (v *env) restartHomeserver(t *testing.T) { v.restart(t, v.HSDir, v.StartHomeserver) }

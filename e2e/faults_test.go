@@ -456,9 +456,9 @@ func TestE2EFaultComponentLinkCut(t *testing.T) {
 	})
 }
 
-func TestE2EFaultProsodyRestart(t *testing.T) {
+func TestE2EFaultXMPPRestart(t *testing.T) {
 	v := need(t)
-	faultStream(t, "xmpprestart", func() { v.restartProsody(t) }, func() {
+	faultStream(t, "xmpprestart", func() { v.restartXMPP(t) }, func() {
 		if err := v.WaitReady(60 * time.Second); err != nil {
 			t.Fatal(err)
 		}

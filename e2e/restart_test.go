@@ -76,15 +76,15 @@ func TestE2EOccupantGoneWhileBridgeDown(t *testing.T) {
 	mary.waitEvent("erin's puppet leaving after the restart", isMembership(room, puppet, event.MembershipLeave))
 }
 
-// TestE2EProsodyRestart: the XMPP server restarts; the component reconnects
+// TestE2EXMPPRestart: the XMPP server restarts; the component reconnects
 // and users who come back can join again and chat.
-func TestE2EProsodyRestart(t *testing.T) {
+func TestE2EXMPPRestart(t *testing.T) {
 	v := need(t)
 	mary, room, muc := v.newRoom(t, "Mary", "restart", "Restart", "")
 	alice := v.newXMPPClient(t, "alice", "p")
 	alice.mustJoin(muc, "Alice")
 
-	v.restartProsody(t)
+	v.restartXMPP(t)
 	select {
 	case <-alice.done:
 	case <-time.After(10 * time.Second):

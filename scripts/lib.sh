@@ -39,7 +39,7 @@ ensure_go() {
 # curl for the start scripts, a C compiler for Dendrite's SQLite driver and
 # Go's race detector, and Prosody.
 ensure_tools() {
-  command -v apt-get > /dev/null || { say "not a Debian-like system: install curl, gcc, prosody and Go yourself"; return 0; }
+  command -v apt-get > /dev/null || { say "not a Debian-like system: install curl, gcc, prosody, ejabberd and Go yourself"; return 0; }
   apt_install ca-certificates curl gcc libc6-dev prosody
   ensure_go
   export GOMODCACHE=${GOMODCACHE:-$(go env GOMODCACHE)}

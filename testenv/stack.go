@@ -1,7 +1,8 @@
-// Package testenv runs Dendrite, Prosody and the bridge on loopback with
-// the scripts beside it (start-homeserver.sh, start-prosody.sh, stop.sh),
-// for the end-to-end tests and the benchmark harness. The scripts install
-// what is missing and document their variables at the top.
+// Package testenv runs Dendrite, an XMPP server (Prosody or ejabberd) and
+// the bridge on loopback with the scripts beside it (start-homeserver.sh,
+// start-prosody.sh, start-ejabberd.sh, stop.sh), for the end-to-end tests
+// and the benchmark harness. The scripts install what is missing and
+// document their variables at the top.
 package testenv
 
 import (
@@ -29,15 +30,17 @@ type Stack struct {
 
 	HSURL, HSDomain string
 	HSPort, ASPort  int
-	// C2SAddr is Prosody's client port; CompPort its component port.
+	// XMPPServer is "prosody" (the default) or "ejabberd".
+	XMPPServer string
+	// C2SAddr is the XMPP server's client port; CompPort its component port.
 	C2SAddr                string
 	CompPort               int
 	XMPPDomain, CompDomain string
 	Secret                 string // the component secret
-	// Users are the XMPP accounts start-prosody.sh creates, each with the
-	// password name+"pw"; ProsodyEnv is more of its environment.
-	Users      []string
-	ProsodyEnv []string
+	// Users are the XMPP accounts the start script creates, each with the
+	// password name+"pw"; XMPPEnv is more of its environment.
+	Users   []string
+	XMPPEnv []string
 	// Race builds the bridge with the race detector (the end-to-end
 	// tests do; the benchmark measures the binary as shipped).
 	Race bool
@@ -117,17 +120,33 @@ func (s *Stack) Configure(config string) error {
 	return nil
 }
 
-// StartProsody starts Prosody with the stack's users.
-func (s *Stack) StartProsody() error {
+// XMPPServerName is the XMPP server the stack runs: "prosody" unless
+// XMPPServer says "ejabberd".
+func (s *Stack) XMPPServerName() string {
+	if s.XMPPServer == "" {
+		return "prosody"
+	}
+	return s.XMPPServer
+}
+
+// StartXMPP starts the XMPP server with the stack's users.
+func (s *Stack) StartXMPP() error {
 	users := make([]string, 0, len(s.Users))
 	for _, u := range s.Users {
 		users = append(users, u+":"+u+"pw")
 	}
-	return s.Script("start-prosody.sh", append([]string{
+	var script string
+	switch name := s.XMPPServerName(); name {
+	case "prosody", "ejabberd":
+		script = "start-" + name + ".sh"
+	default:
+		return fmt.Errorf("unknown XMPP server %q (prosody or ejabberd)", name)
+	}
+	return s.Script(script, append([]string{
 		"XMPP_DIR=" + s.XMPPDir, "XMPP_DOMAIN=" + s.XMPPDomain, "XMPP_COMPONENT_DOMAIN=" + s.CompDomain,
 		"XMPP_COMPONENT_SECRET=" + s.Secret, "XMPP_C2S_PORT=" + strings.TrimPrefix(s.C2SAddr, "127.0.0.1:"),
 		"XMPP_COMPONENT_PORT=" + strconv.Itoa(s.CompPort), "XMPP_USERS=" + strings.Join(users, " "),
-	}, s.ProsodyEnv...)...)
+	}, s.XMPPEnv...)...)
 }
 
 // StartHomeserver starts Dendrite with the bridge's registration.

@@ -45,7 +45,8 @@ type Handler interface {
 	// HandleIQ receives IQs of type get or set, except pings to the
 	// component's own domain. Every one must be answered with Reply.
 	HandleIQ(ctx context.Context, iq *IQ)
-	// HandleConnected is called after each successful (re)connection.
+	// HandleConnected is called after each successful (re)connection,
+	// once the component checked whether it is alone (see Shared).
 	HandleConnected(ctx context.Context)
 }
 
@@ -58,11 +59,15 @@ type Component struct {
 	handler Handler
 	log     zerolog.Logger
 
-	session   atomic.Pointer[link]
-	writing   chan struct{} // holds a token while a stanza is written
-	connected chan struct{} // closed while connected; replaced on disconnect
+	session   atomic.Pointer[link] // the stream, for writing; set before the probes
+	up        atomic.Bool          // the stream is up and checked
+	writing   chan struct{}        // holds a token while a stanza is written
+	connected chan struct{}        // closed while up; replaced on disconnect
 	connMu    sync.Mutex
 	kick      chan struct{}
+	probe     *prober
+	alone     atomic.Bool // a connection of this process was once alone: later ones do not refuse
+	lastErr   atomic.Pointer[string]
 
 	pendingMu sync.Mutex
 	pending   map[string]chan *IQ
@@ -75,6 +80,10 @@ type Component struct {
 	// the connection.
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
+	// ProbeTimeout is how long a check waits for its probes to come back;
+	// ProbeInterval how often it checks again while the domain is shared.
+	ProbeTimeout  time.Duration
+	ProbeInterval time.Duration
 }
 
 // NewComponent returns a component for the configured domain. It does not
@@ -93,16 +102,29 @@ func NewComponent(cfg Config, handler Handler, log zerolog.Logger) (*Component, 
 		kick:              make(chan struct{}, 1),
 		writing:           make(chan struct{}, 1),
 		pending:           make(map[string]chan *IQ),
+		probe:             newProber(),
 		KeepaliveInterval: 30 * time.Second,
 		KeepaliveTimeout:  15 * time.Second,
+		ProbeTimeout:      5 * time.Second,
+		ProbeInterval:     10 * time.Second,
 	}, nil
 }
 
 // Domain returns the component's JID.
 func (c *Component) Domain() jid.JID { return c.domain }
 
-// Connected reports whether the stream is up.
-func (c *Component) Connected() bool { return c.session.Load() != nil }
+// Connected reports whether the stream is up and the component checked
+// whether it is alone on it.
+func (c *Component) Connected() bool { return c.up.Load() }
+
+// LastError says why the last connection attempt failed or the last
+// connection ended, "" while connected.
+func (c *Component) LastError() string {
+	if p := c.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // WaitConnected blocks until the stream is up or ctx ends.
 func (c *Component) WaitConnected(ctx context.Context) error {
@@ -128,28 +150,43 @@ func (c *Component) Reconnect() {
 	}
 }
 
-// Run keeps the component connected until ctx ends.
-func (c *Component) Run(ctx context.Context) {
+// Run keeps the component connected until ctx ends, and then returns nil.
+// It returns ErrDomainShared when its first connection finds another one
+// open for the domain: this instance refuses to run as a second one.
+func (c *Component) Run(ctx context.Context) error {
 	const firstBackoff = 500 * time.Millisecond
 	backoff := firstBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := c.connectAndServe(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
+		if errors.Is(err, ErrDomainShared) {
+			return err
+		}
+		msg := err.Error()
+		c.lastErr.Store(&msg)
 		if time.Since(start) > time.Minute {
 			backoff = firstBackoff
 		}
-		c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("XMPP component connection lost")
+		var se stream.Error
+		if errors.As(err, &se) && se.Err == "conflict" {
+			// Prosody's answer to a second connection for the domain.
+			c.log.Error().Err(err).Stringer("domain", c.domain).Stringer("retry_in", backoff).
+				Msg("The XMPP server refused the component: another connection for its domain is open (another bridge instance?)")
+		} else {
+			c.log.Warn().Err(err).Stringer("retry_in", backoff).Msg("XMPP component connection lost")
+		}
 		select {
 		case <-time.After(backoff):
 		case <-c.kick:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		backoff = min(backoff*2, 20*time.Second)
 	}
+	return nil
 }
 
 func (c *Component) connectAndServe(ctx context.Context) error {
@@ -180,11 +217,36 @@ func (c *Component) connectAndServe(ctx context.Context) error {
 	}()
 	go c.keepalive(connCtx, conn, lastRead)
 
-	c.setSession(&link{s: s, conn: conn})
-	defer c.setSession(nil)
-	go c.handler.HandleConnected(connCtx)
+	c.session.Store(&link{s: s, conn: conn})
+	defer c.setUp(false)
+	refused := make(chan struct{})
+	go func() {
+		shared := c.checkAlone(connCtx)
+		if connCtx.Err() != nil {
+			return
+		}
+		if shared != "" && !c.alone.Load() {
+			c.log.Error().Str("reason", shared).Msg("Refusing to run as a second instance beside another connection for this component's domain; stop the other one first")
+			close(refused)
+			_ = conn.Close()
+			return
+		}
+		if shared != "" {
+			c.log.Error().Str("reason", shared).Msg("The XMPP server splits this component's stanzas with another connection")
+		}
+		c.alone.Store(true)
+		c.lastErr.Store(nil)
+		c.setUp(true)
+		go c.watchShared(connCtx)
+		c.handler.HandleConnected(connCtx)
+	}()
 	err = c.serve(connCtx, s, lastRead)
 	_ = s.Close()
+	select {
+	case <-refused:
+		return fmt.Errorf("%w: %s", ErrDomainShared, c.Shared())
+	default:
+	}
 	return err
 }
 
@@ -194,16 +256,20 @@ type link struct {
 	conn net.Conn
 }
 
-func (c *Component) setSession(s *link) {
+// setUp marks the stream as up and checked, or as gone.
+func (c *Component) setUp(up bool) {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
-	c.session.Store(s)
-	if s != nil {
+	if up {
+		c.up.Store(true)
 		close(c.connected)
-	} else {
-		c.connected = make(chan struct{})
-		c.failPending()
+		return
 	}
+	c.session.Store(nil)
+	if c.up.Swap(false) {
+		c.connected = make(chan struct{})
+	}
+	c.failPending()
 }
 
 // keepalive pings the component's own domain through the server whenever
@@ -379,6 +445,10 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 	}
 	switch st := v.(type) {
 	case *Message:
+		if st.Probe != nil && st.From.Equal(c.domain) {
+			c.handleProbe(st)
+			return nil
+		}
 		if !c.fromOwnDomain(st.From.JID, start.Name.Local) {
 			c.handler.HandleMessage(ctx, st)
 		}

@@ -26,6 +26,9 @@ type fakeServer struct {
 	t     *testing.T
 	ln    net.Listener
 	conns chan *serverConn
+	// probes routes the probes the component sends after the handshake;
+	// nil sends each back, as a server does for its only connection.
+	probes func(c net.Conn, probes []*Message)
 }
 
 type serverConn struct {
@@ -77,7 +80,30 @@ func (s *fakeServer) handshake(c net.Conn) {
 		return
 	}
 	io.WriteString(c, `<handshake/>`)
+	var probes []*Message
+	for len(probes) < probeCount {
+		m := &Message{}
+		if err := dec.Decode(m); err != nil || m.Probe == nil {
+			s.t.Errorf("the component sent %+v (%v) where its probes should be", m, err)
+			c.Close()
+			return
+		}
+		probes = append(probes, m)
+	}
+	route := s.probes
+	if route == nil {
+		route = echoProbes
+	}
+	route(c, probes)
 	s.conns <- &serverConn{Conn: c, dec: dec}
+}
+
+// echoProbes sends the probes back to the connection they came on.
+func echoProbes(c net.Conn, probes []*Message) {
+	for _, m := range probes {
+		raw, _ := xml.Marshal(m)
+		c.Write(raw)
+	}
 }
 
 func (s *fakeServer) next() *serverConn {
@@ -167,12 +193,18 @@ func (r *recorder) wait(t *testing.T, what string, cond func() bool) {
 }
 
 func startComponent(t *testing.T) (*Component, *fakeServer, *recorder) {
+	return startComponentWith(t, func(*Component) {})
+}
+
+// startComponentWith runs a component that configure set up first.
+func startComponentWith(t *testing.T, configure func(*Component)) (*Component, *fakeServer, *recorder) {
 	srv := newFakeServer(t)
 	rec := &recorder{wake: make(chan struct{}, 1)}
 	c, err := NewComponent(Config{Server: srv.ln.Addr().String(), Domain: "matrix.xmpp.test", Secret: "secret"}, rec, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	configure(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -537,5 +569,78 @@ func TestComponentEndedContexts(t *testing.T) {
 	}
 	if err := <-read; err != nil {
 		t.Errorf("the server read a broken stream: %v", err)
+	}
+}
+
+// TestComponentRefusesSharedDomain: when the server routes some of the
+// component's probes to another connection (ejabberd load-balances a
+// domain over every connection for it), the first connection refuses to
+// run: Run ends with ErrDomainShared and the handler never hears of a
+// connection.
+func TestComponentRefusesSharedDomain(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.probes = func(c net.Conn, probes []*Message) {
+		echoProbes(c, probes[:len(probes)/2]) // the other half went elsewhere
+	}
+	rec := &recorder{wake: make(chan struct{}, 1)}
+	c, err := NewComponent(Config{Server: srv.ln.Addr().String(), Domain: "matrix.xmpp.test", Secret: "secret"}, rec, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ProbeTimeout = 200 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end on a shared domain")
+	}
+	if !errors.Is(err, ErrDomainShared) || !strings.Contains(err.Error(), "12 of 24 probes") {
+		t.Errorf("Run = %v; want ErrDomainShared saying 12 of 24 probes were lost", err)
+	}
+	if rec.connected != 0 || c.Connected() {
+		t.Errorf("HandleConnected called %d times, Connected %v; want neither", rec.connected, c.Connected())
+	}
+}
+
+// TestComponentNoticesAnotherInstance: a running component that receives
+// another instance's probe says so in Shared, checks again, and clears it
+// once its own probes all come back; it stays connected throughout.
+func TestComponentNoticesAnotherInstance(t *testing.T) {
+	c, srv, rec := startComponentWith(t, func(c *Component) {
+		c.ProbeTimeout = 100 * time.Millisecond // the recheck waits this + 1 s
+	})
+	conn := srv.next()
+	rec.wait(t, "the connection", func() bool { return rec.connected == 1 })
+	if s := c.Shared(); s != "" {
+		t.Fatalf("Shared = %q on a connection of its own", s)
+	}
+	io.WriteString(conn, `<message type='headline' from='matrix.xmpp.test' to='matrix.xmpp.test' id='probe-other-1-0'><probe xmlns='`+NSProbe+`' instance='other' seq='0'/></message>`)
+	// The foreign probe starts a check: its probes come here, and while
+	// they are on their way the domain counts as shared.
+	var round []*Message
+	for len(round) < probeCount {
+		m := &Message{}
+		conn.read(t, m)
+		if m.Probe == nil {
+			t.Fatalf("got %+v; want the probes of a new check", m)
+		}
+		round = append(round, m)
+	}
+	if s := c.Shared(); !strings.Contains(s, "another bridge instance") {
+		t.Errorf("Shared = %q after another instance's probe; want it named", s)
+	}
+	echoProbes(conn, round)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Shared() != "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := c.Shared(); s != "" || !c.Connected() || rec.connected != 1 {
+		t.Errorf("after the check: Shared %q, Connected %v, HandleConnected %d times; want alone, connected, once", s, c.Connected(), rec.connected)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.messages) != 0 {
+		t.Errorf("the handler got probe messages: %+v", rec.messages)
 	}
 }

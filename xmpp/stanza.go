@@ -108,6 +108,9 @@ type Message struct {
 	MAMResult    *MAMResult    `xml:"urn:xmpp:mam:2 result"`
 	// Nick is the sender's name (XEP-0172), for one-to-one chats.
 	Nick string `xml:"http://jabber.org/protocol/nick nick,omitempty"`
+	// Probe is set on the messages the component sends itself to learn
+	// whether it is alone (probe.go); they never reach the Handler.
+	Probe *Probe `xml:"urn:x-mxpp:probe:0 probe"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -200,6 +203,7 @@ func (t *tokenSlice) Token() (xml.Token, error) {
 const (
 	TypeGroupchat   = "groupchat"
 	TypeChat        = "chat"
+	TypeHeadline    = "headline"
 	TypeError       = "error"
 	TypeUnavailable = "unavailable"
 	TypeGet         = "get"

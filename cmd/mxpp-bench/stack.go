@@ -65,7 +65,7 @@ logging:
 		return err
 	}
 	s.Users = xmppUsers
-	if err := s.StartProsody(); err != nil {
+	if err := s.StartXMPP(); err != nil {
 		return err
 	}
 	return s.StartHomeserver()
