@@ -66,13 +66,78 @@ func FuzzPuppetIDRoundTrip(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, remote string) {
-		if remote == "" {
-			return // a puppet always stands for someone
+		if remote == "" || strings.Contains(remote, "/") {
+			return // a puppet always stands for someone; a bare JID has no '/'
 		}
 		u := c.PuppetID(remote)
 		back, ok := c.ParsePuppetID(u)
 		if !ok || back != remote {
 			t.Fatalf("ParsePuppetID(PuppetID(%q) = %s) = %q, %v", remote, u, back, ok)
+		}
+	})
+}
+
+func TestRoomPuppetID(t *testing.T) {
+	c := testConfig()
+	token := "o-abcdefghij234567"
+	u := c.RoomPuppetID("team@conference.xmpp.example", token)
+	if want := id.UserID("@_xmpp_team=40conference.xmpp.example=2f" + token + ":hs.test"); u != want {
+		t.Errorf("RoomPuppetID = %s; want %s", u, want)
+	}
+	if ref, tok, ok := c.ParseRoomPuppetID(u); !ok || ref != "team@conference.xmpp.example" || tok != token {
+		t.Errorf("ParseRoomPuppetID(%s) = %q, %q, %v", u, ref, tok, ok)
+	}
+	// Neither kind of puppet passes for the other.
+	if r, ok := c.ParsePuppetID(u); ok {
+		t.Errorf("ParsePuppetID(%s) = %q; a room's occupant is not a JID's puppet", u, r)
+	}
+	if ref, tok, ok := c.ParseRoomPuppetID(c.PuppetID("alice@xmpp.test")); ok {
+		t.Errorf("ParseRoomPuppetID of a JID's puppet = %q, %q", ref, tok)
+	}
+	if !c.IsBridgeUser(u) {
+		t.Errorf("IsBridgeUser(%s) = false", u)
+	}
+	// A room whose JID does not fit is named by a hash; one that looks like
+	// a hash is hashed too, so the two never meet.
+	long := strings.Repeat("ä", 200) + "@conference.xmpp.example"
+	for _, room := range []string{long, "~abc@conference.xmpp.example"} {
+		u = c.RoomPuppetID(room, token)
+		ref, _, ok := c.ParseRoomPuppetID(u)
+		if len(u) > 255 || !ok || !strings.HasPrefix(ref, "~") || ref != c.RoomRef(room, token) {
+			t.Errorf("RoomPuppetID(%q) = %s (%d bytes), ref %q; want a hashed room within 255 bytes", room, u, len(u), ref)
+		}
+	}
+	if c.RoomRef(long, token) == c.RoomRef(long+"x", token) {
+		t.Error("two long rooms share a hash")
+	}
+	for _, bad := range []id.UserID{"@_xmpp_team=40conf=2f:hs.test", "@_xmpp_=2fo-x:hs.test", "@_xmpp_team=40conf=2f_o:hs.test"} {
+		if ref, tok, ok := c.ParseRoomPuppetID(bad); ok {
+			t.Errorf("ParseRoomPuppetID(%s) = %q, %q; want no puppet", bad, ref, tok)
+		}
+	}
+}
+
+func FuzzRoomPuppetIDRoundTrip(f *testing.F) {
+	c := testConfig()
+	f.Add("team@conference.xmpp.test", "o-abc")
+	f.Add(strings.Repeat("x", 300), "n-0")
+	f.Add("~x@y", "o-1")
+	f.Fuzz(func(t *testing.T, room, token string) {
+		if room == "" || token == "" || len(token) > 32 || strings.ContainsFunc(token, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
+		}) {
+			return
+		}
+		u := c.RoomPuppetID(room, token)
+		if len(u) > 255 {
+			t.Fatalf("RoomPuppetID(%q, %q) = %d bytes", room, token, len(u))
+		}
+		ref, tok, ok := c.ParseRoomPuppetID(u)
+		if !ok || ref != c.RoomRef(room, token) || tok != token {
+			t.Fatalf("ParseRoomPuppetID(%s) = %q, %q, %v; want %q, %q", u, ref, tok, ok, c.RoomRef(room, token), token)
+		}
+		if _, ok := c.ParsePuppetID(u); ok {
+			t.Fatalf("ParsePuppetID accepts the room puppet %s", u)
 		}
 	})
 }
@@ -124,6 +189,64 @@ func TestRegistration(t *testing.T) {
 			t.Errorf("namespace %q matches %s = %v; want %v", re, u, got, want)
 		}
 	}
+	aliases := reg.Namespaces.RoomAliases
+	if len(aliases) != 1 || !aliases[0].Exclusive {
+		t.Fatalf("alias namespaces = %+v", aliases)
+	}
+	re = regexp.MustCompile(aliases[0].Regex)
+	for a, want := range map[string]bool{
+		"#_xmpp_team=40conference.xmpp.test:hs.test":      true,
+		"#_xmpp_team=40conference.xmpp.test:hs.test.evil": false,
+		"#lobby:hs.test": false,
+	} {
+		if got := re.MatchString(a); got != want {
+			t.Errorf("namespace %q matches %s = %v; want %v", re, a, got, want)
+		}
+	}
+}
+
+func TestRemoteRoomAlias(t *testing.T) {
+	c := testConfig()
+	for room, want := range map[string]id.RoomAlias{
+		"team@conference.xmpp.example":  "#_xmpp_team=40conference.xmpp.example:hs.test",
+		`a\20b@conference.xmpp.example`: "#_xmpp_a=5c20b=40conference.xmpp.example:hs.test",
+		"büro_1@muc.example":            "#_xmpp_b=c3=bcro__1=40muc.example:hs.test",
+	} {
+		got := c.RemoteRoomAlias(room)
+		if got != want {
+			t.Errorf("RemoteRoomAlias(%q) = %s; want %s", room, got, want)
+		}
+		if back, ok := c.ParseRemoteRoomAlias(got); !ok || back != room {
+			t.Errorf("ParseRemoteRoomAlias(%s) = %q, %v", got, back, ok)
+		}
+	}
+	// Typed with capitals, it is the same alias.
+	if room, ok := c.ParseRemoteRoomAlias("#_XMPP_Team=40Conference.xmpp.example:hs.test"); !ok || room != "team@conference.xmpp.example" {
+		t.Errorf("a capitalised alias = %q, %v", room, ok)
+	}
+	for _, bad := range []id.RoomAlias{"#lobby:hs.test", "#_xmpp_team=40conf:other.test", "#_xmpp_:hs.test", "#_xmpp_=zz:hs.test",
+		"#_xmpp_a=40b=2fc:hs.test", "_xmpp_a=40b:hs.test"} {
+		if room, ok := c.ParseRemoteRoomAlias(bad); ok {
+			t.Errorf("ParseRemoteRoomAlias(%s) = %q; want none", bad, room)
+		}
+	}
+}
+
+func FuzzRemoteRoomAliasRoundTrip(f *testing.F) {
+	c := testConfig()
+	for _, s := range []string{"team@conference.xmpp.test", `a\20b@c`, "ü@ß"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, room string) {
+		if room == "" || strings.Contains(room, "/") {
+			return // a bare JID is never empty and has no '/'
+		}
+		a := c.RemoteRoomAlias(room)
+		back, ok := c.ParseRemoteRoomAlias(a)
+		if !ok || back != room {
+			t.Fatalf("ParseRemoteRoomAlias(RemoteRoomAlias(%q) = %s) = %q, %v", room, a, back, ok)
+		}
+	})
 }
 
 type recordingHandler struct {

@@ -8,8 +8,9 @@ import (
 )
 
 // Registration returns the appservice registration for the homeserver
-// (Matrix application service API §2.1): the tokens, the bot, and an
-// exclusive namespace of the puppets' user IDs.
+// (Matrix application service API §2.1): the tokens, the bot, and
+// exclusive namespaces of the puppets' user IDs and of the aliases of
+// portals into MUCs hosted elsewhere.
 func (c Config) Registration() *appservice.Registration {
 	reg := &appservice.Registration{
 		ID:              c.Appservice.ID,
@@ -24,6 +25,8 @@ func (c Config) Registration() *appservice.Registration {
 	reg.Namespaces.UserIDs.Register(c.puppetRegex(), true)
 	reg.Namespaces.UserIDs.Register(regexp.MustCompile(fmt.Sprintf("^@%s:%s$",
 		regexp.QuoteMeta(c.Appservice.Bot.Username), regexp.QuoteMeta(c.Homeserver.Domain))), true)
+	reg.Namespaces.RoomAliases.Register(regexp.MustCompile(fmt.Sprintf("^#%s.+:%s$",
+		regexp.QuoteMeta(c.Appservice.PuppetPrefix), regexp.QuoteMeta(c.Homeserver.Domain))), true)
 	return reg
 }
 
