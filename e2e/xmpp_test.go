@@ -307,17 +307,7 @@ func (c *xmppClient) groupchatBodies(mark int, from jid.JID) []string {
 	return out
 }
 
-func hasStatus(p *xmpp.Presence, code int) bool {
-	if p.MUCUser == nil {
-		return false
-	}
-	for _, s := range p.MUCUser.Status {
-		if s.Code == code {
-			return true
-		}
-	}
-	return false
-}
+func hasStatus(p *xmpp.Presence, code int) bool { return p.HasStatus(code) }
 
 // groupchat sends a groupchat message with an origin-id and returns its id.
 func (c *xmppClient) groupchat(room jid.JID, body string) string {

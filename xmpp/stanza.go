@@ -132,6 +132,19 @@ type Presence struct {
 	VCardUpdate *VCardUpdate  `xml:"vcard-temp:x:update x"`
 }
 
+// HasStatus reports whether the presence carries the MUC status code.
+func (p *Presence) HasStatus(code int) bool {
+	if p.MUCUser == nil {
+		return false
+	}
+	for _, s := range p.MUCUser.Status {
+		if s.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
 // IQ is an info/query stanza (RFC 6120 §8.2.3). Payload holds the raw child
 // element of a get or set; Body is written out as the child of a result.
 type IQ struct {

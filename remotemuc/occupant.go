@@ -1,0 +1,295 @@
+// Package remotemuc holds the portals into MUCs hosted elsewhere: Matrix
+// rooms whose Matrix members are occupants of a groupchat on another XMPP
+// service, each from its own JID. (The rooms the component hosts itself,
+// where XMPP users come into Matrix rooms, are package portal.)
+//
+// It is being built; so far it holds the life of one Matrix user's
+// occupant in one MUC (Occupant).
+package remotemuc
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// State is where an occupant is in its life.
+type State int
+
+// The states of an occupant.
+const (
+	// Out: not in the room and not trying (before Join, after leaving, or
+	// after the room refused or removed it for good).
+	Out State = iota
+	// Joining: the join presence is out; messages wait for the
+	// self-presence.
+	Joining
+	// Joined: the room sent the self-presence (status 110).
+	Joined
+	// Lost: the room dropped the occupant for a reason that passes (the
+	// service shut down, an error in transit); the caller rejoins with
+	// backoff.
+	Lost
+)
+
+func (s State) String() string {
+	return [...]string{"out", "joining", "joined", "lost"}[s]
+}
+
+// MaxQueued bounds the messages that wait for the self-presence.
+const MaxQueued = 100
+
+// Occupant is one Matrix user's occupant of one MUC hosted elsewhere. It is
+// not safe for concurrent use: the portal's loop owns it. Its methods
+// return what to send and what to tell the Matrix user; they send nothing
+// themselves.
+type Occupant struct {
+	Room jid.JID // the MUC's bare JID
+	From jid.JID // our full JID: the Matrix user's bare JID and a fixed resource
+
+	state      State
+	nick       string   // the nick the room knows us by, once joined
+	candidates []string // nicks to try, in order
+	try        int      // index into candidates of the nick tried last
+	password   string   // only for the join presence; never stored
+	queue      []*xmpp.Message
+}
+
+// NewOccupant returns an occupant that is Out, with the nicks to try in
+// order (xmpp.NickCandidates).
+func NewOccupant(room, from jid.JID, candidates []string) *Occupant {
+	return &Occupant{Room: room.Bare(), From: from, candidates: slices.Clone(candidates)}
+}
+
+// State returns where the occupant is.
+func (o *Occupant) State() State { return o.state }
+
+// Nick returns the nick the room knows the occupant by, "" unless joined.
+func (o *Occupant) Nick() string {
+	if o.state != Joined {
+		return ""
+	}
+	return o.nick
+}
+
+// Outcome is what one step of an occupant asks of the caller: stanzas to
+// send, in order, and a notice for the Matrix user, if any.
+type Outcome struct {
+	Send   []any
+	Notice string
+}
+
+// Join starts joining with the first nick, asking for no history (the
+// portal catches up from the room's archive instead), with password if the
+// room needs one.
+func (o *Occupant) Join(password string) Outcome {
+	if len(o.candidates) == 0 {
+		o.state = Out
+		return Outcome{Notice: fmt.Sprintf("Cannot join %s: no usable nick (set a display name with letters or digits).", o.Room)}
+	}
+	o.password, o.try = password, 0
+	return o.join()
+}
+
+// Rejoin joins again with the nick the room last knew, after the occupant
+// was Lost or the link came back.
+func (o *Occupant) Rejoin() Outcome {
+	if o.nick == "" {
+		return o.join()
+	}
+	return o.joinAs(o.nick)
+}
+
+// join joins with the nick candidates[try].
+func (o *Occupant) join() Outcome { return o.joinAs(o.candidates[o.try]) }
+
+func (o *Occupant) joinAs(nick string) Outcome {
+	o.state = Joining
+	none := 0
+	to, err := o.Room.WithResource(nick)
+	if err != nil {
+		return o.nextNick(stanza.JIDMalformed)
+	}
+	return Outcome{Send: []any{&xmpp.Presence{ID: xmpp.RandomID(), From: xmpp.A(o.From), To: xmpp.A(to),
+		MUC: &xmpp.MUCJoin{Password: o.password, History: &xmpp.MUCHistory{MaxStanzas: &none}}}}}
+}
+
+// nextNick tries the next nick after a refusal of the last one: any next
+// one after a conflict, the last one (the localpart) after jid-malformed.
+func (o *Occupant) nextNick(cond stanza.Condition) Outcome {
+	next := o.try + 1
+	if cond == stanza.JIDMalformed {
+		next = len(o.candidates) - 1
+	}
+	if next <= o.try || next >= len(o.candidates) {
+		o.state = Out
+		if cond == stanza.Conflict {
+			return Outcome{Notice: fmt.Sprintf("Cannot join %s: every nick tried is taken (%q). Change your display name and join again.", o.Room, o.candidates)}
+		}
+		return Outcome{Notice: fmt.Sprintf("Cannot join %s: the service refuses the nicks tried (%q). Change your display name and join again.", o.Room, o.candidates)}
+	}
+	o.try = next
+	return o.join()
+}
+
+// Send sends a message to the room, or holds it until the self-presence
+// came while joining. A message that cannot be held is refused with a
+// notice rather than lost silently.
+func (o *Occupant) Send(m *xmpp.Message) Outcome {
+	m.From, m.To, m.Type = xmpp.A(o.From), xmpp.A(o.Room), xmpp.TypeGroupchat
+	switch o.state {
+	case Joined:
+		return Outcome{Send: []any{m}}
+	case Joining, Lost:
+		if len(o.queue) >= MaxQueued {
+			return Outcome{Notice: fmt.Sprintf("Not sent to %s: more than %d messages are waiting for the room to let you in.", o.Room, MaxQueued)}
+		}
+		o.queue = append(o.queue, m)
+		return Outcome{}
+	default:
+		return Outcome{Notice: fmt.Sprintf("Not sent: you are not in %s.", o.Room)}
+	}
+}
+
+// Leave leaves the room, dropping what waits.
+func (o *Occupant) Leave() Outcome {
+	was := o.state
+	o.state, o.queue = Out, nil
+	if was == Out || o.try >= len(o.candidates) {
+		return Outcome{}
+	}
+	nick := o.nick
+	if nick == "" {
+		nick = o.candidates[o.try]
+	}
+	to, err := o.Room.WithResource(nick)
+	if err != nil {
+		return Outcome{}
+	}
+	return Outcome{Send: []any{&xmpp.Presence{Type: xmpp.TypeUnavailable, From: xmpp.A(o.From), To: xmpp.A(to)}}}
+}
+
+// joinErrors says, for the conditions a room answers a join with (XEP-0045
+// §7.2.6-7.2.11, and ejabberd's limit on rooms per user), why the user is
+// not in.
+var joinErrors = map[stanza.Condition]string{
+	stanza.NotAuthorized:        "the room needs a password, and the one given (if any) is wrong",
+	stanza.RegistrationRequired: "the room is members-only and you are not a member",
+	stanza.Forbidden:            "you are banned from the room",
+	stanza.ServiceUnavailable:   "the room is full or does not take more occupants",
+	stanza.ItemNotFound:         "the room does not exist (the bridge never creates rooms)",
+	stanza.NotAllowed:           "the room does not let you in",
+	stanza.ResourceConstraint:   "the service limits how many rooms one user may be in",
+}
+
+// HandlePresence takes a presence the room sent to the occupant's JID.
+func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
+	if !p.From.Bare().Equal(o.Room) {
+		return Outcome{}
+	}
+	if p.Type == xmpp.TypeError {
+		if o.state != Joining || p.Error == nil {
+			return Outcome{}
+		}
+		switch cond := p.Error.Condition; cond {
+		case stanza.Conflict, stanza.JIDMalformed:
+			return o.nextNick(cond)
+		default:
+			o.state, o.queue = Out, nil
+			why := joinErrors[cond]
+			if why == "" {
+				why = "the room refused the join: " + string(cond)
+			}
+			if text := errorText(p.Error); text != "" {
+				why += " (" + text + ")"
+			}
+			return Outcome{Notice: fmt.Sprintf("Cannot join %s: %s.", o.Room, why)}
+		}
+	}
+	if !p.HasStatus(xmpp.StatusSelf) {
+		return Outcome{}
+	}
+	if p.Type == xmpp.TypeUnavailable {
+		return o.removed(p)
+	}
+	// Our self-presence: the resourcepart is the nick the room gave us
+	// (status 210 when it changed the one we asked for).
+	o.nick = p.From.Resourcepart()
+	first := o.state != Joined
+	o.state = Joined
+	var out Outcome
+	if p.HasStatus(xmpp.StatusCreated) {
+		// The room did not exist and our join made it: leave it again.
+		o.state, o.queue = Out, nil
+		to, _ := o.Room.WithResource(o.nick)
+		out.Send = append(out.Send, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: xmpp.A(o.From), To: xmpp.A(to)})
+		out.Notice = fmt.Sprintf("Cannot join %s: the room does not exist (the bridge never creates rooms).", o.Room)
+		return out
+	}
+	if first && p.HasStatus(xmpp.StatusNickAssigned) && o.try < len(o.candidates) && o.nick != o.candidates[o.try] {
+		out.Notice = fmt.Sprintf("%s gave you the nick %q.", o.Room, o.nick)
+	}
+	for _, m := range o.queue {
+		out.Send = append(out.Send, m)
+	}
+	o.queue = nil
+	return out
+}
+
+// removed handles our own unavailable presence: a nick change, a kick or
+// ban, or a removal by the service.
+func (o *Occupant) removed(p *xmpp.Presence) Outcome {
+	var item xmpp.MUCItem
+	if p.MUCUser != nil && len(p.MUCUser.Items) > 0 {
+		item = p.MUCUser.Items[0]
+	}
+	by := ""
+	if item.Actor != nil && item.Actor.Nick != "" {
+		by = " by " + item.Actor.Nick
+	}
+	reason := ""
+	if item.Reason != "" {
+		reason = ": " + item.Reason
+	}
+	switch {
+	case p.HasStatus(xmpp.StatusNewNick):
+		// The available presence with the new nick follows.
+		if item.Nick != "" {
+			o.nick = item.Nick
+		}
+		return Outcome{}
+	case p.HasStatus(xmpp.StatusKicked):
+		o.state, o.queue = Out, nil
+		return Outcome{Notice: fmt.Sprintf("You were kicked from %s%s%s. Join again to go back.", o.Room, by, reason)}
+	case p.HasStatus(xmpp.StatusBanned):
+		o.state, o.queue = Out, nil
+		return Outcome{Notice: fmt.Sprintf("You were banned from %s%s%s.", o.Room, by, reason)}
+	case p.HasStatus(321), p.HasStatus(322):
+		o.state, o.queue = Out, nil
+		return Outcome{Notice: fmt.Sprintf("You were removed from %s: it is members-only now and you are not a member.", o.Room)}
+	case p.MUCUser != nil && p.MUCUser.Destroy != nil:
+		o.state, o.queue = Out, nil
+		return Outcome{Notice: fmt.Sprintf("%s was destroyed%s.", o.Room, reason)}
+	default:
+		// The service shut down (332), an error in transit (333), or a
+		// removal it did not explain: rejoin.
+		o.state = Lost
+		return Outcome{}
+	}
+}
+
+// errorText is the error's text in no language or, failing that, any.
+func errorText(e *stanza.Error) string {
+	if t := e.Text[""]; t != "" {
+		return t
+	}
+	if keys := slices.Sorted(maps.Keys(e.Text)); len(keys) > 0 {
+		return e.Text[keys[0]]
+	}
+	return ""
+}
