@@ -67,8 +67,13 @@ func (c Config) ParseRoomPuppetID(userID id.UserID) (roomRef, token string, ok b
 	if !ok {
 		return "", "", false
 	}
-	roomRef, token, ok = strings.Cut(remote, "/")
-	if !ok || roomRef == "" || token == "" || strings.ContainsFunc(token, func(r rune) bool {
+	// The token has no '/'; cut at the last one.
+	i := strings.LastIndexByte(remote, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	roomRef, token = remote[:i], remote[i+1:]
+	if roomRef == "" || token == "" || strings.ContainsFunc(token, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
 	}) {
 		return "", "", false
