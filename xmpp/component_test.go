@@ -29,6 +29,12 @@ type fakeServer struct {
 	// probes routes the probes the component sends after the handshake;
 	// nil sends each back, as a server does for its only connection.
 	probes func(c net.Conn, probes []*Message)
+
+	// open holds every accepted connection until the test ends: a test
+	// done with its end of a connection must not have the garbage
+	// collector close it under the component.
+	mu   sync.Mutex
+	open []net.Conn
 }
 
 type serverConn struct {
@@ -43,7 +49,14 @@ func newFakeServer(t *testing.T) *fakeServer {
 	}
 	s := &fakeServer{t: t, ln: ln, conns: make(chan *serverConn, 4)}
 	go s.accept()
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.open {
+			c.Close()
+		}
+	})
 	return s
 }
 
@@ -53,6 +66,9 @@ func (s *fakeServer) accept() {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		s.open = append(s.open, c)
+		s.mu.Unlock()
 		go s.handshake(c)
 	}
 }
