@@ -19,6 +19,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/portal"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -41,8 +42,8 @@ type Bridge struct {
 	occupantIDKey []byte
 	avatars       *portal.Avatars
 	puppetAvatars *portal.PuppetAvatars
-	mediaLinks    *portal.MediaLinks
-	fetcher       *portal.Fetcher
+	mediaLinks    *msgconv.MediaLinks
+	fetcher       *msgconv.Fetcher
 	ctx           context.Context
 	cancel        context.CancelFunc
 	failed        chan error // gets the error that ends the bridge on its own
@@ -165,7 +166,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 	if err = b.setupMedia(ctx); err != nil {
 		return fmt.Errorf("failed to set up media: %w", err)
 	}
-	b.Matrix.Mux.HandleFunc("GET "+portal.MediaPathPrefix, b.serveMedia)
+	b.Matrix.Mux.HandleFunc("GET "+msgconv.MediaPathPrefix, b.serveMedia)
 	b.avatars = portal.NewAvatars(b.Matrix.DownloadMedia, b.Log.With().Str("component", "avatars").Logger())
 	b.avatars.Ready = b.avatarReady
 	b.puppetAvatars = &portal.PuppetAvatars{Matrix: b.Matrix, XMPP: b.XMPP, DB: b.DB, From: b.XMPP.Domain(),

@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mxpp/mxpp/database"
-	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/msgconv"
 )
 
 // setupMedia prepares the links to Matrix files and the fetcher of XMPP
@@ -27,7 +27,7 @@ func (b *Bridge) setupMedia(ctx context.Context) error {
 	if base == "" {
 		base = b.Config.Appservice.Address
 	}
-	b.mediaLinks = &portal.MediaLinks{Key: key, BaseURL: base, TTL: cfg.LinkTTL}
+	b.mediaLinks = &msgconv.MediaLinks{Key: key, BaseURL: base, TTL: cfg.LinkTTL}
 	if cfg.MaxSize > 0 {
 		limit := cfg.MaxSize
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -35,7 +35,7 @@ func (b *Bridge) setupMedia(ctx context.Context) error {
 			limit = hs
 		}
 		cancel()
-		b.fetcher = portal.NewFetcher(limit, cfg.AllowPrivateNetworks, 2*time.Minute)
+		b.fetcher = msgconv.NewFetcher(limit, cfg.AllowPrivateNetworks, 2*time.Minute)
 	}
 	return nil
 }
@@ -44,7 +44,7 @@ func (b *Bridge) setupMedia(ctx context.Context) error {
 // reads: still percent-encoded, as Check decodes each part itself (the
 // decoded r.URL.Path would decode a file name's "%25" twice).
 func mediaLinkPath(r *http.Request) string {
-	return strings.TrimPrefix(r.URL.EscapedPath(), portal.MediaPathPrefix)
+	return strings.TrimPrefix(r.URL.EscapedPath(), msgconv.MediaPathPrefix)
 }
 
 // serveMedia streams a Matrix file to an XMPP user who has a signed link.
@@ -54,7 +54,7 @@ func (b *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	log := zerolog.Ctx(r.Context())
 	file, err := b.mediaLinks.Check(mediaLinkPath(r))
 	switch {
-	case errors.Is(err, portal.ErrExpiredLink):
+	case errors.Is(err, msgconv.ErrExpiredLink):
 		http.Error(w, "This link has expired", http.StatusGone)
 		return
 	case err != nil:

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/msgconv"
 )
 
 // TestMediaLinkPath: a link the bridge hands out is found again when it is
 // requested, whatever the file is called.
 func TestMediaLinkPath(t *testing.T) {
-	ml := &portal.MediaLinks{Key: []byte("k"), BaseURL: "https://bridge.example/", TTL: time.Hour}
+	ml := &msgconv.MediaLinks{Key: []byte("k"), BaseURL: "https://bridge.example/", TTL: time.Hour}
 	for _, name := range []string{"cat.png", "100% sure.pdf", "a%2Fb.txt", "café ü.jpg", "x?y#z.txt"} {
 		link, err := ml.URL("mxc://hs.test/abc", name)
 		if err != nil {

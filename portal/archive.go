@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -67,11 +68,11 @@ func (p *Portal) handleMAMQuery(ctx context.Context, iq *xmpp.IQ) {
 	}
 	puppet := occ.puppet
 	go func() {
-		rctx, cancel := context.WithTimeout(p.baseCtx, eventTimeout)
+		rctx, cancel := context.WithTimeout(p.Context(), roomloop.EventTimeout)
 		defer cancel()
 		read.page, read.complete, read.err = p.archivePage(rctx, puppet, aq)
-		if !p.Queue(p.baseCtx, read) {
-			p.deps.XMPP.Reply(p.baseCtx, iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, "The room was closed"))
+		if !p.Queue(p.Context(), read) {
+			p.deps.XMPP.Reply(p.Context(), iq, nil, xmpp.StanzaError(stanza.ServiceUnavailable, "The room was closed"))
 		}
 	}()
 }

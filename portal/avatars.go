@@ -150,7 +150,7 @@ func (p *Portal) handleVCard(ctx context.Context, iq *xmpp.IQ) {
 	if o := p.occupantOf(owner); o != nil {
 		// Asked off the portal's loop: the answer may take a while. On the
 		// loop's context, not this event's, which ends when we return.
-		go p.forwardVCard(zerolog.Ctx(ctx).WithContext(p.baseCtx), iq, o.bare)
+		go p.forwardVCard(zerolog.Ctx(ctx).WithContext(p.Context()), iq, o.bare)
 		return
 	}
 	p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, ""))

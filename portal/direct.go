@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -125,13 +126,13 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 		return
 	}
 	d := p.direct
-	rel := &relation{}
+	rel := &msgconv.Relation{}
 	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
-	if rel.reply != nil {
-		rel.reply.ID, rel.reply.To = p.directRef(ctx, id.EventID(rel.reply.ID))
+	if rel.Reply != nil {
+		rel.Reply.ID, rel.Reply.To = p.directRef(ctx, id.EventID(rel.Reply.ID))
 	}
 	body, _ := p.xmppBody(ctx, render)
-	link, oob, files, caption := p.mediaPayloads(render)
+	link, oob, files, caption := p.conv.MediaPayloads(ctx, render)
 	delay := p.lateStamp(evt)
 	out := d.chat(&xmpp.Message{
 		ID: evt.ID.String(), Body: body,
@@ -140,7 +141,7 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	if link != "" {
 		out.Body, out.OOB, out.FileSharing = link, oob, files
 	}
-	rel.apply(out)
+	rel.Apply(out)
 	p.send(ctx, out)
 	if caption != "" {
 		p.send(ctx, d.chat(&xmpp.Message{ID: evt.ID.String() + "-caption", Body: caption, Delay: delay}))

@@ -92,7 +92,7 @@ func TestDirectChat(t *testing.T) {
 
 	msg := &event.Event{ID: "$m1", Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: row.RoomID,
 		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}}}
-	p.handle(ctx, msg)
+	p.HandleEvent(ctx, msg)
 	if len(out.out) != 1 {
 		t.Fatalf("sent %d stanzas for a Matrix message; want 1", len(out.out))
 	}
@@ -104,7 +104,7 @@ func TestDirectChat(t *testing.T) {
 	for _, sender := range []id.UserID{"@_xmpp_alice=40xmpp.test:hs.test", "@eve:hs.test"} {
 		evt := *msg
 		evt.ID, evt.Sender = "$other", sender
-		p.handle(ctx, &evt)
+		p.HandleEvent(ctx, &evt)
 	}
 	if len(out.out) != 1 {
 		t.Errorf("messages of others in the chat went to XMPP: %+v", out.out[1:])
@@ -112,19 +112,19 @@ func TestDirectChat(t *testing.T) {
 
 	// Typing: only the chat's Matrix user's reaches XMPP.
 	p.roster.set("@eve:hs.test", "Eve")
-	p.handle(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
+	p.HandleEvent(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
 		Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: []id.UserID{"@eve:hs.test"}}}})
 	if len(out.out) != 1 {
 		t.Errorf("another member's typing went to XMPP: %+v", out.out[1:])
 	}
-	p.handle(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
+	p.HandleEvent(ctx, &event.Event{Type: event.EphemeralEventTyping, RoomID: row.RoomID,
 		Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: []id.UserID{"@eve:hs.test", "@mary:hs.test"}}}})
 	if len(out.out) != 2 || out.out[1].(*xmpp.Message).Composing == nil || !out.out[1].(*xmpp.Message).From.Equal(maryJID) {
 		t.Fatalf("mary's typing went out as %+v", out.out[1:])
 	}
 	out.out = out.out[:1]
 
-	p.handle(ctx, &xmpp.Message{ID: "a1", Type: xmpp.TypeChat, From: xmpp.A(alice), To: xmpp.A(maryJID), Body: "hello"})
+	p.HandleEvent(ctx, &xmpp.Message{ID: "a1", Type: xmpp.TypeChat, From: xmpp.A(alice), To: xmpp.A(maryJID), Body: "hello"})
 	if len(hs.sent) != 1 || hs.sent[0].(*event.MessageEventContent).Body != "hello" {
 		t.Fatalf("XMPP message reached Matrix as %+v", hs.sent)
 	}
@@ -132,12 +132,12 @@ func TestDirectChat(t *testing.T) {
 		t.Errorf("an XMPP message in a direct chat was reflected: %+v", out.out[1:])
 	}
 	// A stanza of another XMPP user (a routing bug) is dropped.
-	p.handle(ctx, &xmpp.Message{ID: "e1", Type: xmpp.TypeChat, From: xmpp.A(jid.MustParse("eve@xmpp.test/x")), To: xmpp.A(maryJID), Body: "psst"})
+	p.HandleEvent(ctx, &xmpp.Message{ID: "e1", Type: xmpp.TypeChat, From: xmpp.A(jid.MustParse("eve@xmpp.test/x")), To: xmpp.A(maryJID), Body: "psst"})
 	if len(hs.sent) != 1 {
 		t.Error("a message of another XMPP user reached the chat")
 	}
 
-	p.handle(ctx, &xmpp.Message{ID: "$m1", Type: xmpp.TypeError, From: xmpp.A(alice.Bare()), To: xmpp.A(maryJID),
+	p.HandleEvent(ctx, &xmpp.Message{ID: "$m1", Type: xmpp.TypeError, From: xmpp.A(alice.Bare()), To: xmpp.A(maryJID),
 		Error: &stanza.Error{Condition: stanza.ServiceUnavailable}})
 	if len(hs.notices) != 1 {
 		t.Fatalf("a bounced message gave %d notices; want 1", len(hs.notices))
@@ -154,7 +154,7 @@ func TestDirectChat(t *testing.T) {
 	if failed, err := p.Flush(fctx); err != nil || len(failed) > 0 {
 		t.Errorf("flush after the chat ended: %v, %v; want nothing failed", failed, err)
 	}
-	if !p.ended() {
+	if !p.Ended() {
 		t.Error("the chat stayed open after the Matrix user left")
 	}
 	if len(hs.left) != 2 {

@@ -7,39 +7,9 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
-
-// chatState returns the XEP-0085 state a message carries, or "".
-func chatState(m *xmpp.Message) string {
-	switch {
-	case m.Composing != nil:
-		return "composing"
-	case m.Paused != nil:
-		return "paused"
-	case m.Active != nil:
-		return "active"
-	case m.Inactive != nil:
-		return "inactive"
-	case m.Gone != nil:
-		return "gone"
-	}
-	return ""
-}
-
-// withChatState sets one chat state on a message.
-func withChatState(m *xmpp.Message, state string) *xmpp.Message {
-	e := &xmpp.Empty{}
-	switch state {
-	case "composing":
-		m.Composing = e
-	case "paused":
-		m.Paused = e
-	default:
-		m.Active = e
-	}
-	return m
-}
 
 // handleXMPPChatState makes the puppet type on Matrix while its XMPP user
 // composes (XEP-0085), and passes the state on to the other occupants.
@@ -50,7 +20,7 @@ func (p *Portal) handleXMPPChatState(ctx context.Context, occ *occupant, state s
 		p.bridged(ToMatrix, "typing")
 	}
 	p.broadcast(ctx, occ, func(to jid.JID) any {
-		return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
+		return msgconv.WithChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(occ.nick)), To: xmpp.A(to),
 			OccupantID: p.occupantID(occ.puppet), NoStore: &xmpp.Empty{}}, state)
 	})
 }
@@ -87,12 +57,12 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 		p.bridged(ToXMPP, "typing")
 		if d := p.direct; d != nil {
 			if u == d.user { // others in the room are not bridged
-				p.send(ctx, withChatState(d.chat(&xmpp.Message{NoStore: &xmpp.Empty{}}), state))
+				p.send(ctx, msgconv.WithChatState(d.chat(&xmpp.Message{NoStore: &xmpp.Empty{}}), state))
 			}
 			continue
 		}
 		p.broadcast(ctx, nil, func(to jid.JID) any {
-			return withChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
+			return msgconv.WithChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
 				OccupantID: p.occupantID(u), NoStore: &xmpp.Empty{}}, state)
 		})
 	}

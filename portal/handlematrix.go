@@ -11,6 +11,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -71,10 +72,10 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	if len(p.occupants) == 0 || p.alreadyBridged(ctx, evt) {
 		return
 	}
-	rel := &relation{}
+	rel := &msgconv.Relation{}
 	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
 	body, refs := p.xmppBody(ctx, render)
-	link, oob, files, caption := p.mediaPayloads(render)
+	link, oob, files, caption := p.conv.MediaPayloads(ctx, render)
 	delay := p.lateStamp(evt)
 	for _, to := range p.sessions() {
 		out := &xmpp.Message{
@@ -88,7 +89,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 			// The link alone as the body: clients show such a message inline.
 			out.Body, out.References, out.OOB, out.FileSharing = link, nil, oob, files
 		}
-		rel.apply(out)
+		rel.Apply(out)
 		p.send(ctx, out)
 		if caption != "" {
 			p.send(ctx, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat, From: out.From, To: out.To,
@@ -115,19 +116,19 @@ func (p *Portal) alreadyBridged(ctx context.Context, evt *event.Event) bool {
 // markBridged stores the mapping of a Matrix message that reached XMPP,
 // whose id there is the event ID. One that did not is not marked, so that
 // the homeserver's retry delivers it.
-func (p *Portal) markBridged(ctx context.Context, evt *event.Event, rel *relation, content *event.MessageEventContent) {
+func (p *Portal) markBridged(ctx context.Context, evt *event.Event, rel *msgconv.Relation, content *event.MessageEventContent) {
 	log := p.log.With().Stringer("event_id", evt.ID).Logger()
-	if !p.delivered() {
+	if !p.Delivered() {
 		log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
 		return
 	}
 	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID,
-		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), TargetEventID: rel.target, Timestamp: time.Now()})
+		SenderJID: p.contactJID(evt.Sender).String(), StanzaID: evt.ID.String(), TargetEventID: rel.Target, Timestamp: time.Now()})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}
 	log.Debug().Bool("direct", p.direct != nil).Msg("Bridged Matrix message to XMPP")
-	p.bridged(ToXMPP, messageKind(content))
+	p.bridged(ToXMPP, msgconv.MessageKind(content))
 }
 
 // handleMatrixMember follows joins, leaves and display names of Matrix

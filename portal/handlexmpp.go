@@ -2,8 +2,6 @@ package portal
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -306,7 +305,7 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 	case msg.Displayed != nil:
 		p.handleXMPPDisplayed(ctx, occ, msg.Displayed)
 	}
-	if state := chatState(msg); state != "" && msg.Body == "" {
+	if state := msgconv.ChatState(msg); state != "" && msg.Body == "" {
 		p.handleXMPPChatState(ctx, occ, state)
 	}
 	if msg.Body == "" {
@@ -319,7 +318,7 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 		reject(stanza.NotAcceptable, "The message is too long for Matrix")
 		return
 	}
-	stanzaID := stanzaIDOf(msg)
+	stanzaID := msgconv.StanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
 	var reuses id.EventID // the earlier message whose plain id this one reuses
 	if stanzaID != "" {
@@ -339,18 +338,18 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 			return
 		}
 	}
-	if link := mediaLink(msg); link != "" && p.deps.Fetcher != nil {
+	if link := msgconv.MediaLink(msg); link != "" && p.deps.Fetcher != nil {
 		// Fetching and uploading a file can take long. It runs beside the
 		// loop: Matrix events go on meanwhile (one slow download must not
 		// hold up the appservice transactions of every room), and the room's
 		// later XMPP stanzas wait for it, to keep their order.
-		p.inboxPaused = true
+		p.PauseInbox()
 		puppet := occ.puppet
 		go func() {
-			mctx, cancel := context.WithTimeout(p.baseCtx, mediaTimeout)
+			mctx, cancel := context.WithTimeout(p.Context(), mediaTimeout)
 			defer cancel()
-			content, err := p.matrixMedia(mctx, puppet, link)
-			p.Queue(p.baseCtx, mediaReady{msg: msg, content: content, err: err, reuses: reuses})
+			content, err := p.conv.MatrixMedia(mctx, p.deps.Matrix, p.deps.Matrix.IsEncrypted(mctx, p.RoomID), puppet, link)
+			p.Queue(p.Context(), mediaReady{msg: msg, content: content, err: err, reuses: reuses})
 		}()
 		return
 	}
@@ -372,10 +371,7 @@ const mediaTimeout = 5 * time.Minute
 // handleMediaReady sends the message of a fetched file and lets the room's
 // XMPP stanzas go on.
 func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
-	p.inboxPaused = false
-	if p.inbox.len() > 0 {
-		p.wakeInbox()
-	}
+	p.ResumeInbox()
 	occ, ok := p.session(m.msg.From.JID)
 	if p.direct != nil {
 		occ, ok = p.direct.remote, true
@@ -400,10 +396,10 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 	reject := func(cond stanza.Condition, text string) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
 	}
-	stanzaID := stanzaIDOf(msg)
+	stanzaID := msgconv.StanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
 	if content == nil {
-		content = p.matrixContent(prepareXMPPRelations(msg))
+		content = p.matrixContent(msgconv.StripReplyFallback(msg))
 	}
 	target := p.addXMPPRelations(ctx, occ, msg, content)
 	txn := messageTxnID(p.RoomID, occ, msg, stanzaID, reuses)
@@ -422,7 +418,7 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 		return
 	}
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged XMPP message to Matrix")
-	p.bridged(ToMatrix, messageKind(content))
+	p.bridged(ToMatrix, msgconv.MessageKind(content))
 	if stanzaID != "" {
 		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(),
 			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()})
@@ -467,7 +463,7 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 // stored, sent drops the note. Transaction IDs of random make (stanzas
 // without an id) cannot come again and are not noted.
 func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evtType event.Type, content any) (id.EventID, error) {
-	if strings.HasPrefix(txn, randomTxnPrefix) {
+	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
 		return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, time.Time{})
 	}
 	unfinished, err := p.deps.DB.Message.BeginSend(ctx, p.RoomID, txn)
@@ -485,7 +481,7 @@ func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evt
 
 // sent drops the note of a send whose event ID is stored.
 func (p *Portal) sent(ctx context.Context, txn string) {
-	if strings.HasPrefix(txn, randomTxnPrefix) {
+	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
 		return
 	}
 	if err := p.deps.DB.Message.FinishSend(ctx, p.RoomID, txn); err != nil {
@@ -516,34 +512,7 @@ func messageTxnID(room id.RoomID, occ *occupant, msg *xmpp.Message, stanzaID str
 	if reuses != "" {
 		stanzaID += "\x00" + reuses.String()
 	}
-	return txnID(room.String(), occ.bare.String(), stanzaID, msg.ID)
-}
-
-// stanzaIDOf is the id the sender gave a stanza: its origin-id (XEP-0359)
-// if it has one, else its id.
-func stanzaIDOf(msg *xmpp.Message) string {
-	if msg.OriginID != nil && msg.OriginID.ID != "" {
-		return msg.OriginID.ID
-	}
-	return msg.ID
-}
-
-// randomTxnPrefix starts the transaction IDs that are random.
-const randomTxnPrefix = "mxpp_r_"
-
-// txnID makes the Matrix transaction ID of an XMPP message, so that sending
-// the same stanza twice yields one event. Transaction IDs are scoped to the
-// sending user; the room is part of the hash since stanza ids need not be
-// unique across rooms.
-func txnID(room, sender, stanzaID, fallback string) string {
-	if stanzaID == "" {
-		stanzaID = fallback
-	}
-	if stanzaID == "" {
-		return randomTxnPrefix + xmpp.RandomID()
-	}
-	sum := sha256.Sum256([]byte(room + "\x00" + sender + "\x00" + stanzaID))
-	return "mxpp_" + base64.RawURLEncoding.EncodeToString(sum[:18])
+	return msgconv.TxnID(room.String(), occ.bare.String(), stanzaID, msg.ID)
 }
 
 // sessionGone reports whether a bounced stanza means that the session no
@@ -571,21 +540,4 @@ func (p *Portal) followAvatar(pres *xmpp.Presence) {
 		return
 	}
 	p.deps.PuppetAvatars.Update(occ.bare, occ.puppet, *pres.VCardUpdate.Photo)
-}
-
-// messageKind names a Matrix message for metrics.
-func messageKind(c *event.MessageEventContent) string {
-	switch {
-	case c.RelatesTo.GetReplaceID() != "":
-		return "edit"
-	case c.RelatesTo.GetReplyTo() != "":
-		return "reply"
-	case isMedia(c.MsgType):
-		return "media"
-	case c.MsgType == event.MsgText, c.MsgType == event.MsgEmote, c.MsgType == event.MsgNotice:
-		return strings.TrimPrefix(string(c.MsgType), "m.")
-	}
-	// Senders choose msgtypes: a metric label from one would let them
-	// grow the metrics without bound.
-	return "other"
 }

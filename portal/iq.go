@@ -163,10 +163,10 @@ func (p *Portal) startPings(sessions map[string]*occupant, timeout time.Duration
 		p.pinging[full] = true
 		from, to := p.occupantJID(o.nick), o.sessions[full]
 		go func() {
-			ctx, cancel := context.WithTimeout(p.baseCtx, timeout)
+			ctx, cancel := context.WithTimeout(p.Context(), timeout)
 			defer cancel()
 			_, err := p.deps.XMPP.SendIQ(ctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(from), To: xmpp.A(to), Body: pingBody{}})
-			p.Queue(p.baseCtx, pingDone{session: to, outcome: pingResult(err), reconnect: reconnect})
+			p.Queue(p.Context(), pingDone{session: to, outcome: pingResult(err), reconnect: reconnect})
 		}()
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix/event"
+
+	"github.com/mxpp/mxpp/msgconv"
 )
 
 // TestMetricLabels: what senders choose (event types, msgtypes) never
@@ -22,8 +24,8 @@ func TestMetricLabels(t *testing.T) {
 		event.MsgText: "text", event.MsgEmote: "emote", event.MsgNotice: "notice", event.MsgImage: "media",
 		"m.evil1": "other", "x": "other", "": "other",
 	} {
-		if got := messageKind(&event.MessageEventContent{MsgType: msgtype}); got != want {
-			t.Errorf("messageKind(%q) = %q; want %q", msgtype, got, want)
+		if got := msgconv.MessageKind(&event.MessageEventContent{MsgType: msgtype}); got != want {
+			t.Errorf("msgconv.MessageKind(%q) = %q; want %q", msgtype, got, want)
 		}
 	}
 }

@@ -11,11 +11,7 @@ package portal
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,6 +22,8 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -103,8 +101,8 @@ type Deps struct {
 	PuppetAvatars *PuppetAvatars
 	// MediaLinks makes links to Matrix media for XMPP; Fetcher fetches
 	// files XMPP users share. Either may be nil, which turns that off.
-	MediaLinks *MediaLinks
-	Fetcher    *Fetcher
+	MediaLinks *msgconv.MediaLinks
+	Fetcher    *msgconv.Fetcher
 	// Policy is the bridge-wide XMPP domain policy; rooms may override it.
 	Policy xmpp.DomainPolicy
 	// HomeDomain is the XMPP server's own domain: joins from others are
@@ -151,82 +149,21 @@ func (p *Portal) failed(direction, reason string) {
 	}
 }
 
-// QueueSize bounds each portal's queue of Matrix and control events. A full
-// queue blocks the producer, which pushes back on the homeserver.
-const QueueSize = 256
-
-// MaxInbox bounds each portal's backlog of stanzas from XMPP; beyond it,
-// senders get a resource-constraint error (type wait) and resend later.
-const MaxInbox = 10000
-
-// inbox is an unbounded-until-MaxInbox FIFO of stanzas.
-type inbox struct {
-	mu    sync.Mutex
-	items []any
-	head  int
-}
-
-func (q *inbox) push(st any) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.items)-q.head >= MaxInbox {
-		return false
-	}
-	q.items = append(q.items, st)
-	return true
-}
-
-// pop takes the oldest stanza, nil if none, and reports whether more wait.
-func (q *inbox) pop() (any, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.head == len(q.items) {
-		return nil, false
-	}
-	st := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	} else if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items, q.head = append([]any(nil), q.items[q.head:]...), 0
-	}
-	return st, q.head < len(q.items)
-}
-
-func (q *inbox) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items) - q.head
-}
-
 // linkWait is how long a send waits for the component link to come back.
 // A Matrix event that could not be delivered in that time fails its
 // appservice transaction, which the homeserver retries later; so it stays
 // well below homeserver request timeouts (30 s in Dendrite).
 const linkWait = 10 * time.Second
 
-// eventTimeout bounds the handling of one queued event.
-const eventTimeout = 2 * time.Minute
-
 // Portal is one bridged room.
 type Portal struct {
 	*database.Portal
+	// The room's goroutine and queues; Queue, Flush and the rest are its.
+	*roomloop.Loop
 	deps    Deps
+	conv    *msgconv.Converter
 	log     zerolog.Logger
 	roomJID jid.JID
-
-	queue chan any
-	// inbox holds the stanzas from XMPP, in order. Queueing them never
-	// blocks: the component's read loop serves every room and the IQ
-	// answers, so waiting for one busy room there would stall them all
-	// (and, with the XMPP server waiting on us in turn, deadlock).
-	inbox      inbox
-	inboxReady chan struct{}
-	baseCtx    context.Context // the loop's, for work beside it
-	stop       chan struct{}
-	done       chan struct{}
-	once       sync.Once
 
 	// Owned by the loop goroutine.
 	loaded    bool
@@ -242,15 +179,6 @@ type Portal struct {
 	lastRead  map[id.UserID]id.EventID
 	newest    time.Time // of the newest Matrix message bridged (see lateStamp)
 
-	// Delivery of Matrix events to XMPP since the last Flush: the event
-	// being handled, and the ones that did not reach the XMPP server. Once
-	// one failed, later Matrix events are not tried until the Flush, so
-	// that a retry delivers them in order.
-	current     *event.Event
-	undelivered []id.EventID
-	// inboxPaused holds the XMPP inbox while a shared file is fetched.
-	inboxPaused bool
-
 	// direct is set when the portal is a direct chat rather than a room.
 	direct *direct
 }
@@ -265,17 +193,18 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 }
 
 func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
-	return &Portal{
-		Portal:     row,
-		deps:       deps,
-		log:        deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
-		roomJID:    roomJID,
-		queue:      make(chan any, QueueSize),
-		inboxReady: make(chan struct{}, 1),
-		baseCtx:    context.Background(),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
+	p := &Portal{
+		Portal:  row,
+		deps:    deps,
+		conv:    &msgconv.Converter{MediaLinks: deps.MediaLinks, Fetcher: deps.Fetcher},
+		log:     deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
+		roomJID: roomJID,
 	}
+	p.Loop = roomloop.New(p, p.log)
+	if deps.Metrics != nil {
+		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(eventKind(evt), d) }
+	}
+	return p
 }
 
 // MUCJID returns the MUC JID of a Matrix room alias.
@@ -307,195 +236,15 @@ func (p *Portal) RoomJID() jid.JID { return p.roomJID }
 
 // Start runs the portal's loop until ctx ends or Stop is called.
 func (p *Portal) Start(ctx context.Context) {
-	p.baseCtx = p.log.WithContext(ctx)
-	go p.loop(p.baseCtx)
+	p.Loop.Start(p.log.WithContext(ctx))
 }
 
-// Stop ends the loop after the event being handled; queued events are
-// dropped. It waits for the loop to finish.
-func (p *Portal) Stop() {
-	p.once.Do(func() { close(p.stop) })
-	<-p.done
-}
+// Reconnected tells the portal that the component link came back.
+type Reconnected struct{}
 
-// Queue hands an event to the portal's loop, waiting while the queue is full.
-// It reports false if the portal has stopped.
-func (p *Portal) Queue(ctx context.Context, evt any) bool {
-	if p.ended() {
-		return false
-	}
-	select {
-	case p.queue <- evt:
-		return true
-	default:
-	}
-	start := time.Now()
-	p.log.Warn().Int("queue_size", QueueSize).Msg("Portal queue is full, waiting")
-	select {
-	case p.queue <- evt:
-		p.log.Debug().Stringer("waited", time.Since(start)).Msg("Queued event after waiting")
-		return true
-	case <-p.stop:
-		return false
-	case <-p.done:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// Events a portal handles, besides *event.Event and the xmpp stanza types.
-type (
-	// Reconnected tells the portal that the component link came back.
-	Reconnected struct{}
-	// flushEvent is answered once everything queued before it was handled.
-	// Its state settles who has the undelivered events: the loop claims
-	// them for the waiter (1), or the waiter gave up (2) and they stay for
-	// the next flush, so that no failure is reported to nobody.
-	flushEvent struct {
-		done  chan []id.EventID
-		state *atomic.Int32
-		drain bool // the XMPP inbox too (shutdown)
-	}
-)
-
-// Flush waits until every event queued before it was handled, and returns
-// the Matrix events among them that could not be delivered to XMPP (the
-// component link was down). Those were not marked as bridged: handed to the
-// portal again, they are delivered then.
-//
-// A portal that ended itself (its room closed) has nothing more to deliver:
-// the flush returns at once, without error, so that the homeserver does
-// not retry the transaction that closed it.
-func (p *Portal) Flush(ctx context.Context) ([]id.EventID, error) {
-	return p.flush(ctx, false)
-}
-
-// Drain is Flush that also handles what XMPP sent before it: for
-// shutdown. A transaction's Flush waits for its Matrix events only, so that
-// a burst from XMPP does not make the homeserver's transactions time out.
-func (p *Portal) Drain(ctx context.Context) ([]id.EventID, error) {
-	return p.flush(ctx, true)
-}
-
-func (p *Portal) flush(ctx context.Context, drain bool) ([]id.EventID, error) {
-	done := make(chan []id.EventID, 1)
-	f := flushEvent{done: done, state: new(atomic.Int32), drain: drain}
-	if !p.Queue(ctx, f) {
-		if p.ended() {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("portal stopped")
-	}
-	select {
-	case failed := <-done:
-		return failed, nil
-	case <-p.done:
-		return nil, nil
-	case <-ctx.Done():
-		if f.state.CompareAndSwap(0, 2) {
-			return nil, ctx.Err()
-		}
-		return <-done, nil // claimed just now: the answer is on its way
-	}
-}
-
-// ended reports whether the portal's loop has finished.
-func (p *Portal) ended() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// delivering notes the Matrix event being handled; it reports false if it
-// is not to be tried because an earlier one failed.
-func (p *Portal) delivering(evt *event.Event) bool {
-	if len(p.undelivered) > 0 {
-		p.undelivered = append(p.undelivered, evt.ID)
-		return false
-	}
-	p.current = evt
-	return true
-}
-
-// deliveryFailed notes that the Matrix event being handled did not reach
-// XMPP.
-func (p *Portal) deliveryFailed() {
-	if p.current != nil && !slices.Contains(p.undelivered, p.current.ID) {
-		p.undelivered = append(p.undelivered, p.current.ID)
-	}
-}
-
-// delivered reports whether the Matrix event being handled has reached XMPP
-// so far.
-func (p *Portal) delivered() bool {
-	return p.current == nil || !slices.Contains(p.undelivered, p.current.ID)
-}
-
-func (p *Portal) loop(ctx context.Context) {
-	defer close(p.done)
-	for {
-		inboxReady := p.inboxReady
-		if p.inboxPaused {
-			inboxReady = nil
-		}
-		select {
-		case evt := <-p.queue:
-			if !p.handle(ctx, evt) {
-				return
-			}
-		case <-inboxReady:
-			// One stanza at a time, so that Matrix events are not starved.
-			if st, more := p.inbox.pop(); st != nil {
-				if more {
-					p.wakeInbox()
-				}
-				if !p.handle(ctx, st) {
-					return
-				}
-			}
-		case <-p.stop:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// handle runs one event with a deadline, recovering from panics so that one
-// bad event cannot take down the room. It returns false when the portal is
-// gone.
-func (p *Portal) handle(loopCtx context.Context, evt any) (alive bool) {
-	ctx, cancel := context.WithTimeout(loopCtx, eventTimeout)
-	defer cancel()
-	if p.deps.Metrics != nil {
-		start := time.Now()
-		defer func() { p.deps.Metrics.Handled(eventKind(evt), time.Since(start)) }()
-	}
-	alive = true
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Error().Any("panic", r).Bytes("stack", debug.Stack()).Msg("Panic while handling portal event")
-		}
-	}()
-	if f, ok := evt.(flushEvent); ok {
-		// At shutdown what XMPP sent before counts too. Each stanza gets
-		// its own deadline: under the flush's, a long inbox would run out of
-		// time at once and every stanza left in it would fail.
-		for n := p.inbox.len(); f.drain && n > 0 && !p.inboxPaused; n-- {
-			if st, _ := p.inbox.pop(); st != nil && !p.handle(loopCtx, st) {
-				break
-			}
-		}
-		if f.state.CompareAndSwap(0, 1) {
-			f.done <- p.undelivered
-			p.undelivered = nil
-		}
-		return true
-	}
+// HandleEvent implements roomloop.Handler: it handles one event of the
+// room on the loop's goroutine, and returns false when the portal is gone.
+func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 	if !p.loaded {
 		if err := p.load(ctx); err != nil {
 			p.log.Error().Err(err).Msg("Failed to load portal")
@@ -506,13 +255,6 @@ func (p *Portal) handle(loopCtx context.Context, evt any) (alive bool) {
 	p.noteSender(evt)
 	switch e := evt.(type) {
 	case *event.Event:
-		if e.ID == "" {
-			return p.handleMatrixEvent(ctx, e)
-		}
-		if !p.delivering(e) {
-			return true
-		}
-		defer func() { p.current = nil }()
 		return p.handleMatrixEvent(ctx, e)
 	case *xmpp.Message:
 		p.handleXMPPMessage(ctx, e)
@@ -611,7 +353,7 @@ func (p *Portal) rejectUnloaded(ctx context.Context, evt any) {
 		// Not handled: the next Flush reports it, and the homeserver's
 		// retry of its transaction brings it again.
 		if e.ID != "" {
-			p.undelivered = append(p.undelivered, e.ID)
+			p.DeliveryFailed()
 		}
 	case *xmpp.Presence:
 		if e.Type == "" {
@@ -641,7 +383,7 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
 			p.failed(ToXMPP, "xmpp_send")
-			p.deliveryFailed()
+			p.DeliveryFailed()
 		}
 	}
 }
@@ -661,44 +403,6 @@ func (p *Portal) noteSender(evt any) {
 	}
 	if _, ok := p.session(from); ok {
 		p.touch(from)
-	}
-}
-
-// QueueLen returns how many events wait in the portal's queues.
-func (p *Portal) QueueLen() int { return len(p.queue) + p.inbox.len() }
-
-// QueueXMPP hands a stanza from XMPP to the loop without waiting. It
-// reports false when the room is that far behind (MaxInbox), and the
-// sender is to be told to retry later.
-func (p *Portal) QueueXMPP(st any) bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-	}
-	if !p.inbox.push(st) {
-		p.log.Warn().Int("inbox", MaxInbox).Msg("Room is too far behind; refusing a stanza from XMPP")
-		return false
-	}
-	p.wakeInbox()
-	return true
-}
-
-// wakeInbox tells the loop that stanzas wait in the inbox.
-func (p *Portal) wakeInbox() {
-	select {
-	case p.inboxReady <- struct{}{}:
-	default:
-	}
-}
-
-// TryQueue hands an event to the loop unless the queue is full.
-func (p *Portal) TryQueue(evt any) bool {
-	select {
-	case p.queue <- evt:
-		return true
-	default:
-		return false
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -96,21 +98,6 @@ func TestCleanNick(t *testing.T) {
 	}
 }
 
-func TestTxnID(t *testing.T) {
-	a := txnID("!r:hs", "alice@x", "s1", "m1")
-	if a != txnID("!r:hs", "alice@x", "s1", "other") {
-		t.Error("txnID is not stable for the same stanza")
-	}
-	for _, other := range []string{txnID("!r2:hs", "alice@x", "s1", ""), txnID("!r:hs", "bob@x", "s1", ""), txnID("!r:hs", "alice@x", "s2", "")} {
-		if other == a {
-			t.Error("txnID collides across rooms, senders or stanzas")
-		}
-	}
-	if txnID("!r:hs", "a", "", "") == txnID("!r:hs", "a", "", "") {
-		t.Error("stanzas without any id got the same transaction ID")
-	}
-}
-
 func testPortal() *Portal {
 	p := &Portal{
 		Portal:    &database.Portal{RoomID: "!r:hs.test", Alias: "#r:hs.test"},
@@ -120,6 +107,7 @@ func testPortal() *Portal {
 		occupants: map[string]*occupant{},
 		deps:      Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
 	}
+	p.Loop = roomloop.New(p, zerolog.Nop())
 	p.roster.set("@mary:hs.test", "Mary Q")
 	alice := &occupant{bare: jid.MustParse("alice@xmpp.test"), nick: "Alice", puppet: "@_xmpp_alice=40xmpp.test:hs.test"}
 	p.occupants["alice@xmpp.test"] = alice
@@ -261,44 +249,6 @@ func TestSessionGone(t *testing.T) {
 	}
 }
 
-func TestInbox(t *testing.T) {
-	var q inbox
-	next := 0
-	// Interleave pushes and pops past the compaction point.
-	for i := 0; i < 2*MaxInbox; i++ {
-		if !q.push(i) {
-			t.Fatalf("push %d refused with %d queued", i, q.len())
-		}
-		if i%3 != 0 {
-			st, _ := q.pop()
-			if st != next {
-				t.Fatalf("pop = %v; want %d", st, next)
-			}
-			next++
-		}
-	}
-	for q.len() < MaxInbox {
-		q.push(-1)
-	}
-	if q.push(-2) {
-		t.Fatal("push beyond MaxInbox accepted")
-	}
-	for q.len() > 0 {
-		st, more := q.pop()
-		if v := st.(int); v >= 0 && v != next {
-			t.Fatalf("pop = %d; want %d", v, next)
-		} else if v >= 0 {
-			next++
-		}
-		if more != (q.len() > 0) {
-			t.Fatal("pop's more disagrees with len")
-		}
-	}
-	if st, more := q.pop(); st != nil || more {
-		t.Fatalf("pop of empty = %v, %v", st, more)
-	}
-}
-
 // TestPingResult: only an answer, an error saying the session is gone, or
 // silence after the ping went out count; a ping that could not be sent
 // proves nothing about the client.
@@ -364,7 +314,7 @@ func TestSendOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	puppet := id.UserID("@_xmpp_alice=40xmpp.test:hs.test")
-	txn := txnID(p.RoomID.String(), "alice@xmpp.test", "s1", "")
+	txn := msgconv.TxnID(p.RoomID.String(), "alice@xmpp.test", "s1", "")
 
 	hs.lose = true
 	if _, err := p.sendOnce(ctx, puppet, txn, event.EventMessage, nil); err == nil {
@@ -380,7 +330,7 @@ func TestSendOnce(t *testing.T) {
 	if _, err := p.sendOnce(ctx, puppet, txn, event.EventMessage, nil); err != nil || hs.sends != 2 {
 		t.Fatalf("send after a finished one: %v, %d sends", err, hs.sends)
 	}
-	random := txnID(p.RoomID.String(), "alice@xmpp.test", "", "")
+	random := msgconv.TxnID(p.RoomID.String(), "alice@xmpp.test", "", "")
 	for range 2 {
 		if _, err := p.sendOnce(ctx, puppet, random, event.EventMessage, nil); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -67,10 +68,10 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		// The stanza's id is part of the key: reacting again after taking a
 		// reaction back is a new event, not a retry of the first one.
 		key := ""
-		if sid := stanzaIDOf(msg); sid != "" {
+		if sid := msgconv.StanzaIDOf(msg); sid != "" {
 			key = "react:" + sid + ":" + target.String() + ":" + h
 		}
-		txn := txnID(p.RoomID.String(), occ.bare.String(), key, "")
+		txn := msgconv.TxnID(p.RoomID.String(), occ.bare.String(), key, "")
 		evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventReaction, content)
 		if err != nil {
 			p.log.Info().Err(err).Msg("Reaction refused on Matrix")
@@ -89,7 +90,7 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		if _, keep := want[h]; keep {
 			continue
 		}
-		if err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, r.EventID, "", txnID(p.RoomID.String(), occ.bare.String(), "unreact:"+r.EventID.String(), "")); err != nil {
+		if err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, r.EventID, "", msgconv.TxnID(p.RoomID.String(), occ.bare.String(), "unreact:"+r.EventID.String(), "")); err != nil {
 			p.log.Info().Err(err).Msg("Failed to take back a reaction on Matrix")
 			continue
 		}

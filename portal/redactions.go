@@ -9,6 +9,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -29,7 +30,7 @@ func (p *Portal) handleXMPPRetraction(ctx context.Context, occ *occupant, msg *x
 		reject(xmpp.StanzaError(stanza.ItemNotFound, "No message of yours with that id"))
 		return
 	}
-	err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, target, "", txnID(p.RoomID.String(), occ.bare.String(), "retract:"+target.String(), ""))
+	err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, target, "", msgconv.TxnID(p.RoomID.String(), occ.bare.String(), "retract:"+target.String(), ""))
 	if err != nil {
 		p.log.Info().Err(err).Stringer("event_id", target).Msg("Retraction refused on Matrix")
 		reject(matrixError(err, "The message cannot be deleted"))
@@ -105,7 +106,7 @@ func (p *Portal) handleModerate(ctx context.Context, iq *xmpp.IQ) {
 		p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, "No such message"))
 		return
 	}
-	err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, target, req.Reason, txnID(p.RoomID.String(), occ.bare.String(), "moderate:"+target.String(), ""))
+	err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, target, req.Reason, msgconv.TxnID(p.RoomID.String(), occ.bare.String(), "moderate:"+target.String(), ""))
 	if err != nil {
 		p.log.Info().Err(err).Stringer("event_id", target).Msg("Moderation refused on Matrix")
 		p.deps.XMPP.Reply(ctx, iq, nil, matrixError(err, "Your power level in the Matrix room does not allow this"))

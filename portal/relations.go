@@ -3,17 +3,14 @@ package portal
 import (
 	"context"
 	"strings"
-	"unicode/utf8"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
-
-// maxQuoteRunes bounds the excerpt a reply fallback quotes.
-const maxQuoteRunes = 80
 
 // replyTarget finds the Matrix event an XMPP reply (XEP-0461) refers to. In
 // a MUC the id is the room's stanza-id, which this bridge sets to the event
@@ -58,31 +55,6 @@ func originalOf(row *database.Message) id.EventID {
 	return row.EventID
 }
 
-// prepareXMPPRelations strips a reply's fallback quote from an XMPP
-// message, keeping mentions in place, so that Matrix gets the reply itself.
-func prepareXMPPRelations(msg *xmpp.Message) *xmpp.Message {
-	if msg.Reply == nil {
-		return msg
-	}
-	stripped := xmpp.StripFallback(msg.Body, msg.Fallbacks, xmpp.NSReply)
-	if stripped == msg.Body {
-		return msg
-	}
-	out := *msg
-	out.Body = stripped
-	out.References = nil
-	if cut := utf8.RuneCountInString(msg.Body) - utf8.RuneCountInString(stripped); strings.HasSuffix(msg.Body, stripped) {
-		for _, ref := range msg.References {
-			if ref.Begin != nil && ref.End != nil && *ref.Begin >= cut {
-				b, e := *ref.Begin-cut, *ref.End-cut
-				ref.Begin, ref.End = &b, &e
-				out.References = append(out.References, ref)
-			}
-		}
-	}
-	return &out
-}
-
 // addXMPPRelations makes Matrix content a reply or an edit as the XMPP
 // message is one. It returns the event an edit edits, or "". A correction
 // of an unknown message becomes a new message marked with "* ".
@@ -92,10 +64,7 @@ func (p *Portal) addXMPPRelations(ctx context.Context, occ *occupant, msg *xmpp.
 			content.SetEdit(orig)
 			return orig
 		}
-		content.Body = "* " + content.Body
-		if content.FormattedBody != "" {
-			content.FormattedBody = "* " + content.FormattedBody
-		}
+		msgconv.MarkUncorrected(content)
 		return ""
 	}
 	if msg.Reply != nil {
@@ -113,87 +82,38 @@ func (p *Portal) addXMPPRelations(ctx context.Context, occ *occupant, msg *xmpp.
 // content; ok is false for an edit of a message XMPP never saw, which goes
 // out as a new message marked with "* ", as does an edit by anyone but the
 // original's author.
-func (p *Portal) xmppRelations(ctx context.Context, sender id.UserID, content *event.MessageEventContent, rel *relation) (*event.MessageEventContent, bool) {
-	if orig := content.RelatesTo.GetReplaceID(); orig != "" {
-		newContent := content.NewContent
-		if newContent == nil {
-			newContent = content
-			newContent.Body = strings.TrimPrefix(newContent.Body, "* ")
-		}
+func (p *Portal) xmppRelations(ctx context.Context, sender id.UserID, content *event.MessageEventContent, rel *msgconv.Relation) (*event.MessageEventContent, bool) {
+	if orig, newContent := msgconv.EditOf(content); orig != "" {
 		row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, orig)
 		if err != nil || row == nil || p.rowAuthor(row) != sender {
 			// Degrade: a new message, marked as a correction. An edit of
 			// someone else's message (which Matrix clients do not apply)
 			// is never a correction of theirs on XMPP.
-			rel.prefix = "* "
+			rel.Prefix = "* "
 			return newContent, false
 		}
-		rel.replace = &xmpp.Replace{ID: row.StanzaID}
-		rel.target = orig
+		rel.Replace = &xmpp.Replace{ID: row.StanzaID}
+		rel.Target = orig
 		return newContent, true
 	}
 	if target := content.RelatesTo.GetReplyTo(); target != "" {
-		rel.reply = p.replyTo(ctx, target, &rel.prefix)
+		rel.Reply = p.replyTo(ctx, target, &rel.Prefix)
 	}
 	return content, true
-}
-
-// relation is what a Matrix message's relation adds to its XMPP stanza.
-type relation struct {
-	prefix  string // fallback quote or correction mark before the body
-	replace *xmpp.Replace
-	reply   *xmpp.Reply
-	target  id.EventID // the original of an edit
 }
 
 // replyTo builds XEP-0461 for a reply to target and writes the fallback
 // quote ("> Nick: first line") into prefix.
 func (p *Portal) replyTo(ctx context.Context, target id.EventID, prefix *string) *xmpp.Reply {
 	reply := &xmpp.Reply{ID: target.String(), To: xmpp.A(p.roomJID)}
-	nick, excerpt := "", ""
-	if evt, err := p.deps.Matrix.GetEvent(ctx, p.RoomID, target); err == nil {
+	nick := ""
+	evt, err := p.deps.Matrix.GetEvent(ctx, p.RoomID, target)
+	if err == nil {
 		nick = p.historyNick(evt.Sender)
 		reply.To = xmpp.A(p.occupantJID(nick))
-		if c, ok := evt.Content.Parsed.(*event.MessageEventContent); ok {
-			if c.NewContent != nil {
-				c = c.NewContent
-			}
-			body, _ := p.xmppBody(ctx, c)
-			excerpt, _, _ = strings.Cut(body, "\n")
-		}
 	} else {
 		p.log.Debug().Err(err).Stringer("event_id", target).Msg("Failed to fetch the message a reply quotes")
 	}
-	if utf8.RuneCountInString(excerpt) > maxQuoteRunes {
-		excerpt = string([]rune(excerpt)[:maxQuoteRunes]) + "…"
-	}
-	switch {
-	case nick != "" && excerpt != "":
-		*prefix = "> " + nick + ": " + excerpt + "\n"
-	case nick != "":
-		*prefix = "> " + nick + " wrote:\n"
-	default:
-		*prefix = "> (reply)\n"
-	}
+	*prefix = p.conv.ReplyQuote(ctx, names{p}, nick, evt)
 	return reply
-}
-
-// apply adds the relation to an outgoing message.
-func (rel *relation) apply(m *xmpp.Message) {
-	if rel.prefix == "" && rel.replace == nil && rel.reply == nil {
-		return
-	}
-	m.Body = rel.prefix + m.Body
-	shift := utf8.RuneCountInString(rel.prefix)
-	m.References = append([]xmpp.Reference(nil), m.References...)
-	for i := range m.References {
-		b, e := *m.References[i].Begin+shift, *m.References[i].End+shift
-		m.References[i].Begin, m.References[i].End = &b, &e
-	}
-	m.Replace = rel.replace
-	if rel.reply != nil {
-		m.Reply = rel.reply
-		start, end := 0, shift
-		m.Fallbacks = []xmpp.Fallback{{For: xmpp.NSReply, Bodies: []xmpp.FallbackBody{{Start: &start, End: &end}}}}
-	}
 }

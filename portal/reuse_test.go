@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -37,7 +38,7 @@ func TestReusedPlainID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plainTxn := func(id string) string { return txnID(p.RoomID.String(), "alice@xmpp.test", id, id) }
+	plainTxn := func(id string) string { return msgconv.TxnID(p.RoomID.String(), "alice@xmpp.test", id, id) }
 	for _, tc := range []struct {
 		name   string
 		msg    *xmpp.Message
@@ -48,7 +49,7 @@ func TestReusedPlainID(t *testing.T) {
 		{"origin-id of an hour ago", &xmpp.Message{ID: "x", OriginID: &xmpp.OriginID{ID: "1"}}, true},
 		{"plain id used twice, last a minute ago", &xmpp.Message{ID: "3"}, true},
 	} {
-		sid := stanzaIDOf(tc.msg)
+		sid := msgconv.StanzaIDOf(tc.msg)
 		prev, err := db.Message.GetByStanzaID(ctx, p.RoomID, "alice@xmpp.test", sid)
 		if err != nil || prev == nil {
 			t.Fatalf("%s: no mapping: %v", tc.name, err)

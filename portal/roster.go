@@ -6,10 +6,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -54,28 +54,24 @@ func newRoster() *roster {
 	return &roster{owner: map[string]id.UserID{}, members: map[id.UserID]*member{}, groups: map[string]map[id.UserID]*member{}}
 }
 
-func nickKey(nick string) string {
-	return strings.ToLower(norm.NFKC.String(nick))
-}
-
 // owns reports who holds a nick, or whose display name it is.
 func (r *roster) owns(nick string) (id.UserID, bool) {
-	if u, ok := r.owner[nickKey(nick)]; ok {
+	if u, ok := r.owner[msgconv.NickKey(nick)]; ok {
 		return u, true
 	}
-	for u := range r.groups[nickKey(nick)] {
+	for u := range r.groups[msgconv.NickKey(nick)] {
 		return u, true
 	}
 	return "", false
 }
 
 // claim gives a nick to an XMPP occupant's puppet.
-func (r *roster) claim(nick string, puppet id.UserID) { r.owner[nickKey(nick)] = puppet }
+func (r *roster) claim(nick string, puppet id.UserID) { r.owner[msgconv.NickKey(nick)] = puppet }
 
 // release frees a nick if owner holds it.
 func (r *roster) release(nick string, owner id.UserID) {
-	if r.owner[nickKey(nick)] == owner {
-		delete(r.owner, nickKey(nick))
+	if r.owner[msgconv.NickKey(nick)] == owner {
+		delete(r.owner, msgconv.NickKey(nick))
 	}
 }
 
@@ -88,7 +84,7 @@ func (r *roster) set(userID id.UserID, displayname string) []nickChange {
 		if m.displayname == displayname {
 			return nil
 		}
-		oldKey = nickKey(m.base)
+		oldKey = msgconv.NickKey(m.base)
 		delete(r.groups[oldKey], userID)
 	} else {
 		m = &member{userID: userID}
@@ -102,7 +98,7 @@ func (r *roster) set(userID id.UserID, displayname string) []nickChange {
 	if m.base == "" {
 		m.base = string(userID)
 	}
-	newKey := nickKey(m.base)
+	newKey := msgconv.NickKey(m.base)
 	if r.groups[newKey] == nil {
 		r.groups[newKey] = map[id.UserID]*member{}
 	}
@@ -122,7 +118,7 @@ func (r *roster) remove(userID id.UserID) (*member, []nickChange) {
 		return nil, nil
 	}
 	delete(r.members, userID)
-	key := nickKey(m.base)
+	key := msgconv.NickKey(m.base)
 	delete(r.groups[key], userID)
 	r.release(m.nick, userID)
 	return m, r.renick(key)
@@ -150,7 +146,7 @@ func (r *roster) renick(key string) []nickChange {
 		candidates = append(candidates, m.base+" ("+m.userID.Localpart()+")", m.base+" ("+string(m.userID)+")", string(m.userID))
 		nick := ""
 		for _, c := range candidates {
-			if owner, taken := r.owner[nickKey(c)]; (!taken || owner == m.userID) && validNick(c) {
+			if owner, taken := r.owner[msgconv.NickKey(c)]; (!taken || owner == m.userID) && validNick(c) {
 				nick = c
 				break
 			}

@@ -1,4 +1,4 @@
-package portal
+package msgconv
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package portal
+package msgconv
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	_ "image/png"  // image sizes for m.image info
 	"strings"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -17,13 +18,26 @@ import (
 	"github.com/mxpp/mxpp/xmpp"
 )
 
-// errMediaOff is returned when the bridge has no fetcher configured.
-var errMediaOff = errors.New("fetching shared files is turned off")
+// Converter holds what translating files needs: links to Matrix media for
+// XMPP users, and the fetcher of files XMPP users share. Either may be
+// nil, which turns that direction of files off (they go as text).
+type Converter struct {
+	MediaLinks *MediaLinks
+	Fetcher    *Fetcher
+}
 
-// mediaLink returns the link by which an XMPP message shares a file: an
+// ErrMediaOff is returned by MatrixMedia when the bridge has no fetcher.
+var ErrMediaOff = errors.New("fetching shared files is turned off")
+
+// Uploader puts a file into the Matrix media repository as a user.
+type Uploader interface {
+	UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error)
+}
+
+// MediaLink returns the link by which an XMPP message shares a file: an
 // out-of-band URL (XEP-0066, as HTTP upload clients send it) or a file
 // sharing source (XEP-0447) that is the whole body.
-func mediaLink(msg *xmpp.Message) string {
+func MediaLink(msg *xmpp.Message) string {
 	body := strings.TrimSpace(msg.Body)
 	if msg.OOB != nil && msg.OOB.URL != "" && (body == msg.OOB.URL || body == "") {
 		return msg.OOB.URL
@@ -38,14 +52,14 @@ func mediaLink(msg *xmpp.Message) string {
 	return ""
 }
 
-// matrixMedia fetches a file an XMPP user shared and uploads it to the
+// MatrixMedia fetches a file an XMPP user shared and uploads it to the
 // media repository as the user's puppet, for an m.image, m.video, m.audio
-// or m.file message.
-func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string) (*event.MessageEventContent, error) {
-	if p.deps.Fetcher == nil {
-		return nil, errMediaOff
+// or m.file message; encrypted for a room with encryption on.
+func (c *Converter) MatrixMedia(ctx context.Context, up Uploader, encrypted bool, puppet id.UserID, link string) (*event.MessageEventContent, error) {
+	if c.Fetcher == nil {
+		return nil, ErrMediaOff
 	}
-	f, err := p.deps.Fetcher.Fetch(ctx, link)
+	f, err := c.Fetcher.Fetch(ctx, link)
 	if err != nil {
 		return nil, err
 	}
@@ -56,14 +70,14 @@ func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string)
 	}
 	var file *attachment.EncryptedFile
 	uploadType := f.ContentType
-	if p.deps.Matrix.IsEncrypted(ctx, p.RoomID) {
+	if encrypted {
 		// The media repository gets ciphertext; the key travels in the
 		// (encrypted) event.
 		file = attachment.NewEncryptedFile()
 		file.EncryptInPlace(f.Data)
 		uploadType = "application/octet-stream"
 	}
-	uri, err := p.deps.Matrix.UploadMedia(ctx, puppet, f.Data, uploadType, f.FileName)
+	uri, err := up.UploadMedia(ctx, puppet, f.Data, uploadType, f.FileName)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +102,8 @@ func (p *Portal) matrixMedia(ctx context.Context, puppet id.UserID, link string)
 	return content, nil
 }
 
-func isMedia(t event.MessageType) bool {
+// IsMedia reports whether a Matrix message type carries a file.
+func IsMedia(t event.MessageType) bool {
 	switch t {
 	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
 		return true
@@ -96,12 +111,13 @@ func isMedia(t event.MessageType) bool {
 	return false
 }
 
-// mediaPayloads describes a Matrix file for XMPP: an out-of-band link
+// MediaPayloads describes a Matrix file for XMPP: an out-of-band link
 // (XEP-0066), which most clients show inline when it is also the body, and
 // XEP-0447 metadata. The link goes through the bridge, since XMPP users
-// cannot fetch authenticated Matrix media.
-func (p *Portal) mediaPayloads(content *event.MessageEventContent) (link string, oob *xmpp.OOB, fs *xmpp.FileSharing, caption string) {
-	if !isMedia(content.MsgType) || (content.URL == "" && content.File == nil) || p.deps.MediaLinks == nil {
+// cannot fetch authenticated Matrix media. caption is the text sent with
+// the file, if any.
+func (c *Converter) MediaPayloads(ctx context.Context, content *event.MessageEventContent) (link string, oob *xmpp.OOB, fs *xmpp.FileSharing, caption string) {
+	if !IsMedia(content.MsgType) || (content.URL == "" && content.File == nil) || c.MediaLinks == nil {
 		return "", nil, nil, ""
 	}
 	name := content.FileName
@@ -116,12 +132,12 @@ func (p *Portal) mediaPayloads(content *event.MessageEventContent) (link string,
 		if content.Info != nil {
 			mimeType = content.Info.MimeType
 		}
-		link, err = p.deps.MediaLinks.EncryptedURL(content.File, name, mimeType)
+		link, err = c.MediaLinks.EncryptedURL(content.File, name, mimeType)
 	} else {
-		link, err = p.deps.MediaLinks.URL(content.URL, name)
+		link, err = c.MediaLinks.URL(content.URL, name)
 	}
 	if err != nil {
-		p.log.Debug().Err(err).Msg("Cannot link a Matrix file for XMPP")
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("Cannot link a Matrix file for XMPP")
 		return "", nil, nil, ""
 	}
 	oob = &xmpp.OOB{URL: link, Desc: caption}

@@ -1,16 +1,17 @@
-package portal
+package msgconv
 
 import (
 	"context"
 	"errors"
-	"maunium.net/go/mautrix/crypto/attachment"
-	"maunium.net/go/mautrix/event"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 )
 
 func TestPublicAddr(t *testing.T) {

@@ -1,0 +1,378 @@
+// Package roomloop runs the events of one bridged room one at a time, on a
+// goroutine of its own: everything that concerns the room, from either
+// side, goes through its queue, which keeps the room's messages in order
+// while rooms run in parallel. Both kinds of portal run on it: the rooms
+// the component hosts as MUCs (package portal) and the MUCs hosted
+// elsewhere that Matrix users join (package remotemuc).
+//
+// A Loop also keeps the books a homeserver transaction needs: which of the
+// Matrix events handed to the room did not reach XMPP, so that Flush can
+// report them and the homeserver sends them again.
+//
+// It imports only the leaf packages; they never import it.
+package roomloop
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// QueueSize bounds each room's queue of Matrix and control events. A full
+// queue blocks the producer, which pushes back on the homeserver.
+const QueueSize = 256
+
+// MaxInbox bounds each room's backlog of stanzas from XMPP; beyond it,
+// senders get a resource-constraint error (type wait) and resend later.
+const MaxInbox = 10000
+
+// EventTimeout bounds the handling of one queued event.
+const EventTimeout = 2 * time.Minute
+
+// Handler handles a room's events on its loop's goroutine.
+type Handler interface {
+	// HandleEvent handles one event: a Matrix event (*event.Event), a
+	// stanza from the inbox, or a control event. It returns false when
+	// the room is gone and the loop is to end.
+	HandleEvent(ctx context.Context, evt any) bool
+}
+
+// Loop is one room's goroutine with its queues.
+type Loop struct {
+	log     zerolog.Logger
+	handler Handler
+	// Handled, if set, is told how long each event took, by kind.
+	Handled func(evt any, d time.Duration)
+
+	queue chan any
+	// inbox holds the stanzas from XMPP, in order. Queueing them never
+	// blocks: the component's read loop serves every room and the IQ
+	// answers, so waiting for one busy room there would stall them all
+	// (and, with the XMPP server waiting on us in turn, deadlock).
+	inbox      inbox
+	inboxReady chan struct{}
+	baseCtx    context.Context // the loop's, for work beside it
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
+
+	// Owned by the loop goroutine: the Matrix event being handled, and
+	// the ones that did not reach the XMPP server since the last Flush.
+	// Once one failed, later Matrix events are not tried until the Flush,
+	// so that a retry delivers them in order.
+	current     *event.Event
+	undelivered []id.EventID
+	// inboxPaused holds the XMPP inbox while something the room's later
+	// stanzas must wait for (a shared file) is under way.
+	inboxPaused bool
+}
+
+// New returns a loop that hands its events to h; Start runs it.
+func New(h Handler, log zerolog.Logger) *Loop {
+	return &Loop{
+		log:        log,
+		handler:    h,
+		queue:      make(chan any, QueueSize),
+		inboxReady: make(chan struct{}, 1),
+		baseCtx:    context.Background(),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+}
+
+// Start runs the loop until ctx ends, Stop is called or the handler says
+// the room is gone.
+func (l *Loop) Start(ctx context.Context) {
+	l.baseCtx = ctx
+	go l.run(ctx)
+}
+
+// Context is the loop's context, for work that runs beside the loop and
+// reports back to it with Queue.
+func (l *Loop) Context() context.Context { return l.baseCtx }
+
+// Stop ends the loop after the event being handled; queued events are
+// dropped. It waits for the loop to finish.
+func (l *Loop) Stop() {
+	l.once.Do(func() { close(l.stop) })
+	<-l.done
+}
+
+// Ended reports whether the loop has finished.
+func (l *Loop) Ended() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Queue hands an event to the loop, waiting while the queue is full. It
+// reports false if the loop has stopped.
+func (l *Loop) Queue(ctx context.Context, evt any) bool {
+	if l.Ended() {
+		return false
+	}
+	select {
+	case l.queue <- evt:
+		return true
+	default:
+	}
+	start := time.Now()
+	l.log.Warn().Int("queue_size", QueueSize).Msg("Portal queue is full, waiting")
+	select {
+	case l.queue <- evt:
+		l.log.Debug().Stringer("waited", time.Since(start)).Msg("Queued event after waiting")
+		return true
+	case <-l.stop:
+		return false
+	case <-l.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// TryQueue hands an event to the loop unless the queue is full.
+func (l *Loop) TryQueue(evt any) bool {
+	select {
+	case l.queue <- evt:
+		return true
+	default:
+		return false
+	}
+}
+
+// QueueXMPP hands a stanza from XMPP to the loop without waiting. It
+// reports false when the room is that far behind (MaxInbox), and the
+// sender is to be told to retry later.
+func (l *Loop) QueueXMPP(st any) bool {
+	if l.Ended() {
+		return false
+	}
+	if !l.inbox.push(st) {
+		l.log.Warn().Int("inbox", MaxInbox).Msg("Room is too far behind; refusing a stanza from XMPP")
+		return false
+	}
+	l.wakeInbox()
+	return true
+}
+
+// QueueLen returns how many events wait in the loop's queues.
+func (l *Loop) QueueLen() int { return len(l.queue) + l.inbox.len() }
+
+// flushEvent is answered once everything queued before it was handled.
+// Its state settles who has the undelivered events: the loop claims them
+// for the waiter (1), or the waiter gave up (2) and they stay for the next
+// flush, so that no failure is reported to nobody.
+type flushEvent struct {
+	done  chan []id.EventID
+	state *atomic.Int32
+	drain bool // the XMPP inbox too (shutdown)
+}
+
+// Flush waits until every event queued before it was handled, and returns
+// the Matrix events among them that could not be delivered to XMPP (the
+// component link was down). Those were not marked as bridged: handed to the
+// loop again, they are delivered then.
+//
+// A loop that ended (its room closed) has nothing more to deliver: the
+// flush returns at once, without error, so that the homeserver does not
+// retry the transaction that closed it.
+func (l *Loop) Flush(ctx context.Context) ([]id.EventID, error) {
+	return l.flush(ctx, false)
+}
+
+// Drain is Flush that also handles what XMPP sent before it: for
+// shutdown. A transaction's Flush waits for its Matrix events only, so that
+// a burst from XMPP does not make the homeserver's transactions time out.
+func (l *Loop) Drain(ctx context.Context) ([]id.EventID, error) {
+	return l.flush(ctx, true)
+}
+
+func (l *Loop) flush(ctx context.Context, drain bool) ([]id.EventID, error) {
+	done := make(chan []id.EventID, 1)
+	f := flushEvent{done: done, state: new(atomic.Int32), drain: drain}
+	if !l.Queue(ctx, f) {
+		if l.Ended() {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("portal stopped")
+	}
+	select {
+	case failed := <-done:
+		return failed, nil
+	case <-l.done:
+		return nil, nil
+	case <-ctx.Done():
+		if f.state.CompareAndSwap(0, 2) {
+			return nil, ctx.Err()
+		}
+		return <-done, nil // claimed just now: the answer is on its way
+	}
+}
+
+// DeliveryFailed notes, from the loop's goroutine, that the Matrix event
+// being handled did not reach XMPP.
+func (l *Loop) DeliveryFailed() {
+	if l.current != nil && !slices.Contains(l.undelivered, l.current.ID) {
+		l.undelivered = append(l.undelivered, l.current.ID)
+	}
+}
+
+// Delivered reports whether the Matrix event being handled has reached
+// XMPP so far.
+func (l *Loop) Delivered() bool {
+	return l.current == nil || !slices.Contains(l.undelivered, l.current.ID)
+}
+
+// PauseInbox holds the XMPP inbox: its stanzas wait until ResumeInbox,
+// while the queue's events go on.
+func (l *Loop) PauseInbox() { l.inboxPaused = true }
+
+// ResumeInbox lets the XMPP inbox go on.
+func (l *Loop) ResumeInbox() {
+	l.inboxPaused = false
+	if l.inbox.len() > 0 {
+		l.wakeInbox()
+	}
+}
+
+// wakeInbox tells the loop that stanzas wait in the inbox.
+func (l *Loop) wakeInbox() {
+	select {
+	case l.inboxReady <- struct{}{}:
+	default:
+	}
+}
+
+// delivering notes the Matrix event being handled; it reports false if it
+// is not to be tried because an earlier one failed.
+func (l *Loop) delivering(evt *event.Event) bool {
+	if len(l.undelivered) > 0 {
+		l.undelivered = append(l.undelivered, evt.ID)
+		return false
+	}
+	l.current = evt
+	return true
+}
+
+func (l *Loop) run(ctx context.Context) {
+	defer close(l.done)
+	for {
+		inboxReady := l.inboxReady
+		if l.inboxPaused {
+			inboxReady = nil
+		}
+		select {
+		case evt := <-l.queue:
+			if !l.handle(ctx, evt) {
+				return
+			}
+		case <-inboxReady:
+			// One stanza at a time, so that Matrix events are not starved.
+			if st, more := l.inbox.pop(); st != nil {
+				if more {
+					l.wakeInbox()
+				}
+				if !l.handle(ctx, st) {
+					return
+				}
+			}
+		case <-l.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handle runs one event with a deadline, recovering from panics so that one
+// bad event cannot take down the room. It returns false when the room is
+// gone.
+func (l *Loop) handle(loopCtx context.Context, evt any) (alive bool) {
+	ctx, cancel := context.WithTimeout(loopCtx, EventTimeout)
+	defer cancel()
+	if l.Handled != nil {
+		start := time.Now()
+		defer func() { l.Handled(evt, time.Since(start)) }()
+	}
+	alive = true
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error().Any("panic", r).Bytes("stack", debug.Stack()).Msg("Panic while handling portal event")
+		}
+	}()
+	if f, ok := evt.(flushEvent); ok {
+		// At shutdown what XMPP sent before counts too. Each stanza gets
+		// its own deadline: under the flush's, a long inbox would run out of
+		// time at once and every stanza left in it would fail.
+		for n := l.inbox.len(); f.drain && n > 0 && !l.inboxPaused; n-- {
+			if st, _ := l.inbox.pop(); st != nil && !l.handle(loopCtx, st) {
+				break
+			}
+		}
+		if f.state.CompareAndSwap(0, 1) {
+			f.done <- l.undelivered
+			l.undelivered = nil
+		}
+		return true
+	}
+	if e, ok := evt.(*event.Event); ok && e.ID != "" {
+		if !l.delivering(e) {
+			return true
+		}
+		defer func() { l.current = nil }()
+	}
+	return l.handler.HandleEvent(ctx, evt)
+}
+
+// inbox is an unbounded-until-MaxInbox FIFO of stanzas.
+type inbox struct {
+	mu    sync.Mutex
+	items []any
+	head  int
+}
+
+func (q *inbox) push(st any) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items)-q.head >= MaxInbox {
+		return false
+	}
+	q.items = append(q.items, st)
+	return true
+}
+
+// pop takes the oldest stanza, nil if none, and reports whether more wait.
+func (q *inbox) pop() (any, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil, false
+	}
+	st := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items, q.head = append([]any(nil), q.items[q.head:]...), 0
+	}
+	return st, q.head < len(q.items)
+}
+
+func (q *inbox) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
+}

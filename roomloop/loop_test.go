@@ -1,0 +1,133 @@
+package roomloop
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// slowRoom takes a while for each stanza, and fails to deliver the Matrix
+// events named in fail.
+type slowRoom struct {
+	loop    *Loop
+	stanzas atomic.Int64
+	fail    map[id.EventID]bool
+	handled []id.EventID
+}
+
+func (r *slowRoom) HandleEvent(_ context.Context, evt any) bool {
+	switch e := evt.(type) {
+	case *event.Event:
+		r.handled = append(r.handled, e.ID)
+		if r.fail[e.ID] {
+			r.loop.DeliveryFailed()
+		}
+	case string:
+		time.Sleep(20 * time.Millisecond)
+		r.stanzas.Add(1)
+	}
+	return true
+}
+
+// TestFlushLeavesTheInbox: a transaction's Flush waits for the Matrix
+// events queued before it, not for the room's whole XMPP inbox (a burst
+// from XMPP would make every transaction time out); Drain, for shutdown,
+// handles the inbox too.
+func TestFlushLeavesTheInbox(t *testing.T) {
+	r := &slowRoom{}
+	l := New(r, zerolog.Nop())
+	r.loop = l
+	const n = 100 // 20 ms each: 2 s in all
+	for range n {
+		l.inbox.push("stanza")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Start(ctx)
+	if _, err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := l.inbox.len(); left == 0 {
+		t.Errorf("Flush returned after the whole XMPP inbox (%d stanzas handled)", r.stanzas.Load())
+	}
+	if _, err := l.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, done := l.inbox.len(), r.stanzas.Load(); left != 0 || done != n {
+		t.Errorf("after Drain: %d stanzas left, %d handled; want 0 and %d", left, done, n)
+	}
+	l.Stop()
+}
+
+// TestFlushReportsUndelivered: a Matrix event that did not reach XMPP, and
+// every later one, is reported by the next Flush and not tried; the flush
+// after that starts clean.
+func TestFlushReportsUndelivered(t *testing.T) {
+	r := &slowRoom{fail: map[id.EventID]bool{"$b": true}}
+	l := New(r, zerolog.Nop())
+	r.loop = l
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Start(ctx)
+	for _, e := range []id.EventID{"$a", "$b", "$c"} {
+		l.Queue(ctx, &event.Event{ID: e})
+	}
+	failed, err := l.Flush(ctx)
+	if err != nil || len(failed) != 2 || failed[0] != "$b" || failed[1] != "$c" {
+		t.Fatalf("Flush = %v, %v; want [$b $c]", failed, err)
+	}
+	if len(r.handled) != 2 {
+		t.Errorf("handled %v; $c must wait for the retry", r.handled)
+	}
+	l.Queue(ctx, &event.Event{ID: "$c"})
+	if failed, err = l.Flush(ctx); err != nil || len(failed) != 0 {
+		t.Errorf("second Flush = %v, %v; want nothing", failed, err)
+	}
+	l.Stop()
+	if failed, err = l.Flush(ctx); err != nil || failed != nil {
+		t.Errorf("Flush of a stopped loop = %v, %v; want nothing", failed, err)
+	}
+}
+
+func TestInbox(t *testing.T) {
+	var q inbox
+	next := 0
+	// Interleave pushes and pops past the compaction point.
+	for i := 0; i < 2*MaxInbox; i++ {
+		if !q.push(i) {
+			t.Fatalf("push %d refused with %d queued", i, q.len())
+		}
+		if i%3 != 0 {
+			st, _ := q.pop()
+			if st != next {
+				t.Fatalf("pop = %v; want %d", st, next)
+			}
+			next++
+		}
+	}
+	for q.len() < MaxInbox {
+		q.push(-1)
+	}
+	if q.push(-2) {
+		t.Fatal("push beyond MaxInbox accepted")
+	}
+	for q.len() > 0 {
+		st, more := q.pop()
+		if v := st.(int); v >= 0 && v != next {
+			t.Fatalf("pop = %d; want %d", v, next)
+		} else if v >= 0 {
+			next++
+		}
+		if more != (q.len() > 0) {
+			t.Fatal("pop's more disagrees with len")
+		}
+	}
+	if st, more := q.pop(); st != nil || more {
+		t.Fatalf("pop of empty = %v, %v", st, more)
+	}
+}
