@@ -43,7 +43,7 @@ func (b *Bridge) runCommands() {
 			return
 		case req := <-b.cmdQueue:
 			ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
-			env := &cmdEnv{b: b, sender: req.sender, room: req.room}
+			env := &cmdEnv{b: b, sender: req.sender, room: req.room, event: req.event}
 			answer := b.runCommand(ctx, env, req.line)
 			if _, err := b.Matrix.SendNotice(ctx, req.room, answer, req.event); err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Stringer("room_id", req.room).Msg("Failed to answer a bot command")

@@ -21,6 +21,7 @@ import (
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/remotemuc"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -64,9 +65,13 @@ type Bridge struct {
 	cmdQueue chan commandRequest
 	started  time.Time
 
-	mu     sync.Mutex
-	byRoom map[id.RoomID]*portal.Portal
-	byMUC  map[string]*portal.Portal
+	mu sync.Mutex
+	// byRoom holds the running portals of every kind by Matrix room;
+	// byMUC the rooms the component hosts by MUC localpart; byRemote the
+	// portals into MUCs hosted elsewhere by the MUC's bare JID.
+	byRoom   map[id.RoomID]roomPortal
+	byMUC    map[string]*portal.Portal
+	byRemote map[string]*remotemuc.Portal
 	// byDirect holds the running direct chats by directKey.
 	byDirect map[string]*portal.Portal
 	// closing are bridged rooms the exposure setting no longer opens to
@@ -103,8 +108,9 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		Log:         log,
 		Audit:       audit,
 		auditCloser: auditCloser,
-		byRoom:      map[id.RoomID]*portal.Portal{},
+		byRoom:      map[id.RoomID]roomPortal{},
 		byMUC:       map[string]*portal.Portal{},
+		byRemote:    map[string]*remotemuc.Portal{},
 		byDirect:    map[string]*portal.Portal{},
 		closing:     map[id.RoomID]bool{},
 		pending:     map[string]*lookup{},
@@ -264,7 +270,7 @@ func (b *Bridge) Stop() {
 		b.Matrix.Stop(ctx)
 	}
 	b.mu.Lock()
-	portals := make([]*portal.Portal, 0, len(b.byRoom))
+	portals := make([]roomPortal, 0, len(b.byRoom))
 	for _, p := range b.byRoom {
 		portals = append(portals, p)
 	}
@@ -278,7 +284,7 @@ func (b *Bridge) Stop() {
 		go func() {
 			defer wg.Done()
 			if _, err := p.Drain(ctx); err != nil {
-				b.Log.Warn().Err(err).Stringer("room_id", p.RoomID).Int("queued", p.QueueLen()).Msg("Stopping with events still queued")
+				b.Log.Warn().Err(err).Stringer("room_id", p.Row().RoomID).Int("queued", p.QueueLen()).Msg("Stopping with events still queued")
 			}
 		}()
 	}
@@ -369,7 +375,7 @@ func (b *Bridge) permitted(u id.UserID) bool {
 // portal delivered it. A portal that ended meanwhile (its room closed, its
 // alias moved) did not take the event: the transaction fails, so that the
 // homeserver sends it again, to whichever portal then stands for the room.
-func (b *Bridge) queue(ctx context.Context, p *portal.Portal, evt *event.Event) {
+func (b *Bridge) queue(ctx context.Context, p roomPortal, evt *event.Event) {
 	txn := matrix.TxnFrom(ctx)
 	if !p.Queue(ctx, evt) {
 		zerolog.Ctx(ctx).Warn().Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).
@@ -406,15 +412,15 @@ func (b *Bridge) awaitDuplicate(ctx context.Context, evt *event.Event) {
 // portal: they must have been handled, and delivered to XMPP. Undelivered
 // ones are forgotten by the duplicate filter, so that the homeserver's
 // retry brings them again.
-func (b *Bridge) flushPortal(p *portal.Portal) func(context.Context) error {
+func (b *Bridge) flushPortal(p roomPortal) func(context.Context) error {
 	return func(ctx context.Context) error {
 		failed, err := p.Flush(ctx)
 		if err != nil {
-			return fmt.Errorf("room %s: %w", p.RoomID, err)
+			return fmt.Errorf("room %s: %w", p.Row().RoomID, err)
 		}
 		if len(failed) > 0 {
 			b.events.forget(failed...)
-			return fmt.Errorf("room %s: %d event(s) did not reach XMPP", p.RoomID, len(failed))
+			return fmt.Errorf("room %s: %d event(s) did not reach XMPP", p.Row().RoomID, len(failed))
 		}
 		return nil
 	}
@@ -422,7 +428,7 @@ func (b *Bridge) flushPortal(p *portal.Portal) func(context.Context) error {
 
 // portalByRoom returns the running portal of a room, loading it from the
 // database if needed, or nil if the room is not bridged.
-func (b *Bridge) portalByRoom(ctx context.Context, roomID id.RoomID) (*portal.Portal, error) {
+func (b *Bridge) portalByRoom(ctx context.Context, roomID id.RoomID) (roomPortal, error) {
 	b.mu.Lock()
 	p := b.byRoom[roomID]
 	b.mu.Unlock()
@@ -434,6 +440,16 @@ func (b *Bridge) portalByRoom(ctx context.Context, roomID id.RoomID) (*portal.Po
 		return nil, err
 	}
 	return b.startPortal(row)
+}
+
+// hostedByRoom is portalByRoom for a room the component hosts (or a
+// direct chat): nil for a portal into a MUC hosted elsewhere.
+func (b *Bridge) hostedByRoom(ctx context.Context, roomID id.RoomID) (*portal.Portal, error) {
+	p, err := b.portalByRoom(ctx, roomID)
+	if hosted, ok := p.(*portal.Portal); ok {
+		return hosted, err
+	}
+	return nil, err
 }
 
 // portalByMUC is portalByRoom for a MUC localpart.
@@ -448,15 +464,37 @@ func (b *Bridge) portalByMUC(ctx context.Context, local string) (*portal.Portal,
 	if err != nil || row == nil || b.isClosing(row.RoomID) {
 		return nil, err
 	}
-	return b.startPortal(row)
+	return b.startHosted(row)
 }
 
-// startPortal runs a portal for a row, or returns the one already running.
-func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
+// startPortal runs a portal of any kind for a row, or returns the one
+// already running.
+func (b *Bridge) startPortal(row *database.Portal) (roomPortal, error) {
+	// No typed nil in the interface: callers compare with nil.
+	if row.IsRemote() {
+		p, err := b.startRemote(row)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	p, err := b.startHosted(row)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startHosted runs the portal of a room the component hosts or of a direct
+// chat, or returns the one already running.
+func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p := b.byRoom[row.RoomID]; p != nil {
-		return p, nil
+		if hosted, ok := p.(*portal.Portal); ok {
+			return hosted, nil
+		}
+		return nil, fmt.Errorf("room %s runs a portal of another kind", row.RoomID)
 	}
 	newPortal := portal.New
 	if row.IsDirect() {
@@ -485,7 +523,7 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 		IsCommand:             b.isCommand,
 		Metrics:               b.portalMetrics(),
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
-		OnGone:                b.forgetPortal,
+		OnGone:                func(p *portal.Portal) { b.forgetPortal(p) },
 	})
 	if err != nil {
 		return nil, err
@@ -502,18 +540,22 @@ func (b *Bridge) startPortal(row *database.Portal) (*portal.Portal, error) {
 
 // forgetPortal drops a portal that closed itself; a later event loads it
 // again from the database if its row is still there.
-func (b *Bridge) forgetPortal(p *portal.Portal) {
+func (b *Bridge) forgetPortal(p roomPortal) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.byRoom[p.RoomID] == p {
-		delete(b.byRoom, p.RoomID)
+	row := p.Row()
+	if b.byRoom[row.RoomID] == p {
+		delete(b.byRoom, row.RoomID)
 	}
 	for k, v := range b.byMUC {
-		if v == p {
+		if roomPortal(v) == p {
 			delete(b.byMUC, k)
 		}
 	}
-	if key := directKey(p.DMUser, p.DMJID); p.IsDirect() && b.byDirect[key] == p {
+	if r := b.byRemote[row.RemoteJID]; r != nil && roomPortal(r) == p {
+		delete(b.byRemote, row.RemoteJID)
+	}
+	if key := directKey(row.DMUser, row.DMJID); row.IsDirect() && roomPortal(b.byDirect[key]) == p {
 		delete(b.byDirect, key)
 	}
 }
@@ -532,10 +574,11 @@ func (b *Bridge) HandleConnected(ctx context.Context) {
 		if err != nil || len(occs) == 0 {
 			continue
 		}
-		if p, err := b.startPortal(row); err == nil {
+		if p, err := b.startHosted(row); err == nil {
 			p.Queue(ctx, portal.Reconnected{})
 		}
 	}
+	b.rejoinRemote(ctx)
 }
 
 // avatarReady tells the running portals that an avatar's hash is known.
@@ -543,7 +586,9 @@ func (b *Bridge) avatarReady(uri id.ContentURIString) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range b.byRoom {
-		p.TryQueue(portal.AvatarReady{URI: uri})
+		if hosted, ok := p.(*portal.Portal); ok {
+			hosted.TryQueue(portal.AvatarReady{URI: uri})
+		}
 	}
 }
 
@@ -563,7 +608,9 @@ func (b *Bridge) checkQuietLoop(interval time.Duration) {
 		}
 		b.mu.Lock()
 		for _, p := range b.byRoom {
-			p.TryQueue(portal.CheckQuiet{})
+			if hosted, ok := p.(*portal.Portal); ok {
+				hosted.TryQueue(portal.CheckQuiet{})
+			}
 		}
 		b.mu.Unlock()
 	}

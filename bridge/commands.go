@@ -28,9 +28,10 @@ const (
 // cmdEnv is one run of a command, from Matrix or from XMPP.
 type cmdEnv struct {
 	b      *Bridge
-	sender id.UserID // the Matrix user, "" for an XMPP admin
-	xmpp   jid.JID   // the XMPP admin, zero for a Matrix user
-	room   id.RoomID // the room the command is about, "" if none
+	sender id.UserID  // the Matrix user, "" for an XMPP admin
+	xmpp   jid.JID    // the XMPP admin, zero for a Matrix user
+	room   id.RoomID  // the room the command is about, "" if none
+	event  id.EventID // the command's Matrix event, "" from XMPP
 	args   []string
 }
 
@@ -61,6 +62,8 @@ func (b *Bridge) commandList() []*command {
 		{name: "ping", help: "check the links to the XMPP server and the homeserver", need: needUser, xmpp: true, run: b.cmdPing},
 		{name: "version", help: "show the bridge's version", need: needUser, xmpp: true, run: b.cmdVersion},
 		{name: "rooms", help: "list the rooms XMPP users can reach, with their addresses", need: needUser, xmpp: true, run: b.cmdRooms},
+		{name: "join", usage: "<room@service | xmpp:room@service?join> [password]", help: "join a groupchat on any XMPP service: the bot invites you to its portal room",
+			need: needUser, run: b.cmdJoin},
 		{name: "occupants", help: "list the XMPP users in this room", need: needMember, room: true, run: b.cmdOccupants},
 		{name: "expose", help: "open this room to XMPP users", need: needRoomAdmin, room: true, run: b.cmdExpose},
 		{name: "unexpose", help: "close this room to XMPP users, removing those in it", need: needRoomAdmin, room: true, run: b.cmdUnexpose},
@@ -305,7 +308,7 @@ func (b *Bridge) cmdDomains(allow bool) func(ctx context.Context, e *cmdEnv) (st
 
 // settingsChanged makes a room's running portal apply its new settings.
 func (b *Bridge) settingsChanged(ctx context.Context, roomID id.RoomID) {
-	p, err := b.portalByRoom(ctx, roomID)
+	p, err := b.hostedByRoom(ctx, roomID)
 	if err != nil || p == nil {
 		return
 	}
@@ -338,7 +341,7 @@ func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {
 	b.mu.Lock()
 	running, queued := 0, 0
 	for _, p := range b.byRoom {
-		if !p.IsDirect() {
+		if row := p.Row(); !row.IsDirect() && !row.IsRemote() {
 			running++
 		}
 		queued += p.QueueLen()
@@ -390,7 +393,7 @@ func (b *Bridge) removeEverywhere(ctx context.Context, bare jid.JID, reason stri
 	}
 	n := 0
 	for roomID := range rooms {
-		p, err := b.portalByRoom(ctx, roomID)
+		p, err := b.hostedByRoom(ctx, roomID)
 		if err != nil || p == nil {
 			continue
 		}

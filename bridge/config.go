@@ -76,6 +76,21 @@ type BridgeConfig struct {
 	// left the last room.
 	MessageRetention time.Duration `yaml:"message_retention"`
 	PuppetRetention  time.Duration `yaml:"puppet_retention"`
+	// RemoteRooms is how Matrix users join MUCs hosted elsewhere.
+	RemoteRooms RemoteRoomsConfig `yaml:"remote_rooms"`
+}
+
+// RemoteRoomsConfig is the bridge.remote_rooms section: portals into MUCs
+// hosted elsewhere, which Matrix users join as occupants of their own.
+type RemoteRoomsConfig struct {
+	// UserDomains are the MUC services (domains or *.domain patterns)
+	// whose rooms users of level user may open portals into; admins may
+	// open any room xmpp.allowed_domains and denied_domains allow. Empty
+	// lets users open any room those lists allow.
+	UserDomains []string `yaml:"user_domains"`
+	// Federate is the portal rooms' m.federate: false (the default) keeps
+	// them on this homeserver even where it federates.
+	Federate bool `yaml:"federate"`
 }
 
 // Exposure modes (bridge.exposure).
@@ -236,6 +251,11 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	}
 	if c.Bridge.PuppetRetention < 0 {
 		return fmt.Errorf("bridge.puppet_retention: must not be negative")
+	}
+	for _, d := range c.Bridge.RemoteRooms.UserDomains {
+		if err := xmpp.CheckDomainPattern(d); err != nil {
+			return fmt.Errorf("bridge.remote_rooms.user_domains: %w", err)
+		}
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

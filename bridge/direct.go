@@ -188,7 +188,7 @@ func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID)
 	if row == nil {
 		return nil
 	}
-	if p, err = b.startPortal(row); err != nil {
+	if p, err = b.startHosted(row); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Stringer("room_id", row.RoomID).Msg("Failed to start a direct chat")
 		return nil
 	}
@@ -253,7 +253,7 @@ func (b *Bridge) startDirect(ctx context.Context, row *database.Portal, encrypte
 			log.Warn().Err(err).Msg("Failed to tell a direct chat that the bridge decrypts")
 		}
 	}
-	p, err := b.startPortal(row)
+	p, err := b.startHosted(row)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to start a direct chat")
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")

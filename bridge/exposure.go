@@ -99,7 +99,7 @@ func (b *Bridge) closeRoom(ctx context.Context, roomID id.RoomID) error {
 	if err != nil || row == nil {
 		return err
 	}
-	if p, err := b.startPortal(row); err == nil {
+	if p, err := b.startHosted(row); err == nil {
 		done := make(chan struct{})
 		if p.Queue(ctx, portal.Unexpose{Done: done}) {
 			select {

@@ -50,6 +50,12 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		b.handleServiceStanza(ctx, st)
 		return
 	}
+	if local, server, err := b.scheme.ParseUserJID(to); err == nil && from.Localpart() != "" {
+		// A MUC hosted elsewhere, to one of our occupants.
+		if b.routeRemote(ctx, st, from, id.NewUserID(local, server), server) {
+			return
+		}
+	}
 	if b.Config.Bridge.Exposure == ExposureOff {
 		b.answerWithoutPortal(ctx, st)
 		return
@@ -328,7 +334,7 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 			log.Warn().Err(err).Msg("Failed to announce the bridge in the room")
 		}
 	}
-	p, err := b.startPortal(row)
+	p, err := b.startHosted(row)
 	if err != nil {
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
 	}

@@ -61,7 +61,7 @@ func testBridgePortal(t *testing.T, hs portal.MatrixAPI) (*Bridge, *portal.Porta
 	t.Cleanup(cancel)
 	p.Start(ctx)
 	cfg := DefaultConfig()
-	b := &Bridge{Config: &cfg, Log: zerolog.Nop(), events: newEventFilter(SyncOff), byRoom: map[id.RoomID]*portal.Portal{row.RoomID: p},
+	b := &Bridge{Config: &cfg, Log: zerolog.Nop(), events: newEventFilter(SyncOff), byRoom: map[id.RoomID]roomPortal{row.RoomID: p},
 		ctx: ctx, cancel: cancel, auditCloser: io.NopCloser(nil)}
 	return b, p
 }

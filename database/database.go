@@ -51,6 +51,11 @@ type Database struct {
 	stmts    *stmtCache
 	Reaction *ReactionQuery
 	Settings *RoomSettingsQuery
+
+	// The portals into MUCs hosted elsewhere.
+	RemoteRoom     *RemoteRoomQuery
+	RemoteOccupant *RemoteOccupantQuery
+	RoomPuppet     *RoomPuppetQuery
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -94,6 +99,10 @@ func New(db *dbutil.Database) *Database {
 		Message:  &MessageQuery{dbutil.MakeQueryHelper(db, newMessage), stmts},
 		Reaction: &ReactionQuery{dbutil.MakeQueryHelper(db, newReaction)},
 		Settings: &RoomSettingsQuery{dbutil.MakeQueryHelper(db, newRoomSettings)},
+
+		RemoteRoom:     &RemoteRoomQuery{dbutil.MakeQueryHelper(db, newRemoteRoom)},
+		RemoteOccupant: &RemoteOccupantQuery{dbutil.MakeQueryHelper(db, newRemoteOccupant)},
+		RoomPuppet:     &RoomPuppetQuery{dbutil.MakeQueryHelper(db, newRoomPuppet)},
 	}
 }
 

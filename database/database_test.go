@@ -412,3 +412,110 @@ func TestGonePuppets(t *testing.T) {
 		t.Errorf("a puppet whose user came back was deleted: %v, %v", p, err)
 	}
 }
+
+// TestRemotePortals: a portal into a MUC hosted elsewhere is found by its
+// MUC's JID and never as a room the component hosts; its occupants,
+// puppets, password and catch-up point are kept, and go with it.
+func TestRemotePortals(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	if err := db.Portal.Insert(ctx, &Portal{RoomID: "!hosted:hs.test", Alias: "#x:hs.test", MUCLocal: "#x#hs.test", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	room := id.RoomID("!remote:hs.test")
+	row := NewRemote(room, "#_xmpp_team=40conf.example:hs.test", "team@conf.example")
+	if err := db.Portal.Insert(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Portal.Insert(ctx, NewRemote("!other:hs.test", "#_xmpp_x:hs.test", "team@conf.example")); err == nil {
+		t.Error("a second portal into the same MUC was accepted")
+	}
+	if got, err := db.Portal.GetByRemoteJID(ctx, "team@conf.example"); err != nil || got == nil || got.RoomID != room || !got.IsRemote() || got.IsDirect() {
+		t.Fatalf("GetByRemoteJID = %+v, %v", got, err)
+	}
+	if got, _ := db.Portal.GetByRemoteJID(ctx, ""); got != nil {
+		t.Errorf("GetByRemoteJID(\"\") found %+v", got)
+	}
+	if rows, _ := db.Portal.GetAll(ctx); len(rows) != 1 || rows[0].IsRemote() {
+		t.Errorf("GetAll lists %+v; want the hosted room only", rows)
+	}
+	if got, _ := db.Portal.GetByMUCLocal(ctx, row.MUCLocal); got != nil {
+		t.Errorf("GetByMUCLocal found a remote portal: %+v", got)
+	}
+	if rows, _ := db.Portal.GetRemote(ctx); len(rows) != 1 || rows[0].RemoteJID != "team@conf.example" {
+		t.Errorf("GetRemote = %+v", rows)
+	}
+	if n, err := db.Portal.CountRemote(ctx); err != nil || n != 1 {
+		t.Errorf("CountRemote = %d, %v", n, err)
+	}
+
+	if r, err := db.RemoteRoom.Get(ctx, room); err != nil || r.Password != "" || !r.LastTime.IsZero() {
+		t.Fatalf("RemoteRoom.Get before any = %+v, %v", r, err)
+	}
+	if err := db.RemoteRoom.SetPassword(ctx, room, "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RemoteRoom.SetLast(ctx, room, "sid-9", time.UnixMilli(9000)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := db.RemoteRoom.Get(ctx, room); r.Password != "s3cret" || r.LastStanzaID != "sid-9" || r.LastTime.UnixMilli() != 9000 {
+		t.Errorf("RemoteRoom = %+v", r)
+	}
+
+	for _, o := range []*RemoteOccupant{{RoomID: room, UserID: "@mary:hs.test", Nick: "Mary", Active: true},
+		{RoomID: room, UserID: "@bob:hs.test", Nick: "Bob", Active: true}, {RoomID: room, UserID: "@mary:hs.test", Nick: "Mary (Matrix)", Active: false}} {
+		if err := db.RemoteOccupant.Upsert(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	occs, err := db.RemoteOccupant.GetByRoom(ctx, room)
+	if err != nil || len(occs) != 2 || occs[1].UserID != "@mary:hs.test" || occs[1].Nick != "Mary (Matrix)" || occs[1].Active {
+		t.Fatalf("RemoteOccupant.GetByRoom = %+v, %v", occs, err)
+	}
+	if n, _ := db.RemoteOccupant.CountActive(ctx); n != 1 {
+		t.Errorf("CountActive = %d; want 1", n)
+	}
+	if err = db.RemoteOccupant.DeleteUser(ctx, "@bob:hs.test"); err != nil {
+		t.Fatal(err)
+	}
+	if occs, _ = db.RemoteOccupant.GetByRoom(ctx, room); len(occs) != 1 {
+		t.Errorf("after DeleteUser: %+v", occs)
+	}
+
+	if err = db.RoomPuppet.Upsert(ctx, &RoomPuppet{RoomID: room, Token: "n-abc", MXID: "@_xmpp_x:hs.test", Nick: "Zed"}); err != nil {
+		t.Fatal(err)
+	}
+	if err = db.RoomPuppet.Upsert(ctx, &RoomPuppet{RoomID: room, Token: "n-abc", MXID: "@_xmpp_x:hs.test", Nick: "Zedd"}); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := db.RoomPuppet.GetByRoom(ctx, room); len(ps) != 1 || ps[0].Nick != "Zedd" {
+		t.Errorf("RoomPuppet.GetByRoom = %+v", ps)
+	}
+
+	m := &Message{RoomID: room, EventID: "$e", SenderJID: "mary#hs.test@matrix.example", StanzaID: "$e", Timestamp: time.Now()}
+	if err = db.Message.Insert(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Message.GetByRoomStanzaID(ctx, room, ""); got != nil {
+		t.Error("a message without a room stanza-id was found by an empty one")
+	}
+	if err = db.Message.SetRoomStanzaID(ctx, room, "$e", "rsid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Message.GetByRoomStanzaID(ctx, room, "rsid-1"); got == nil || got.EventID != "$e" || got.RoomStanzaID != "rsid-1" {
+		t.Errorf("GetByRoomStanzaID = %+v", got)
+	}
+
+	if err = db.Portal.Delete(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	if occs, _ = db.RemoteOccupant.GetByRoom(ctx, room); len(occs) != 0 {
+		t.Error("occupants outlived their portal")
+	}
+	if ps, _ := db.RoomPuppet.GetByRoom(ctx, room); len(ps) != 0 {
+		t.Error("room puppets outlived their portal")
+	}
+	if r, _ := db.RemoteRoom.Get(ctx, room); r.Password != "" {
+		t.Error("the password outlived its portal")
+	}
+}

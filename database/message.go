@@ -20,6 +20,9 @@ type Message struct {
 	// TargetEventID is, for an edit, the event it edits.
 	TargetEventID id.EventID
 	Timestamp     time.Time
+	// RoomStanzaID is, in a MUC hosted elsewhere, the room's own stanza-id
+	// of the message (XEP-0359), by which its occupants refer to it.
+	RoomStanzaID string
 }
 
 func newMessage(_ *dbutil.QueryHelper[*Message]) *Message { return &Message{} }
@@ -27,11 +30,13 @@ func newMessage(_ *dbutil.QueryHelper[*Message]) *Message { return &Message{} }
 func newMessageRow() *Message { return &Message{} }
 
 const (
-	messageColumns          = `room_id, event_id, sender_jid, stanza_id, target_event_id, timestamp`
+	messageColumns          = `room_id, event_id, sender_jid, stanza_id, target_event_id, timestamp, room_stanza_id`
 	getMessageByEventID     = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND event_id=$2`
 	getMessageByStanzaID    = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND sender_jid=$2 AND stanza_id=$3 ORDER BY timestamp DESC LIMIT 1`
 	getMessageByAnyStanzaID = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND stanza_id=$2 LIMIT 1`
-	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_id) DO NOTHING`
+	insertMessage           = `INSERT INTO message (` + messageColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_id, event_id) DO NOTHING`
+	getMessageByRoomSID     = `SELECT ` + messageColumns + ` FROM message WHERE room_id=$1 AND room_stanza_id=$2 AND room_stanza_id<>'' LIMIT 1`
+	setRoomStanzaID         = `UPDATE message SET room_stanza_id=$3 WHERE room_id=$1 AND event_id=$2`
 	deleteMessagesBefore    = `DELETE FROM message WHERE timestamp<$1`
 	deletePendingBefore     = `DELETE FROM pending_send WHERE created_at<$1`
 	insertPending           = `INSERT INTO pending_send (room_id, txn_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
@@ -42,7 +47,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (m *Message) Scan(row dbutil.Scannable) (*Message, error) {
 	var ts int64
-	err := row.Scan(&m.RoomID, &m.EventID, &m.SenderJID, &m.StanzaID, &m.TargetEventID, &ts)
+	err := row.Scan(&m.RoomID, &m.EventID, &m.SenderJID, &m.StanzaID, &m.TargetEventID, &ts, &m.RoomStanzaID)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +74,19 @@ func (mq *MessageQuery) GetByStanzaID(ctx context.Context, roomID id.RoomID, sen
 
 // Insert adds a mapping; an existing one for the same event is kept.
 func (mq *MessageQuery) Insert(ctx context.Context, m *Message) error {
-	return mq.stmts.exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli())
+	return mq.stmts.exec(ctx, insertMessage, m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli(), m.RoomStanzaID)
+}
+
+// GetByRoomStanzaID returns the mapping of a message by the stanza-id a
+// MUC hosted elsewhere gave it, or nil.
+func (mq *MessageQuery) GetByRoomStanzaID(ctx context.Context, roomID id.RoomID, roomStanzaID string) (*Message, error) {
+	return queryOne(ctx, mq.stmts, newMessageRow, getMessageByRoomSID, roomID, roomStanzaID)
+}
+
+// SetRoomStanzaID notes the stanza-id a MUC hosted elsewhere gave a message
+// that went to it from Matrix: its reflection tells.
+func (mq *MessageQuery) SetRoomStanzaID(ctx context.Context, roomID id.RoomID, eventID id.EventID, roomStanzaID string) error {
+	return mq.stmts.exec(ctx, setRoomStanzaID, roomID, eventID, roomStanzaID)
 }
 
 // GetByAnyStanzaID returns a mapping by stanza id whoever sent it, or nil.

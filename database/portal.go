@@ -20,27 +20,44 @@ type Portal struct {
 	// user of a direct chat; both are empty for a room.
 	DMUser id.UserID
 	DMJID  string
+	// RemoteJID is the bare JID of the MUC of a portal into a MUC hosted
+	// elsewhere; empty for the other kinds.
+	RemoteJID string
 }
+
+// Row returns the row itself: a portal of any kind embeds it.
+func (p *Portal) Row() *Portal { return p }
 
 // IsDirect reports whether the portal is a direct chat rather than a room.
 func (p *Portal) IsDirect() bool { return p.DMJID != "" }
+
+// IsRemote reports whether the portal is one into a MUC hosted elsewhere.
+func (p *Portal) IsRemote() bool { return p.RemoteJID != "" }
 
 // NewDirect returns the row of a direct chat in a Matrix room.
 func NewDirect(roomID id.RoomID, user id.UserID, bare string) *Portal {
 	return &Portal{RoomID: roomID, MUCLocal: roomID.String(), CreatedAt: time.Now(), DMUser: user, DMJID: bare}
 }
 
+// NewRemote returns the row of a portal into the MUC room (a bare JID)
+// hosted elsewhere, whose Matrix room has alias.
+func NewRemote(roomID id.RoomID, alias id.RoomAlias, room string) *Portal {
+	return &Portal{RoomID: roomID, Alias: alias, MUCLocal: roomID.String(), CreatedAt: time.Now(), RemoteJID: room}
+}
+
 func newPortal(_ *dbutil.QueryHelper[*Portal]) *Portal { return &Portal{} }
 
 const (
-	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid`
+	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid, remote_jid`
 	getPortalByRoomID   = `SELECT ` + portalColumns + ` FROM portal WHERE room_id=$1`
-	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid=''`
-	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=''`
+	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid='' AND remote_jid=''`
+	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid='' AND remote_jid=''`
+	getRemotePortals    = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid<>''`
+	getPortalByRemote   = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid=$1 AND remote_jid<>''`
 	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_jid<>''`
 	getDirectByJID      = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=$1 AND dm_jid<>''`
 	getDirectByUser     = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid<>''`
-	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6)`
+	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 	updatePortal        = `UPDATE portal SET alias=$2, muc_local=$3 WHERE room_id=$1`
 	deletePortal        = `DELETE FROM portal WHERE room_id=$1`
 )
@@ -48,7 +65,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 	var created int64
-	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID)
+	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID, &p.RemoteJID)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +74,7 @@ func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 }
 
 func (p *Portal) sqlVariables() []any {
-	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID}
+	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID, p.RemoteJID}
 }
 
 // PortalQuery reads and writes the portal table.
@@ -76,9 +93,27 @@ func (pq *PortalQuery) GetByMUCLocal(ctx context.Context, local string) (*Portal
 	return pq.QueryOne(ctx, getPortalByMUCLocal, local)
 }
 
-// GetAll returns every portal of a room (not the direct chats).
+// GetAll returns every portal of a room the component hosts (not the
+// direct chats, not the portals into MUCs hosted elsewhere).
 func (pq *PortalQuery) GetAll(ctx context.Context) ([]*Portal, error) {
 	return pq.QueryMany(ctx, getAllPortals)
+}
+
+// GetRemote returns every portal into a MUC hosted elsewhere.
+func (pq *PortalQuery) GetRemote(ctx context.Context) ([]*Portal, error) {
+	return pq.QueryMany(ctx, getRemotePortals)
+}
+
+// GetByRemoteJID returns the portal into the MUC hosted elsewhere with a
+// bare JID, or nil if there is none.
+func (pq *PortalQuery) GetByRemoteJID(ctx context.Context, room string) (*Portal, error) {
+	return pq.QueryOne(ctx, getPortalByRemote, room)
+}
+
+// CountRemote returns how many portals into MUCs hosted elsewhere there are.
+func (pq *PortalQuery) CountRemote(ctx context.Context) (n int, err error) {
+	err = pq.GetDB().QueryRow(ctx, `SELECT COUNT(*) FROM portal WHERE remote_jid<>''`).Scan(&n)
+	return n, err
 }
 
 // GetDirect returns the direct chat of a Matrix user with an XMPP user (a

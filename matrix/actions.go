@@ -751,3 +751,65 @@ func (c *Connector) CreateDirectRoom(ctx context.Context, r DirectRoom) (id.Room
 	}
 	return resp.RoomID, nil
 }
+
+// PortalRoom is a room the bridge creates for a portal into a MUC hosted
+// elsewhere.
+type PortalRoom struct {
+	// AliasLocalpart is the localpart of the room's alias.
+	AliasLocalpart string
+	Name, Topic    string
+	// Public lets every user of the homeserver join; otherwise users need
+	// an invitation.
+	Public bool
+	// Federate is the room's m.federate: false keeps it on this
+	// homeserver, whatever the homeserver's federation settings.
+	Federate bool
+	// BridgeStateKey and BridgeState make the room's m.bridge state.
+	BridgeStateKey string
+	BridgeState    any
+	Invite         []id.UserID
+}
+
+// BotLevel is the bridge bot's power level in the rooms it creates: above
+// every level it gives puppets (100 at most), so that it can always change
+// them.
+const BotLevel = 9001
+
+// CreatePortalRoom creates a portal room as the bot, not listed in the
+// room directory, and returns its ID.
+func (c *Connector) CreatePortalRoom(ctx context.Context, r PortalRoom) (id.RoomID, error) {
+	bot := c.BotID()
+	state := func(t event.Type, key string, content any) *event.Event {
+		return &event.Event{Type: t, StateKey: &key, Content: event.Content{Parsed: content}}
+	}
+	initial := []*event.Event{
+		state(functionalMembers, "", map[string]any{"service_members": []id.UserID{bot}}),
+		state(event.StateHistoryVisibility, "", &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityShared}),
+	}
+	if r.BridgeState != nil {
+		initial = append(initial, state(event.StateBridge, r.BridgeStateKey, r.BridgeState),
+			state(event.StateHalfShotBridge, r.BridgeStateKey, r.BridgeState))
+	}
+	preset := "private_chat"
+	if r.Public {
+		preset = "public_chat"
+	}
+	req := &mautrix.ReqCreateRoom{
+		Visibility:         "private",
+		Preset:             preset,
+		RoomAliasName:      r.AliasLocalpart,
+		Name:               r.Name,
+		Topic:              r.Topic,
+		Invite:             r.Invite,
+		InitialState:       initial,
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{bot: BotLevel}},
+	}
+	if !r.Federate {
+		req.CreationContent = map[string]any{"m.federate": false}
+	}
+	resp, err := c.Bot().CreateRoom(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("failed to create the portal room %s: %w", r.AliasLocalpart, err)
+	}
+	return resp.RoomID, nil
+}

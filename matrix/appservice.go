@@ -84,9 +84,9 @@ func NewConnector(cfg Config, stateStore appservice.StateStore, handler Handler,
 	// reads bodies without a bound. Everything else is mautrix's.
 	c.Mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", c.putTransaction)
 	c.Mux.Handle("/_matrix/", as.Router)
-	if allow, ok := handler.(PuppetAllower); ok {
-		as.QueryHandler = userQuery{c: c, allow: allow}
-	}
+	allow, _ := handler.(PuppetAllower)
+	rooms, _ := handler.(RoomAliasCreator)
+	as.QueryHandler = userQuery{c: c, allow: allow, rooms: rooms}
 	return c, nil
 }
 
@@ -100,17 +100,42 @@ type PuppetAllower interface {
 	MayRegisterPuppet(remote string) bool
 }
 
-// userQuery answers the homeserver's questions about users and aliases in
-// the bridge's namespaces: a puppet the handler allows is registered on the
-// spot; aliases are never created on demand.
-type userQuery struct {
-	c     *Connector
-	allow PuppetAllower
+// RoomAliasCreator is implemented by handlers that make a room for an
+// alias in the bridge's namespace when the homeserver asks for it
+// (appservice room alias queries): the portals into MUCs hosted elsewhere.
+type RoomAliasCreator interface {
+	// CreateAliasRoom creates the room of alias and reports whether it
+	// did (or it exists already). The homeserver gives up after a while
+	// (Dendrite: 30 s); ctx ends before that.
+	CreateAliasRoom(ctx context.Context, alias id.RoomAlias) bool
 }
 
-func (userQuery) QueryAlias(id.RoomAlias) bool { return false }
+// aliasQueryTimeout bounds answering a room alias query, below the
+// homeserver's own timeout for it.
+const aliasQueryTimeout = 25 * time.Second
+
+// userQuery answers the homeserver's questions about users and aliases in
+// the bridge's namespaces: a puppet the handler allows is registered on the
+// spot, and a room the handler makes for an alias is created.
+type userQuery struct {
+	c     *Connector
+	allow PuppetAllower    // nil: no puppets on demand
+	rooms RoomAliasCreator // nil: no rooms on demand
+}
+
+func (q userQuery) QueryAlias(alias id.RoomAlias) bool {
+	if q.rooms == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(q.c.log.WithContext(context.Background()), aliasQueryTimeout)
+	defer cancel()
+	return q.rooms.CreateAliasRoom(ctx, alias)
+}
 
 func (q userQuery) QueryUser(userID id.UserID) bool {
+	if q.allow == nil {
+		return false
+	}
 	remote, ok := q.c.ParsePuppetID(userID)
 	if !ok || !q.allow.AllowPuppet(remote) {
 		return false

@@ -123,18 +123,13 @@ type Deps struct {
 	OnGone func(p *Portal)
 }
 
-// Metrics receives counts from portals. Directions are "matrix_to_xmpp"
-// and "xmpp_to_matrix".
-type Metrics interface {
-	Bridged(direction, kind string)
-	Failed(direction, reason string)
-	Handled(kind string, d time.Duration)
-}
+// Metrics receives counts from portals (roomloop.Metrics).
+type Metrics = roomloop.Metrics
 
 // Directions of Metrics.
 const (
-	ToXMPP   = "matrix_to_xmpp"
-	ToMatrix = "xmpp_to_matrix"
+	ToXMPP   = roomloop.ToXMPP
+	ToMatrix = roomloop.ToMatrix
 )
 
 func (p *Portal) bridged(direction, kind string) {
@@ -202,7 +197,7 @@ func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 	}
 	p.Loop = roomloop.New(p, p.log)
 	if deps.Metrics != nil {
-		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(eventKind(evt), d) }
+		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(roomloop.Kind(evt), d) }
 	}
 	return p
 }
@@ -404,36 +399,4 @@ func (p *Portal) noteSender(evt any) {
 	if _, ok := p.session(from); ok {
 		p.touch(from)
 	}
-}
-
-// knownEventTypes are the Matrix event types a portal handles.
-var knownEventTypes = map[string]bool{}
-
-func init() {
-	for _, t := range []event.Type{event.EventMessage, event.EventReaction, event.EventRedaction, event.EventEncrypted,
-		event.EphemeralEventTyping, event.EphemeralEventReceipt, event.StateMember, event.StateRoomName, event.StateTopic,
-		event.StateCanonicalAlias, event.StateJoinRules, event.StatePowerLevels, event.StateRoomAvatar,
-		event.StateHistoryVisibility, event.StateEncryption} {
-		knownEventTypes[t.Type] = true
-	}
-}
-
-// eventKind names a queued event for metrics.
-func eventKind(evt any) string {
-	switch e := evt.(type) {
-	case *event.Event:
-		// A fixed set: senders choose event types, and each label value
-		// is a new time series.
-		if knownEventTypes[e.Type.Type] {
-			return "matrix_" + strings.TrimPrefix(e.Type.Type, "m.")
-		}
-		return "matrix_other"
-	case *xmpp.Message:
-		return "xmpp_message"
-	case *xmpp.Presence:
-		return "xmpp_presence"
-	case *xmpp.IQ:
-		return "xmpp_iq"
-	}
-	return "control"
 }

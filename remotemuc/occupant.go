@@ -1,10 +1,13 @@
 // Package remotemuc holds the portals into MUCs hosted elsewhere: Matrix
 // rooms whose Matrix members are occupants of a groupchat on another XMPP
-// service, each from its own JID. (The rooms the component hosts itself,
-// where XMPP users come into Matrix rooms, are package portal.)
+// service, each from its own JID, and whose other occupants are puppets on
+// Matrix. (The rooms the component hosts itself, where XMPP users come into
+// Matrix rooms, are package portal.) Both kinds run on package roomloop and
+// translate messages with package msgconv; this package imports neither
+// portal nor bridge.
 //
-// It is being built; so far it holds the life of one Matrix user's
-// occupant in one MUC (Occupant).
+// Occupant is the life of one Matrix user's occupant in one MUC; Portal is
+// one such room.
 package remotemuc
 
 import (
@@ -82,6 +85,10 @@ func (o *Occupant) Nick() string {
 type Outcome struct {
 	Send   []any
 	Notice string
+	// Removed is set when the room put the occupant out for good (a kick,
+	// a ban, a members-only change, the room's end): the caller takes the
+	// Matrix user out of the portal room too, with this reason.
+	Removed string
 }
 
 // Join starts joining with the first nick, asking for no history (the
@@ -97,13 +104,54 @@ func (o *Occupant) Join(password string) Outcome {
 }
 
 // Rejoin joins again with the nick the room last knew, after the occupant
-// was Lost or the link came back.
-func (o *Occupant) Rejoin() Outcome {
+// was Lost, the link came back or the bridge restarted.
+func (o *Occupant) Rejoin(password string) Outcome {
+	o.password = password
 	if o.nick == "" {
-		return o.join()
+		return o.Join(password)
 	}
 	return o.joinAs(o.nick)
 }
+
+// Resume sets the nick the room knew the occupant by before a restart, for
+// Rejoin.
+func (o *Occupant) Resume(nick string) { o.nick = nick }
+
+// Claims reports whether a nick in the room is this occupant's: the one it
+// holds, or the one it is trying while joining. Presences under it are
+// ours, not another occupant's.
+func (o *Occupant) Claims(nick string) bool {
+	switch o.state {
+	case Joined:
+		return o.nick == nick
+	case Joining:
+		return o.try < len(o.candidates) && o.candidates[o.try] == nick || o.nick == nick
+	}
+	return false
+}
+
+// Tried returns the nick the occupant holds or is trying, "" when out.
+func (o *Occupant) Tried() string {
+	switch {
+	case o.state == Joined || o.state == Joining && o.nick != "" && o.try == 0:
+		return o.nick
+	case o.state == Joining && o.try < len(o.candidates):
+		return o.candidates[o.try]
+	}
+	return ""
+}
+
+// Lost marks a joined occupant as no longer in the room, for a Rejoin: a
+// self-ping or a bounced message showed that the room lost track of it.
+func (o *Occupant) Lost() {
+	if o.state == Joined {
+		o.state = Lost
+	}
+}
+
+// SetCandidates replaces the nicks to try (the user's display name
+// changed); a later Join starts from the first.
+func (o *Occupant) SetCandidates(candidates []string) { o.candidates = slices.Clone(candidates) }
 
 // join joins with the nick candidates[try].
 func (o *Occupant) join() Outcome { return o.joinAs(o.candidates[o.try]) }
@@ -265,16 +313,19 @@ func (o *Occupant) removed(p *xmpp.Presence) Outcome {
 		return Outcome{}
 	case p.HasStatus(xmpp.StatusKicked):
 		o.state, o.queue = Out, nil
-		return Outcome{Notice: fmt.Sprintf("You were kicked from %s%s%s. Join again to go back.", o.Room, by, reason)}
+		return Outcome{Notice: fmt.Sprintf("You were kicked from %s%s%s. Join this room again to go back.", o.Room, by, reason),
+			Removed: "Kicked from the XMPP room" + by + reason}
 	case p.HasStatus(xmpp.StatusBanned):
 		o.state, o.queue = Out, nil
-		return Outcome{Notice: fmt.Sprintf("You were banned from %s%s%s.", o.Room, by, reason)}
+		return Outcome{Notice: fmt.Sprintf("You were banned from %s%s%s.", o.Room, by, reason),
+			Removed: "Banned from the XMPP room" + by + reason}
 	case p.HasStatus(321), p.HasStatus(322):
 		o.state, o.queue = Out, nil
-		return Outcome{Notice: fmt.Sprintf("You were removed from %s: it is members-only now and you are not a member.", o.Room)}
+		return Outcome{Notice: fmt.Sprintf("You were removed from %s: it is members-only now and you are not a member.", o.Room),
+			Removed: "Not a member of the XMPP room"}
 	case p.MUCUser != nil && p.MUCUser.Destroy != nil:
 		o.state, o.queue = Out, nil
-		return Outcome{Notice: fmt.Sprintf("%s was destroyed%s.", o.Room, reason)}
+		return Outcome{Notice: fmt.Sprintf("%s was destroyed%s.", o.Room, reason), Removed: "The XMPP room was destroyed" + reason}
 	default:
 		// The service shut down (332), an error in transit (333), or a
 		// removal it did not explain: rejoin.

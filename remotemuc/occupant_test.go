@@ -180,7 +180,7 @@ func TestOccupantRemoved(t *testing.T) {
 		t.Fatalf("after 332 the state is %s; want lost", o.State())
 	}
 	o.Send(msg("while away"))
-	if _, nick := joinPresence(t, o.Rejoin()); nick != "Maria" {
+	if _, nick := joinPresence(t, o.Rejoin("")); nick != "Maria" {
 		t.Errorf("rejoin with %q; want the nick the room knew", nick)
 	}
 	if out := o.HandlePresence(self("Maria")); len(out.Send) != 1 || out.Send[0].(*xmpp.Message).Body != "while away" {

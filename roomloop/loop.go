@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/mxpp/mxpp/xmpp"
 )
 
 // QueueSize bounds each room's queue of Matrix and control events. A full
@@ -36,6 +39,21 @@ const MaxInbox = 10000
 
 // EventTimeout bounds the handling of one queued event.
 const EventTimeout = 2 * time.Minute
+
+// Metrics receives counts from the portals of both kinds. Directions are
+// ToXMPP and ToMatrix; kinds and reasons come from fixed sets, never from
+// what a sender chose (each value is a time series of its own).
+type Metrics interface {
+	Bridged(direction, kind string)
+	Failed(direction, reason string)
+	Handled(kind string, d time.Duration)
+}
+
+// Directions of Metrics.
+const (
+	ToXMPP   = "matrix_to_xmpp"
+	ToMatrix = "xmpp_to_matrix"
+)
 
 // Handler handles a room's events on its loop's goroutine.
 type Handler interface {
@@ -375,4 +393,35 @@ func (q *inbox) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items) - q.head
+}
+
+// knownEventTypes are the Matrix event types portals handle.
+var knownEventTypes = map[string]bool{}
+
+func init() {
+	for _, t := range []event.Type{event.EventMessage, event.EventReaction, event.EventRedaction, event.EventEncrypted,
+		event.EphemeralEventTyping, event.EphemeralEventReceipt, event.StateMember, event.StateRoomName, event.StateTopic,
+		event.StateCanonicalAlias, event.StateJoinRules, event.StatePowerLevels, event.StateRoomAvatar,
+		event.StateHistoryVisibility, event.StateEncryption} {
+		knownEventTypes[t.Type] = true
+	}
+}
+
+// Kind names a queued event for metrics, from a fixed set: senders choose
+// event types, and each label value is a new time series.
+func Kind(evt any) string {
+	switch e := evt.(type) {
+	case *event.Event:
+		if knownEventTypes[e.Type.Type] {
+			return "matrix_" + strings.TrimPrefix(e.Type.Type, "m.")
+		}
+		return "matrix_other"
+	case *xmpp.Message:
+		return "xmpp_message"
+	case *xmpp.Presence:
+		return "xmpp_presence"
+	case *xmpp.IQ:
+		return "xmpp_iq"
+	}
+	return "control"
 }

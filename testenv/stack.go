@@ -36,7 +36,9 @@ type Stack struct {
 	C2SAddr                string
 	CompPort               int
 	XMPPDomain, CompDomain string
-	Secret                 string // the component secret
+	// MUCDomain is the XMPP server's own MUC service.
+	MUCDomain string
+	Secret    string // the component secret
 	// Users are the XMPP accounts the start script creates, each with the
 	// password name+"pw"; XMPPEnv is more of its environment.
 	Users   []string
@@ -75,6 +77,7 @@ func New(root, prefix, hsDir string) (*Stack, error) {
 		Bin: filepath.Join(dir, "mxpp"), Config: filepath.Join(dir, "config.yaml"), Registration: filepath.Join(dir, "registration.yaml"),
 		HSDomain: "hs.test", HSPort: FreePort(), ASPort: FreePort(), C2SAddr: fmt.Sprintf("127.0.0.1:%d", FreePort()),
 		CompPort: FreePort(), XMPPDomain: "xmpp.test", CompDomain: "matrix.xmpp.test", Secret: "componentsecret",
+		MUCDomain: "conference.xmpp.test",
 	}
 	s.HSURL = fmt.Sprintf("http://127.0.0.1:%d", s.HSPort)
 	return s, nil
@@ -146,6 +149,7 @@ func (s *Stack) StartXMPP() error {
 		"XMPP_DIR=" + s.XMPPDir, "XMPP_DOMAIN=" + s.XMPPDomain, "XMPP_COMPONENT_DOMAIN=" + s.CompDomain,
 		"XMPP_COMPONENT_SECRET=" + s.Secret, "XMPP_C2S_PORT=" + strings.TrimPrefix(s.C2SAddr, "127.0.0.1:"),
 		"XMPP_COMPONENT_PORT=" + strconv.Itoa(s.CompPort), "XMPP_USERS=" + strings.Join(users, " "),
+		"XMPP_MUC_DOMAIN=" + s.MUCDomain,
 	}, s.XMPPEnv...)...)
 }
 

@@ -10,6 +10,7 @@
 #   XMPP_COMPONENT_PORT        component port                  15347
 #   XMPP_COMPONENT_DOMAIN      the bridge's domain             matrix.$XMPP_DOMAIN
 #   XMPP_COMPONENT_SECRET      component secret                componentsecret
+#   XMPP_MUC_DOMAIN            Prosody's own MUC service (with muc_mam)   conference.$XMPP_DOMAIN
 #   XMPP_USERS                 "user:password ..." created at start   "alice:alicepw bob:bobpw"
 #   XMPP_LOG_LEVEL             info, or debug for every stanza        info
 #   XMPP_EXTRA_DOMAIN          a second user domain, e.g. to test domain lists   (none)
@@ -28,6 +29,7 @@ XMPP_C2S_PORT=${XMPP_C2S_PORT:-15222}
 XMPP_COMPONENT_PORT=${XMPP_COMPONENT_PORT:-15347}
 XMPP_COMPONENT_DOMAIN=${XMPP_COMPONENT_DOMAIN:-matrix.$XMPP_DOMAIN}
 XMPP_COMPONENT_SECRET=${XMPP_COMPONENT_SECRET:-componentsecret}
+XMPP_MUC_DOMAIN=${XMPP_MUC_DOMAIN:-conference.$XMPP_DOMAIN}
 XMPP_USERS=${XMPP_USERS:-"alice:alicepw bob:bobpw"}
 XMPP_LOG_LEVEL=${XMPP_LOG_LEVEL:-info}
 XMPP_START_TIMEOUT=${XMPP_START_TIMEOUT:-30}
@@ -67,7 +69,7 @@ sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PO
     -e "s|@UPLOAD_COMPONENT@|$upload|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
     -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
     -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
-    -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" \
+    -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" -e "s|@MUC_DOMAIN@|$XMPP_MUC_DOMAIN|g" \
     "$HERE/prosody.cfg.lua.tmpl" > "$cfg"
 for up in $XMPP_USERS; do
   prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_DOMAIN" "${up#*:}" > /dev/null 2>&1
@@ -84,7 +86,7 @@ pid=$!
 echo "$pid" > "$pidfile"
 for ((i = 0; i < XMPP_START_TIMEOUT * 10; i++)); do
   if port_open "$XMPP_C2S_PORT" && port_open "$XMPP_COMPONENT_PORT"; then
-    log "ready: c2s $XMPP_BIND:$XMPP_C2S_PORT, component $XMPP_COMPONENT_DOMAIN at $XMPP_BIND:$XMPP_COMPONENT_PORT"
+    log "ready: c2s $XMPP_BIND:$XMPP_C2S_PORT, component $XMPP_COMPONENT_DOMAIN at $XMPP_BIND:$XMPP_COMPONENT_PORT, MUC $XMPP_MUC_DOMAIN"
     echo "$pid"; exit 0
   fi
   kill -0 "$pid" 2> /dev/null || { cat "$XMPP_DIR/stdout.log" >&2; log "prosody exited"; exit 1; }

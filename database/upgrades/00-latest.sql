@@ -1,4 +1,4 @@
--- v0 -> v8: Latest revision
+-- v0 -> v9: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -7,6 +7,8 @@
 -- (its messages and reactions map the same way): alias is empty, muc_local
 -- is the room ID (no MUC address starts with '!'), dm_user and dm_jid name
 -- the two sides. Both are empty for rooms.
+-- So is a portal into a MUC hosted elsewhere: alias is its #_xmpp_… alias,
+-- muc_local the room ID, remote_jid the MUC's bare JID ('' for the others).
 CREATE TABLE portal (
 	room_id    TEXT    PRIMARY KEY,
 	-- The canonical alias on Matrix, with its original case.
@@ -15,9 +17,11 @@ CREATE TABLE portal (
 	muc_local  TEXT    NOT NULL UNIQUE,
 	created_at BIGINT  NOT NULL,
 	dm_user    TEXT    NOT NULL DEFAULT '',
-	dm_jid     TEXT    NOT NULL DEFAULT ''
+	dm_jid     TEXT    NOT NULL DEFAULT '',
+	remote_jid TEXT    NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX portal_dm_idx ON portal (dm_user, dm_jid) WHERE dm_jid <> '';
+CREATE UNIQUE INDEX portal_remote_idx ON portal (remote_jid) WHERE remote_jid <> '';
 
 -- A puppet is the Matrix user that stands for one XMPP user (a bare JID).
 CREATE TABLE puppet (
@@ -56,11 +60,15 @@ CREATE TABLE message (
 	-- For an edit, the event it edits ('' for anything else).
 	target_event_id TEXT NOT NULL DEFAULT '',
 	timestamp  BIGINT  NOT NULL,
+	-- In a MUC hosted elsewhere, the room's own stanza-id (XEP-0359), by
+	-- which its occupants reply, react and retract ('' elsewhere).
+	room_stanza_id TEXT NOT NULL DEFAULT '',
 	PRIMARY KEY (room_id, event_id)
 );
 CREATE INDEX message_stanza_idx ON message (room_id, sender_jid, stanza_id);
 CREATE INDEX message_room_stanza_idx ON message (room_id, stanza_id);
 CREATE INDEX message_timestamp_idx ON message (timestamp);
+CREATE INDEX message_room_sid_idx ON message (room_id, room_stanza_id) WHERE room_stanza_id <> '';
 
 -- Sends to Matrix that may have landed unconfirmed: written before an XMPP
 -- stanza is sent, removed once its event ID is stored. A row left over (the
@@ -105,4 +113,41 @@ CREATE TABLE room_settings (
 CREATE TABLE kv (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
+);
+
+-- What the bridge needs of a MUC hosted elsewhere beyond the portal row.
+CREATE TABLE remote_room (
+	room_id        TEXT   PRIMARY KEY REFERENCES portal(room_id) ON DELETE CASCADE,
+	-- The password the room asks for ('' for none): given with the join
+	-- command, needed to rejoin; never written to Matrix or the log.
+	password       TEXT   NOT NULL DEFAULT '',
+	-- The room's stanza-id of the newest message bridged from it, and its
+	-- time: where catching up from the room's archive starts.
+	last_stanza_id TEXT   NOT NULL DEFAULT '',
+	last_ts        BIGINT NOT NULL DEFAULT 0
+);
+
+-- A Matrix user's occupant of a MUC hosted elsewhere.
+CREATE TABLE remote_occupant (
+	room_id TEXT    NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	user_id TEXT    NOT NULL,
+	-- The nick the room knew the user by last ('' before the first join).
+	nick    TEXT    NOT NULL DEFAULT '',
+	-- false after a kick, a ban or a refused join: the bridge does not
+	-- rejoin until the user joins the Matrix room again.
+	active  BOOLEAN NOT NULL DEFAULT true,
+	PRIMARY KEY (room_id, user_id)
+);
+CREATE INDEX remote_occupant_user_idx ON remote_occupant (user_id);
+
+-- Puppets of occupants known only within one MUC hosted elsewhere (a
+-- semi-anonymous room): by a token of their occupant-id or first nick.
+CREATE TABLE room_puppet (
+	room_id TEXT NOT NULL REFERENCES portal(room_id) ON DELETE CASCADE,
+	token   TEXT NOT NULL,
+	mxid    TEXT NOT NULL,
+	-- The nick the occupant has now: in a room without occupant-ids, how
+	-- the bridge knows it again after a restart.
+	nick    TEXT NOT NULL,
+	PRIMARY KEY (room_id, token)
 );

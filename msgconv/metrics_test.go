@@ -1,4 +1,4 @@
-package portal
+package msgconv_test
 
 import (
 	"testing"
@@ -6,6 +6,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 )
 
 // TestMetricLabels: what senders choose (event types, msgtypes) never
@@ -16,8 +17,8 @@ func TestMetricLabels(t *testing.T) {
 		"m.room.message": "matrix_room.message", "m.reaction": "matrix_reaction", "m.typing": "matrix_typing",
 		"org.example.x1": "matrix_other", "m.room.message2": "matrix_other", "": "matrix_other",
 	} {
-		if got := eventKind(&event.Event{Type: event.Type{Type: typ}}); got != want {
-			t.Errorf("eventKind(%q) = %q; want %q", typ, got, want)
+		if got := roomloop.Kind(&event.Event{Type: event.Type{Type: typ}}); got != want {
+			t.Errorf("roomloop.Kind(%q) = %q; want %q", typ, got, want)
 		}
 	}
 	for msgtype, want := range map[event.MessageType]string{

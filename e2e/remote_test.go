@@ -1,0 +1,251 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// remoteRoom makes a room on the XMPP server's own MUC service, hosted
+// there and not by the bridge, by joining it as its first occupant (its
+// owner); it returns the room's JID.
+func (v *env) remoteRoom(t *testing.T, owner *xmppClient, name, nick string) jid.JID {
+	t.Helper()
+	userSeq.Lock()
+	userSeq.n++
+	room := jid.MustParse(fmt.Sprintf("%s%d@%s", name, userSeq.n, v.MUCDomain))
+	userSeq.Unlock()
+	owner.mustJoin(room, nick)
+	return room
+}
+
+// remoteAlias is the alias of the portal into a MUC hosted elsewhere.
+func remoteAlias(room jid.JID) id.RoomAlias {
+	return id.RoomAlias("#_xmpp_" + id.EncodeUserLocalpart(room.String()) + ":" + e.HSDomain)
+}
+
+// joinRemote has a Matrix user join a MUC hosted elsewhere with the bot's
+// join command and accept the invitation; it returns the portal room.
+func (u *mxUser) joinRemote(room jid.JID) id.RoomID {
+	u.t.Helper()
+	u.ask(u.directChat(), "join "+room.String(), remoteAlias(room).String())
+	inv := u.waitEvent("the invitation to the portal of "+room.String(), func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == u.id.String() &&
+			evt.Content.AsMember().Membership == event.MembershipInvite && evt.Sender == botID()
+	})
+	u.join(inv.RoomID)
+	return inv.RoomID
+}
+
+// isFrom matches a Matrix message event by sender, in a room.
+func isFrom(room id.RoomID, sender id.UserID) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == sender && evt.Type == event.EventMessage
+	}
+}
+
+// count returns how many events of a room's timeline match.
+func (u *mxUser) count(room id.RoomID, match func(*event.Event) bool) int {
+	u.t.Helper()
+	resp, err := u.c.Messages(ctx(u.t), room, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		u.t.Fatalf("reading the timeline of %s: %v", room, err)
+	}
+	n := 0
+	for _, evt := range resp.Chunk {
+		evt.RoomID = room
+		_ = evt.Content.ParseRaw(evt.Type)
+		if match(evt) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestE2ERemoteMUC: Matrix users join a MUC hosted by the XMPP server (not
+// by the bridge) through a portal room, each as an occupant of its own;
+// the other occupants appear on Matrix as puppets; messages cross both ways
+// once, with formatting, replies, edits and the subject; a nick change is
+// a new name for the same puppet; leaving the room leaves the MUC.
+func TestE2ERemoteMUC(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "remote")
+	room := v.remoteRoom(t, alice, "team", "Alice")
+
+	// Mary opens the portal with the bot and accepts its invitation.
+	mary := v.newMatrixUser(t, "mary", "Mary Q")
+	mark := alice.mark()
+	portal := mary.joinRemote(room)
+	st, _ := alice.waitFrom(mark, "Mary joining the MUC", isPresence(occ(room, "Mary Q"), ""))
+	if p := st.(*xmpp.Presence); p.MUCUser == nil {
+		t.Fatalf("Mary's presence in the MUC has no MUC payload: %+v", p)
+	}
+
+	// Alice stands in the portal room as a puppet of this room: the room
+	// is semi-anonymous, so no puppet carries her real JID.
+	joined := mary.waitEvent("Alice's puppet joining", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Membership == event.MembershipJoin &&
+			evt.Content.AsMember().Displayname == "Alice"
+	})
+	alicePuppet := id.UserID(*joined.StateKey)
+	if strings.Contains(string(alicePuppet), "alice=40") || !strings.HasPrefix(alicePuppet.Localpart(), "_xmpp_") {
+		t.Errorf("Alice's puppet in a semi-anonymous room is %s; want a room puppet without her JID", alicePuppet)
+	}
+
+	// XMPP -> Matrix, with styling.
+	alice.groupchat(room, "hello *Matrix*")
+	msg := mary.waitEvent("Alice's message", isMessage(portal, alicePuppet, "hello *Matrix*"))
+	if c := msg.Content.AsMessage(); c.FormattedBody != "hello <strong>Matrix</strong>" {
+		t.Errorf("styling arrived as %q", c.FormattedBody)
+	}
+
+	// Matrix -> XMPP, with formatting; the reflection does not come back
+	// to Matrix.
+	mark = alice.mark()
+	content := format.RenderMarkdown("hi **Alice**", true, false)
+	resp, err := mary.c.SendMessageEvent(ctx(t), portal, event.EventMessage, &content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ = alice.waitFrom(mark, "Mary's message", isGroupchat(occ(room, "Mary Q"), "hi *Alice*"))
+	maryMsg := st.(*xmpp.Message)
+	// Replies name the room's stanza-id (XEP-0461); a room without an
+	// archive (ejabberd's default) gives none, and clients name the id.
+	maryRef := maryMsg.ID
+	if maryMsg.StanzaID != nil && maryMsg.StanzaID.By == room.String() {
+		maryRef = maryMsg.StanzaID.ID
+	} else if v.XMPPServerName() == "prosody" {
+		t.Fatalf("Mary's message reached Alice without the room's stanza-id (Prosody with muc_mam gives one): %+v", maryMsg)
+	}
+
+	// A second Matrix user, by the alias: two of our occupants get every
+	// message, and each reaches Matrix once.
+	bob := v.newMatrixUser(t, "bob", "Bob")
+	mark = alice.mark()
+	if _, err = bob.c.JoinRoom(ctx(t), remoteAlias(room).String(), nil); err != nil {
+		t.Fatalf("joining the portal by its alias: %v", err)
+	}
+	alice.waitFrom(mark, "Bob joining the MUC", isPresence(occ(room, "Bob"), ""))
+	alice.groupchat(room, "two of you")
+	mary.waitEvent("the message to both", isMessage(portal, alicePuppet, "two of you"))
+	bob.waitEvent("the message to both", isMessage(portal, alicePuppet, "two of you"))
+
+	// A reply by the room's stanza-id, and a correction.
+	reply := xmpp.RandomID()
+	alice.send(&xmpp.Message{ID: reply, Type: xmpp.TypeGroupchat, To: xmpp.A(room), Body: "> Mary Q: hi\nindeed",
+		Reply:     &xmpp.Reply{ID: maryRef, To: xmpp.A(occ(room, "Mary Q"))},
+		Fallbacks: []xmpp.Fallback{{For: xmpp.NSReply, Bodies: []xmpp.FallbackBody{{Start: new(0), End: new(13)}}}}})
+	r := mary.waitEvent("Alice's reply", isMessage(portal, alicePuppet, "indeed"))
+	if got := r.Content.AsMessage().RelatesTo.GetReplyTo(); got != resp.EventID {
+		t.Errorf("Alice's reply refers to %q; want Mary's %s", got, resp.EventID)
+	}
+	alice.send(&xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, To: xmpp.A(room), Body: "indeed!",
+		Replace: &xmpp.Replace{ID: reply}})
+	edit := mary.waitEvent("Alice's correction", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Sender == alicePuppet && evt.Content.AsMessage().RelatesTo.GetReplaceID() == r.ID
+	})
+	if nc := edit.Content.AsMessage().NewContent; nc == nil || nc.Body != "indeed!" {
+		t.Errorf("the correction's new content is %+v", nc)
+	}
+	mark = alice.mark()
+	editContent := &event.MessageEventContent{MsgType: event.MsgText, Body: "* hi Alice!"}
+	editContent.SetEdit(resp.EventID)
+	editContent.NewContent = &event.MessageEventContent{MsgType: event.MsgText, Body: "hi Alice!"}
+	if _, err = mary.c.SendMessageEvent(ctx(t), portal, event.EventMessage, editContent); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = alice.waitFrom(mark, "Mary's correction", isGroupchat(occ(room, "Mary Q"), "hi Alice!"))
+	if m := st.(*xmpp.Message); m.Replace == nil || m.Replace.ID != resp.EventID.String() {
+		t.Errorf("Mary's edit reached XMPP as %+v; want a correction of %s", m.Replace, resp.EventID)
+	}
+
+	// The subject is the room's topic.
+	subject := "Sprint 12"
+	alice.send(&xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, To: xmpp.A(room), Subject: &subject})
+	mary.waitEvent("the topic", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateTopic && evt.Content.AsTopic().Topic == subject
+	})
+
+	// A nick change is a new name for the same puppet.
+	alice.send(&xmpp.Presence{To: xmpp.A(occ(room, "Alicia"))})
+	mary.waitEvent("Alice's new name", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == alicePuppet.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin && evt.Content.AsMember().Displayname == "Alicia"
+	})
+	alice.groupchat(room, "still me")
+	mary.waitEvent("a message under the new nick", isMessage(portal, alicePuppet, "still me"))
+
+	// Every message crossed once: none twice (two occupants got each),
+	// none of Mary's back as a puppet's.
+	for body, want := range map[string]int{"hello *Matrix*": 1, "two of you": 1, "still me": 1} {
+		if n := mary.count(portal, isMessage(portal, alicePuppet, body)); n != want {
+			t.Errorf("%q is %d times in the portal room; want %d", body, n, want)
+		}
+	}
+	if n := mary.count(portal, func(evt *event.Event) bool {
+		return evt.Type == event.EventMessage && evt.Sender != mary.id && strings.Contains(evt.Content.AsMessage().Body, "hi")
+	}); n != 0 {
+		t.Errorf("Mary's messages came back into the portal room %d times", n)
+	}
+
+	// Leaving the Matrix room leaves the MUC.
+	mark = alice.mark()
+	mary.leave(portal)
+	alice.waitFrom(mark, "Mary leaving the MUC", isPresence(occ(room, "Mary Q"), xmpp.TypeUnavailable))
+}
+
+// TestE2ERemoteMUCNicksAndKicks: a nick taken in the MUC gets the suffix;
+// an occupant kicked or banned in the MUC is told why and leaves the
+// portal room; a kicked XMPP occupant's puppet is kicked on Matrix.
+func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "kicks")
+	room := v.remoteRoom(t, alice, "kicks", "Alice")
+	bobX := v.newXMPPClient(t, "bob", "kicks")
+	bobX.mustJoin(room, "Sam")
+
+	// Sam's nick is taken: the Matrix user called Sam joins as "Sam (Matrix)".
+	sam := v.newMatrixUser(t, "sam", "Sam")
+	mark := alice.mark()
+	portal := sam.joinRemote(room)
+	alice.waitFrom(mark, "Sam joining under another nick", isPresence(occ(room, "Sam (Matrix)"), ""))
+
+	// A kicked XMPP occupant's puppet is kicked on Matrix, with the reason.
+	bobPuppet := sam.waitEvent("the other Sam's puppet", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Sam" &&
+			evt.Sender != sam.id
+	}).StateKey
+	kick := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{Nick: "Sam", Role: xmpp.RoleNone, Reason: "off topic"}}})
+	if kick.Type != xmpp.TypeResult {
+		t.Fatalf("kicking Sam in the MUC: %v", kick.Error)
+	}
+	kicked := sam.waitEvent("the puppet kicked", isMembership(portal, id.UserID(*bobPuppet), event.MembershipLeave))
+	if reason := kicked.Content.AsMember().Reason; !strings.Contains(reason, "off topic") || !strings.Contains(reason, "Alice") {
+		t.Errorf("the puppet's kick says %q; want who and why", reason)
+	}
+
+	// Our own occupant kicked: a notice says why, and the user leaves the
+	// portal room (joining it again rejoins the MUC).
+	kick = alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{Nick: "Sam (Matrix)", Role: xmpp.RoleNone, Reason: "testing"}}})
+	if kick.Type != xmpp.TypeResult {
+		t.Fatalf("kicking the Matrix user in the MUC: %v", kick.Error)
+	}
+	sam.waitEvent("the kick notice", func(evt *event.Event) bool {
+		body := evt.Content.AsMessage().Body
+		return evt.RoomID == portal && evt.Sender == botID() && strings.Contains(body, "kicked") && strings.Contains(body, "testing")
+	})
+	sam.waitEvent("Sam taken out of the portal room", isMembership(portal, sam.id, event.MembershipLeave))
+	mark = alice.mark()
+	sam.join(portal)
+	alice.waitFrom(mark, "Sam back in the MUC", isPresence(occ(room, "Sam"), ""))
+}
