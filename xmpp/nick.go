@@ -31,7 +31,9 @@ var assigned = rangetable.Assigned("4.1.0")
 // MaxNickRunes, a valid resourcepart, and right-to-left text only where it
 // keeps the Bidi Rule. It returns "" when nothing usable is left.
 func StrictNick(displayname string) string {
-	s := norm.NFKC.String(displayname)
+	// Invalid bytes go first: left in, they keep the normaliser from
+	// composing what follows them, and the result would not be stable.
+	s := norm.NFKC.String(strings.ToValidUTF8(displayname, ""))
 	var b strings.Builder
 	space := false
 	for _, r := range s {
