@@ -29,7 +29,7 @@ func (b *Bridge) commandText(ctx context.Context, evt *event.Event, bridged bool
 	if b.isCommand(body) {
 		return strings.TrimSpace(strings.TrimPrefix(body, b.Config.Bridge.CommandPrefix)), true
 	}
-	if !bridged && b.Matrix.JoinedMemberCount(ctx, evt.RoomID) == 2 {
+	if !bridged && b.Matrix.IsBotChat(ctx, evt.RoomID, evt.Sender) {
 		return body, true
 	}
 	return "", false

@@ -608,8 +608,11 @@ func (b *Bridge) checkQuietLoop(interval time.Duration) {
 		}
 		b.mu.Lock()
 		for _, p := range b.byRoom {
-			if hosted, ok := p.(*portal.Portal); ok {
-				hosted.TryQueue(portal.CheckQuiet{})
+			switch p := p.(type) {
+			case *portal.Portal:
+				p.TryQueue(portal.CheckQuiet{})
+			case *remotemuc.Portal:
+				p.TryQueue(remotemuc.CheckQuiet{})
 			}
 		}
 		b.mu.Unlock()

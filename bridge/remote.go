@@ -57,9 +57,11 @@ func (b *Bridge) startRemote(row *database.Portal) (*remotemuc.Portal, error) {
 		Permitted: b.permitted,
 		IsCommand: b.isCommand,
 		Audit:     b.Audit,
-		Metrics:   b.portalMetrics(),
-		Log:       b.Log.With().Str("component", "remote_portal").Logger(),
-		OnGone:    func(p *remotemuc.Portal) { b.forgetPortal(p) },
+
+		CheckInterval: b.Config.Bridge.OccupantCheckInterval,
+		Metrics:       b.portalMetrics(),
+		Log:           b.Log.With().Str("component", "remote_portal").Logger(),
+		OnGone:        func(p *remotemuc.Portal) { b.forgetPortal(p) },
 	})
 	if err != nil {
 		return nil, err

@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -248,4 +250,153 @@ func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
 	mark = alice.mark()
 	sam.join(portal)
 	alice.waitFrom(mark, "Sam back in the MUC", isPresence(occ(room, "Sam"), ""))
+}
+
+// remoteFaultStream runs a numbered stream both ways through a MUC hosted
+// elsewhere while fault breaks something and recover repairs it. With an
+// archive (Prosody's muc_mam) nothing is lost: what the room said while the
+// bridge was away is caught up, with its own times, once and in order.
+// Without one (ejabberd's rooms by default) the room says so, and nothing
+// arrives twice or out of order.
+func remoteFaultStream(t *testing.T, name string, fault, recover func()) {
+	v := need(t)
+	archive := v.XMPPServerName() == "prosody"
+	reader := &streamParty{v: v, t: t, user: "alice", nick: "Alice"}
+	talker := &streamParty{v: v, t: t, user: "bob", nick: "Bob"}
+	userSeq.Lock()
+	userSeq.n++
+	reader.room = jid.MustParse(fmt.Sprintf("%s%d@%s", name, userSeq.n, v.MUCDomain))
+	userSeq.Unlock()
+	talker.room = reader.room
+	for _, p := range []*streamParty{reader, talker} {
+		if _, err := p.client(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mary := v.newMatrixUser(t, "mary", "Mary Q")
+	portal := mary.joinRemote(reader.room)
+	bob := id.UserID(*mary.waitEvent("Bob's puppet", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Bob" &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	}).StateKey)
+	maryOcc := occ(reader.room, "Mary Q")
+	if _, err := reader.client(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 30
+	pause := 100 * time.Millisecond
+	errs := make(chan error, 2)
+	go func() { errs <- talker.send("x", n, pause) }()
+	go func() { errs <- mary.sendMatrix(portal, "m", n, pause) }()
+	time.Sleep(time.Second)
+	fault()
+	recover()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			if _, err := reader.client(time.Now().Add(time.Minute)); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromMary := prefixed(mary.timelineFrom(portal, mary.id), "m-")
+	deadline := time.Now().Add(90 * time.Second)
+	var toMatrix, toXMPP error
+	for time.Now().Before(deadline) {
+		got := mary.timelineFrom(portal, bob)
+		if archive {
+			toMatrix = wantSequence(got, "x", n)
+		} else {
+			toMatrix = atMostOnceInOrder(got, "x", n)
+		}
+		toXMPP = inOrderOrStamped(reader.received(maryOcc, "m"), fromMary)
+		if toMatrix == nil && toXMPP == nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if toMatrix != nil {
+		t.Errorf("XMPP → Matrix: %v", toMatrix)
+	}
+	if toXMPP != nil {
+		t.Errorf("Matrix → XMPP: %v", toXMPP)
+	}
+	if !archive {
+		mary.waitEvent("the notice that messages may be missing", func(evt *event.Event) bool {
+			return evt.RoomID == portal && evt.Sender == botID() && strings.Contains(evt.Content.AsMessage().Body, "may be missing")
+		})
+	}
+	// Nothing more arrives late: a marker each way after the check.
+	if err := talker.send("end", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	mary.waitEvent("the XMPP marker", isMessage(portal, bob, "end-1"))
+	if err := mary.sendMatrix(portal, "end", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the Matrix marker on XMPP", func() bool { return len(reader.received(maryOcc, "end")) > 0 })
+	if err := atMostOnceInOrder(mary.timelineFrom(portal, bob), "x", n); err != nil {
+		t.Errorf("XMPP → Matrix, later: %v", err)
+	}
+	if err := inOrderOrStamped(reader.received(maryOcc, "m"), fromMary); err != nil {
+		t.Errorf("Matrix → XMPP, later: %v", err)
+	}
+}
+
+// atMostOnceInOrder checks that got holds prefix-i at most once each, in
+// order: what a room without an archive allows.
+func atMostOnceInOrder(got []string, prefix string, n int) error {
+	err := wantSequence(got, prefix, n)
+	if err == nil {
+		return nil
+	}
+	var worse []string
+	for _, p := range strings.Split(err.Error(), "; ") {
+		if !strings.HasSuffix(p, " lost") {
+			worse = append(worse, p)
+		}
+	}
+	if len(worse) > 0 {
+		return errors.New(strings.Join(worse, "; "))
+	}
+	return nil
+}
+
+func TestE2ERemoteMUCBridgeKilled(t *testing.T) {
+	v := need(t)
+	remoteFaultStream(t, "rkilled", func() { v.StopBridge(true); time.Sleep(2 * time.Second) }, func() {
+		if err := v.startBridge(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestE2ERemoteMUCLinkCut(t *testing.T) {
+	v := need(t)
+	remoteFaultStream(t, "rlinkcut", func() { v.compProxy.cut() }, func() {
+		if err := v.WaitReady(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestE2ERemoteMUCXMPPRestart(t *testing.T) {
+	v := need(t)
+	remoteFaultStream(t, "rrestart", func() { v.restartXMPP(t) }, func() {
+		if err := v.WaitReady(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -681,14 +681,30 @@ func (c *Connector) IsJoined(ctx context.Context, roomID id.RoomID, userID id.Us
 	return member.Membership == event.MembershipJoin, nil
 }
 
-// JoinedMemberCount returns how many users are joined to a room, from the
-// bot's cache of room state.
-func (c *Connector) JoinedMemberCount(ctx context.Context, roomID id.RoomID) int {
+// IsBotChat reports whether a room is a chat of one user with the bot:
+// they are its only members, joined or invited. The bot's cache of room
+// state answers where it knows both; where it does not (their joins may
+// still be on their way to it, as right after the bot accepted the
+// invitation), the homeserver does, and the cache learns from it.
+func (c *Connector) IsBotChat(ctx context.Context, roomID id.RoomID, user id.UserID) bool {
+	bot := c.BotID()
 	members, err := c.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
-	if err != nil {
-		return 0
+	if err == nil && slices.Contains(members, user) && slices.Contains(members, bot) {
+		return len(members) == 2
 	}
-	return len(members)
+	resp, err := c.Bot().JoinedMembers(ctx, roomID)
+	if err != nil {
+		return false
+	}
+	_, hasUser := resp.Joined[user]
+	_, hasBot := resp.Joined[bot]
+	if !hasUser || !hasBot {
+		return false
+	}
+	if members, err = c.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID); err != nil {
+		return len(resp.Joined) == 2
+	}
+	return len(members) == 2
 }
 
 // DirectRoom is a direct chat the bridge opens on Matrix for an XMPP user.

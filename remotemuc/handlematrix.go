@@ -133,6 +133,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		outcome.Send = append(outcome.Send, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat,
 			From: out.From, To: out.To, Body: caption})
 	}
+	m.sent.keep(outcome.Send)
 	if !p.send(ctx, outcome.Send...) {
 		p.log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
 		return

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/msgconv"
@@ -70,32 +71,50 @@ func (n names) MemberOfJID(j jid.JID) (id.UserID, bool) {
 // Nothing here is ever answered with an error: a MUC removes an occupant
 // that bounces its messages.
 func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
+	p.heard()
 	m := p.memberByJID(msg.To.JID)
-	if msg.Type == xmpp.TypeError {
+	switch {
+	case msg.Type == xmpp.TypeError:
 		p.handleBounce(ctx, m, msg)
 		return
-	}
-	if m == nil || msg.Type != xmpp.TypeGroupchat {
+	case m != nil && msg.MAMResult != nil:
+		p.handleArchived(ctx, m, msg)
+		return
+	case m == nil || msg.Type != xmpp.TypeGroupchat:
 		// Private messages through the room and mediated invitations are
 		// not bridged yet; they are dropped without an error.
 		p.log.Debug().Str("type", msg.Type).Stringer("from", msg.From).Msg("Ignoring a message from the MUC")
 		return
+	case p.hold(msg):
+		return // after the catch-up
 	}
+	p.handleGroupchat(ctx, m, msg, "")
+}
+
+// handleGroupchat bridges a groupchat message of the room, live (to
+// member m) or from its archive (archiveID is then its stanza-id).
+func (p *Portal) handleGroupchat(ctx context.Context, m *member, msg *xmpp.Message, archiveID string) {
 	nick := msg.From.Resourcepart()
 	if msg.Subject != nil && msg.Body == "" {
-		p.handleSubject(ctx, nick, *msg.Subject)
+		if archiveID == "" {
+			p.handleSubject(ctx, nick, *msg.Subject)
+		}
 		return
 	}
 	if nick == "" {
 		return // the room's own notes (configuration changes)
 	}
 	key, roomSID := p.messageKey(msg)
-	if p.seen.note(key, m.user.String()) {
-		return // a copy sent to another of our occupants
+	to := m.user.String()
+	if archiveID != "" {
+		key, roomSID, to = "sid\x00"+archiveID, archiveID, ""
+	}
+	if p.seen.note(key, to) {
+		return // a copy sent to another of our occupants, or one the archive brought
 	}
 	if roomSID != "" {
 		if row, err := p.deps.DB.Message.GetByRoomStanzaID(ctx, p.RoomID, roomSID); err == nil && row != nil {
-			return // caught up from the archive already
+			return // bridged already (from the archive, or before a restart)
 		}
 	}
 	if p.reflection(ctx, nick, msg, roomSID) {
@@ -104,7 +123,8 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	x := p.others.get(nick)
 	if x == nil {
 		// A message from an occupant whose presence the bridge did not
-		// see (it left meanwhile): known by the message alone.
+		// see (it left meanwhile, or the archive brought it): known by
+		// the message alone.
 		x = p.identify(ctx, nick, msg.OccupantID, xmpp.MUCItem{})
 	}
 	p.handleOtherMessage(ctx, x, msg, roomSID)
@@ -133,6 +153,7 @@ func (p *Portal) reflection(ctx context.Context, nick string, msg *xmpp.Message,
 				if err = p.deps.DB.Message.SetRoomStanzaID(ctx, p.RoomID, row.EventID, roomSID); err != nil {
 					p.log.Error().Err(err).Msg("Failed to store the room's stanza-id of a message")
 				}
+				p.noteLast(ctx, roomSID)
 			}
 			return true
 		}
@@ -241,10 +262,19 @@ func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message,
 	} else {
 		p.sent(ctx, txn)
 	}
-	if roomSID != "" {
-		if err = p.deps.DB.RemoteRoom.SetLast(ctx, p.RoomID, roomSID, time.Now()); err != nil {
-			log.Error().Err(err).Msg("Failed to note the newest message of the room")
-		}
+	p.noteLast(ctx, roomSID)
+}
+
+// noteLast keeps the room's stanza-id of the newest message bridged, where
+// a catch-up after an outage starts (the archive's pages come oldest
+// first, so an interrupted catch-up goes on from where it stopped).
+func (p *Portal) noteLast(ctx context.Context, roomSID string) {
+	if roomSID == "" {
+		return
+	}
+	p.stored.LastStanzaID, p.stored.LastTime = roomSID, time.Now()
+	if err := p.deps.DB.RemoteRoom.SetLast(ctx, p.RoomID, roomSID, p.stored.LastTime); err != nil {
+		p.log.Error().Err(err).Msg("Failed to note the newest message of the room")
 	}
 }
 
@@ -355,6 +385,9 @@ func (p *Portal) handleSubject(ctx context.Context, nick, subject string) {
 }
 
 // handleBounce takes an error the room answered one of our messages with.
+// A room that no longer counts the occupant in (not-acceptable, XEP-0410
+// §3.2: it removed it while the link was down) gets it back, and the
+// message again once it is in; any other refusal is told in the room.
 func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message) {
 	if m == nil {
 		return
@@ -367,15 +400,21 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 		}
 	}
 	p.log.Info().Stringer("user_id", m.user).Str("condition", cond).Str("id", msg.ID).Msg("The MUC refused a message")
+	original := m.sent.take(msg.ID)
+	if msg.Error != nil && msg.Error.Condition == stanza.NotAcceptable && original != nil {
+		if m.occ.State() == Joined {
+			m.occ.Lost()
+			p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+		}
+		if out := m.occ.Send(original); out.Notice == "" {
+			p.log.Info().Str("id", msg.ID).Msg("Sending a refused message again once back in the MUC")
+			return
+		}
+	}
 	p.failed(roomloop.ToXMPP, "bounced")
 	var replyTo id.EventID
 	if strings.HasPrefix(msg.ID, "$") {
 		replyTo = id.EventID(msg.ID)
 	}
 	p.notice(ctx, p.mention(m)+"not delivered to "+p.room.String()+" ("+cond+").", replyTo)
-	if msg.Error != nil && msg.Error.Condition == "not-acceptable" && m.occ.State() == Joined {
-		// The room no longer counts the occupant in (XEP-0410 §3.2).
-		m.occ.Lost()
-		p.rejoinLater(m.user, 0)
-	}
 }

@@ -71,9 +71,12 @@ type Deps struct {
 	Permitted func(id.UserID) bool
 	// IsCommand reports whether a message is a bot command, not bridged.
 	IsCommand func(body string) bool
-	Audit     zerolog.Logger
-	Metrics   roomloop.Metrics
-	Log       zerolog.Logger
+	// CheckInterval is how long the room may be quiet before each of our
+	// occupants self-pings (XEP-0410); zero turns that off.
+	CheckInterval time.Duration
+	Audit         zerolog.Logger
+	Metrics       roomloop.Metrics
+	Log           zerolog.Logger
 	// OnGone is called from the portal's goroutine when the portal ended
 	// itself (the bot left the Matrix room) and deleted its row.
 	OnGone func(p *Portal)
@@ -109,8 +112,12 @@ type Portal struct {
 	// sends each to every one of our occupants.
 	seen *recent
 	// confirming is set from a rejoin of everyone until the first of ours
-	// is back in: the puppets the room did not list again then leave.
+	// is back in: the puppets the room did not list again then leave, and
+	// the catch-up from the room's archive starts.
 	confirming bool
+	catching   *catchUp
+	lastHeard  time.Time
+	pinging    map[id.UserID]bool
 }
 
 // member is a Matrix user of the portal room and its occupant of the MUC.
@@ -125,6 +132,9 @@ type member struct {
 	// good: it is not joined again until the user joins the Matrix room
 	// again or changes its name.
 	active bool
+	// sent keeps the messages sent lately, to send one again that the
+	// room refused because it had lost the occupant.
+	sent *sentRing
 }
 
 // New returns the portal of a stored row; Start runs it.
@@ -189,6 +199,12 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.rejoinAll(ctx)
 	case rejoinDue:
 		p.handleRejoinDue(ctx, e)
+	case archivePageDone:
+		p.handleArchivePage(ctx, e)
+	case CheckQuiet:
+		p.checkQuiet()
+	case selfPingDone:
+		p.handleSelfPing(ctx, e)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}
@@ -217,6 +233,8 @@ func (p *Portal) load(ctx context.Context) error {
 	p.info, p.stored = info, stored
 	p.members = map[id.UserID]*member{}
 	p.others = newOthers(puppets)
+	p.pinging = map[id.UserID]bool{}
+	p.heard()
 	p.muc = p.queryInfo(ctx)
 	known := map[id.UserID]*database.RemoteOccupant{}
 	for _, o := range occs {
@@ -278,7 +296,7 @@ func (p *Portal) addMember(userID id.UserID, displayname string) *member {
 		p.log.Warn().Err(err).Stringer("user_id", userID).Msg("A Matrix user of the room has no JID")
 	}
 	full, _ := bare.WithResource(Resource)
-	m := &member{user: userID, displayname: displayname, active: true,
+	m := &member{user: userID, displayname: displayname, active: true, sent: &sentRing{},
 		occ: NewOccupant(p.room, full, xmpp.NickCandidates(displayname, local))}
 	p.members[userID] = m
 	return m
@@ -322,10 +340,38 @@ func (p *Portal) notice(ctx context.Context, text string, replyTo id.EventID) {
 // apply carries out an occupant's outcome: its stanzas, and its notice for
 // the user.
 func (p *Portal) apply(ctx context.Context, m *member, out Outcome) {
+	m.sent.keep(out.Send)
 	p.send(ctx, out.Send...)
 	if out.Notice != "" {
 		p.notice(ctx, p.mention(m)+out.Notice, "")
 	}
+}
+
+// sentRing holds the last messages an occupant sent, by id.
+type sentRing struct {
+	msgs [32]*xmpp.Message
+	next int
+}
+
+// keep notes the messages among stanzas that go out.
+func (r *sentRing) keep(stanzas []any) {
+	for _, st := range stanzas {
+		if m, ok := st.(*xmpp.Message); ok && m.ID != "" && m.Type == xmpp.TypeGroupchat {
+			r.msgs[r.next] = m
+			r.next = (r.next + 1) % len(r.msgs)
+		}
+	}
+}
+
+// take returns the message sent with an id and forgets it, or nil.
+func (r *sentRing) take(msgID string) *xmpp.Message {
+	for i, m := range r.msgs {
+		if m != nil && m.ID == msgID {
+			r.msgs[i] = nil
+			return m
+		}
+	}
+	return nil
 }
 
 // mention starts a notice about a member with the member's name.
@@ -356,6 +402,7 @@ func (p *Portal) permitted(u id.UserID) bool { return p.deps.Permitted == nil ||
 // errors to messages and presences), but the answer is one a client
 // gives.
 func (p *Portal) handleXMPPIQ(ctx context.Context, iq *xmpp.IQ) {
+	p.heard()
 	if iq.Type != xmpp.TypeGet && iq.Type != xmpp.TypeSet {
 		return
 	}

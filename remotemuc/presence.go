@@ -29,6 +29,7 @@ func (p *Portal) memberByJID(to jid.JID) *member {
 // them. The room sends every presence to each of our occupants: all of it
 // is handled so that it does not matter which copy comes first.
 func (p *Portal) handleXMPPPresence(ctx context.Context, pres *xmpp.Presence) {
+	p.heard()
 	m := p.memberByJID(pres.To.JID)
 	if m == nil {
 		p.log.Debug().Stringer("to", pres.To).Msg("Ignoring presence to an occupant the portal does not have")
@@ -57,8 +58,15 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 		}
 		if before != Joined {
 			p.log.Info().Stringer("user_id", m.user).Str("nick", m.occ.Nick()).Msg("Matrix user joined the MUC")
-			if p.confirming {
+			switch {
+			case p.confirming:
+				// The first of ours back after the bridge was away.
 				p.dropUnconfirmed(ctx)
+				p.startCatchUp(ctx, m)
+			case p.catching == nil && p.joinedMembers() == 1:
+				// The first of ours in a room nobody of ours listened to:
+				// what was said before is not caught up later.
+				p.noteStart(ctx)
 			}
 		}
 		p.storeMember(ctx, m)
@@ -77,6 +85,25 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 		if err := p.deps.Matrix.Kick(ctx, p.RoomID, p.deps.Matrix.BotID(), m.user, out.Removed); err != nil {
 			p.log.Warn().Err(err).Stringer("user_id", m.user).Msg("Failed to take a removed user out of the portal room")
 		}
+	}
+}
+
+// joinedMembers counts our occupants that are in.
+func (p *Portal) joinedMembers() int {
+	n := 0
+	for _, m := range p.members {
+		if m.occ.State() == Joined {
+			n++
+		}
+	}
+	return n
+}
+
+// noteStart makes now the point a later catch-up starts from.
+func (p *Portal) noteStart(ctx context.Context) {
+	p.stored.LastStanzaID, p.stored.LastTime = "", time.Now()
+	if err := p.deps.DB.RemoteRoom.SetLast(ctx, p.RoomID, "", p.stored.LastTime); err != nil {
+		p.log.Error().Err(err).Msg("Failed to note where a catch-up would start")
 	}
 }
 

@@ -1,0 +1,179 @@
+package remotemuc
+
+import (
+	"context"
+	"encoding/xml"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Catching up. While the bridge was away (stopped, its link cut, a server
+// restarting), the room went on without our occupants, and it has removed
+// them. When the first of them is back in, the portal asks the room's
+// archive (XEP-0313) for what was said after the newest message it bridged
+// (its stanza-id, else its time), page by page, and bridges that with the
+// messages' own times; live messages that come meanwhile wait, so that
+// Matrix gets everything in the room's order. What came both ways is
+// bridged once (the room's stanza-id is in the message map). A room
+// without an archive cannot be asked: the portal says so.
+
+// archivePage bounds one page of the catch-up; archiveMaxPages bounds the
+// whole (a week of a busy room is not worth a flood of old messages).
+const (
+	archivePage     = 50
+	archiveMaxPages = 40
+	// maxHeld bounds the live messages that wait for a catch-up.
+	maxHeld = 2000
+	// archiveTimeout bounds one archive query.
+	archiveTimeout = 30 * time.Second
+)
+
+// catchUp is a catch-up under way.
+type catchUp struct {
+	queryID string
+	from    jid.JID // our occupant that asks (archives answer occupants)
+	pages   int
+	// fellBack is set once the query by stanza-id failed (the archive no
+	// longer has it) and the catch-up goes by time instead.
+	fellBack bool
+	last     string          // the newest archive id bridged
+	held     []*xmpp.Message // live messages waiting for the catch-up
+}
+
+// archivePageDone is an archive query's answer, back on the loop through
+// the XMPP inbox, after the results that came before it.
+type archivePageDone struct {
+	queryID string
+	fin     *xmpp.MAMFin
+	err     error
+}
+
+// startCatchUp asks the archive for what the room said while the bridge
+// was away, from one of our occupants that is in.
+func (p *Portal) startCatchUp(ctx context.Context, m *member) {
+	if !p.muc.Archive {
+		p.notice(ctx, p.room.String()+" keeps no message archive: messages sent there while the bridge was away may be missing here.", "")
+		return
+	}
+	if p.stored.LastStanzaID == "" && p.stored.LastTime.IsZero() {
+		return // nothing bridged yet: nothing to follow on from
+	}
+	p.catching = &catchUp{queryID: xmpp.RandomID(), from: m.occ.From}
+	p.log.Info().Str("after", p.stored.LastStanzaID).Time("since", p.stored.LastTime).Msg("Catching up from the MUC's archive")
+	p.queryArchive(p.stored.LastStanzaID, p.stored.LastTime)
+}
+
+// queryArchive asks for the page after a stanza-id, or from a time when
+// after is empty, beside the loop; the answer comes back as
+// archivePageDone.
+func (p *Portal) queryArchive(after string, since time.Time) {
+	c := p.catching
+	max := archivePage
+	q := &xmpp.MAMQuery{QueryID: c.queryID, Set: &xmpp.RSMSet{Max: &max},
+		Form: &xmpp.CommandForm{Type: "submit", Fields: []xmpp.CommandFormField{{Var: "FORM_TYPE", Type: "hidden", Values: []string{xmpp.NSMAM}}}}}
+	if after != "" {
+		q.Set.After = &after
+	} else {
+		q.Form.Fields = append(q.Form.Fields, xmpp.CommandFormField{Var: "start", Values: []string{since.UTC().Format(time.RFC3339)}})
+	}
+	from, room, queryID := c.from, p.room, c.queryID
+	go func() {
+		ctx, cancel := context.WithTimeout(p.Context(), archiveTimeout)
+		defer cancel()
+		reply, err := p.deps.XMPP.SendIQ(ctx, &xmpp.IQ{Type: xmpp.TypeSet, From: xmpp.A(from), To: xmpp.A(room), Body: q})
+		done := archivePageDone{queryID: queryID, err: err}
+		if err == nil {
+			var fin xmpp.MAMFin
+			if derr := reply.Payload.Decode(&fin); derr == nil && fin.XMLName.Local == "fin" {
+				done.fin = &fin
+			} else {
+				done.fin = &xmpp.MAMFin{Complete: true}
+			}
+		}
+		// Behind the results in the inbox: the room sends them before
+		// the answer, and they must be handled first.
+		if !p.QueueXMPP(done) {
+			p.Queue(p.Context(), done)
+		}
+	}()
+}
+
+// handleArchived bridges one message of the archive's answer.
+func (p *Portal) handleArchived(ctx context.Context, m *member, msg *xmpp.Message) {
+	c, r := p.catching, msg.MAMResult
+	if c == nil || r.QueryID != c.queryID || !msg.From.Bare().Equal(p.room) || r.Forwarded.Message == nil {
+		p.log.Debug().Stringer("from", msg.From).Msg("Ignoring an archive result nobody asked for")
+		return
+	}
+	old := r.Forwarded.Message
+	if !old.From.Bare().Equal(p.room) || old.Type != xmpp.TypeGroupchat || r.ID == "" {
+		return
+	}
+	if r.Forwarded.Delay != nil && old.Delay == nil {
+		old.Delay = r.Forwarded.Delay
+	}
+	c.last = r.ID
+	p.handleGroupchat(ctx, m, old, r.ID)
+}
+
+// handleArchivePage goes on with the next page, or ends the catch-up.
+func (p *Portal) handleArchivePage(ctx context.Context, d archivePageDone) {
+	c := p.catching
+	if c == nil || d.queryID != c.queryID {
+		return
+	}
+	c.pages++
+	switch {
+	case d.err != nil && !c.fellBack && p.stored.LastStanzaID != "" && !p.stored.LastTime.IsZero():
+		// The archive no longer knows the stanza-id (it expired): by time.
+		p.log.Info().Err(d.err).Msg("The MUC's archive refused the catch-up by stanza-id; going by time")
+		c.fellBack = true
+		p.queryArchive("", p.stored.LastTime)
+		return
+	case d.err != nil:
+		p.log.Warn().Err(d.err).Msg("Catching up from the MUC's archive failed")
+		p.notice(ctx, "The bridge could not read "+p.room.String()+"'s archive: messages sent there while the bridge was away may be missing here.", "")
+	case !d.fin.Complete && d.fin.Set.Last != "" && c.pages < archiveMaxPages:
+		p.queryArchive(d.fin.Set.Last, time.Time{})
+		return
+	case !d.fin.Complete && d.fin.Set.Last != "":
+		p.notice(ctx, "The bridge caught up with the newest messages of "+p.room.String()+" only up to a limit: older ones sent while it was away are missing here.", "")
+	}
+	p.endCatchUp(ctx)
+}
+
+// endCatchUp lets the live messages that waited through, and takes out of
+// the Matrix room the puppets of senders who are no longer in the MUC.
+func (p *Portal) endCatchUp(ctx context.Context) {
+	c := p.catching
+	p.catching = nil
+	p.log.Info().Int("pages", c.pages).Int("held", len(c.held)).Msg("Caught up from the MUC's archive")
+	for _, msg := range c.held {
+		p.handleXMPPMessage(ctx, msg)
+	}
+	for _, x := range p.others.byNick {
+		if !x.present {
+			p.others.remove(x)
+			p.removeOther(ctx, x, &xmpp.Presence{}, xmpp.MUCItem{})
+		}
+	}
+}
+
+// hold keeps a live message until the catch-up is done, and reports
+// whether it did.
+func (p *Portal) hold(msg *xmpp.Message) bool {
+	c := p.catching
+	if c == nil || msg.MAMResult != nil || len(c.held) >= maxHeld {
+		return false
+	}
+	c.held = append(c.held, msg)
+	return true
+}
+
+// pingQuery is an XEP-0199 ping.
+type pingQuery struct {
+	XMLName xml.Name `xml:"urn:xmpp:ping ping"`
+}
