@@ -49,14 +49,15 @@ func (b *Bridge) startRemote(row *database.Portal) (*remotemuc.Portal, error) {
 		return nil, fmt.Errorf("room %s runs a portal of another kind", row.RoomID)
 	}
 	p, err := remotemuc.New(row, remotemuc.Deps{
-		Matrix:    b.Matrix,
-		XMPP:      b.XMPP,
-		DB:        b.DB,
-		Conv:      &msgconv.Converter{MediaLinks: b.mediaLinks, Fetcher: b.fetcher},
-		Scheme:    b.scheme,
-		Permitted: b.permitted,
-		IsCommand: b.isCommand,
-		Audit:     b.Audit,
+		Matrix:      b.Matrix,
+		XMPP:        b.XMPP,
+		DB:          b.DB,
+		Conv:        &msgconv.Converter{MediaLinks: b.mediaLinks, Fetcher: b.fetcher},
+		Scheme:      b.scheme,
+		ReactionKey: b.occupantIDKey,
+		Permitted:   b.permitted,
+		IsCommand:   b.isCommand,
+		Audit:       b.Audit,
 
 		CheckInterval: b.Config.Bridge.OccupantCheckInterval,
 		Metrics:       b.portalMetrics(),

@@ -5,6 +5,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,31 +208,61 @@ func TestE2ERemoteMUC(t *testing.T) {
 }
 
 // TestE2ERemoteMUCNicksAndKicks: a nick taken in the MUC gets the suffix;
-// an occupant kicked or banned in the MUC is told why and leaves the
-// portal room; a kicked XMPP occupant's puppet is kicked on Matrix.
+// standings in the MUC are power levels in the portal room; a kicked XMPP
+// occupant's puppet is kicked on Matrix, and a Matrix moderator's kick of a
+// puppet kicks the occupant; an occupant of ours kicked in the MUC is told
+// why and leaves the portal room.
 func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
 	v := need(t)
 	alice := v.newXMPPClient(t, "alice", "kicks")
 	room := v.remoteRoom(t, alice, "kicks", "Alice")
 	bobX := v.newXMPPClient(t, "bob", "kicks")
 	bobX.mustJoin(room, "Sam")
+	carol := v.newXMPPClient(t, "carol", "kicks")
+	carol.mustJoin(room, "Carol")
 
 	// Sam's nick is taken: the Matrix user called Sam joins as "Sam (Matrix)".
 	sam := v.newMatrixUser(t, "sam", "Sam")
 	mark := alice.mark()
 	portal := sam.joinRemote(room)
 	alice.waitFrom(mark, "Sam joining under another nick", isPresence(occ(room, "Sam (Matrix)"), ""))
+	puppetNamed := func(name string) id.UserID {
+		return id.UserID(*sam.waitEvent("the puppet of "+name, func(evt *event.Event) bool {
+			return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == name &&
+				evt.Sender != sam.id
+		}).StateKey)
+	}
+	alicePuppet, bobPuppet, carolPuppet := puppetNamed("Alice"), puppetNamed("Sam"), puppetNamed("Carol")
+
+	// The room's owner is an admin of the portal room; Sam, made a
+	// moderator in the MUC, a moderator there.
+	hasLevel := func(u id.UserID, level int) func(*event.Event) bool {
+		return func(evt *event.Event) bool {
+			return evt.RoomID == portal && evt.Type == event.StatePowerLevels && evt.Content.AsPowerLevels().GetUserLevel(u) == level
+		}
+	}
+	sam.waitEvent("the owner's level", hasLevel(alicePuppet, 100))
+	if r := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{Nick: "Sam (Matrix)", Role: xmpp.RoleModerator}}}); r.Type != xmpp.TypeResult {
+		t.Fatalf("making Sam a moderator: %v", r.Error)
+	}
+	sam.waitEvent("Sam's moderator level", hasLevel(sam.id, 50))
+
+	// Sam kicks Carol's puppet on Matrix: the room kicks Carol.
+	mark = carol.mark()
+	if _, err := sam.c.KickUser(ctx(t), portal, &mautrix.ReqKickUser{UserID: carolPuppet, Reason: "be nice"}); err != nil {
+		t.Fatalf("kicking Carol's puppet: %v", err)
+	}
+	st, _ := carol.waitFrom(mark, "Carol kicked from the MUC", isRemoval(occ(room, "Carol"), xmpp.StatusKicked))
+	if item := st.(*xmpp.Presence).MUCUser.Items; len(item) == 0 || item[0].Reason != "be nice" {
+		t.Errorf("Carol's kick carries %+v; want the reason", item)
+	}
 
 	// A kicked XMPP occupant's puppet is kicked on Matrix, with the reason.
-	bobPuppet := sam.waitEvent("the other Sam's puppet", func(evt *event.Event) bool {
-		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Sam" &&
-			evt.Sender != sam.id
-	}).StateKey
 	kick := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{Nick: "Sam", Role: xmpp.RoleNone, Reason: "off topic"}}})
 	if kick.Type != xmpp.TypeResult {
 		t.Fatalf("kicking Sam in the MUC: %v", kick.Error)
 	}
-	kicked := sam.waitEvent("the puppet kicked", isMembership(portal, id.UserID(*bobPuppet), event.MembershipLeave))
+	kicked := sam.waitEvent("the puppet kicked", isMembership(portal, bobPuppet, event.MembershipLeave))
 	if reason := kicked.Content.AsMember().Reason; !strings.Contains(reason, "off topic") || !strings.Contains(reason, "Alice") {
 		t.Errorf("the puppet's kick says %q; want who and why", reason)
 	}
@@ -399,4 +430,112 @@ func TestE2ERemoteMUCXMPPRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// refIn is how a client names a message it got from a MUC: the room's
+// stanza-id where there is one (XEP-0359), else the message's id.
+func refIn(room jid.JID, m *xmpp.Message) string {
+	if m.StanzaID != nil && m.StanzaID.By == room.String() {
+		return m.StanzaID.ID
+	}
+	return m.ID
+}
+
+// TestE2ERemoteMUCRelations: reactions, retractions, typing and displayed
+// markers cross both ways between a portal room and its MUC, naming
+// messages as the room does.
+func TestE2ERemoteMUCRelations(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "relations")
+	room := v.remoteRoom(t, alice, "relations", "Alice")
+	mary := v.newMatrixUser(t, "mary", "Mary Q")
+	mark := alice.mark()
+	portal := mary.joinRemote(room)
+	alice.waitFrom(mark, "Mary joining", isPresence(occ(room, "Mary Q"), ""))
+	puppet := id.UserID(*mary.waitEvent("Alice's puppet", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice"
+	}).StateKey)
+
+	// A message each way, named as the room names them.
+	mark = alice.mark()
+	maryMsg := mary.say(portal, "react to me")
+	st, _ := alice.waitFrom(mark, "Mary's message", isGroupchat(occ(room, "Mary Q"), "react to me"))
+	maryRef := refIn(room, st.(*xmpp.Message))
+	mark = alice.mark()
+	alice.groupchat(room, "and to me")
+	st, _ = alice.waitFrom(mark, "the reflection of Alice's message", isGroupchat(occ(room, "Alice"), "and to me"))
+	aliceRef := refIn(room, st.(*xmpp.Message))
+	aliceMsg := mary.waitEvent("Alice's message", isMessage(portal, puppet, "and to me")).ID
+
+	// Reactions, XMPP -> Matrix: a set, then a smaller one.
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Reactions: &xmpp.Reactions{ID: maryRef, Reactions: []string{"👍", "🎉"}}})
+	var thumbs id.EventID
+	for _, key := range []string{"👍", "🎉"} {
+		evt := mary.waitEvent("reaction "+key, func(evt *event.Event) bool {
+			r := evt.Content.AsReaction().RelatesTo
+			return evt.RoomID == portal && evt.Type == event.EventReaction && evt.Sender == puppet && r.EventID == maryMsg && r.Key == key
+		})
+		if key == "👍" {
+			thumbs = evt.ID
+		}
+	}
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Reactions: &xmpp.Reactions{ID: maryRef, Reactions: []string{"🎉"}}})
+	mary.waitEvent("removal of 👍", isRedactionOf(portal, puppet, thumbs))
+
+	// Reactions, Matrix -> XMPP: each change sends Mary's whole set.
+	mark = alice.mark()
+	heart, err := mary.c.SendReaction(ctx(t), portal, aliceMsg, "❤️")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isSet := func(keys ...string) func(any) bool {
+		return func(v any) bool {
+			m, ok := v.(*xmpp.Message)
+			return ok && m.From.Equal(occ(room, "Mary Q")) && m.Reactions != nil && m.Reactions.ID == aliceRef &&
+				strings.Join(m.Reactions.Reactions, ",") == strings.Join(keys, ",")
+		}
+	}
+	alice.waitFrom(mark, "Mary's ❤️", isSet("❤️"))
+	if _, err = mary.c.RedactEvent(ctx(t), portal, heart.EventID); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's reactions taken back", isSet())
+
+	// Typing both ways.
+	if _, err = mary.c.UserTyping(ctx(t), portal, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary composing", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(room, "Mary Q")) && m.Composing != nil
+	})
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Composing: &xmpp.Empty{}})
+	mary.waitEvent("Alice typing", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.EphemeralEventTyping && slices.Contains(evt.Content.AsTyping().UserIDs, puppet)
+	})
+
+	// Displayed markers both ways.
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Displayed: &xmpp.Marker{ID: maryRef}})
+	mary.waitEvent("Alice's read receipt", func(evt *event.Event) bool {
+		if evt.RoomID != portal || evt.Type != event.EphemeralEventReceipt {
+			return false
+		}
+		_, ok := (*evt.Content.AsReceipt())[maryMsg][event.ReceiptTypeRead][puppet]
+		return ok
+	})
+	if err = mary.c.MarkRead(ctx(t), portal, aliceMsg); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's displayed marker", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(room, "Mary Q")) && m.Displayed != nil && m.Displayed.ID == aliceRef
+	})
+
+	// Retractions both ways: each deletes their own.
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Retract: &xmpp.Retract{ID: aliceRef}})
+	mary.waitEvent("Alice's retraction", isRedactionOf(portal, puppet, aliceMsg))
+	if _, err = mary.c.RedactEvent(ctx(t), portal, maryMsg); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's retraction", hasRetract(occ(room, "Mary Q"), maryRef, false))
 }

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -454,39 +453,17 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 	}
 }
 
-// sendOnce sends an event for an XMPP stanza, as sender, exactly once.
-// Transaction IDs alone do not ensure that: a homeserver may forget them
-// (Dendrite does across restarts, and when the sender disconnected before
-// the answer). So the send is noted in the database before it goes out,
-// and a note left over from an attempt the bridge did not live to finish
-// makes it look for the event in the room first. Once the event ID is
-// stored, sent drops the note. Transaction IDs of random make (stanzas
-// without an id) cannot come again and are not noted.
+// sendOnce sends an event for an XMPP stanza, as sender, exactly once
+// (msgconv.Sender).
 func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evtType event.Type, content any) (id.EventID, error) {
-	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
-		return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, time.Time{})
-	}
-	unfinished, err := p.deps.DB.Message.BeginSend(ctx, p.RoomID, txn)
-	if err != nil {
-		p.log.Error().Err(err).Msg("Failed to note a send to Matrix")
-	}
-	if unfinished {
-		if evtID := p.deps.Matrix.FindSent(ctx, p.RoomID, sender, txn); evtID != "" {
-			p.log.Info().Stringer("event_id", evtID).Msg("Found the event of a send cut off by a restart")
-			return evtID, nil
-		}
-	}
-	return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, time.Time{})
+	return p.sender().Send(ctx, sender, txn, evtType, content, time.Time{})
 }
 
 // sent drops the note of a send whose event ID is stored.
-func (p *Portal) sent(ctx context.Context, txn string) {
-	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
-		return
-	}
-	if err := p.deps.DB.Message.FinishSend(ctx, p.RoomID, txn); err != nil {
-		p.log.Error().Err(err).Msg("Failed to drop the note of a finished send")
-	}
+func (p *Portal) sent(ctx context.Context, txn string) { p.sender().Sent(ctx, txn) }
+
+func (p *Portal) sender() msgconv.Sender {
+	return msgconv.Sender{DB: p.deps.DB, Matrix: p.deps.Matrix, RoomID: p.RoomID}
 }
 
 // PlainIDWindow is how long a message's plain stanza id (one without an

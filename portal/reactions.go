@@ -2,10 +2,7 @@ package portal
 
 import (
 	"context"
-	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -17,16 +14,9 @@ import (
 	"github.com/mxpp/mxpp/xmpp"
 )
 
-// Bounds of one sender's reactions to one message.
-const (
-	maxReactions     = 20
-	maxReactionBytes = 64
-)
-
 // handleXMPPReactions applies an occupant's full set of reactions to a
-// message (XEP-0444): reactions new in the set are sent to Matrix as the
-// puppet, the ones gone from it are redacted. The set goes on to every
-// session.
+// message (XEP-0444) on Matrix (msgconv.Reactions). The set goes on to
+// every session.
 func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xmpp.Message) {
 	reject := func(serr *stanza.Error) {
 		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: serr})
@@ -36,70 +26,19 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		reject(xmpp.StanzaError(stanza.ItemNotFound, "No such message to react to"))
 		return
 	}
-	want := map[string]string{} // hash -> key
-	var keys []string
-	for _, k := range msg.Reactions.Reactions {
-		k = strings.TrimSpace(k)
-		if k == "" || len(k) > maxReactionBytes || !utf8.ValidString(k) {
-			continue
-		}
-		h := p.keyHash(k)
-		if _, dup := want[h]; !dup && len(want) < maxReactions {
-			want[h] = k
-			keys = append(keys, k)
-		}
-	}
-	have, err := p.deps.DB.Reaction.GetBySender(ctx, p.RoomID, target, occ.puppet)
+	keys, err := p.reactions().Apply(ctx, target, occ.puppet, occ.bare.String(), msgconv.StanzaIDOf(msg), msg.Reactions.Reactions)
 	if err != nil {
-		p.log.Error().Err(err).Msg("Failed to look up reactions")
-		reject(xmpp.StanzaError(stanza.InternalServerError, ""))
+		p.log.Info().Err(err).Msg("Reactions refused on Matrix")
+		reject(matrixError(err, "You may not react in this room"))
 		return
-	}
-	had := map[string]*database.Reaction{}
-	for _, r := range have {
-		had[r.KeyHash] = r
-	}
-	for _, k := range keys {
-		h := p.keyHash(k)
-		if had[h] != nil {
-			continue
-		}
-		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: target, Key: k}}
-		// The stanza's id is part of the key: reacting again after taking a
-		// reaction back is a new event, not a retry of the first one.
-		key := ""
-		if sid := msgconv.StanzaIDOf(msg); sid != "" {
-			key = "react:" + sid + ":" + target.String() + ":" + h
-		}
-		txn := msgconv.TxnID(p.RoomID.String(), occ.bare.String(), key, "")
-		evtID, err := p.sendOnce(ctx, occ.puppet, txn, event.EventReaction, content)
-		if err != nil {
-			p.log.Info().Err(err).Msg("Reaction refused on Matrix")
-			reject(matrixError(err, "You may not react in this room"))
-			return
-		}
-		err = p.deps.DB.Reaction.Insert(ctx, &database.Reaction{RoomID: p.RoomID, EventID: evtID, TargetEventID: target,
-			Sender: occ.puppet, KeyHash: h, Timestamp: time.Now()})
-		if err != nil {
-			p.log.Error().Err(err).Msg("Failed to store a reaction")
-		} else {
-			p.sent(ctx, txn)
-		}
-	}
-	for h, r := range had {
-		if _, keep := want[h]; keep {
-			continue
-		}
-		if err := p.deps.Matrix.Redact(ctx, p.RoomID, occ.puppet, r.EventID, "", msgconv.TxnID(p.RoomID.String(), occ.bare.String(), "unreact:"+r.EventID.String(), "")); err != nil {
-			p.log.Info().Err(err).Msg("Failed to take back a reaction on Matrix")
-			continue
-		}
-		if err := p.deps.DB.Reaction.Delete(ctx, p.RoomID, r.EventID); err != nil {
-			p.log.Error().Err(err).Msg("Failed to delete a reaction")
-		}
 	}
 	p.bridged(ToMatrix, "reaction")
 	p.broadcastReactions(ctx, occ.nick, occ.puppet, target, keys, nil)
+}
+
+// reactions keeps the room's reactions in step.
+func (p *Portal) reactions() msgconv.Reactions {
+	return msgconv.Reactions{Sender: p.sender(), Matrix: p.deps.Matrix, Hash: p.keyHash}
 }
 
 // broadcastReactions sends one user's reactions to a message to every
@@ -154,34 +93,17 @@ func (p *Portal) handleReactionRedaction(ctx context.Context, sender id.UserID, 
 	return true
 }
 
-// sendReactionSet sends a Matrix user's current reactions to a message.
-// Keys are not stored: known is what the caller has at hand, the rest is
-// read back from the reaction events.
+// sendReactionSet sends a Matrix user's current reactions to a message;
+// known holds the keys at hand.
 func (p *Portal) sendReactionSet(ctx context.Context, sender id.UserID, target id.EventID, known map[id.EventID]string) {
 	nick := p.nickOf(sender)
 	if nick == "" || len(p.occupants) == 0 {
 		return
 	}
-	rows, err := p.deps.DB.Reaction.GetBySender(ctx, p.RoomID, target, sender)
+	keys, err := p.reactions().KeysOf(ctx, sender, target, known)
 	if err != nil {
 		p.log.Error().Err(err).Msg("Failed to look up reactions")
 		return
-	}
-	var keys []string
-	for _, r := range rows {
-		key, ok := known[r.EventID]
-		if !ok {
-			evt, err := p.deps.Matrix.GetEvent(ctx, p.RoomID, r.EventID)
-			if err != nil {
-				continue
-			}
-			if c, isReaction := evt.Content.Parsed.(*event.ReactionEventContent); isReaction {
-				key = c.RelatesTo.Key
-			}
-		}
-		if key != "" && !slices.Contains(keys, key) {
-			keys = append(keys, key)
-		}
 	}
 	p.broadcastReactions(ctx, nick, sender, target, keys, nil)
 }

@@ -24,6 +24,18 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
 			p.handleMatrixMessage(ctx, evt)
 		}
+	case event.EventReaction:
+		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
+			p.handleMatrixReaction(ctx, evt)
+		}
+	case event.EventRedaction:
+		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
+			p.handleMatrixRedaction(ctx, evt)
+		}
+	case event.EphemeralEventTyping:
+		p.handleMatrixTyping(ctx, evt)
+	case event.EphemeralEventReceipt:
+		p.handleMatrixReceipts(ctx, evt)
 	case event.StateMember:
 		return p.handleMatrixMember(ctx, evt)
 	case event.StateTopic:
@@ -51,7 +63,12 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 			return false
 		}
 	case p.deps.Matrix.IsBridgeUser(target):
-		// Puppets: the bridge moves them itself.
+		// Puppets: the bridge moves them itself, but a Matrix user may
+		// kick or ban one.
+		if (content.Membership == event.MembershipLeave || content.Membership == event.MembershipBan) &&
+			evt.Sender != target && !p.deps.Matrix.IsBridgeUser(evt.Sender) {
+			p.removedOnMatrix(ctx, target, evt.Sender, content)
+		}
 	case content.Membership == event.MembershipJoin:
 		p.memberJoined(ctx, target, content.Displayname)
 	case content.Membership == event.MembershipLeave, content.Membership == event.MembershipBan:

@@ -102,7 +102,15 @@ func (p *Portal) handleGroupchat(ctx context.Context, m *member, msg *xmpp.Messa
 		return
 	}
 	if nick == "" {
-		return // the room's own notes (configuration changes)
+		// The room's own: a moderator's removal (XEP-0425), or notes
+		// (configuration changes) that are not bridged.
+		if r := msg.Retract; r != nil && r.Moderated != nil && archiveID == "" {
+			key, _ := p.messageKey(msg)
+			if !p.seen.note(key, m.user.String()) {
+				p.handleModeration(ctx, r)
+			}
+		}
+		return
 	}
 	key, roomSID := p.messageKey(msg)
 	to := m.user.String()
@@ -180,8 +188,8 @@ func (p *Portal) isMemberJID(sender string) bool {
 // handleOtherMessage bridges what another occupant said (or retracted, or
 // reacted) to Matrix, as its puppet.
 func (p *Portal) handleOtherMessage(ctx context.Context, x *other, msg *xmpp.Message, roomSID string) {
-	if msg.Body == "" {
-		return // payloads without text are not bridged yet
+	if p.handleOtherPayloads(ctx, x, msg) {
+		return
 	}
 	if len(msg.Body) > MaxBodyBytes {
 		p.log.Warn().Str("nick", x.nick).Int("bytes", len(msg.Body)).Msg("Dropping a message from the MUC that is too long for Matrix")
@@ -244,7 +252,7 @@ func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message,
 	if msg.Delay != nil && !msg.Delay.Stamp.IsZero() {
 		ts = msg.Delay.Stamp
 	}
-	evtID, err := p.sendOnce(ctx, x.puppet, txn, event.EventMessage, content, ts)
+	evtID, err := p.sender().Send(ctx, x.puppet, txn, event.EventMessage, content, ts)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to send a message from the MUC to Matrix")
 		p.failed(roomloop.ToMatrix, "matrix_send")
@@ -256,11 +264,11 @@ func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message,
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged a message from the MUC to Matrix")
 	p.bridged(roomloop.ToMatrix, msgconv.MessageKind(content))
 	err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: x.key,
-		StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now(), RoomStanzaID: roomSID})
+		StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now(), RoomStanzaID: p.roomRef(msg, roomSID)})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	} else {
-		p.sent(ctx, txn)
+		p.sender().Sent(ctx, txn)
 	}
 	p.noteLast(ctx, roomSID)
 }
@@ -324,6 +332,16 @@ func (p *Portal) messageByRef(ctx context.Context, ref string) *database.Message
 	return row
 }
 
+// roomRef is the name the room's occupants know a message by: its room
+// stanza-id, or in a room without those the id the room sent it with,
+// which a MUC keeps the same for every occupant (XEP-0045 §7.4).
+func (p *Portal) roomRef(msg *xmpp.Message, roomSID string) string {
+	if roomSID == "" && !p.muc.StanzaIDs {
+		return msg.ID
+	}
+	return roomSID
+}
+
 // refOf is how the room's occupants name a message: its room stanza-id,
 // or in a room without those the id its sender gave it; "" if neither is
 // known.
@@ -335,35 +353,6 @@ func (p *Portal) refOf(row *database.Message) string {
 		return row.StanzaID
 	}
 	return ""
-}
-
-// sendOnce sends an event for a stanza exactly once, also across a
-// restart between the send and storing its mapping (see portal's sendOnce,
-// which this mirrors on the same pending_send table).
-func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evtType event.Type, content any, ts time.Time) (id.EventID, error) {
-	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
-		return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, ts)
-	}
-	unfinished, err := p.deps.DB.Message.BeginSend(ctx, p.RoomID, txn)
-	if err != nil {
-		p.log.Error().Err(err).Msg("Failed to note a send to Matrix")
-	}
-	if unfinished {
-		if evtID := p.deps.Matrix.FindSent(ctx, p.RoomID, sender, txn); evtID != "" {
-			return evtID, nil
-		}
-	}
-	return p.deps.Matrix.SendMessage(ctx, p.RoomID, sender, txn, evtType, content, ts)
-}
-
-// sent drops the note of a send whose event ID is stored.
-func (p *Portal) sent(ctx context.Context, txn string) {
-	if strings.HasPrefix(txn, msgconv.RandomTxnPrefix) {
-		return
-	}
-	if err := p.deps.DB.Message.FinishSend(ctx, p.RoomID, txn); err != nil {
-		p.log.Error().Err(err).Msg("Failed to drop the note of a finished send")
-	}
 }
 
 // handleSubject makes the MUC's subject the Matrix room's topic. The room
@@ -417,4 +406,9 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 		replyTo = id.EventID(msg.ID)
 	}
 	p.notice(ctx, p.mention(m)+"not delivered to "+p.room.String()+" ("+cond+").", replyTo)
+}
+
+// sender sends the events of the room's XMPP stanzas exactly once.
+func (p *Portal) sender() msgconv.Sender {
+	return msgconv.Sender{DB: p.deps.DB, Matrix: p.deps.Matrix, RoomID: p.RoomID}
 }

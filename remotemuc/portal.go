@@ -27,6 +27,7 @@ type MatrixAPI interface {
 	SetPuppetRoomName(ctx context.Context, roomID id.RoomID, userID id.UserID, displayname string) error
 	LeavePuppet(ctx context.Context, roomID id.RoomID, userID id.UserID, reason string) error
 	Kick(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
+	SetUserLevel(ctx context.Context, roomID id.RoomID, actor, target id.UserID, level int) error
 	Ban(ctx context.Context, roomID id.RoomID, actor, target id.UserID, reason string) error
 	SetTopic(ctx context.Context, roomID id.RoomID, actor id.UserID, topic string) error
 	GetEvent(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*event.Event, error)
@@ -34,6 +35,9 @@ type MatrixAPI interface {
 	FindSent(ctx context.Context, roomID id.RoomID, sender id.UserID, txnID string) id.EventID
 	SendNotice(ctx context.Context, roomID id.RoomID, text string, replyTo id.EventID) (id.EventID, error)
 	UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error)
+	Redact(ctx context.Context, roomID id.RoomID, actor id.UserID, eventID id.EventID, reason, txnID string) error
+	SetTyping(ctx context.Context, roomID id.RoomID, userID id.UserID, typing bool) error
+	MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error
 	IsEncrypted(ctx context.Context, roomID id.RoomID) bool
 	PuppetID(remote string) id.UserID
 	RoomPuppetID(room, token string) id.UserID
@@ -66,6 +70,8 @@ type Deps struct {
 	Conv   *msgconv.Converter
 	// Scheme makes the JIDs of Matrix users on the component.
 	Scheme xmpp.Scheme
+	// ReactionKey keys the hashes that stand for reaction keys.
+	ReactionKey []byte
 	// Permitted reports whether a Matrix user may use the bridge; others
 	// do not become occupants. Nil permits everyone.
 	Permitted func(id.UserID) bool
@@ -135,6 +141,10 @@ type member struct {
 	// sent keeps the messages sent lately, to send one again that the
 	// room refused because it had lost the occupant.
 	sent *sentRing
+	// typing and lastRead are what went to the room of the user's typing
+	// and read receipts.
+	typing   bool
+	lastRead id.EventID
 }
 
 // New returns the portal of a stored row; Start runs it.
@@ -205,6 +215,10 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.checkQuiet()
 	case selfPingDone:
 		p.handleSelfPing(ctx, e)
+	case moderationDone:
+		p.handleModerationDone(ctx, e)
+	case removalDone:
+		p.handleRemovalDone(ctx, e)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}

@@ -69,6 +69,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 				p.noteStart(ctx)
 			}
 		}
+		p.setLevel(ctx, m.user, firstItem(pres.MUCUser))
 		p.storeMember(ctx, m)
 	case after == Out && before != Out:
 		m.active = false
@@ -188,7 +189,9 @@ func (p *Portal) handleOtherPresence(ctx context.Context, nick string, pres *xmp
 		}
 		x.present = true
 		x.affiliation, x.role = item.Affiliation, item.Role
-		p.showOther(ctx, x)
+		if p.showOther(ctx, x) {
+			p.setLevel(ctx, x.puppet, item)
+		}
 	}
 }
 
@@ -230,10 +233,11 @@ func (p *Portal) storeRoomPuppet(ctx context.Context, x *other) {
 	}
 }
 
-// showOther puts an occupant's puppet in the Matrix room under its nick.
-func (p *Portal) showOther(ctx context.Context, x *other) {
+// showOther puts an occupant's puppet in the Matrix room under its nick,
+// and reports whether it is there.
+func (p *Portal) showOther(ctx context.Context, x *other) bool {
 	if x.onMatrix && x.shownAs == x.nick {
-		return
+		return true
 	}
 	var err error
 	if x.onMatrix {
@@ -243,10 +247,11 @@ func (p *Portal) showOther(ctx context.Context, x *other) {
 	}
 	if err != nil {
 		p.log.Warn().Err(err).Stringer("puppet", x.puppet).Msg("Failed to show an occupant of the MUC on Matrix")
-		return
+		return x.onMatrix
 	}
 	x.onMatrix, x.shownAs = true, x.nick
 	p.info.Members[x.puppet] = matrix.Member{Displayname: x.nick}
+	return true
 }
 
 // removeOther takes a departed occupant's puppet out of the Matrix room:
