@@ -198,15 +198,28 @@ func (b *Bridge) cmdVersion(context.Context, *cmdEnv) (string, error) {
 }
 
 func (b *Bridge) cmdRooms(ctx context.Context, _ *cmdEnv) (string, error) {
-	rooms := b.listRooms(ctx)
-	if len(rooms) == 0 {
-		return "No room is reachable from XMPP.", nil
+	var out []string
+	if rooms := b.listRooms(ctx); len(rooms) == 0 {
+		out = append(out, "No room is reachable from XMPP.")
+	} else {
+		lines := []string{fmt.Sprintf("Rooms reachable from XMPP (%s):", b.Config.Bridge.Exposure)}
+		for _, r := range rooms {
+			lines = append(lines, fmt.Sprintf("%s — %s (%s)", r.name, r.jid, xmpp.URI(r.jid, "join")))
+		}
+		out = append(out, strings.Join(lines, "\n"))
 	}
-	var lines []string
-	for _, r := range rooms {
-		lines = append(lines, fmt.Sprintf("%s — %s (%s)", r.name, r.jid, xmpp.URI(r.jid, "join")))
+	remote, err := b.DB.Portal.GetRemote(ctx)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("Rooms reachable from XMPP (%s):\n%s", b.Config.Bridge.Exposure, strings.Join(lines, "\n")), nil
+	if len(remote) > 0 {
+		lines := []string{"Groupchats hosted elsewhere with a portal room here:"}
+		for _, row := range remote {
+			lines = append(lines, fmt.Sprintf("%s — %s", row.RemoteJID, row.Alias))
+		}
+		out = append(out, strings.Join(lines, "\n"))
+	}
+	return strings.Join(out, "\n\n"), nil
 }
 
 func (b *Bridge) cmdOccupants(ctx context.Context, e *cmdEnv) (string, error) {
@@ -338,10 +351,21 @@ func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	remote, err := b.DB.Portal.CountRemote(ctx)
+	if err != nil {
+		return "", err
+	}
+	remoteOccupants, err := b.DB.RemoteOccupant.CountActive(ctx)
+	if err != nil {
+		return "", err
+	}
 	b.mu.Lock()
-	running, queued := 0, 0
+	running, remoteRunning, queued := 0, 0, 0
 	for _, p := range b.byRoom {
-		if row := p.Row(); !row.IsDirect() && !row.IsRemote() {
+		switch row := p.Row(); {
+		case row.IsRemote():
+			remoteRunning++
+		case !row.IsDirect():
 			running++
 		}
 		queued += p.QueueLen()
@@ -351,9 +375,10 @@ func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {
 	if !b.XMPP.Connected() {
 		link = "not connected"
 	}
-	return fmt.Sprintf("mxpp %s, up %s. Exposure: %s. XMPP component: %s.\nPortals: %d (%d running). Direct chats: %d. "+
+	return fmt.Sprintf("mxpp %s, up %s. Exposure: %s. XMPP component: %s.\nPortals: %d (%d running). "+
+		"Portals into MUCs hosted elsewhere: %d (%d running), Matrix users in them: %d. Direct chats: %d. "+
 		"Puppets: %d. Occupant sessions: %d. Queued events: %d.", b.Version, time.Since(b.started).Round(time.Second),
-		b.Config.Bridge.Exposure, link, len(portals), running, directs, puppets, occupants, queued), nil
+		b.Config.Bridge.Exposure, link, len(portals), running, remote, remoteRunning, remoteOccupants, directs, puppets, occupants, queued), nil
 }
 
 // argJID parses the JID argument of an admin command.

@@ -63,11 +63,13 @@ func newMetrics(b *Bridge) *metrics {
 			return float64(n)
 		}),
 		gauge("mxpp_direct_chats", "Direct chats between Matrix and XMPP users.", count(b.DB.Portal.CountDirect)),
-		gauge("mxpp_portals_running", "Portals (rooms and direct chats) with a running loop.", func() float64 {
+		gauge("mxpp_portals_running", "Portals of every kind (hosted rooms, direct chats, MUCs hosted elsewhere) with a running loop.", func() float64 {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			return float64(len(b.byRoom))
 		}),
+		gauge("mxpp_remote_portals", "Portals into MUCs hosted elsewhere.", count(b.DB.Portal.CountRemote)),
+		gauge("mxpp_remote_occupants", "Matrix users' occupants of MUCs hosted elsewhere.", count(b.DB.RemoteOccupant.CountActive)),
 		gauge("mxpp_puppets", "Puppets of XMPP users.", count(b.DB.Puppet.Count)),
 		gauge("mxpp_occupant_sessions", "XMPP sessions joined to bridged rooms.", count(b.DB.Occupant.Count)),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),

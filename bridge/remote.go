@@ -55,6 +55,7 @@ func (b *Bridge) startRemote(row *database.Portal) (*remotemuc.Portal, error) {
 		Conv:        &msgconv.Converter{MediaLinks: b.mediaLinks, Fetcher: b.fetcher},
 		Scheme:      b.scheme,
 		ReactionKey: b.occupantIDKey,
+		HomeDomain:  homeDomain(b.XMPP.Domain().String()),
 		Permitted:   b.permitted,
 		IsCommand:   b.isCommand,
 		Audit:       b.Audit,

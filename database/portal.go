@@ -52,7 +52,7 @@ const (
 	getPortalByRoomID   = `SELECT ` + portalColumns + ` FROM portal WHERE room_id=$1`
 	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid='' AND remote_jid=''`
 	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid='' AND remote_jid=''`
-	getRemotePortals    = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid<>''`
+	getRemotePortals    = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid<>'' ORDER BY remote_jid`
 	getPortalByRemote   = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid=$1 AND remote_jid<>''`
 	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_jid<>''`
 	getDirectByJID      = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=$1 AND dm_jid<>''`

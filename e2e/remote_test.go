@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -42,12 +43,13 @@ func remoteAlias(room jid.JID) id.RoomAlias {
 func (u *mxUser) joinRemote(room jid.JID) id.RoomID {
 	u.t.Helper()
 	u.ask(u.directChat(), "join "+room.String(), remoteAlias(room).String())
-	inv := u.waitEvent("the invitation to the portal of "+room.String(), func(evt *event.Event) bool {
-		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == u.id.String() &&
-			evt.Content.AsMember().Membership == event.MembershipInvite && evt.Sender == botID()
-	})
-	u.join(inv.RoomID)
-	return inv.RoomID
+	resolved, err := u.c.ResolveAlias(ctx(u.t), remoteAlias(room))
+	if err != nil {
+		u.t.Fatalf("resolving the portal's alias %s: %v", remoteAlias(room), err)
+	}
+	u.waitEvent("the invitation to the portal of "+room.String(), isMembership(resolved.RoomID, u.id, event.MembershipInvite))
+	u.join(resolved.RoomID)
+	return resolved.RoomID
 }
 
 // isFrom matches a Matrix message event by sender, in a room.
@@ -199,6 +201,20 @@ func TestE2ERemoteMUC(t *testing.T) {
 		return evt.Type == event.EventMessage && evt.Sender != mary.id && strings.Contains(evt.Content.AsMessage().Body, "hi")
 	}); n != 0 {
 		t.Errorf("Mary's messages came back into the portal room %d times", n)
+	}
+
+	// In a semi-anonymous room no real JID of an XMPP user is in any
+	// event of the portal room, state or timeline.
+	mary.noJIDIn(portal, "alice@"+v.XMPPDomain)
+
+	// The bridge's lists and counts know the portal; its opening is in the
+	// audit log.
+	admin := v.matrixUser(t, "opsadmin", "Ops")
+	dm := admin.directChat()
+	admin.ask(dm, "rooms", room.String()+" — "+remoteAlias(room).String())
+	admin.ask(dm, "status", "Portals into MUCs hosted elsewhere:")
+	if !hasAudit(auditEntries(t, "open_remote"), map[string]any{"muc": room.String(), "by": mary.id, "result": "created"}) {
+		t.Error("no audit entry for the portal's opening")
 	}
 
 	// Leaving the Matrix room leaves the MUC.
@@ -538,4 +554,101 @@ func TestE2ERemoteMUCRelations(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.waitFrom(mark, "Mary's retraction", hasRetract(occ(room, "Mary Q"), maryRef, false))
+}
+
+// noJIDIn fails the test if a room's state or timeline mentions jid.
+func (u *mxUser) noJIDIn(room id.RoomID, jid string) {
+	u.t.Helper()
+	state, err := u.c.State(ctx(u.t), room)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	resp, err := u.c.Messages(ctx(u.t), room, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	all := append([]*event.Event(nil), resp.Chunk...)
+	for _, byKey := range state {
+		for _, evt := range byKey {
+			all = append(all, evt)
+		}
+	}
+	for _, evt := range all {
+		raw, _ := json.Marshal(evt)
+		if strings.Contains(string(raw), jid) || strings.Contains(string(raw), id.EncodeUserLocalpart(jid)) {
+			u.t.Errorf("an event of %s reveals %s: %s", room, jid, raw)
+		}
+	}
+}
+
+// configureRoom submits a MUC room configuration (XEP-0045 §10.2) as its
+// owner, with the fields given.
+func configureRoom(t *testing.T, owner *xmppClient, room jid.JID, fields map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`<iq type='set' id='cfg-` + xmpp.RandomID() + `' to='` + room.String() + `'><query xmlns='http://jabber.org/protocol/muc#owner'>` +
+		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>`)
+	for k, v := range fields {
+		b.WriteString(`<field var='` + k + `'><value>` + v + `</value></field>`)
+	}
+	b.WriteString(`</x></query></iq>`)
+	mark := owner.mark()
+	owner.sendRaw(b.String())
+	st, _ := owner.waitFrom(mark, "the configuration's answer", func(v any) bool {
+		iq, ok := v.(*xmpp.IQ)
+		return ok && iq.From.Equal(room) && (iq.Type == xmpp.TypeResult || iq.Type == xmpp.TypeError)
+	})
+	if iq := st.(*xmpp.IQ); iq.Type != xmpp.TypeResult {
+		t.Fatalf("configuring %s: %v", room, iq.Error)
+	}
+}
+
+// TestE2ERemoteMUCClosedRooms: a password room is opened with the bot's
+// command and its password (which does not stay in the chat); a
+// members-only room refuses a Matrix user who is not a member, with a
+// notice, and lets them in once made one; in a non-anonymous room the
+// other occupants are the puppets of their real JIDs.
+func TestE2ERemoteMUCClosedRooms(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "closed")
+
+	// Password.
+	secret := v.remoteRoom(t, alice, "secret", "Alice")
+	configureRoom(t, alice, secret, map[string]string{"muc#roomconfig_passwordprotectedroom": "1", "muc#roomconfig_roomsecret": "s3cret"})
+	mary := v.newMatrixUser(t, "mary", "Mary Q")
+	dm := mary.directChat()
+	cmd := mary.say(dm, "join "+secret.String()+" s3cret")
+	inv := mary.waitEvent("the invitation to the password room", func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == mary.id.String() &&
+			evt.Content.AsMember().Membership == event.MembershipInvite && evt.Sender == botID() && evt.RoomID != dm
+	})
+	mary.waitEvent("the command with the password removed", isRedactionOf(dm, botID(), cmd))
+	mark := alice.mark()
+	mary.join(inv.RoomID)
+	alice.waitFrom(mark, "Mary in the password room", isPresence(occ(secret, "Mary Q"), ""))
+	if _, err := v.newMatrixUser(t, "bob", "Bob").c.JoinRoom(ctx(t), remoteAlias(secret).String(), nil); err == nil {
+		t.Error("a user joined the portal of a password room by its alias, without an invitation")
+	}
+
+	// Members-only.
+	club := v.remoteRoom(t, alice, "club", "Alice")
+	configureRoom(t, alice, club, map[string]string{"muc#roomconfig_membersonly": "1"})
+	portal := mary.joinRemote(club)
+	mary.waitEvent("the refusal notice", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Sender == botID() && strings.Contains(evt.Content.AsMessage().Body, "members-only")
+	})
+	maryJID := jid.MustParse(strings.TrimPrefix(mary.id.Localpart(), "") + "#" + v.HSDomain + "@" + v.CompDomain)
+	if r := alice.iq(club, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{JID: xmpp.A(maryJID), Affiliation: xmpp.AffMember}}}); r.Type != xmpp.TypeResult {
+		t.Fatalf("making Mary a member: %v", r.Error)
+	}
+	mary.leave(portal)
+	mark = alice.mark()
+	mary.joinRemote(club)
+	alice.waitFrom(mark, "Mary in the members-only room", isPresence(occ(club, "Mary Q"), ""))
+
+	// Non-anonymous: Alice is the puppet of her own JID.
+	open := v.remoteRoom(t, alice, "open", "Alice")
+	configureRoom(t, alice, open, map[string]string{"muc#roomconfig_whois": "anyone"})
+	portal = mary.joinRemote(open)
+	mary.waitEvent("Alice as her own puppet", isMembership(portal, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
 }

@@ -72,6 +72,9 @@ type Deps struct {
 	Scheme xmpp.Scheme
 	// ReactionKey keys the hashes that stand for reaction keys.
 	ReactionKey []byte
+	// HomeDomain is the XMPP server's own domain: joins to rooms elsewhere
+	// are audited.
+	HomeDomain string
 	// Permitted reports whether a Matrix user may use the bridge; others
 	// do not become occupants. Nil permits everyone.
 	Permitted func(id.UserID) bool

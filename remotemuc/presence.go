@@ -3,6 +3,7 @@ package remotemuc
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -58,6 +59,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 		}
 		if before != Joined {
 			p.log.Info().Stringer("user_id", m.user).Str("nick", m.occ.Nick()).Msg("Matrix user joined the MUC")
+			p.auditJoin(m, "joined")
 			switch {
 			case p.confirming:
 				// The first of ours back after the bridge was away.
@@ -74,6 +76,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 	case after == Out && before != Out:
 		m.active = false
 		p.storeMember(ctx, m)
+		p.auditJoin(m, "refused or removed")
 		p.log.Info().Stringer("user_id", m.user).Str("notice", out.Notice).Msg("The MUC refused or removed a Matrix user")
 	case after == Lost && before != Lost:
 		p.log.Info().Stringer("user_id", m.user).Msg("The MUC dropped a Matrix user's occupant; joining again")
@@ -87,6 +90,16 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 			p.log.Warn().Err(err).Stringer("user_id", m.user).Msg("Failed to take a removed user out of the portal room")
 		}
 	}
+}
+
+// auditJoin records a Matrix user joining, or being put out of, a room on
+// another domain than the XMPP server's own.
+func (p *Portal) auditJoin(m *member, result string) {
+	if p.room.Domainpart() == p.deps.HomeDomain || strings.HasSuffix(p.room.Domainpart(), "."+p.deps.HomeDomain) {
+		return
+	}
+	p.deps.Audit.Info().Str("action", "join_remote").Stringer("user_id", m.user).Stringer("muc", p.room).
+		Stringer("room_id", p.RoomID).Str("result", result).Msg("A Matrix user in a MUC on another domain")
 }
 
 // joinedMembers counts our occupants that are in.
