@@ -243,9 +243,13 @@ func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message,
 		content = msgconv.MatrixContent(names{p}, msgconv.StripReplyFallback(msg))
 	}
 	target := p.addRelations(ctx, x, msg, content)
+	// The transaction ID makes a resend of the stanza the same event: by
+	// the room's stanza-id, or without one by the sender's id and the text,
+	// so that a client reusing an id for a new message is not taken for a
+	// resend.
 	key := roomSID
-	if key == "" {
-		key = stanzaID
+	if key == "" && stanzaID != "" {
+		key = stanzaID + "\x00" + msg.Body
 	}
 	txn := msgconv.TxnID(p.RoomID.String(), x.key, key, "")
 	var ts time.Time
