@@ -133,7 +133,7 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	}
 	body, _ := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.conv.MediaPayloads(ctx, render)
-	delay := p.lateStamp(evt)
+	delay := p.late.Stamp(ctx, evt, p.roomJID.String())
 	out := d.chat(&xmpp.Message{
 		ID: evt.ID.String(), Body: body,
 		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(), Delay: delay,

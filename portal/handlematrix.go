@@ -76,7 +76,7 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
 	body, refs := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.conv.MediaPayloads(ctx, render)
-	delay := p.lateStamp(evt)
+	delay := p.late.Stamp(ctx, evt, p.roomJID.String())
 	for _, to := range p.sessions() {
 		out := &xmpp.Message{
 			ID: evt.ID.String(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to), Body: body,

@@ -172,7 +172,7 @@ type Portal struct {
 	pinging   map[string]bool      // sessions with a liveness ping out
 	typing    map[id.UserID]bool   // Matrix members typing now
 	lastRead  map[id.UserID]id.EventID
-	newest    time.Time // of the newest Matrix message bridged (see lateStamp)
+	late      roomloop.Lateness
 
 	// direct is set when the portal is a direct chat rather than a room.
 	direct *direct

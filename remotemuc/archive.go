@@ -154,6 +154,7 @@ func (p *Portal) endCatchUp(ctx context.Context) {
 	for _, msg := range c.held {
 		p.handleXMPPMessage(ctx, msg)
 	}
+	p.resendLost(ctx)
 	for _, x := range p.others.byNick {
 		if !x.present {
 			p.others.remove(x)

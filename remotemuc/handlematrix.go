@@ -140,22 +140,26 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	render := p.relations(ctx, m, content, rel)
 	body, refs := p.deps.Conv.XMPPBody(ctx, names{p}, render)
 	link, oob, files, caption := p.deps.Conv.MediaPayloads(ctx, render)
-	out := &xmpp.Message{ID: evt.ID.String(), Body: body, References: refs, OriginID: &xmpp.OriginID{ID: evt.ID.String()}}
+	out := &xmpp.Message{ID: evt.ID.String(), Body: body, References: refs, OriginID: &xmpp.OriginID{ID: evt.ID.String()},
+		Delay: p.late.Stamp(ctx, evt, m.occ.From.Bare().String())}
 	if link != "" {
 		out.Body, out.References, out.OOB, out.FileSharing = link, nil, oob, files
 	}
 	rel.Apply(out)
-	outcome := m.occ.Send(out)
+	m.sent.note(out, evt.Timestamp)
+	outcome := p.occSend(ctx, m, out, evt.Timestamp)
 	if caption != "" && len(outcome.Send) > 0 {
 		outcome.Send = append(outcome.Send, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat,
 			From: out.From, To: out.To, Body: caption})
 	}
-	m.sent.keep(outcome.Send)
 	if !p.send(ctx, outcome.Send...) {
+		m.sent.take(out.ID)
 		p.log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
 		return
 	}
+	m.sent.wentOut(outcome.Send, p.deps.XMPP.Link())
 	if outcome.Notice != "" {
+		m.sent.take(out.ID)
 		p.notice(ctx, p.mention(m)+outcome.Notice, evt.ID)
 		return
 	}

@@ -157,6 +157,11 @@ func (p *Portal) reflection(ctx context.Context, nick string, msg *xmpp.Message,
 	if strings.HasPrefix(origin, "$") {
 		row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, id.EventID(origin))
 		if err == nil && row != nil && p.isMemberJID(row.SenderJID) {
+			for _, m := range p.members {
+				if m.occ.From.Bare().String() == row.SenderJID {
+					m.sent.confirm(origin)
+				}
+			}
 			if roomSID != "" && row.RoomStanzaID == "" {
 				if err = p.deps.DB.Message.SetRoomStanzaID(ctx, p.RoomID, row.EventID, roomSID); err != nil {
 					p.log.Error().Err(err).Msg("Failed to store the room's stanza-id of a message")
@@ -393,14 +398,17 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 		}
 	}
 	p.log.Info().Stringer("user_id", m.user).Str("condition", cond).Str("id", msg.ID).Msg("The MUC refused a message")
-	original := m.sent.take(msg.ID)
-	if msg.Error != nil && msg.Error.Condition == stanza.NotAcceptable && original != nil {
+	original, known := m.sent.take(msg.ID)
+	if msg.Error != nil && msg.Error.Condition == stanza.NotAcceptable && known {
 		if m.occ.State() == Joined {
 			m.occ.Lost()
+			p.lost()
 			p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
 		}
-		if out := m.occ.Send(original); out.Notice == "" {
+		m.sent.note(original.m, original.order)
+		if out := m.occ.SendOrdered(original.m, original.order); out.Notice == "" {
 			p.log.Info().Str("id", msg.ID).Msg("Sending a refused message again once back in the MUC")
+			p.apply(ctx, m, out)
 			return
 		}
 	}

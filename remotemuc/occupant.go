@@ -60,7 +60,14 @@ type Occupant struct {
 	candidates []string // nicks to try, in order
 	try        int      // index into candidates of the nick tried last
 	password   string   // only for the join presence; never stored
-	queue      []*xmpp.Message
+	queue      []held
+}
+
+// held is a message waiting for the self-presence, with its place in the
+// order messages go out in (see SendOrdered).
+type held struct {
+	m     *xmpp.Message
+	order int64
 }
 
 // NewOccupant returns an occupant that is Out, with the nicks to try in
@@ -188,7 +195,13 @@ func (o *Occupant) nextNick(cond stanza.Condition) Outcome {
 // Send sends a message to the room, or holds it until the self-presence
 // came while joining. A message that cannot be held is refused with a
 // notice rather than lost silently.
-func (o *Occupant) Send(m *xmpp.Message) Outcome {
+func (o *Occupant) Send(m *xmpp.Message) Outcome { return o.SendOrdered(m, 0) }
+
+// SendOrdered is Send for a message with a place in the order of the
+// user's messages (its Matrix timestamp): held with others, it goes out
+// before those that came later, also when it is sent again after the room
+// refused it. Order 0 is after everything held.
+func (o *Occupant) SendOrdered(m *xmpp.Message, order int64) Outcome {
 	m.From, m.To, m.Type = xmpp.A(o.From), xmpp.A(o.Room), xmpp.TypeGroupchat
 	switch o.state {
 	case Joined:
@@ -197,7 +210,11 @@ func (o *Occupant) Send(m *xmpp.Message) Outcome {
 		if len(o.queue) >= MaxQueued {
 			return Outcome{Notice: fmt.Sprintf("Not sent to %s: more than %d messages are waiting for the room to let you in.", o.Room, MaxQueued)}
 		}
-		o.queue = append(o.queue, m)
+		i := len(o.queue)
+		for order != 0 && i > 0 && (o.queue[i-1].order == 0 || o.queue[i-1].order > order) {
+			i--
+		}
+		o.queue = slices.Insert(o.queue, i, held{m: m, order: order})
 		return Outcome{}
 	default:
 		return Outcome{Notice: fmt.Sprintf("Not sent: you are not in %s.", o.Room)}
@@ -282,8 +299,8 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 	if first && p.HasStatus(xmpp.StatusNickAssigned) && o.try < len(o.candidates) && o.nick != o.candidates[o.try] {
 		out.Notice = fmt.Sprintf("%s gave you the nick %q.", o.Room, o.nick)
 	}
-	for _, m := range o.queue {
-		out.Send = append(out.Send, m)
+	for _, h := range o.queue {
+		out.Send = append(out.Send, h.m)
 	}
 	o.queue = nil
 	return out

@@ -51,6 +51,8 @@ type XMPPAPI interface {
 	Send(ctx context.Context, v any) error
 	SendIQ(ctx context.Context, iq *xmpp.IQ) (*xmpp.IQ, error)
 	WaitConnected(ctx context.Context) error
+	// Link numbers the component's streams (xmpp.Component.Link).
+	Link() uint64
 }
 
 var (
@@ -124,9 +126,13 @@ type Portal struct {
 	// is back in: the puppets the room did not list again then leave, and
 	// the catch-up from the room's archive starts.
 	confirming bool
-	catching   *catchUp
-	lastHeard  time.Time
-	pinging    map[id.UserID]bool
+	// gap is set while none of our occupants is in the room after the
+	// bridge was away or the room lost them: the next one in catches up.
+	gap       bool
+	catching  *catchUp
+	lastHeard time.Time
+	late      roomloop.Lateness
+	pinging   map[id.UserID]bool
 }
 
 // member is a Matrix user of the portal room and its occupant of the MUC.
@@ -141,9 +147,11 @@ type member struct {
 	// good: it is not joined again until the user joins the Matrix room
 	// again or changes its name.
 	active bool
-	// sent keeps the messages sent lately, to send one again that the
-	// room refused because it had lost the occupant.
-	sent *sentRing
+	// sent keeps the messages sent whose reflection has not come back
+	// (delivery.go).
+	sent *sentLog
+	// link is the component stream the occupant joined on.
+	link uint64
 	// typing and lastRead are what went to the room of the user's typing
 	// and read receipts.
 	typing   bool
@@ -313,7 +321,7 @@ func (p *Portal) addMember(userID id.UserID, displayname string) *member {
 		p.log.Warn().Err(err).Stringer("user_id", userID).Msg("A Matrix user of the room has no JID")
 	}
 	full, _ := bare.WithResource(Resource)
-	m := &member{user: userID, displayname: displayname, active: true, sent: &sentRing{},
+	m := &member{user: userID, displayname: displayname, active: true, sent: &sentLog{},
 		occ: NewOccupant(p.room, full, xmpp.NickCandidates(displayname, local))}
 	p.members[userID] = m
 	return m
@@ -357,38 +365,30 @@ func (p *Portal) notice(ctx context.Context, text string, replyTo id.EventID) {
 // apply carries out an occupant's outcome: its stanzas, and its notice for
 // the user.
 func (p *Portal) apply(ctx context.Context, m *member, out Outcome) {
-	m.sent.keep(out.Send)
 	p.send(ctx, out.Send...)
+	m.sent.wentOut(out.Send, p.deps.XMPP.Link())
 	if out.Notice != "" {
 		p.notice(ctx, p.mention(m)+out.Notice, "")
 	}
 }
 
-// sentRing holds the last messages an occupant sent, by id.
-type sentRing struct {
-	msgs [32]*xmpp.Message
-	next int
-}
-
-// keep notes the messages among stanzas that go out.
-func (r *sentRing) keep(stanzas []any) {
-	for _, st := range stanzas {
-		if m, ok := st.(*xmpp.Message); ok && m.ID != "" && m.Type == xmpp.TypeGroupchat {
-			r.msgs[r.next] = m
-			r.next = (r.next + 1) % len(r.msgs)
-		}
+// occSend sends a member's message to the room through its occupant.
+// An occupant that joined on an earlier stream of the component may no
+// longer be in the room (services remove occupants whose stanzas bounced
+// while the component was away): it joins again first, and the message
+// waits for that, so that messages keep their order.
+func (p *Portal) occSend(ctx context.Context, m *member, msg *xmpp.Message, order int64) Outcome {
+	// A send waits a while for a link that is down, and then knows
+	// whether it is a new one.
+	wctx, cancel := context.WithTimeout(ctx, linkWait)
+	_ = p.deps.XMPP.WaitConnected(wctx)
+	cancel()
+	if m.occ.State() == Joined && m.link != p.deps.XMPP.Link() {
+		m.occ.Lost()
+		p.lost()
+		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
 	}
-}
-
-// take returns the message sent with an id and forgets it, or nil.
-func (r *sentRing) take(msgID string) *xmpp.Message {
-	for i, m := range r.msgs {
-		if m != nil && m.ID == msgID {
-			r.msgs[i] = nil
-			return m
-		}
-	}
-	return nil
+	return m.occ.SendOrdered(msg, order)
 }
 
 // mention starts a notice about a member with the member's name.

@@ -54,17 +54,24 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 	out := m.occ.HandlePresence(pres)
 	switch after := m.occ.State(); {
 	case after == Joined:
+		m.link = p.deps.XMPP.Link()
 		if p.muc.OccupantIDs && pres.OccupantID != nil {
 			m.occupantID = pres.OccupantID.ID
 		}
 		if before != Joined {
 			p.log.Info().Stringer("user_id", m.user).Str("nick", m.occ.Nick()).Msg("Matrix user joined the MUC")
 			p.auditJoin(m, "joined")
-			switch {
-			case p.confirming:
-				// The first of ours back after the bridge was away.
+			if p.confirming {
 				p.dropUnconfirmed(ctx)
-				p.startCatchUp(ctx, m)
+			}
+			switch {
+			case p.gap:
+				// The first of ours back after none of them was in (the
+				// bridge was away, or the room lost them).
+				p.gap = false
+				if p.startCatchUp(ctx, m); p.catching == nil {
+					p.resendLost(ctx)
+				}
 			case p.catching == nil && p.joinedMembers() == 1:
 				// The first of ours in a room nobody of ours listened to:
 				// what was said before is not caught up later.
@@ -80,6 +87,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 		p.log.Info().Stringer("user_id", m.user).Str("notice", out.Notice).Msg("The MUC refused or removed a Matrix user")
 	case after == Lost && before != Lost:
 		p.log.Info().Stringer("user_id", m.user).Msg("The MUC dropped a Matrix user's occupant; joining again")
+		p.lost()
 		p.rejoinLater(m.user, 0)
 	}
 	p.apply(ctx, m, out)
@@ -100,6 +108,15 @@ func (p *Portal) auditJoin(m *member, result string) {
 	}
 	p.deps.Audit.Info().Str("action", "join_remote").Stringer("user_id", m.user).Stringer("muc", p.room).
 		Stringer("room_id", p.RoomID).Str("result", result).Msg("A Matrix user in a MUC on another domain")
+}
+
+// lost notes that an occupant of ours is no longer in the room: when none
+// is, what the room says now is heard by nobody, and the next one in
+// catches up.
+func (p *Portal) lost() {
+	if p.joinedMembers() == 0 {
+		p.gap = true
+	}
 }
 
 // joinedMembers counts our occupants that are in.
@@ -320,7 +337,7 @@ func (p *Portal) rejoinAll(ctx context.Context) {
 		for _, x := range p.others.byNick {
 			x.present = false
 		}
-		p.confirming = true
+		p.confirming, p.gap = true, true
 	}
 }
 

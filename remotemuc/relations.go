@@ -137,7 +137,7 @@ func (p *Portal) sendReactionSet(ctx context.Context, m *member, target id.Event
 		p.log.Error().Err(err).Msg("Failed to look up reactions")
 		return
 	}
-	out := m.occ.Send(&xmpp.Message{ID: xmpp.RandomID(), Reactions: &xmpp.Reactions{ID: p.refOf(row), Reactions: keys}, Store: &xmpp.Empty{}})
+	out := p.occSend(ctx, m, &xmpp.Message{ID: xmpp.RandomID(), Reactions: &xmpp.Reactions{ID: p.refOf(row), Reactions: keys}, Store: &xmpp.Empty{}}, 0)
 	if p.send(ctx, out.Send...) && len(out.Send) > 0 {
 		p.bridged(roomloop.ToXMPP, "reaction")
 	}
@@ -173,8 +173,8 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	}
 	reason := evt.Content.AsRedaction().Reason
 	if row.SenderJID == m.occ.From.Bare().String() {
-		out := m.occ.Send(&xmpp.Message{ID: xmpp.RandomID(), Body: retractedBody, Retract: &xmpp.Retract{ID: p.refOf(row)},
-			Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}})
+		out := p.occSend(ctx, m, &xmpp.Message{ID: xmpp.RandomID(), Body: retractedBody, Retract: &xmpp.Retract{ID: p.refOf(row)},
+			Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}}, 0)
 		if p.send(ctx, out.Send...) && len(out.Send) > 0 {
 			p.bridged(roomloop.ToXMPP, "redaction")
 		}
@@ -234,7 +234,7 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 		if m.typing {
 			state = "composing"
 		}
-		out := m.occ.Send(msgconv.WithChatState(&xmpp.Message{NoStore: &xmpp.Empty{}}, state))
+		out := p.occSend(ctx, m, msgconv.WithChatState(&xmpp.Message{NoStore: &xmpp.Empty{}}, state), 0)
 		p.send(ctx, out.Send...)
 	}
 }
@@ -253,7 +253,7 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 				continue
 			}
 			m.lastRead = eventID
-			out := m.occ.Send(&xmpp.Message{ID: xmpp.RandomID(), Displayed: &xmpp.Marker{ID: p.refOf(row)}})
+			out := p.occSend(ctx, m, &xmpp.Message{ID: xmpp.RandomID(), Displayed: &xmpp.Marker{ID: p.refOf(row)}}, 0)
 			if p.send(ctx, out.Send...) {
 				p.bridged(roomloop.ToXMPP, "receipt")
 			}

@@ -91,6 +91,7 @@ func (p *Portal) handleSelfPing(ctx context.Context, d selfPingDone) {
 	case !joined:
 		p.log.Info().Err(d.err).Stringer("user_id", d.user).Msg("The MUC no longer counts a Matrix user in; joining again")
 		m.occ.Lost()
+		p.lost()
 		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
 	}
 }

@@ -60,6 +60,10 @@ type Component struct {
 	log     zerolog.Logger
 
 	session   atomic.Pointer[link] // the stream, for writing; set before the probes
+	// links counts the streams the component had: what the XMPP server
+	// knew of the component's addresses (MUC occupancy) may be gone with
+	// the stream before.
+	links atomic.Uint64
 	up        atomic.Bool          // the stream is up and checked
 	writing   chan struct{}        // holds a token while a stanza is written
 	connected chan struct{}        // closed while up; replaced on disconnect
@@ -112,6 +116,12 @@ func NewComponent(cfg Config, handler Handler, log zerolog.Logger) (*Component, 
 
 // Domain returns the component's JID.
 func (c *Component) Domain() jid.JID { return c.domain }
+
+// Link returns the number of the stream the component has or had last;
+// it changes with every new connection. Anything the server knew only
+// while a stream lasted (a MUC that removes occupants whose stanzas
+// bounce) may be lost when the number changes.
+func (c *Component) Link() uint64 { return c.links.Load() }
 
 // Connected reports whether the stream is up and the component checked
 // whether it is alone on it.
@@ -217,6 +227,7 @@ func (c *Component) connectAndServe(ctx context.Context) error {
 	}()
 	go c.keepalive(connCtx, conn, lastRead)
 
+	c.links.Add(1)
 	c.session.Store(&link{s: s, conn: conn})
 	defer c.setUp(false)
 	refused := make(chan struct{})

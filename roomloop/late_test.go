@@ -1,16 +1,15 @@
-package portal
+package roomloop
 
 import (
+	"context"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
-	"mellium.im/xmpp/jid"
 )
 
 func TestLateStamp(t *testing.T) {
-	p := &Portal{log: zerolog.Nop(), roomJID: jid.MustParse("room@muc.test")}
+	var l Lateness
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	msg := func(at time.Time, age time.Duration) *event.Event {
 		return &event.Event{Timestamp: at.UnixMilli(), Unsigned: event.Unsigned{Age: age.Milliseconds()}}
@@ -30,7 +29,7 @@ func TestLateStamp(t *testing.T) {
 		{"no timestamp", &event.Event{}, false},
 	}
 	for _, s := range steps {
-		d := p.lateStamp(s.evt)
+		d := l.Stamp(context.Background(), s.evt, "room@muc.test")
 		if (d != nil) != s.stamp {
 			t.Fatalf("%s: stamp %v, want one: %v", s.name, d, s.stamp)
 		}
@@ -38,7 +37,7 @@ func TestLateStamp(t *testing.T) {
 			t.Errorf("%s: stamp %+v", s.name, d)
 		}
 	}
-	if !p.newest.Equal(base.Add(2 * time.Minute)) {
-		t.Errorf("newest = %v", p.newest)
+	if !l.newest.Equal(base.Add(2 * time.Minute)) {
+		t.Errorf("newest = %v", l.newest)
 	}
 }

@@ -1,0 +1,97 @@
+package remotemuc
+
+import (
+	"context"
+	"slices"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Delivery of a member's messages. A message written to the component's
+// stream is not yet in the room: a stream that breaks takes what was on
+// its way, and a room that lost the occupant refuses it. The room reflects
+// every message it took (with our id), so a message counts as delivered
+// once its reflection came back, or the room's archive shows it. Until
+// then it is kept here: refused (not-acceptable), it is sent again after
+// the rejoin; sent on a stream that broke and never reflected, it is sent
+// again after the rejoin and the catch-up, which would have found it.
+
+// maxUnconfirmed bounds the messages a member has waiting for their
+// reflection.
+const maxUnconfirmed = 64
+
+// sentMsg is a member's message sent, or held to be sent, to the room.
+type sentMsg struct {
+	m     *xmpp.Message
+	order int64  // its Matrix timestamp (Occupant.SendOrdered)
+	link  uint64 // the component stream it went out on; 0 while held
+}
+
+// sentLog holds a member's messages whose reflection has not come back,
+// oldest first.
+type sentLog struct {
+	msgs []sentMsg
+}
+
+// note adds a message handed to the occupant.
+func (l *sentLog) note(m *xmpp.Message, order int64) {
+	if len(l.msgs) >= maxUnconfirmed {
+		l.msgs = slices.Delete(l.msgs, 0, 1)
+	}
+	l.msgs = append(l.msgs, sentMsg{m: m, order: order})
+}
+
+// wentOut notes on which stream the messages among stanzas went out.
+func (l *sentLog) wentOut(stanzas []any, link uint64) {
+	for _, st := range stanzas {
+		if m, ok := st.(*xmpp.Message); ok {
+			for i := range l.msgs {
+				if l.msgs[i].m == m {
+					l.msgs[i].link = link
+				}
+			}
+		}
+	}
+}
+
+// take returns the message with an id and forgets it.
+func (l *sentLog) take(msgID string) (sentMsg, bool) {
+	for i, s := range l.msgs {
+		if s.m.ID == msgID {
+			l.msgs = slices.Delete(l.msgs, i, i+1)
+			return s, true
+		}
+	}
+	return sentMsg{}, false
+}
+
+// confirm forgets a message whose reflection came back.
+func (l *sentLog) confirm(msgID string) { l.take(msgID) }
+
+// lostWith returns, and forgets, the messages that went out on another
+// stream than link and never came back: that stream may have lost them.
+func (l *sentLog) lostWith(link uint64) []sentMsg {
+	var lost, kept []sentMsg
+	for _, s := range l.msgs {
+		if s.link != 0 && s.link != link {
+			lost = append(lost, s)
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	l.msgs = kept
+	return lost
+}
+
+// resendLost sends again, in order, what each member sent on a stream
+// that broke and the room never reflected (nor its archive showed).
+func (p *Portal) resendLost(ctx context.Context) {
+	link := p.deps.XMPP.Link()
+	for _, m := range p.members {
+		for _, s := range m.sent.lostWith(link) {
+			p.log.Info().Stringer("user_id", m.user).Str("id", s.m.ID).Msg("Sending a message again that a broken link may have lost")
+			m.sent.note(s.m, s.order)
+			p.apply(ctx, m, p.occSend(ctx, m, s.m, s.order))
+		}
+	}
+}

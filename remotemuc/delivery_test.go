@@ -1,0 +1,68 @@
+package remotemuc
+
+import (
+	"testing"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// TestSentLog: a message counts as delivered once reflected; one that
+// went out on a stream that broke is given back, in order, to be sent
+// again; one still held or sent on the current stream is not.
+func TestSentLog(t *testing.T) {
+	var l sentLog
+	msgs := map[string]*xmpp.Message{}
+	for i, id := range []string{"a", "b", "c", "d", "e"} {
+		msgs[id] = &xmpp.Message{ID: id}
+		l.note(msgs[id], int64(i+1))
+	}
+	l.wentOut([]any{msgs["a"], msgs["b"], msgs["c"]}, 1)
+	l.wentOut([]any{msgs["d"]}, 2)
+	l.confirm("b")
+	if s, ok := l.take("c"); !ok || s.order != 3 {
+		t.Fatalf("take(c) = %+v, %v", s, ok)
+	}
+	lost := l.lostWith(2)
+	if len(lost) != 1 || lost[0].m.ID != "a" {
+		t.Fatalf("lost with stream 1 = %+v; want a (b reflected, c taken, d on the current stream, e held)", lost)
+	}
+	if len(l.msgs) != 2 || l.msgs[0].m.ID != "d" || l.msgs[1].m.ID != "e" {
+		t.Errorf("left %+v; want d and e", l.msgs)
+	}
+	for range maxUnconfirmed + 5 {
+		l.note(&xmpp.Message{ID: "x"}, 0)
+	}
+	if len(l.msgs) != maxUnconfirmed {
+		t.Errorf("the log grew to %d", len(l.msgs))
+	}
+}
+
+// TestOccupantHoldsInOrder: held messages go out by their Matrix time, so
+// that one the room refused and that is held again keeps its place.
+func TestOccupantHoldsInOrder(t *testing.T) {
+	o := newTestOccupant()
+	o.Join("")
+	o.SendOrdered(msg("m-11"), 11)
+	o.SendOrdered(msg("m-12"), 12)
+	o.Send(msg("typing"))
+	o.SendOrdered(msg("m-10"), 10) // refused, held again
+	out := o.HandlePresence(self("Mary"))
+	var got []string
+	for _, st := range out.Send {
+		got = append(got, st.(*xmpp.Message).ID)
+	}
+	if want := "m-10 m-11 m-12 typing"; joinIDs(got) != want {
+		t.Errorf("sent %q; want %q", got, want)
+	}
+}
+
+func joinIDs(ids []string) string {
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += " "
+		}
+		s += id
+	}
+	return s
+}
