@@ -3,9 +3,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/color"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -651,4 +656,89 @@ func TestE2ERemoteMUCClosedRooms(t *testing.T) {
 	configureRoom(t, alice, open, map[string]string{"muc#roomconfig_whois": "anyone"})
 	portal = mary.joinRemote(open)
 	mary.waitEvent("Alice as her own puppet", isMembership(portal, puppetOf("alice@"+v.XMPPDomain), event.MembershipJoin))
+}
+
+// TestE2ERemoteMUCFilesNamesBans: files cross both ways (a signed link to
+// the Matrix file; a shared link fetched and uploaded); a new display name
+// is a new nick in the MUC; a Matrix user banned in the MUC is told, leaves
+// the portal room, and is refused with a notice when joining again.
+func TestE2ERemoteMUCFilesNamesBans(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "files")
+	room := v.remoteRoom(t, alice, "files", "Alice")
+	mary := v.newMatrixUser(t, "mary", "Mary Q")
+	mark := alice.mark()
+	portal := mary.joinRemote(room)
+	alice.waitFrom(mark, "Mary joining", isPresence(occ(room, "Mary Q"), ""))
+	puppet := id.UserID(*mary.waitEvent("Alice's puppet", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice"
+	}).StateKey)
+
+	// Matrix -> XMPP: the file as a link through the bridge.
+	pic := testPNG(t, color.RGBA{1, 2, 3, 255})
+	up, err := mary.c.UploadBytes(ctx(t), pic, "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark = alice.mark()
+	if _, err = mary.c.SendMessageEvent(ctx(t), portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "pic.png", FileName: "pic.png", URL: up.ContentURI.CUString(),
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(pic)}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.waitFrom(mark, "the image link", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(room, "Mary Q")) && m.OOB != nil
+	})
+	resp, err := http.Get(st.(*xmpp.Message).OOB.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, pic) {
+		t.Errorf("fetching the link: %s, %d bytes", resp.Status, len(got))
+	}
+
+	// XMPP -> Matrix: a shared file becomes an upload.
+	shared := testPNG(t, color.RGBA{200, 100, 0, 255})
+	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(shared)
+	}))
+	defer upload.Close()
+	link := upload.URL + "/upload/abc/holiday.png"
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Body: link, OOB: &xmpp.OOB{URL: link}})
+	evt := mary.waitEvent("the uploaded image", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Sender == puppet && evt.Type == event.EventMessage && evt.Content.AsMessage().MsgType == event.MsgImage
+	})
+	if c := evt.Content.AsMessage(); c.Body != "holiday.png" || c.Info == nil || c.Info.Size != len(shared) {
+		t.Errorf("the image arrived as %+v", c)
+	}
+
+	// A new display name is a new nick.
+	mark = alice.mark()
+	if err = mary.c.SetDisplayName(ctx(t), "Maria"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's nick change", func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.From.Equal(occ(room, "Mary Q")) && p.Type == xmpp.TypeUnavailable && hasStatus(p, xmpp.StatusNewNick)
+	})
+	alice.waitFrom(mark, "Maria", isPresence(occ(room, "Maria"), ""))
+
+	// Banned: told, out of the portal room, refused when joining again.
+	maryJID := jid.MustParse(mary.id.Localpart() + "#" + v.HSDomain + "@" + v.CompDomain)
+	if r := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{JID: xmpp.A(maryJID), Affiliation: xmpp.AffOutcast, Reason: "enough"}}}); r.Type != xmpp.TypeResult {
+		t.Fatalf("banning Mary: %v", r.Error)
+	}
+	mary.waitEvent("the ban notice", func(evt *event.Event) bool {
+		body := evt.Content.AsMessage().Body
+		return evt.RoomID == portal && evt.Sender == botID() && strings.Contains(body, "banned") && strings.Contains(body, "enough")
+	})
+	mary.waitEvent("Mary out of the portal room", isMembership(portal, mary.id, event.MembershipLeave))
+	mary.join(portal)
+	mary.waitEvent("the refusal notice", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Sender == botID() && strings.Contains(evt.Content.AsMessage().Body, "you are banned")
+	})
 }

@@ -97,10 +97,13 @@ func (p *Portal) memberJoined(ctx context.Context, user id.UserID, displayname s
 	default:
 		m.displayname = displayname
 		local, _, _ := user.Parse()
-		m.occ.SetCandidates(xmpp.NickCandidates(displayname, local))
+		candidates := xmpp.NickCandidates(displayname, local)
 		if m.occ.State() != Out {
-			return // a new name while in: the nick stays (changing it is not done yet)
+			// A new name while in: the new nick, if the room agrees.
+			p.apply(ctx, m, m.occ.Rename(candidates))
+			return
 		}
+		m.occ.SetCandidates(candidates)
 	}
 	if !p.permitted(user) {
 		p.notice(ctx, p.mention(m)+"you may not use the bridge, so you are not in "+p.room.String()+" and your messages are not sent there.", "")

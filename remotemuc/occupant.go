@@ -61,6 +61,7 @@ type Occupant struct {
 	try        int      // index into candidates of the nick tried last
 	password   string   // only for the join presence; never stored
 	queue      []held
+	renaming   string // the nick asked for while joined, until answered
 }
 
 // held is a message waiting for the self-presence, with its place in the
@@ -130,7 +131,7 @@ func (o *Occupant) Resume(nick string) { o.nick = nick }
 func (o *Occupant) Claims(nick string) bool {
 	switch o.state {
 	case Joined:
-		return o.nick == nick
+		return o.nick == nick || o.renaming == nick
 	case Joining:
 		return o.try < len(o.candidates) && o.candidates[o.try] == nick || o.nick == nick
 	}
@@ -159,6 +160,24 @@ func (o *Occupant) Lost() {
 // SetCandidates replaces the nicks to try (the user's display name
 // changed); a later Join starts from the first.
 func (o *Occupant) SetCandidates(candidates []string) { o.candidates = slices.Clone(candidates) }
+
+// Rename asks the room for the first of new nicks while joined (the user's
+// display name changed; XEP-0045 §7.6). The room answers with the nick
+// change (303) and the self-presence under the new nick, or refuses, and
+// the occupant keeps its nick.
+func (o *Occupant) Rename(candidates []string) Outcome {
+	o.SetCandidates(candidates)
+	o.try = 0
+	if o.state != Joined || len(candidates) == 0 || candidates[0] == o.nick {
+		return Outcome{}
+	}
+	to, err := o.Room.WithResource(candidates[0])
+	if err != nil {
+		return Outcome{}
+	}
+	o.renaming = candidates[0]
+	return Outcome{Send: []any{&xmpp.Presence{ID: xmpp.RandomID(), From: xmpp.A(o.From), To: xmpp.A(to)}}}
+}
 
 // join joins with the nick candidates[try].
 func (o *Occupant) join() Outcome { return o.joinAs(o.candidates[o.try]) }
@@ -258,6 +277,15 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 		return Outcome{}
 	}
 	if p.Type == xmpp.TypeError {
+		if o.state == Joined && o.renaming != "" && p.From.Resourcepart() == o.renaming && p.Error != nil {
+			nick := o.renaming
+			o.renaming = ""
+			why := string(p.Error.Condition)
+			if p.Error.Condition == stanza.Conflict {
+				why = "it is taken"
+			}
+			return Outcome{Notice: fmt.Sprintf("%s kept your nick %q: it refused %q (%s).", o.Room, o.nick, nick, why)}
+		}
 		if o.state != Joining || p.Error == nil {
 			return Outcome{}
 		}
@@ -285,6 +313,9 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 	// Our self-presence: the resourcepart is the nick the room gave us
 	// (status 210 when it changed the one we asked for).
 	o.nick = p.From.Resourcepart()
+	if o.nick == o.renaming {
+		o.renaming = ""
+	}
 	first := o.state != Joined
 	o.state = Joined
 	var out Outcome

@@ -200,3 +200,40 @@ func TestOccupantNeverCreatesRooms(t *testing.T) {
 		t.Errorf("sent %+v; want the unavailable presence, not the held message", out.Send[0])
 	}
 }
+
+// TestOccupantRename: a new display name asks for the new nick while in;
+// the room's nick change moves the occupant, a refusal keeps the old nick
+// with a notice.
+func TestOccupantRename(t *testing.T) {
+	o := newTestOccupant()
+	o.Join("")
+	o.HandlePresence(self("Mary"))
+	rename := func(out Outcome) string {
+		t.Helper()
+		p, ok := out.Send[0].(*xmpp.Presence)
+		if len(out.Send) != 1 || !ok || p.Type != "" || p.MUC != nil || !p.To.Bare().Equal(room) {
+			t.Fatalf("rename sent %+v; want a plain presence to the room", out.Send)
+		}
+		return p.To.Resourcepart()
+	}
+	if nick := rename(o.Rename([]string{"Maria", "Maria (Matrix)", "mary"})); nick != "Maria" {
+		t.Fatalf("rename asked for %q", nick)
+	}
+	if !o.Claims("Maria") || !o.Claims("Mary") {
+		t.Error("while renaming, both nicks are ours")
+	}
+	gone := self("Mary", xmpp.StatusNewNick)
+	gone.Type = xmpp.TypeUnavailable
+	gone.MUCUser.Items[0].Nick = "Maria"
+	o.HandlePresence(gone)
+	if out := o.HandlePresence(self("Maria")); o.Nick() != "Maria" || out.Notice != "" || o.State() != Joined {
+		t.Errorf("after the nick change: %q, %s, %+v", o.Nick(), o.State(), out)
+	}
+	rename(o.Rename([]string{"Bob"}))
+	if out := o.HandlePresence(refusal("Bob", stanza.Conflict)); o.Nick() != "Maria" || o.State() != Joined || !strings.Contains(out.Notice, "taken") {
+		t.Errorf("a refused rename: %q, %s, %+v", o.Nick(), o.State(), out)
+	}
+	if out := o.Rename([]string{"Maria"}); len(out.Send) != 0 {
+		t.Errorf("a rename to the nick held sent %+v", out.Send)
+	}
+}

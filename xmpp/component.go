@@ -59,14 +59,14 @@ type Component struct {
 	handler Handler
 	log     zerolog.Logger
 
-	session   atomic.Pointer[link] // the stream, for writing; set before the probes
+	session atomic.Pointer[link] // the stream, for writing; set before the probes
 	// links counts the streams the component had: what the XMPP server
 	// knew of the component's addresses (MUC occupancy) may be gone with
 	// the stream before.
-	links atomic.Uint64
-	up        atomic.Bool          // the stream is up and checked
-	writing   chan struct{}        // holds a token while a stanza is written
-	connected chan struct{}        // closed while up; replaced on disconnect
+	links     atomic.Uint64
+	up        atomic.Bool   // the stream is up and checked
+	writing   chan struct{} // holds a token while a stanza is written
+	connected chan struct{} // closed while up; replaced on disconnect
 	connMu    sync.Mutex
 	kick      chan struct{}
 	probe     *prober
@@ -670,10 +670,9 @@ func (lc *logConn) trace(msg string, r *textRedactor, p []byte) {
 	if lc.log.GetLevel() > zerolog.TraceLevel {
 		return
 	}
-	if lc.redact {
-		p = r.redact(p)
-	}
-	lc.log.Trace().Bytes("xml", p).Msg(msg)
+	// Passwords (a MUC join's) never reach the log; with redact, no text
+	// does.
+	lc.log.Trace().Bytes("xml", r.redact(p, lc.redact)).Msg(msg)
 }
 
 func (lc *logConn) Read(p []byte) (int, error) {
@@ -692,12 +691,17 @@ func (lc *logConn) Write(p []byte) (int, error) {
 // textRedactor replaces the character data of an XML stream with "…",
 // keeping the markup: whatever element text sits in (a body, XHTML-IM, a
 // subject), and wherever the stream was cut into reads, no text is left.
+// Told not to redact everything, it still hides what is in <password>
+// elements.
 type textRedactor struct {
-	inTag bool
-	quote byte // the quote of the attribute value being read, or 0
+	inTag  bool
+	quote  byte   // the quote of the attribute value being read, or 0
+	name   []byte // the name of the tag being read, until it ends
+	naming bool
+	secret bool // within a <password> element
 }
 
-func (r *textRedactor) redact(p []byte) []byte {
+func (r *textRedactor) redact(p []byte, all bool) []byte {
 	out := make([]byte, 0, len(p))
 	elided := false
 	for _, c := range p {
@@ -707,22 +711,43 @@ func (r *textRedactor) redact(p []byte) []byte {
 				r.quote = 0
 			}
 		case r.inTag:
+			if r.naming && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '>' || c == '/' && len(r.name) > 0) {
+				r.naming = false
+			} else if r.naming {
+				r.name = append(r.name, c)
+			}
 			switch c {
 			case '\'', '"':
 				r.quote = c
 			case '>':
 				r.inTag = false
+				r.secret = r.tagOpensPassword(out)
 			}
 		case c == '<':
 			r.inTag, elided = true, false
+			r.name, r.naming = r.name[:0], true
 		default:
-			if !elided {
-				out = append(out, "…"...)
-				elided = true
+			if all || r.secret {
+				if !elided {
+					out = append(out, "…"...)
+					elided = true
+				}
+				continue
 			}
-			continue
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// tagOpensPassword reports, at the end of a tag, whether it opened a
+// password element (not an empty one); out is what was written, the
+// tag's end last.
+func (r *textRedactor) tagOpensPassword(out []byte) bool {
+	name := string(r.name)
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		name = name[i+1:]
+	}
+	selfClosing := len(out) > 0 && out[len(out)-1] == '/'
+	return name == "password" && !selfClosing
 }

@@ -391,6 +391,17 @@ func TestLogRedaction(t *testing.T) {
 	if !strings.Contains(buf.String(), "visible") {
 		t.Errorf("unredacted log: %s", buf.String())
 	}
+	// A MUC join's password never shows, even unredacted, however the
+	// stream is cut.
+	buf.Reset()
+	r = &textRedactor{}
+	for _, chunk := range []string{`<presence><x xmlns='http://jabber.org/protocol/muc'><passw`, `ord>s3c`,
+		`ret</password><history maxstanzas='0'/></x><status>here</status><password/><x:password>x2</x:password></presence>`} {
+		lc.trace("XMPP out", r, []byte(chunk))
+	}
+	if out := buf.String(); strings.Contains(out, "s3c") || strings.Contains(out, "ret") || strings.Contains(out, "x2") || !strings.Contains(out, "here") {
+		t.Errorf("the log of a join with a password: %s", out)
+	}
 }
 
 // TestComponentHostileInput: what a broken or hostile peer can send gets a
