@@ -138,6 +138,24 @@ func TestE2ERemoteMUC(t *testing.T) {
 		t.Fatalf("Mary's message reached Alice without the room's stanza-id (Prosody with muc_mam gives one): %+v", maryMsg)
 	}
 
+	// Mentions both ways, and an emote.
+	alice.groupchat(room, "Mary Q: look here")
+	mention := mary.waitEvent("Alice's mention", isMessage(portal, alicePuppet, "Mary Q: look here"))
+	if c := mention.Content.AsMessage(); !strings.Contains(c.FormattedBody, "https://matrix.to/#/"+mary.id.String()) ||
+		c.Mentions == nil || !slices.Contains(c.Mentions.UserIDs, mary.id) {
+		t.Errorf("Alice's mention of Mary arrived as %q, mentions %+v", c.FormattedBody, c.Mentions)
+	}
+	mark = alice.mark()
+	pill := &event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves at Alice", Format: event.FormatHTML,
+		FormattedBody: `waves at <a href="https://matrix.to/#/` + alicePuppet.String() + `">Alice</a>`}
+	if _, err = mary.c.SendMessageEvent(ctx(t), portal, event.EventMessage, pill); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = alice.waitFrom(mark, "Mary's emote with a mention", isGroupchat(occ(room, "Mary Q"), "/me waves at Alice"))
+	if refs := st.(*xmpp.Message).References; len(refs) != 1 || refs[0].URI != xmpp.URI(occ(room, "Alice"), "") {
+		t.Errorf("the mention of Alice went out as %+v", refs)
+	}
+
 	// A second Matrix user, by the alias: two of our occupants get every
 	// message, and each reaches Matrix once.
 	bob := v.newMatrixUser(t, "bob", "Bob")
