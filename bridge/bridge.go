@@ -90,6 +90,9 @@ type Bridge struct {
 	newChats    *keyedLimiter
 	lookups     *keyedLimiter
 	busyNotices *keyedLimiter
+	// newPortals limits how many portals into MUCs hosted elsewhere each
+	// Matrix user, and alias queries together, open.
+	newPortals *keyedLimiter
 }
 
 var (
@@ -118,6 +121,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		lookups:     newKeyedLimiter(lookupEvery, lookupBurst),
 		busyNotices: newKeyedLimiter(10*time.Second, 1),
 		invitations: newKeyedLimiter(invitationEvery, invitationBurst),
+		newPortals:  newKeyedLimiter(newPortalEvery, newPortalBurst),
 		newPuppets:  newKeyedLimiter(newPuppetEvery, newPuppetBurst),
 		allPuppets:  newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst),
 		events:      newEventFilter(cfg.Bridge.SyncFallback),

@@ -169,6 +169,15 @@ var (
 // remoteOpening serialises the opening of portals, one room at a time.
 var remoteOpening sync.Map // room JID -> *sync.Mutex
 
+// Each Matrix user may open newPortalBurst portals into MUCs hosted
+// elsewhere at once, then one every newPortalEvery; alias queries, which
+// name nobody, share one such allowance. Each portal is a Matrix room and
+// a disco#info to a server elsewhere.
+const (
+	newPortalBurst = 20
+	newPortalEvery = time.Minute
+)
+
 // openRemote finds or creates the portal into a MUC hosted elsewhere.
 // opener is the Matrix user who asked ("" for an alias query, which names
 // nobody); password is for a room that needs one.
@@ -191,12 +200,20 @@ func (b *Bridge) openRemote(ctx context.Context, room jid.JID, opener id.UserID,
 	}
 	lock, _ := remoteOpening.LoadOrStore(room.String(), &sync.Mutex{})
 	lock.(*sync.Mutex).Lock()
-	defer lock.(*sync.Mutex).Unlock()
+	defer func() {
+		lock.(*sync.Mutex).Unlock()
+		remoteOpening.CompareAndDelete(room.String(), lock)
+	}()
 	if row, err := b.DB.Portal.GetByRemoteJID(ctx, room.String()); err != nil || row != nil {
 		if row != nil && password != "" {
 			err = b.DB.RemoteRoom.SetPassword(ctx, row.RoomID, password)
 		}
 		return row, err
+	}
+	if !b.newPortals.allow(opener.String(), time.Now()) {
+		b.Audit.Info().Str("action", "open_remote").Stringer("muc", room).Str("by", opener.String()).
+			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another portal into a MUC hosted elsewhere")
+		return nil, errors.New("too many new portals were opened; try again in a minute")
 	}
 	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	info, err := remotemuc.QueryRoom(qctx, b.XMPP, b.XMPP.Domain(), room)

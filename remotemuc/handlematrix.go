@@ -79,6 +79,14 @@ func (p *Portal) handleMatrixMember(ctx context.Context, evt *event.Event) bool 
 				p.log.Error().Err(err).Stringer("user_id", target).Msg("Failed to delete an occupant")
 			}
 			p.log.Info().Stringer("user_id", target).Msg("Matrix user left the portal room and the MUC")
+			if len(p.members) == 0 {
+				// Nobody of ours is in the MUC to see its occupants come and
+				// go: their puppets leave until someone joins again.
+				for _, x := range p.others.byNick {
+					p.others.remove(x)
+					p.removeOther(ctx, x, &xmpp.Presence{}, xmpp.MUCItem{})
+				}
+			}
 		}
 	}
 	return true
