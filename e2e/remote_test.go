@@ -305,6 +305,16 @@ func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
 	if reason := kicked.Content.AsMember().Reason; !strings.Contains(reason, "off topic") || !strings.Contains(reason, "Alice") {
 		t.Errorf("the puppet's kick says %q; want who and why", reason)
 	}
+	// A banned one's puppet is banned.
+	dave := v.newXMPPClient(t, "dave", "kicks")
+	dave.mustJoin(room, "Dave")
+	davePuppet := puppetNamed("Dave")
+	if r := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{JID: xmpp.A(dave.jid.Bare()), Affiliation: xmpp.AffOutcast, Reason: "spam"}}}); r.Type != xmpp.TypeResult {
+		t.Fatalf("banning Dave: %v", r.Error)
+	}
+	if reason := sam.waitEvent("the puppet banned", isMembership(portal, davePuppet, event.MembershipBan)).Content.AsMember().Reason; !strings.Contains(reason, "spam") {
+		t.Errorf("the puppet's ban says %q; want why", reason)
+	}
 
 	// Our own occupant kicked: a notice says why, and the user leaves the
 	// portal room (joining it again rejoins the MUC).
