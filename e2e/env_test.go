@@ -37,6 +37,9 @@ type env struct {
 	*testenv.Stack
 	exposure  string    // bridge.exposure; the default (opt-in) when empty
 	compProxy *tcpProxy // between the bridge and the XMPP server's component port
+	// peerS2S is the s2s port reserved for the second island's XMPP
+	// server (islands_test.go); 0 when the main one has no s2s.
+	peerS2S int
 }
 
 var e *env
@@ -54,6 +57,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e: setup failed:", err)
 		}
 		code := m.Run()
+		if b := islandB.v; b != nil {
+			if log, err := os.ReadFile(b.LogPath()); err == nil && bytes.Contains(log, []byte("WARNING: DATA RACE")) {
+				fmt.Fprintln(os.Stderr, "e2e: island B's bridge had a data race; see", b.LogPath())
+				code = 1
+			}
+			b.close(code != 0)
+		}
 		if e != nil {
 			// The bridge runs with the race detector: a race it found fails
 			// the run, whichever test was running.
@@ -98,6 +108,12 @@ func newEnv() (*env, error) {
 	}
 	v.XMPPServer = os.Getenv("E2E_XMPP")
 	v.XMPPEnv = []string{"XMPP_EXTRA_DOMAIN=denied.test", "XMPP_EXTRA_USERS=eve:evepw"}
+	if v.XMPPServerName() == "prosody" {
+		// Island A of the two-island tests: s2s to island B, which starts
+		// when a test needs it.
+		v.S2SPort, v.peerS2S = testenv.FreePort(), testenv.FreePort()
+		v.S2SRoutes = map[string]string{islandBDomain: fmt.Sprintf("127.0.0.1:%d", v.peerS2S)}
+	}
 	if err = v.Build(); err != nil {
 		return v, err
 	}

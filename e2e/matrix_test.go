@@ -137,18 +137,21 @@ func (v *env) newRoom(t *testing.T, displayname, aliasLocal, name, topic string)
 	return u, room, mucJID(t, alias)
 }
 
-// botID is the bridge bot.
+// botID is the bridge bot of the main environment.
 func botID() id.UserID { return id.UserID("@xmppbot:" + e.HSDomain) }
+
+// bot is the bridge bot of the user's homeserver.
+func (u *mxUser) bot() id.UserID { return id.UserID("@xmppbot:" + u.id.Homeserver()) }
 
 // expose opens a room to XMPP the way a room admin does: invite the bot,
 // which joins, and run its expose command.
 func (u *mxUser) expose(room id.RoomID) {
 	u.t.Helper()
-	if !u.seen(isMembership(room, botID(), event.MembershipJoin)) {
-		if _, err := u.c.InviteUser(ctx(u.t), room, &mautrix.ReqInviteUser{UserID: botID()}); err != nil {
+	if !u.seen(isMembership(room, u.bot(), event.MembershipJoin)) {
+		if _, err := u.c.InviteUser(ctx(u.t), room, &mautrix.ReqInviteUser{UserID: u.bot()}); err != nil {
 			u.t.Fatalf("inviting the bot: %v", err)
 		}
-		u.waitEvent("the bot joining", isMembership(room, botID(), event.MembershipJoin))
+		u.waitEvent("the bot joining", isMembership(room, u.bot(), event.MembershipJoin))
 	}
 	u.command(room, "expose", "now reachable")
 }
@@ -166,7 +169,7 @@ func (u *mxUser) ask(room id.RoomID, line, want string) string {
 	u.t.Helper()
 	cmd := u.say(room, line)
 	evt := u.waitEvent("answer to "+line, func(evt *event.Event) bool {
-		return evt.RoomID == room && evt.Sender == botID() && evt.Type == event.EventMessage &&
+		return evt.RoomID == room && evt.Sender == u.bot() && evt.Type == event.EventMessage &&
 			evt.Content.AsMessage().RelatesTo.GetReplyTo() == cmd
 	})
 	answer := evt.Content.AsMessage().Body

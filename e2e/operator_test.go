@@ -33,12 +33,12 @@ import (
 func (u *mxUser) directChat() id.RoomID {
 	u.t.Helper()
 	resp, err := u.c.CreateRoom(ctx(u.t), &mautrix.ReqCreateRoom{
-		Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{botID()},
+		Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{u.bot()},
 	})
 	if err != nil {
 		u.t.Fatalf("creating a direct chat with the bot: %v", err)
 	}
-	u.waitEvent("the bot joining the direct chat", isMembership(resp.RoomID, botID(), event.MembershipJoin))
+	u.waitEvent("the bot joining the direct chat", isMembership(resp.RoomID, u.bot(), event.MembershipJoin))
 	return resp.RoomID
 }
 

@@ -38,19 +38,25 @@ func (v *env) remoteRoom(t *testing.T, owner *xmppClient, name, nick string) jid
 	return room
 }
 
-// remoteAlias is the alias of the portal into a MUC hosted elsewhere.
+// remoteAlias is the alias of the portal into a MUC hosted elsewhere, on
+// the main environment's homeserver.
 func remoteAlias(room jid.JID) id.RoomAlias {
 	return id.RoomAlias("#_xmpp_" + id.EncodeUserLocalpart(room.String()) + ":" + e.HSDomain)
+}
+
+// remoteAlias is that alias on the user's homeserver.
+func (u *mxUser) remoteAlias(room jid.JID) id.RoomAlias {
+	return id.RoomAlias("#_xmpp_" + id.EncodeUserLocalpart(room.String()) + ":" + u.id.Homeserver())
 }
 
 // joinRemote has a Matrix user join a MUC hosted elsewhere with the bot's
 // join command and accept the invitation; it returns the portal room.
 func (u *mxUser) joinRemote(room jid.JID) id.RoomID {
 	u.t.Helper()
-	u.ask(u.directChat(), "join "+room.String(), remoteAlias(room).String())
-	resolved, err := u.c.ResolveAlias(ctx(u.t), remoteAlias(room))
+	u.ask(u.directChat(), "join "+room.String(), u.remoteAlias(room).String())
+	resolved, err := u.c.ResolveAlias(ctx(u.t), u.remoteAlias(room))
 	if err != nil {
-		u.t.Fatalf("resolving the portal's alias %s: %v", remoteAlias(room), err)
+		u.t.Fatalf("resolving the portal's alias %s: %v", u.remoteAlias(room), err)
 	}
 	u.waitEvent("the invitation to the portal of "+room.String(), isMembership(resolved.RoomID, u.id, event.MembershipInvite))
 	u.join(resolved.RoomID)

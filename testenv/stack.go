@@ -38,6 +38,11 @@ type Stack struct {
 	XMPPDomain, CompDomain string
 	// MUCDomain is the XMPP server's own MUC service.
 	MUCDomain string
+	// S2SPort, if set, opens server-to-server connections (Prosody only)
+	// on that port; S2SRoutes sends those to a domain (and its subdomains)
+	// to a peer's address instead of looking it up in DNS.
+	S2SPort   int
+	S2SRoutes map[string]string
 	Secret    string // the component secret
 	// Users are the XMPP accounts the start script creates, each with the
 	// password name+"pw"; XMPPEnv is more of its environment.
@@ -145,12 +150,20 @@ func (s *Stack) StartXMPP() error {
 	default:
 		return fmt.Errorf("unknown XMPP server %q (prosody or ejabberd)", name)
 	}
-	return s.Script(script, append([]string{
+	env := []string{
 		"XMPP_DIR=" + s.XMPPDir, "XMPP_DOMAIN=" + s.XMPPDomain, "XMPP_COMPONENT_DOMAIN=" + s.CompDomain,
 		"XMPP_COMPONENT_SECRET=" + s.Secret, "XMPP_C2S_PORT=" + strings.TrimPrefix(s.C2SAddr, "127.0.0.1:"),
 		"XMPP_COMPONENT_PORT=" + strconv.Itoa(s.CompPort), "XMPP_USERS=" + strings.Join(users, " "),
 		"XMPP_MUC_DOMAIN=" + s.MUCDomain,
-	}, s.XMPPEnv...)...)
+	}
+	if s.S2SPort != 0 {
+		var routes []string
+		for domain, addr := range s.S2SRoutes {
+			routes = append(routes, domain+"="+addr)
+		}
+		env = append(env, "XMPP_S2S_PORT="+strconv.Itoa(s.S2SPort), "XMPP_S2S_ROUTES="+strings.Join(routes, " "))
+	}
+	return s.Script(script, append(env, s.XMPPEnv...)...)
 }
 
 // StartHomeserver starts Dendrite with the bridge's registration.

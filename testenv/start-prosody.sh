@@ -19,6 +19,9 @@
 #                              vCard4, message archive, carbons, stream management, blocking,
 #                              and HTTP file sharing (upload.$XMPP_DOMAIN) on XMPP_HTTP_PORT  0
 #   XMPP_HTTP_PORT             loopback HTTP port for file sharing                 15280
+#   XMPP_S2S_PORT              s2s port; empty: no s2s (the default)               ""
+#   XMPP_S2S_ROUTES            "domain=ip:port ..." peers reached without DNS; a domain covers its
+#                              subdomains (mod_s2s_static_routes in prosody-plugins/)   ""
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +40,8 @@ XMPP_EXTRA_DOMAIN=${XMPP_EXTRA_DOMAIN:-}
 XMPP_EXTRA_USERS=${XMPP_EXTRA_USERS:-}
 XMPP_CLIENT_MODULES=${XMPP_CLIENT_MODULES:-0}
 XMPP_HTTP_PORT=${XMPP_HTTP_PORT:-15280}
+XMPP_S2S_PORT=${XMPP_S2S_PORT:-}
+XMPP_S2S_ROUTES=${XMPP_S2S_ROUTES:-}
 
 log() { echo "start-prosody: $*" >&2; }
 mkdir -p "$XMPP_DIR" && XMPP_DIR=$(cd "$XMPP_DIR" && pwd)
@@ -65,11 +70,22 @@ if [[ $XMPP_CLIENT_MODULES == 1 ]]; then
   http_ports=$XMPP_HTTP_PORT ports+=("$XMPP_HTTP_PORT")
   upload="Component \"upload.$XMPP_DOMAIN\" \"http_file_share\"\\n  http_external_url = \"http://$XMPP_BIND:$XMPP_HTTP_PORT/\"\\n  http_file_share_size_limit = 50*1024*1024"
 fi
+disabled='"s2s", "tls", "offline"' s2s_settings=""
+if [[ -n $XMPP_S2S_PORT ]]; then
+  # Federation with a peer on loopback: plain TCP, dialback, static routes.
+  disabled='"tls", "offline"'
+  modules+=', "dialback", "s2s_static_routes"'
+  ports+=("$XMPP_S2S_PORT")
+  routes=""
+  for r in $XMPP_S2S_ROUTES; do routes+="[\"${r%%=*}\"] = \"${r#*=}\", "; done
+  s2s_settings="plugin_paths = { \"$HERE/prosody-plugins\" }\ns2s_require_encryption = false\ns2s_secure_auth = false\nuse_ipv6 = false\ns2s_timeout = 10\ns2s_static_routes = { $routes}"
+fi
 sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PORTS@|$http_ports|g" \
     -e "s|@UPLOAD_COMPONENT@|$upload|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
     -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
     -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
     -e "s|@LOG_LEVEL@|$XMPP_LOG_LEVEL|g" -e "s|@MUC_DOMAIN@|$XMPP_MUC_DOMAIN|g" \
+    -e "s|@DISABLED@|$disabled|g" -e "s|@S2S_PORT@|$XMPP_S2S_PORT|g" -e "s|@S2S_SETTINGS@|$s2s_settings|g" \
     "$HERE/prosody.cfg.lua.tmpl" > "$cfg"
 for up in $XMPP_USERS; do
   prosodyctl --config "$cfg" register "${up%%:*}" "$XMPP_DOMAIN" "${up#*:}" > /dev/null 2>&1

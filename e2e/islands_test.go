@@ -1,0 +1,309 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxpp/mxpp/testenv"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// Two islands: the main environment is island A (hs.test, xmpp.test,
+// matrix.xmpp.test); island B is a second Matrix deployment with its own
+// Dendrite (hs-b.test), Prosody (xmpp-b.test) and bridge
+// (matrix.xmpp-b.test). The homeservers never talk to each other; the two
+// Prosodys federate over s2s on loopback (dialback, static routes, no DNS).
+const islandBDomain = "xmpp-b.test"
+
+var islandB struct {
+	once sync.Once
+	v    *env
+	err  error
+}
+
+// needIslands returns both islands, starting B the first time.
+func needIslands(t *testing.T) (a, b *env) {
+	t.Helper()
+	a = need(t)
+	if a.peerS2S == 0 {
+		t.Fatalf("the two-island tests run with Prosody (E2E_XMPP=%s)", a.XMPPServerName())
+	}
+	islandB.once.Do(func() { islandB.v, islandB.err = newIsland(a) })
+	if islandB.err != nil {
+		t.Fatalf("starting island B: %v", islandB.err)
+	}
+	return a, islandB.v
+}
+
+func newIsland(a *env) (*env, error) {
+	stack, err := testenv.New(a.Root, "mxpp-e2e-b-", "")
+	if err != nil {
+		return nil, err
+	}
+	v := &env{Stack: stack}
+	v.HSDomain, v.XMPPDomain, v.CompDomain, v.MUCDomain = "hs-b.test", islandBDomain, "matrix."+islandBDomain, "conference."+islandBDomain
+	v.Users = []string{"bea", "bert"}
+	v.S2SPort = a.peerS2S
+	v.S2SRoutes = map[string]string{a.XMPPDomain: fmt.Sprintf("127.0.0.1:%d", a.S2SPort)}
+	v.Bin = a.Bin // the same binary, built once
+	if v.compProxy, err = startProxy(fmt.Sprintf("127.0.0.1:%d", v.CompPort)); err != nil {
+		return v, err
+	}
+	if err = v.Configure(v.bridgeConfig()); err != nil {
+		return v, err
+	}
+	if err = v.StartXMPP(); err != nil {
+		return v, err
+	}
+	if err = v.StartHomeserver(); err != nil {
+		return v, err
+	}
+	return v, v.startBridge()
+}
+
+// puppetOn is the puppet that stands for an XMPP address on an island.
+func (v *env) puppetOn(bare string) id.UserID {
+	return id.NewUserID("_xmpp_"+id.EncodeUserLocalpart(bare), v.HSDomain)
+}
+
+// filesHold reports the files under dir that contain text.
+func filesHold(t *testing.T, dir, text string) []string {
+	t.Helper()
+	var found []string
+	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return nil
+		}
+		if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(text)) {
+			found = append(found, path)
+		}
+		return nil
+	})
+	return found
+}
+
+// TestE2EIslandsSharedRoom: island A exposes a room; a user of island B
+// joins it through B's bridge by its xmpp: address. Both islands' users
+// talk, each shown on the other island as one puppet under their display
+// name; nothing said before B's first user joined reaches B's homeserver;
+// neither bridge makes a puppet of its own users.
+func TestE2EIslandsSharedRoom(t *testing.T) {
+	a, b := needIslands(t)
+	anna, room, muc := a.newRoom(t, "Anna", "projekt", "Projekt", "")
+	anna.say(room, "secret before B")
+	ben := b.newMatrixUser(t, "ben", "Ben")
+	dm := ben.directChat()
+	ben.ask(dm, "join "+xmpp.URI(muc, "join"), "Invited you")
+	alias := ben.remoteAlias(muc)
+	resolved, err := ben.c.ResolveAlias(ctx(t), alias)
+	if err != nil {
+		t.Fatalf("resolving %s on B: %v", alias, err)
+	}
+	portal := resolved.RoomID
+	ben.waitEvent("the invitation", isMembership(portal, ben.id, event.MembershipInvite))
+	ben.join(portal)
+
+	// Each island shows the other's user as one puppet, by name.
+	benOnA := a.puppetOn(b.contactJID(ben.id).String())
+	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
+	if m := anna.waitEvent("Ben on A", isMembership(room, benOnA, event.MembershipJoin)); m.Content.AsMember().Displayname != "Ben" {
+		t.Errorf("Ben is shown on A as %q", m.Content.AsMember().Displayname)
+	}
+	if m := ben.waitEvent("Anna on B", isMembership(portal, annaOnB, event.MembershipJoin)); m.Content.AsMember().Displayname != "Anna" {
+		t.Errorf("Anna is shown on B as %q", m.Content.AsMember().Displayname)
+	}
+
+	// Messages both ways, with formatting.
+	content := format.RenderMarkdown("hallo **Ben**", true, false)
+	if _, err = anna.c.SendMessageEvent(ctx(t), room, event.EventMessage, &content); err != nil {
+		t.Fatal(err)
+	}
+	hallo := ben.waitEvent("Anna's message on B", isMessage(portal, annaOnB, "hallo *Ben*"))
+	if c := hallo.Content.AsMessage(); c.FormattedBody != "hallo <strong>Ben</strong>" {
+		t.Errorf("the formatting arrived on B as %q", c.FormattedBody)
+	}
+	reply := ben.say(portal, "hi Anna")
+	anna.waitEvent("Ben's message on A", isMessage(room, benOnA, "hi Anna"))
+
+	// A reply, a reaction and an edit from B reach A as such.
+	rc := &event.MessageEventContent{MsgType: event.MsgText, Body: "replying"}
+	rc.GetRelatesTo().SetReplyTo(hallo.ID)
+	if _, err = ben.c.SendMessageEvent(ctx(t), portal, event.EventMessage, rc); err != nil {
+		t.Fatal(err)
+	}
+	var annaMsg id.EventID
+	for _, evt := range anna.eventsIn(room) {
+		if evt.Sender == anna.id && evt.Type == event.EventMessage && strings.HasPrefix(evt.Content.AsMessage().Body, "hallo") {
+			annaMsg = evt.ID
+		}
+	}
+	got := anna.waitEvent("Ben's reply on A", isMessage(room, benOnA, "replying"))
+	if to := got.Content.AsMessage().RelatesTo.GetReplyTo(); to != annaMsg {
+		t.Errorf("Ben's reply refers on A to %q; want Anna's %s", to, annaMsg)
+	}
+	if _, err = ben.c.SendReaction(ctx(t), portal, hallo.ID, "👍"); err != nil {
+		t.Fatal(err)
+	}
+	anna.waitEvent("Ben's reaction on A", func(evt *event.Event) bool {
+		r := evt.Content.AsReaction().RelatesTo
+		return evt.RoomID == room && evt.Type == event.EventReaction && evt.Sender == benOnA && r.EventID == annaMsg && r.Key == "👍"
+	})
+	edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "* hi Anna!"}
+	edit.SetEdit(reply)
+	edit.NewContent = &event.MessageEventContent{MsgType: event.MsgText, Body: "hi Anna!"}
+	if _, err = ben.c.SendMessageEvent(ctx(t), portal, event.EventMessage, edit); err != nil {
+		t.Fatal(err)
+	}
+	anna.waitEvent("Ben's edit on A", func(evt *event.Event) bool {
+		c := evt.Content.AsMessage()
+		return evt.RoomID == room && evt.Sender == benOnA && c.RelatesTo.GetReplaceID() != "" && c.NewContent != nil && c.NewContent.Body == "hi Anna!"
+	})
+
+	// No ghosts of ghosts: B's portal room holds Ben, B's bot and Anna's
+	// puppet; A's room holds Anna, A's bot and Ben's puppet.
+	waitFor(t, "the members to settle", func() bool { return len(ben.members(portal)) == 3 && len(anna.members(room)) == 3 })
+	for _, m := range ben.members(portal) {
+		if m != ben.id && m != ben.bot() && m != annaOnB {
+			t.Errorf("B's portal room has an extra member %s", m)
+		}
+	}
+	for _, m := range anna.members(room) {
+		if m != anna.id && m != anna.bot() && m != benOnA {
+			t.Errorf("A's room has an extra member %s", m)
+		}
+	}
+
+	// No history crossed: nothing Anna said before Ben joined is on B.
+	if n := ben.count(portal, func(evt *event.Event) bool {
+		return evt.Type == event.EventMessage && strings.Contains(evt.Content.AsMessage().Body, "secret before B")
+	}); n != 0 {
+		t.Errorf("B's timeline has Anna's earlier message %d times", n)
+	}
+	if found := filesHold(t, b.HSDir, "secret before B"); len(found) > 0 {
+		t.Errorf("B's homeserver keeps Anna's earlier message in %v", found)
+	}
+}
+
+// eventsIn returns what the user received in a room.
+func (u *mxUser) eventsIn(room id.RoomID) []*event.Event {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []*event.Event
+	for _, evt := range u.events {
+		if evt.RoomID == room {
+			out = append(out, evt)
+		}
+	}
+	return out
+}
+
+// members lists the joined members of a room the user is in.
+func (u *mxUser) members(room id.RoomID) []id.UserID {
+	u.t.Helper()
+	resp, err := u.c.JoinedMembers(ctx(u.t), room)
+	if err != nil {
+		u.t.Fatalf("members of %s: %v", room, err)
+	}
+	var out []id.UserID
+	for m := range resp.Joined {
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestE2EIslandsPlainRoom: a room on island B's own XMPP server, with an
+// XMPP user of B, and Matrix users of both islands each joined through
+// their own bridge: everyone sees everyone's messages, each bridge sees the
+// other's users as ordinary occupants.
+func TestE2EIslandsPlainRoom(t *testing.T) {
+	a, b := needIslands(t)
+	bea := b.newXMPPClient(t, "bea", "lage")
+	room := b.remoteRoom(t, bea, "lage", "Bea")
+	anna := a.newMatrixUser(t, "anna", "Anna")
+	ben := b.newMatrixUser(t, "ben", "Ben")
+	mark := bea.mark()
+	onA := anna.joinRemote(room)
+	bea.waitFrom(mark, "Anna joining from A", isPresence(occ(room, "Anna"), ""))
+	onB := ben.joinRemote(room)
+	bea.waitFrom(mark, "Ben joining from B", isPresence(occ(room, "Ben"), ""))
+
+	bea.groupchat(room, "hello islands")
+	for _, u := range []struct {
+		who  *mxUser
+		room id.RoomID
+	}{{anna, onA}, {ben, onB}} {
+		u.who.waitEvent("Bea's message", func(evt *event.Event) bool {
+			return evt.RoomID == u.room && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "hello islands" &&
+				evt.Sender != u.who.id
+		})
+	}
+	mark = bea.mark()
+	anna.say(onA, "from A")
+	ben.waitEvent("Anna's message on B", func(evt *event.Event) bool {
+		return evt.RoomID == onB && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "from A" && evt.Sender != ben.id
+	})
+	bea.waitFrom(mark, "Anna's message on XMPP", isGroupchat(occ(room, "Anna"), "from A"))
+	ben.say(onB, "from B")
+	anna.waitEvent("Ben's message on A", func(evt *event.Event) bool {
+		return evt.RoomID == onA && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "from B" && evt.Sender != anna.id
+	})
+	bea.waitFrom(mark, "Ben's message on XMPP", isGroupchat(occ(room, "Ben"), "from B"))
+	// Each message once on each island.
+	for _, c := range []struct {
+		who  *mxUser
+		room id.RoomID
+	}{{anna, onA}, {ben, onB}} {
+		for _, body := range []string{"hello islands", "from A", "from B"} {
+			if n := c.who.count(c.room, func(evt *event.Event) bool {
+				return evt.Type == event.EventMessage && evt.Content.AsMessage().Body == body
+			}); n != 1 {
+				t.Errorf("%q is %d times in %s's portal room", body, n, c.who.id)
+			}
+		}
+	}
+}
+
+// TestE2EIslandsDirectChat: a Matrix user of island A opens a direct chat
+// with the puppet that stands for a user of island B; it arrives on B as a
+// direct chat from A's user's puppet there, and the answer goes back. Both
+// chats are encrypted (each bridge decrypts and encrypts on its island).
+func TestE2EIslandsDirectChat(t *testing.T) {
+	a, b := needIslands(t)
+	anna := a.newEncryptedUser(t, "anna", "Anna")
+	ben := b.newEncryptedUser(t, "ben", "Ben")
+	benOnA := a.puppetOn(b.contactJID(ben.id).String())
+	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
+	resp, err := anna.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{benOnA},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+	if err != nil {
+		t.Fatalf("opening a direct chat with %s: %v", benOnA, err)
+	}
+	anna.waitEvent("Ben's puppet accepting", isMembership(resp.RoomID, benOnA, event.MembershipJoin))
+	// The bridge's device must be in the room to get the room's key.
+	anna.waitEvent("the bot joining", isMembership(resp.RoomID, anna.bot(), event.MembershipJoin))
+	anna.say(resp.RoomID, "hi Ben, from A")
+	inv := ben.waitEvent("the direct chat on B", func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == ben.id.String() && evt.Sender == annaOnB &&
+			evt.Content.AsMember().Membership == event.MembershipInvite
+	})
+	if !inv.Content.AsMember().IsDirect {
+		t.Error("the invitation on B is not marked direct")
+	}
+	ben.join(inv.RoomID)
+	ben.waitEvent("Anna's message on B", isMessage(inv.RoomID, annaOnB, "hi Ben, from A"))
+	ben.say(inv.RoomID, "hi Anna, from B")
+	anna.waitEvent("Ben's answer on A", isMessage(resp.RoomID, benOnA, "hi Anna, from B"))
+}
