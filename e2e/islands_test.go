@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -306,4 +307,54 @@ func TestE2EIslandsDirectChat(t *testing.T) {
 	ben.waitEvent("Anna's message on B", isMessage(inv.RoomID, annaOnB, "hi Ben, from A"))
 	ben.say(inv.RoomID, "hi Anna, from B")
 	anna.waitEvent("Ben's answer on A", isMessage(resp.RoomID, benOnA, "hi Anna, from B"))
+}
+
+// TestE2EIslandsOutage: a numbered stream both ways through the shared
+// room while island A's XMPP server restarts, then island B's: the s2s
+// link between them drops each time. Both bridges notice, join again and
+// catch up: on each island every message of the other once, in order.
+func TestE2EIslandsOutage(t *testing.T) {
+	a, b := needIslands(t)
+	anna, room, muc := a.newRoom(t, "Anna", "outage", "Outage", "")
+	ben := b.newMatrixUser(t, "ben", "Ben")
+	portal := ben.joinRemote(muc)
+	benOnA := a.puppetOn(b.contactJID(ben.id).String())
+	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
+	anna.waitEvent("Ben on A", isMembership(room, benOnA, event.MembershipJoin))
+	ben.waitEvent("Anna on B", isMembership(portal, annaOnB, event.MembershipJoin))
+
+	const n = 20
+	pause := 150 * time.Millisecond
+	for i, island := range []*env{a, b} {
+		prefix := fmt.Sprintf("restart%d", i+1)
+		errs := make(chan error, 2)
+		go func() { errs <- anna.sendMatrix(room, prefix+"-anna", n, pause) }()
+		go func() { errs <- ben.sendMatrix(portal, prefix+"-ben", n, pause) }()
+		time.Sleep(time.Second)
+		island.restartXMPP(t)
+		if err := island.WaitReady(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(90 * time.Second)
+		var onB, onA error
+		for time.Now().Before(deadline) {
+			onB = wantSequence(prefixed(ben.timelineFrom(portal, annaOnB), prefix+"-anna-"), prefix+"-anna", n)
+			onA = wantSequence(prefixed(anna.timelineFrom(room, benOnA), prefix+"-ben-"), prefix+"-ben", n)
+			if onA == nil && onB == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if onB != nil {
+			t.Errorf("%s restarted: A -> B: %v", island.XMPPDomain, onB)
+		}
+		if onA != nil {
+			t.Errorf("%s restarted: B -> A: %v", island.XMPPDomain, onA)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package remotemuc
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
@@ -83,15 +84,65 @@ func (l *sentLog) lostWith(link uint64) []sentMsg {
 	return lost
 }
 
-// resendLost sends again, in order, what each member sent on a stream
-// that broke and the room never reflected (nor its archive showed).
+// deferMessages keeps the messages among stanzas a member's occupant
+// would send while the portal catches up, and returns the rest.
+func (p *Portal) deferMessages(m *member, stanzas []any) []any {
+	var rest []any
+	for _, st := range stanzas {
+		msg, ok := st.(*xmpp.Message)
+		if !ok || msg.ID == "" {
+			rest = append(rest, st)
+			continue
+		}
+		var order int64
+		for _, s := range m.sent.msgs {
+			if s.m == msg {
+				order = s.order
+			}
+		}
+		m.deferred = append(m.deferred, sentMsg{m: msg, order: order})
+	}
+	return rest
+}
+
+// resendLost sends, after a catch-up (or a rejoin that needed none), what
+// each member sent on a stream that broke and the room never reflected
+// (nor its archive showed), and then what waited for the catch-up: all of
+// it in the order the user wrote it.
 func (p *Portal) resendLost(ctx context.Context) {
 	link := p.deps.XMPP.Link()
 	for _, m := range p.members {
-		for _, s := range m.sent.lostWith(link) {
+		lost := m.sent.lostWith(link)
+		for _, s := range lost {
 			p.log.Info().Stringer("user_id", m.user).Str("id", s.m.ID).Msg("Sending a message again that a broken link may have lost")
 			m.sent.note(s.m, s.order)
+		}
+		for _, s := range inOrder(append(lost, m.deferred...)) {
 			p.apply(ctx, m, p.occSend(ctx, m, s.m, s.order))
 		}
+		m.deferred = nil
 	}
+}
+
+// inOrder sorts messages by their order, stably; one without an order (0)
+// keeps its place behind the one before it.
+func inOrder(msgs []sentMsg) []sentMsg {
+	type keyed struct {
+		s   sentMsg
+		key int64
+	}
+	ks := make([]keyed, len(msgs))
+	var last int64
+	for i, s := range msgs {
+		if s.order != 0 {
+			last = s.order
+		}
+		ks[i] = keyed{s, last}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	out := make([]sentMsg, len(ks))
+	for i, k := range ks {
+		out[i] = k.s
+	}
+	return out
 }

@@ -66,3 +66,18 @@ func joinIDs(ids []string) string {
 	}
 	return s
 }
+
+// TestInOrder: what a broken link lost and what waited for a catch-up go
+// out in the order they were written; a message without an order stays
+// behind the one before it.
+func TestInOrder(t *testing.T) {
+	s := func(id string, order int64) sentMsg { return sentMsg{m: &xmpp.Message{ID: id}, order: order} }
+	got := inOrder([]sentMsg{s("lost-3", 3), s("lost-5", 5), s("waited-4", 4), s("caption-4", 0), s("waited-6", 6), s("waited-1", 1)})
+	var ids []string
+	for _, m := range got {
+		ids = append(ids, m.m.ID)
+	}
+	if want := "waited-1 lost-3 waited-4 caption-4 lost-5 waited-6"; joinIDs(ids) != want {
+		t.Errorf("inOrder = %s; want %s", joinIDs(ids), want)
+	}
+}

@@ -159,9 +159,10 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	rel.Apply(out)
 	m.sent.note(out, evt.Timestamp)
 	outcome := p.occSend(ctx, m, out, evt.Timestamp)
-	if caption != "" && len(outcome.Send) > 0 {
-		outcome.Send = append(outcome.Send, &xmpp.Message{ID: evt.ID.String() + "-caption", Type: xmpp.TypeGroupchat,
-			From: out.From, To: out.To, Body: caption})
+	if caption != "" && outcome.Notice == "" {
+		// Behind the file, also when both wait.
+		c := p.occSend(ctx, m, &xmpp.Message{ID: evt.ID.String() + "-caption", Body: caption}, evt.Timestamp)
+		outcome.Send = append(outcome.Send, c.Send...)
 	}
 	if !p.send(ctx, outcome.Send...) {
 		m.sent.take(out.ID)

@@ -385,7 +385,10 @@ func (p *Portal) handleSubject(ctx context.Context, nick, subject string) {
 // handleBounce takes an error the room answered one of our messages with.
 // A room that no longer counts the occupant in (not-acceptable, XEP-0410
 // §3.2: it removed it while the link was down) gets it back, and the
-// message again once it is in; any other refusal is told in the room.
+// message again once it is in; so does a room whose server could not be
+// reached (remote-server-not-found or -timeout, from our own server), once
+// it can be, trying again with backoff. Any other refusal is told in the
+// room.
 func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message) {
 	if m == nil {
 		return
@@ -399,11 +402,15 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 	}
 	p.log.Info().Stringer("user_id", m.user).Str("condition", cond).Str("id", msg.ID).Msg("The MUC refused a message")
 	original, known := m.sent.take(msg.ID)
-	if msg.Error != nil && msg.Error.Condition == stanza.NotAcceptable && known {
+	if msg.Error != nil && (msg.Error.Condition == stanza.NotAcceptable || unreachable(msg.Error)) && known {
 		if m.occ.State() == Joined {
 			m.occ.Lost()
 			p.lost()
-			p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+			if unreachable(msg.Error) {
+				p.rejoinLater(m)
+			} else {
+				p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+			}
 		}
 		m.sent.note(original.m, original.order)
 		if out := m.occ.SendOrdered(original.m, original.order); out.Notice == "" {

@@ -62,6 +62,7 @@ type Occupant struct {
 	password   string   // only for the join presence; never stored
 	queue      []held
 	renaming   string // the nick asked for while joined, until answered
+	rejoining  bool   // the join under way is a Rejoin with the nick the room knew
 }
 
 // held is a message waiting for the self-presence, with its place in the
@@ -107,7 +108,7 @@ func (o *Occupant) Join(password string) Outcome {
 		o.state = Out
 		return Outcome{Notice: fmt.Sprintf("Cannot join %s: no usable nick (set a display name with letters or digits).", o.Room)}
 	}
-	o.password, o.try = password, 0
+	o.password, o.try, o.rejoining = password, 0, false
 	return o.join()
 }
 
@@ -118,6 +119,7 @@ func (o *Occupant) Rejoin(password string) Outcome {
 	if o.nick == "" {
 		return o.Join(password)
 	}
+	o.rejoining = true
 	return o.joinAs(o.nick)
 }
 
@@ -289,20 +291,26 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 		if o.state != Joining || p.Error == nil {
 			return Outcome{}
 		}
-		switch cond := p.Error.Condition; cond {
-		case stanza.Conflict, stanza.JIDMalformed:
+		cond := p.Error.Condition
+		if cond == stanza.Conflict || cond == stanza.JIDMalformed {
 			return o.nextNick(cond)
-		default:
-			o.state, o.queue = Out, nil
-			why := joinErrors[cond]
-			if why == "" {
-				why = "the room refused the join: " + string(cond)
-			}
-			if text := errorText(p.Error); text != "" {
-				why += " (" + text + ")"
-			}
-			return Outcome{Notice: fmt.Sprintf("Cannot join %s: %s.", o.Room, why)}
 		}
+		if unreachable(p.Error) || o.rejoining && p.Error.Type == stanza.Wait {
+			// The room's server cannot be reached, or the room asks a
+			// rejoin to wait (its service is starting again): the caller
+			// tries again later, and what waits keeps waiting.
+			o.state = Lost
+			return Outcome{}
+		}
+		o.state, o.queue = Out, nil
+		why := joinErrors[cond]
+		if why == "" {
+			why = "the room refused the join: " + string(cond)
+		}
+		if text := errorText(p.Error); text != "" {
+			why += " (" + text + ")"
+		}
+		return Outcome{Notice: fmt.Sprintf("Cannot join %s: %s.", o.Room, why)}
 	}
 	if !p.HasStatus(xmpp.StatusSelf) {
 		return Outcome{}
@@ -380,6 +388,13 @@ func (o *Occupant) removed(p *xmpp.Presence) Outcome {
 		o.state = Lost
 		return Outcome{}
 	}
+}
+
+// unreachable reports whether an error says that the room's server could
+// not be reached (RFC 6120 §8.3.3.15-16): it says nothing of the room, and
+// passes.
+func unreachable(e *stanza.Error) bool {
+	return e != nil && (e.Condition == stanza.RemoteServerNotFound || e.Condition == stanza.RemoteServerTimeout)
 }
 
 // errorText is the error's text in no language or, failing that, any.

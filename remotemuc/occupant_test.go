@@ -140,6 +140,52 @@ func TestOccupantJoinRefused(t *testing.T) {
 	}
 }
 
+// TestOccupantJoinWaits: a join that could not reach the room's server, or
+// a rejoin the room asks to wait, loses nothing: the occupant is lost (the
+// caller tries again later) and what waits goes out once it is in. A
+// first join the room asks to wait (it is full) is refused.
+func TestOccupantJoinWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rejoin bool
+		err    stanza.Error
+		lost   bool
+	}{
+		{"server unreachable", false, stanza.Error{Type: stanza.Cancel, Condition: stanza.RemoteServerNotFound}, true},
+		{"server slow", true, stanza.Error{Type: stanza.Wait, Condition: stanza.RemoteServerTimeout}, true},
+		{"service starting again", true, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable}, true},
+		{"rejoin refused for good", true, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}, false},
+		{"full room", false, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable}, false},
+	} {
+		o := newTestOccupant()
+		o.Join("")
+		if tc.rejoin {
+			o.HandlePresence(self("Mary"))
+			o.Lost()
+			o.Rejoin("")
+		}
+		o.Send(msg("held"))
+		refused := refusal("Mary", tc.err.Condition)
+		refused.Error = &tc.err
+		out := o.HandlePresence(refused)
+		if !tc.lost {
+			if o.State() != Out || out.Notice == "" {
+				t.Errorf("%s: state %s, %+v; want out with a notice", tc.name, o.State(), out)
+			}
+			continue
+		}
+		if o.State() != Lost || out.Notice != "" || len(out.Send) != 0 {
+			t.Errorf("%s: state %s, %+v; want lost, quietly", tc.name, o.State(), out)
+		}
+		if _, nick := joinPresence(t, o.Rejoin("")); nick != "Mary" {
+			t.Errorf("%s: rejoin as %q", tc.name, nick)
+		}
+		if out = o.HandlePresence(self("Mary")); len(out.Send) != 1 || out.Send[0].(*xmpp.Message).Body != "held" {
+			t.Errorf("%s: once in: %+v; want the held message", tc.name, out)
+		}
+	}
+}
+
 func TestOccupantRemoved(t *testing.T) {
 	joined := func() *Occupant {
 		o := newTestOccupant()

@@ -152,6 +152,13 @@ type member struct {
 	sent *sentLog
 	// link is the component stream the occupant joined on.
 	link uint64
+	// deferred holds the messages sent while the portal catches up: they
+	// go out after it, behind what a broken link lost (delivery.go).
+	deferred []sentMsg
+	// rejoins counts the tries to get a lost occupant back in; told is
+	// set once the user heard that it takes a while.
+	rejoins int
+	told    bool
 	// typing and lastRead are what went to the room of the user's typing
 	// and read receipts.
 	typing   bool
@@ -387,6 +394,10 @@ func (p *Portal) occSend(ctx context.Context, m *member, msg *xmpp.Message, orde
 		m.occ.Lost()
 		p.lost()
 		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+	}
+	if p.catching != nil && m.occ.State() == Joined && msg.ID != "" {
+		m.deferred = append(m.deferred, sentMsg{m: msg, order: order})
+		return Outcome{}
 	}
 	return m.occ.SendOrdered(msg, order)
 }

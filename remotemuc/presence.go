@@ -55,6 +55,10 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 	switch after := m.occ.State(); {
 	case after == Joined:
 		m.link = p.deps.XMPP.Link()
+		if m.told {
+			p.notice(ctx, p.mention(m)+"back in "+p.room.String()+"; what waited is on its way.", "")
+		}
+		m.rejoins, m.told = 0, false
 		if p.muc.OccupantIDs && pres.OccupantID != nil {
 			m.occupantID = pres.OccupantID.ID
 		}
@@ -78,6 +82,9 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 				p.noteStart(ctx)
 			}
 		}
+		if p.catching != nil {
+			out.Send = p.deferMessages(m, out.Send)
+		}
 		p.setLevel(ctx, m.user, firstItem(pres.MUCUser))
 		p.storeMember(ctx, m)
 	case after == Out && before != Out:
@@ -88,7 +95,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 	case after == Lost && before != Lost:
 		p.log.Info().Stringer("user_id", m.user).Msg("The MUC dropped a Matrix user's occupant; joining again")
 		p.lost()
-		p.rejoinLater(m.user, 0)
+		p.rejoinLater(m)
 	}
 	p.apply(ctx, m, out)
 	if out.Removed != "" {
@@ -148,23 +155,32 @@ func (p *Portal) storeMember(ctx context.Context, m *member) {
 
 // rejoinDue asks the loop to join a lost occupant again.
 type rejoinDue struct {
-	user    id.UserID
-	attempt int
+	user id.UserID
 }
 
+// toldAfter is the number of failed rejoins after which the user hears
+// that getting back in takes a while (about half a minute).
+const toldAfter = 4
+
 // rejoinLater joins a lost occupant again after a backoff that grows with
-// each attempt (up to ten minutes), with jitter so that the occupants of a
+// each try (up to ten minutes), with jitter so that the occupants of a
 // restarted service do not all come back at once.
-func (p *Portal) rejoinLater(user id.UserID, attempt int) {
-	wait := min(time.Second<<min(attempt, 10), 10*time.Minute)
+func (p *Portal) rejoinLater(m *member) {
+	wait := min(time.Second<<min(m.rejoins, 10), 10*time.Minute)
 	wait += time.Duration(rand.Int64N(int64(wait)/2 + 1))
-	time.AfterFunc(wait, func() { p.Queue(p.Context(), rejoinDue{user: user, attempt: attempt + 1}) })
+	user := m.user
+	time.AfterFunc(wait, func() { p.Queue(p.Context(), rejoinDue{user: user}) })
 }
 
 func (p *Portal) handleRejoinDue(ctx context.Context, r rejoinDue) {
 	m := p.members[r.user]
 	if m == nil || !m.active || m.occ.State() != Lost {
 		return
+	}
+	if m.rejoins++; m.rejoins == toldAfter {
+		m.told = true
+		p.notice(ctx, p.mention(m)+"the bridge cannot get you back into "+p.room.String()+
+			" at the moment (it or its server is unreachable). It keeps trying; your messages wait until you are in.", "")
 	}
 	p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
 }

@@ -61,8 +61,9 @@ func (p *Portal) checkQuiet() {
 
 // stillJoined reads a self-ping's answer as XEP-0410 §3.2 does: an answer,
 // or service-unavailable, feature-not-implemented or item-not-found from
-// the pinged client, mean joined; no answer means nothing; any other error
-// means not joined.
+// the pinged client, mean joined; no answer, or remote-server-not-found or
+// remote-server-timeout (the room's server cannot be reached: it says
+// nothing of the room), means nothing; any other error means not joined.
 func stillJoined(err error) (joined, known bool) {
 	var serr stanza.Error
 	switch {
@@ -72,6 +73,8 @@ func stillJoined(err error) (joined, known bool) {
 		switch serr.Condition {
 		case stanza.ServiceUnavailable, stanza.FeatureNotImplemented, stanza.ItemNotFound:
 			return true, true
+		case stanza.RemoteServerNotFound, stanza.RemoteServerTimeout:
+			return false, false
 		}
 		return false, true
 	}

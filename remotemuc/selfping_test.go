@@ -24,6 +24,8 @@ func TestStillJoined(t *testing.T) {
 		{"nick just changed", stanza.Error{Condition: stanza.ItemNotFound}, true, true},
 		{"not an occupant", stanza.Error{Condition: stanza.NotAcceptable}, false, true},
 		{"other refusal", stanza.Error{Condition: stanza.BadRequest}, false, true},
+		{"room's server unreachable", stanza.Error{Condition: stanza.RemoteServerNotFound}, false, false},
+		{"room's server slow", stanza.Error{Condition: stanza.RemoteServerTimeout}, false, false},
 		{"no answer", fmt.Errorf("%w: %w", xmpp.ErrNoReply, context.DeadlineExceeded), false, false},
 		{"not sent", errors.New("not connected"), false, false},
 	} {
