@@ -358,3 +358,33 @@ func TestE2EIslandsOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EIslandsBorder: island A's room admin closes the room to island B
+// (deny-domain on the room). Island B's Matrix user who asks to join it is
+// refused with the reason in a notice, and nothing of the room's messages
+// reaches island B; opened again, the same user gets in.
+func TestE2EIslandsBorder(t *testing.T) {
+	a, b := needIslands(t)
+	anna, room, muc := a.newRoom(t, "Anna", "border", "Border", "")
+	anna.command(room, "deny-domain *."+islandBDomain, "*."+islandBDomain)
+	anna.say(room, "for island A only")
+	ben := b.newMatrixUser(t, "ben", "Ben")
+	portal := ben.joinRemote(muc)
+	ben.waitEvent("the refusal notice", func(evt *event.Event) bool {
+		return evt.RoomID == portal && evt.Sender == ben.bot() && evt.Type == event.EventMessage &&
+			strings.Contains(evt.Content.AsMessage().Body, "not allowed in this room")
+	})
+	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
+	if n := ben.count(portal, func(evt *event.Event) bool { return evt.Sender == annaOnB }); n != 0 {
+		t.Errorf("%d events of Anna's puppet reached island B through a closed border", n)
+	}
+	// Island B's audit log has the attempt on another domain's room.
+	if !hasAudit(b.auditEntries(t, "join_remote"), map[string]any{"muc": muc.String(), "user_id": ben.id, "result": "refused or removed"}) {
+		t.Error("no audit entry on island B for the refused join")
+	}
+
+	anna.command(room, "deny-domain -*."+islandBDomain, "no domains of its own refused")
+	ben.leave(portal)
+	ben.joinRemote(muc)
+	anna.waitEvent("Ben on A", isMembership(room, a.puppetOn(b.contactJID(ben.id).String()), event.MembershipJoin))
+}

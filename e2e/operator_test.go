@@ -56,7 +56,14 @@ func (u *mxUser) bridgeState(room id.RoomID, muc jid.JID) *event.BridgeEventCont
 // auditEntries returns the audit file's entries with an action.
 func auditEntries(t *testing.T, action string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(filepath.Join(e.Dir, "audit.log"))
+	return e.auditEntries(t, action)
+}
+
+// auditEntries returns the entries with an action of the environment's
+// audit file.
+func (v *env) auditEntries(t *testing.T, action string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join(v.Dir, "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

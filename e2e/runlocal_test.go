@@ -37,58 +37,12 @@ func TestE2ERunLocal(t *testing.T) {
 		ports[k] = testenv.FreePort()
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("bash", filepath.Join(v.Root, "scripts", "run-local"))
-	cmd.Dir = v.Root
-	cmd.Env = append(os.Environ(), "MXPP_LOCAL_DIR="+dir)
+	vars := []string{"MXPP_LOCAL_DIR=" + dir}
 	for k, p := range ports {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", k, p))
+		vars = append(vars, fmt.Sprintf("%s=%d", k, p))
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err = cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	var printed strings.Builder
-	var mu sync.Mutex
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			mu.Lock()
-			printed.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if strings.Contains(sc.Text(), "Press Ctrl-C to stop") {
-				close(ready)
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-			<-exited
-		}
-		// Whatever the script left behind, by its pid files.
-		_ = exec.Command(filepath.Join(v.Root, "testenv", "stop.sh"), filepath.Join(dir, "hs"), filepath.Join(dir, "xmpp")).Run()
-	})
-	select {
-	case <-ready:
-	case err := <-exited:
-		stopped = true
-		t.Fatalf("run-local exited before it was ready: %v\n%s", err, stderr.String())
-	case <-time.After(4 * time.Minute):
-		t.Fatalf("run-local not ready after 4 minutes:\n%s", stderr.String())
-	}
-	mu.Lock()
-	out := printed.String()
-	mu.Unlock()
+	sc := startScript(t, v, "run-local", vars, "Press Ctrl-C to stop", filepath.Join(dir, "hs"), filepath.Join(dir, "xmpp"))
+	out, stderr := sc.printed(), sc.stderr
 	if strings.Contains(stderr.String()+out, "private key") {
 		t.Errorf("stray key generation output:\n%s", stderr.String())
 	}
@@ -160,23 +114,95 @@ func TestE2ERunLocal(t *testing.T) {
 	// SIGINT ignored, as under some CI runners, cannot trap it): the
 	// script stops everything it started, with exit status 0.
 	alice.close()
-	stopped = true
-	if err = cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err = <-exited:
-		if err != nil {
-			t.Errorf("run-local after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("run-local still running a minute after SIGTERM")
-	}
+	sc.stop(t)
 	for k, p := range ports {
 		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
 			conn.Close()
 			t.Errorf("%s %d still answers after the stop", k, p)
 		}
+	}
+}
+
+// script is one of the scripts/ a user runs, running.
+type script struct {
+	name   string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	out    *lockedBuffer
+	exited chan error
+	done   bool
+}
+
+// startScript runs scripts/name with env added, as a new user would, and
+// waits until its output has the line ready. Whatever it leaves behind is
+// stopped at the end of the test by testenv/stop.sh on dirs.
+func startScript(t *testing.T, v *env, name string, env []string, ready string, dirs ...string) *script {
+	t.Helper()
+	s := &script{name: name, stderr: &lockedBuffer{}, out: &lockedBuffer{}, exited: make(chan error, 1)}
+	s.cmd = exec.Command("bash", filepath.Join(v.Root, "scripts", name))
+	s.cmd.Dir = v.Root
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.Stderr = s.stderr
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readyc := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		seen := false
+		for sc.Scan() {
+			_, _ = s.out.Write([]byte(sc.Text() + "\n"))
+			if !seen && strings.Contains(sc.Text(), ready) {
+				seen = true
+				close(readyc)
+			}
+		}
+		s.exited <- s.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if !s.done {
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+			<-s.exited
+		}
+		// Whatever the script left behind, by its pid files.
+		_ = exec.Command(filepath.Join(v.Root, "testenv", "stop.sh"), dirs...).Run()
+	})
+	select {
+	case <-readyc:
+	case err := <-s.exited:
+		s.done = true
+		t.Fatalf("%s exited before it was ready: %v\n%s", name, err, s.stderr.String())
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("%s not ready after 4 minutes:\n%s", name, s.stderr.String())
+	}
+	return s
+}
+
+// printed is what the script printed on its standard output so far.
+func (s *script) printed() string { return s.out.String() }
+
+// stop stops the script as a user does, by a signal to the script alone
+// (SIGTERM: Ctrl-C's SIGINT takes the same way out, but a shell started
+// with SIGINT ignored, as under some CI runners, cannot trap it): it stops
+// everything it started, with exit status 0.
+func (s *script) stop(t *testing.T) {
+	t.Helper()
+	s.done = true
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Errorf("%s after SIGTERM: %v\n%s", s.name, err, s.stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("%s still running a minute after SIGTERM", s.name)
 	}
 }
 
@@ -196,4 +222,72 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestE2EIslandsRunScript runs scripts/run-islands as its users would, on
+// ports of its own: two islands come up, island A's demo account joins
+// island B's lobby by the alias the script printed, its message arrives on
+// island B from its puppet there, and a stop signal ends both islands.
+func TestE2EIslandsRunScript(t *testing.T) {
+	v := need(t)
+	if v.peerS2S == 0 {
+		t.Skipf("the islands run Prosody (E2E_XMPP=%s)", v.XMPPServerName())
+	}
+	var ports []string
+	for range 12 {
+		ports = append(ports, fmt.Sprint(testenv.FreePort()))
+	}
+	dir := t.TempDir()
+	var dirs []string
+	for _, i := range []string{"a", "b"} {
+		dirs = append(dirs, filepath.Join(dir, "island-"+i, "hs"), filepath.Join(dir, "island-"+i, "xmpp"))
+	}
+	sc := startScript(t, v, "run-islands", []string{"MXPP_LOCAL_DIR=" + dir, "ISLAND_PORTS=" + strings.Join(ports, " ")},
+		"Press Ctrl-C to stop both", dirs...)
+	out := sc.printed()
+
+	login := func(port string) *mxUser {
+		hs := "http://127.0.0.1:" + port
+		if !strings.Contains(out, "homeserver  "+hs) {
+			t.Fatalf("the output does not give the homeserver %s:\n%s", hs, out)
+		}
+		c, err := mautrix.NewClient(hs, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err = c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, StoreCredentials: true,
+			Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "demo"}, Password: "demopassword"}); err != nil {
+			t.Fatal(err)
+		}
+		return startSync(t, c)
+	}
+	demoA, demoB := login(ports[0]), login(ports[6])
+	m := regexp.MustCompile(`or join\s+(#_xmpp_\S+:hs-a\.test)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no alias of island B's lobby on island A in the output:\n%s", out)
+	}
+	joined, err := demoA.c.JoinRoom(ctx(t), m[1], nil)
+	if err != nil {
+		t.Fatalf("joining %s on island A: %v", m[1], err)
+	}
+	lobbyB, err := demoB.c.ResolveAlias(ctx(t), "#lobby:hs-b.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoOnB := id.NewUserID("_xmpp_"+id.EncodeUserLocalpart("demo#hs-a.test@matrix.xmpp-a.test"), "hs-b.test")
+	demoB.waitEvent("island A's demo joining the lobby", isMembership(lobbyB.RoomID, demoOnB, event.MembershipJoin))
+	demoA.say(joined.RoomID, "hello from island A")
+	demoB.waitEvent("island A's message", isMessage(lobbyB.RoomID, demoOnB, "hello from island A"))
+	// The direct-chat address printed is the puppet of island B's demo.
+	if want := id.NewUserID("_xmpp_"+id.EncodeUserLocalpart("demo#hs-b.test@matrix.xmpp-b.test"), "hs-a.test"); !strings.Contains(out, want.String()) {
+		t.Errorf("the output does not name %s:\n%s", want, out)
+	}
+
+	sc.stop(t)
+	for _, p := range ports {
+		if conn, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("port %s still answers after the stop", p)
+		}
+	}
 }
