@@ -68,19 +68,8 @@ func TestE2ERunLocal(t *testing.T) {
 	alice.mustJoin(room, "Alice")
 
 	// The demo account the script printed, with a real Matrix client.
-	hs := fmt.Sprintf("http://127.0.0.1:%d", ports["HS_PORT"])
-	if !strings.Contains(out, hs) || !strings.Contains(out, "password demopassword") {
-		t.Fatalf("the output does not give the demo login:\n%s", out)
-	}
-	c, err := mautrix.NewClient(hs, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err = c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, StoreCredentials: true,
-		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "demo"}, Password: "demopassword"}); err != nil {
-		t.Fatal(err)
-	}
-	demo := startSync(t, c)
+	demo := loginDemo(t, out, fmt.Sprint(ports["HS_PORT"]))
+	c := demo.c
 	lobby, err := c.ResolveAlias(ctx(t), "#lobby:hs.test")
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +110,25 @@ func TestE2ERunLocal(t *testing.T) {
 			t.Errorf("%s %d still answers after the stop", k, p)
 		}
 	}
+}
+
+// loginDemo logs in, with a real Matrix client, as the demo account a
+// script printed, on the homeserver at a loopback port.
+func loginDemo(t *testing.T, printed, port string) *mxUser {
+	t.Helper()
+	hs := "http://127.0.0.1:" + port
+	if !strings.Contains(printed, "homeserver  "+hs) || !strings.Contains(printed, "password demopassword") {
+		t.Fatalf("the output does not give the demo login on %s:\n%s", hs, printed)
+	}
+	c, err := mautrix.NewClient(hs, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, StoreCredentials: true,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "demo"}, Password: "demopassword"}); err != nil {
+		t.Fatal(err)
+	}
+	return startSync(t, c)
 }
 
 // script is one of the scripts/ a user runs, running.
@@ -246,22 +254,7 @@ func TestE2EIslandsRunScript(t *testing.T) {
 		"Press Ctrl-C to stop both", dirs...)
 	out := sc.printed()
 
-	login := func(port string) *mxUser {
-		hs := "http://127.0.0.1:" + port
-		if !strings.Contains(out, "homeserver  "+hs) {
-			t.Fatalf("the output does not give the homeserver %s:\n%s", hs, out)
-		}
-		c, err := mautrix.NewClient(hs, "", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err = c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, StoreCredentials: true,
-			Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "demo"}, Password: "demopassword"}); err != nil {
-			t.Fatal(err)
-		}
-		return startSync(t, c)
-	}
-	demoA, demoB := login(ports[0]), login(ports[6])
+	demoA, demoB := loginDemo(t, out, ports[0]), loginDemo(t, out, ports[6])
 	m := regexp.MustCompile(`or join\s+(#_xmpp_\S+:hs-a\.test)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no alias of island B's lobby on island A in the output:\n%s", out)
