@@ -5,8 +5,10 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/testenv"
 	"github.com/mxpp/mxpp/xmpp"
@@ -309,19 +312,36 @@ func TestE2EIslandsDirectChat(t *testing.T) {
 	anna.waitEvent("Ben's answer on A", isMessage(resp.RoomID, benOnA, "hi Anna, from B"))
 }
 
+// sharedRoom is a room of island A that Anna exposed and Ben of island B
+// joined, each seeing the other's puppet.
+type sharedRoom struct {
+	anna, ben       *mxUser
+	room, portal    id.RoomID // on A, and Ben's portal on B
+	benOnA, annaOnB id.UserID
+}
+
+func newSharedRoom(t *testing.T, a, b *env, alias, name string) sharedRoom {
+	t.Helper()
+	var s sharedRoom
+	var muc jid.JID
+	s.anna, s.room, muc = a.newRoom(t, "Anna", alias, name, "")
+	s.ben = b.newMatrixUser(t, "ben", "Ben")
+	s.portal = s.ben.joinRemote(muc)
+	s.benOnA = a.puppetOn(b.contactJID(s.ben.id).String())
+	s.annaOnB = b.puppetOn(a.contactJID(s.anna.id).String())
+	s.anna.waitEvent("Ben on A", isMembership(s.room, s.benOnA, event.MembershipJoin))
+	s.ben.waitEvent("Anna on B", isMembership(s.portal, s.annaOnB, event.MembershipJoin))
+	return s
+}
+
 // TestE2EIslandsOutage: a numbered stream both ways through the shared
 // room while island A's XMPP server restarts, then island B's: the s2s
 // link between them drops each time. Both bridges notice, join again and
 // catch up: on each island every message of the other once, in order.
 func TestE2EIslandsOutage(t *testing.T) {
 	a, b := needIslands(t)
-	anna, room, muc := a.newRoom(t, "Anna", "outage", "Outage", "")
-	ben := b.newMatrixUser(t, "ben", "Ben")
-	portal := ben.joinRemote(muc)
-	benOnA := a.puppetOn(b.contactJID(ben.id).String())
-	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
-	anna.waitEvent("Ben on A", isMembership(room, benOnA, event.MembershipJoin))
-	ben.waitEvent("Anna on B", isMembership(portal, annaOnB, event.MembershipJoin))
+	shared := newSharedRoom(t, a, b, "outage", "Outage")
+	anna, room, ben, portal, benOnA, annaOnB := shared.anna, shared.room, shared.ben, shared.portal, shared.benOnA, shared.annaOnB
 
 	const n = 20
 	pause := 150 * time.Millisecond
@@ -387,4 +407,132 @@ func TestE2EIslandsBorder(t *testing.T) {
 	ben.leave(portal)
 	ben.joinRemote(muc)
 	anna.waitEvent("Ben on A", isMembership(room, a.puppetOn(b.contactJID(ben.id).String()), event.MembershipJoin))
+}
+
+// TestE2EIslandsMessages: every row of the README's Messages table crosses
+// from island A to island B and back through A's exposed room: emotes,
+// notices, mentions, replies, edits, reactions, deletions, files, typing
+// and read receipts.
+func TestE2EIslandsMessages(t *testing.T) {
+	a, b := needIslands(t)
+	shared := newSharedRoom(t, a, b, "tabelle", "Tabelle")
+	anna, room, ben, portal, benOnA, annaOnB := shared.anna, shared.room, shared.ben, shared.portal, shared.benOnA, shared.annaOnB
+
+	type side struct {
+		name string
+		u    *mxUser
+		room id.RoomID
+		peer id.UserID // the other island's user, as a puppet here
+		me   id.UserID // this user, as a puppet on the other island
+	}
+	sideA := side{"A", anna, room, benOnA, annaOnB}
+	sideB := side{"B", ben, portal, annaOnB, benOnA}
+	send := func(s side, c *event.MessageEventContent) id.EventID {
+		t.Helper()
+		resp, err := s.u.c.SendMessageEvent(ctx(t), s.room, event.EventMessage, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.EventID
+	}
+	for _, dir := range [][2]side{{sideA, sideB}, {sideB, sideA}} {
+		from, to := dir[0], dir[1]
+		way := from.name + " -> " + to.name + ": "
+		arrived := func(what, body string) *event.Event {
+			t.Helper()
+			return to.u.waitEvent(way+what, isMessage(to.room, from.me, body))
+		}
+
+		// Emote and notice.
+		send(from, &event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves from " + from.name})
+		if got := arrived("an emote", "waves from "+from.name); got.Content.AsMessage().MsgType != event.MsgEmote {
+			t.Errorf("%san emote arrived as %s", way, got.Content.AsMessage().MsgType)
+		}
+		send(from, &event.MessageEventContent{MsgType: event.MsgNotice, Body: "notice from " + from.name})
+		arrived("a notice", "notice from "+from.name)
+
+		// A mention of the other user, by the pill of their puppet.
+		name := map[string]string{"A": "Ben", "B": "Anna"}[from.name]
+		mention := &event.MessageEventContent{MsgType: event.MsgText, Body: name + ": look",
+			Format: event.FormatHTML, FormattedBody: `<a href="https://matrix.to/#/` + from.peer.String() + `">` + name + `</a>: look`,
+			Mentions: &event.Mentions{UserIDs: []id.UserID{from.peer}}}
+		send(from, mention)
+		got := to.u.waitEvent(way+"a mention", func(evt *event.Event) bool {
+			return evt.RoomID == to.room && evt.Sender == from.me && evt.Type == event.EventMessage && strings.HasSuffix(evt.Content.AsMessage().Body, "look")
+		})
+		if m := got.Content.AsMessage().Mentions; m == nil || !slices.Contains(m.UserIDs, to.u.id) {
+			t.Errorf("%sthe mention arrived without mentioning %s: %+v", way, to.u.id, got.Content.AsMessage())
+		}
+
+		// A message, a reply to it from the other side, an edit, a
+		// reaction and a deletion.
+		orig := send(from, &event.MessageEventContent{MsgType: event.MsgText, Body: "original from " + from.name})
+		there := arrived("the original", "original from "+from.name).ID
+		rc := &event.MessageEventContent{MsgType: event.MsgText, Body: "reply from " + from.name}
+		rc.GetRelatesTo().SetReplyTo(orig)
+		send(from, rc)
+		if to := arrived("a reply", "reply from "+from.name).Content.AsMessage().RelatesTo.GetReplyTo(); to != there {
+			t.Errorf("%sthe reply refers to %q; want %s", way, to, there)
+		}
+		edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "* edited from " + from.name}
+		edit.SetEdit(orig)
+		edit.NewContent = &event.MessageEventContent{MsgType: event.MsgText, Body: "edited from " + from.name}
+		send(from, edit)
+		to.u.waitEvent(way+"an edit", func(evt *event.Event) bool {
+			c := evt.Content.AsMessage()
+			return evt.RoomID == to.room && evt.Sender == from.me && c.RelatesTo.GetReplaceID() == there && c.NewContent != nil &&
+				c.NewContent.Body == "edited from "+from.name
+		})
+		if _, err := from.u.c.SendReaction(ctx(t), from.room, orig, "🎉"); err != nil {
+			t.Fatal(err)
+		}
+		to.u.waitEvent(way+"a reaction", func(evt *event.Event) bool {
+			r := evt.Content.AsReaction().RelatesTo
+			return evt.RoomID == to.room && evt.Type == event.EventReaction && evt.Sender == from.me && r.EventID == there && r.Key == "🎉"
+		})
+		if _, err := from.u.c.RedactEvent(ctx(t), from.room, orig); err != nil {
+			t.Fatal(err)
+		}
+		to.u.waitEvent(way+"a deletion", isRedactionOf(to.room, from.me, there))
+
+		// A file: fetched from the sender's bridge, uploaded on the other
+		// island.
+		pic := testPNG(t, color.RGBA{1, 2, byte(len(from.name)), 255})
+		up, err := from.u.c.UploadBytes(ctx(t), pic, "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(from, &event.MessageEventContent{MsgType: event.MsgImage, Body: "pic.png", FileName: "pic.png", URL: up.ContentURI.CUString(),
+			Info: &event.FileInfo{MimeType: "image/png", Size: len(pic)}})
+		img := to.u.waitEvent(way+"a file", func(evt *event.Event) bool {
+			return evt.RoomID == to.room && evt.Sender == from.me && evt.Type == event.EventMessage && evt.Content.AsMessage().URL != ""
+		})
+		mxc, err := img.Content.AsMessage().URL.Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err := to.u.c.DownloadBytes(ctx(t), mxc); err != nil || !bytes.Equal(data, pic) {
+			t.Errorf("%sthe file arrived as %d bytes (%v); want the %d sent", way, len(data), err, len(pic))
+		}
+
+		// Typing, and a read receipt of the last message.
+		if _, err = from.u.c.UserTyping(ctx(t), from.room, true, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		to.u.waitEvent(way+"typing", func(evt *event.Event) bool {
+			return evt.RoomID == to.room && evt.Type == event.EphemeralEventTyping && slices.Contains(evt.Content.AsTyping().UserIDs, from.me)
+		})
+		last := to.u.say(to.room, "read me, "+from.name)
+		lastHere := from.u.waitEvent(way+"the message to read", isMessage(from.room, from.peer, "read me, "+from.name)).ID
+		if err = from.u.c.MarkRead(ctx(t), from.room, lastHere); err != nil {
+			t.Fatal(err)
+		}
+		to.u.waitEvent(way+"a read receipt", func(evt *event.Event) bool {
+			if evt.RoomID != to.room || evt.Type != event.EphemeralEventReceipt {
+				return false
+			}
+			_, ok := (*evt.Content.AsReceipt())[last][event.ReceiptTypeRead][from.me]
+			return ok
+		})
+	}
 }

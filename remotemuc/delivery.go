@@ -16,16 +16,28 @@ import (
 // then it is kept here: refused (not-acceptable), it is sent again after
 // the rejoin; sent on a stream that broke and never reflected, it is sent
 // again after the rejoin and the catch-up, which would have found it.
+//
+// The bridge cannot tell a room's refusal from our own server's: a server
+// that shuts down bounces what it can no longer route (Prosody says
+// not-allowed) just before the stream closes. So any refusal gets the
+// occupant back in and the message sent again, up to maxBounces times, and
+// only then is the user told; a room that could not be reached
+// (remote-server-not-found or -timeout) is waited for without a limit.
 
 // maxUnconfirmed bounds the messages a member has waiting for their
 // reflection.
 const maxUnconfirmed = 64
 
+// maxBounces is how many refusals of one message are taken for a passing
+// fault before the user is told.
+const maxBounces = 2
+
 // sentMsg is a member's message sent, or held to be sent, to the room.
 type sentMsg struct {
-	m     *xmpp.Message
-	order int64  // its Matrix timestamp (Occupant.SendOrdered)
-	link  uint64 // the component stream it went out on; 0 while held
+	m       *xmpp.Message
+	order   int64  // its Matrix timestamp (Occupant.SendOrdered)
+	link    uint64 // the component stream it went out on; 0 while held
+	bounces int    // how often it was refused
 }
 
 // sentLog holds a member's messages whose reflection has not come back,
@@ -36,10 +48,16 @@ type sentLog struct {
 
 // note adds a message handed to the occupant.
 func (l *sentLog) note(m *xmpp.Message, order int64) {
+	l.again(sentMsg{m: m, order: order})
+}
+
+// again adds a message that goes out again, held until it does.
+func (l *sentLog) again(s sentMsg) {
 	if len(l.msgs) >= maxUnconfirmed {
 		l.msgs = slices.Delete(l.msgs, 0, 1)
 	}
-	l.msgs = append(l.msgs, sentMsg{m: m, order: order})
+	s.link = 0
+	l.msgs = append(l.msgs, s)
 }
 
 // wentOut notes on which stream the messages among stanzas went out.
@@ -115,7 +133,7 @@ func (p *Portal) resendLost(ctx context.Context) {
 		lost := m.sent.lostWith(link)
 		for _, s := range lost {
 			p.log.Info().Stringer("user_id", m.user).Str("id", s.m.ID).Msg("Sending a message again that a broken link may have lost")
-			m.sent.note(s.m, s.order)
+			m.sent.again(s)
 		}
 		for _, s := range inOrder(append(lost, m.deferred...)) {
 			p.apply(ctx, m, p.occSend(ctx, m, s.m, s.order))

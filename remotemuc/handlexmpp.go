@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/msgconv"
@@ -382,13 +381,14 @@ func (p *Portal) handleSubject(ctx context.Context, nick, subject string) {
 	p.info.Topic = subject
 }
 
-// handleBounce takes an error the room answered one of our messages with.
-// A room that no longer counts the occupant in (not-acceptable, XEP-0410
-// §3.2: it removed it while the link was down) gets it back, and the
-// message again once it is in; so does a room whose server could not be
-// reached (remote-server-not-found or -timeout, from our own server), once
-// it can be, trying again with backoff. Any other refusal is told in the
-// room.
+// handleBounce takes an error one of our messages came back with. The
+// occupant joins again and the message goes out again once it is in: a
+// room that no longer counts the occupant in says not-acceptable (XEP-0410
+// §3.2: it removed it while the link was down); our own server says
+// remote-server-not-found or -timeout while the room's server cannot be
+// reached (joined again with backoff, without a limit); any other refusal
+// may be our server's as it shuts down (delivery.go), and is tried again
+// up to maxBounces times before the user is told in the room.
 func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message) {
 	if m == nil {
 		return
@@ -402,7 +402,7 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 	}
 	p.log.Info().Stringer("user_id", m.user).Str("condition", cond).Str("id", msg.ID).Msg("The MUC refused a message")
 	original, known := m.sent.take(msg.ID)
-	if msg.Error != nil && (msg.Error.Condition == stanza.NotAcceptable || unreachable(msg.Error)) && known {
+	if original.bounces++; known && (unreachable(msg.Error) || original.bounces <= maxBounces) {
 		if m.occ.State() == Joined {
 			m.occ.Lost()
 			p.lost()
@@ -412,9 +412,9 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 				p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
 			}
 		}
-		m.sent.note(original.m, original.order)
 		if out := m.occ.SendOrdered(original.m, original.order); out.Notice == "" {
 			p.log.Info().Str("id", msg.ID).Msg("Sending a refused message again once back in the MUC")
+			m.sent.again(original)
 			p.apply(ctx, m, out)
 			return
 		}

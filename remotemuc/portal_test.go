@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
@@ -330,5 +331,81 @@ func TestPortalPuppetScheme(t *testing.T) {
 	p3.HandleEvent(ctx, fromRoom("Someone", maryJID, "", xmpp.MUCItem{JID: xmpp.A(jid.MustParse("eve#hs.test@matrix.xmpp.test/" + Resource)), Role: xmpp.RoleParticipant}, ""))
 	if got := calls(hs3, "join"); len(got) != 1 || got[0] != "join "+hs3.PuppetID("zed@xmpp.test").String()+" Zed" {
 		t.Errorf("non-anonymous room: %q; want the puppet of zed@xmpp.test only", got)
+	}
+}
+
+// TestPortalBounce: a refused message is not lost to a passing fault. The
+// occupant joins again and the message goes out again once it is in; a
+// refusal that keeps coming is told after maxBounces tries; a room whose
+// server cannot be reached is waited for, quietly.
+func TestPortalBounce(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	p, hs, x := newTestPortal(t, db, xmpp.NSStanzaID)
+	p.HandleEvent(ctx, memberEvent("@mary:hs.test", event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	mark := len(x.sent)
+	p.HandleEvent(ctx, &event.Event{ID: "$m1", Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: p.RoomID,
+		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}}})
+	bounce := func(cond stanza.Condition) {
+		p.HandleEvent(ctx, &xmpp.Message{ID: "$m1", Type: xmpp.TypeError, From: xmpp.A(testRoom), To: xmpp.A(maryJID),
+			Error: &stanza.Error{Type: stanza.Cancel, Condition: cond}})
+	}
+	undelivered := func() []string {
+		var out []string
+		for _, n := range calls(hs, "notice") {
+			if strings.Contains(n, "not delivered") {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	// sentSince counts the messages, and the join presences, sent since n.
+	sentSince := func(n int) (msgs, joins int) {
+		for _, v := range x.sent[n:] {
+			switch s := v.(type) {
+			case *xmpp.Message:
+				if s.ID == "$m1" {
+					msgs++
+				}
+			case *xmpp.Presence:
+				if s.MUC != nil {
+					joins++
+				}
+			}
+		}
+		return msgs, joins
+	}
+	if msgs, _ := sentSince(mark); msgs != 1 {
+		t.Fatalf("the message went out %d times", msgs)
+	}
+	for try := 1; try <= maxBounces; try++ {
+		mark = len(x.sent)
+		bounce(stanza.NotAllowed)
+		if msgs, joins := sentSince(mark); msgs != 0 || joins != 1 {
+			t.Fatalf("bounce %d: sent the message %d times and %d joins; want it held and a join", try, msgs, joins)
+		}
+		p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+		if msgs, _ := sentSince(mark); msgs != 1 {
+			t.Fatalf("bounce %d: once back in, the message went out %d times", try, msgs)
+		}
+		if n := undelivered(); len(n) != 0 {
+			t.Fatalf("bounce %d: told the user %q", try, n)
+		}
+	}
+	bounce(stanza.NotAllowed)
+	if n := undelivered(); len(n) != 1 || !strings.Contains(n[0], "not-allowed") {
+		t.Fatalf("after %d refusals, notices %q; want one naming the refusal", maxBounces+1, n)
+	}
+
+	// Unreachable: held without a limit, no join until the backoff.
+	p.HandleEvent(ctx, &event.Event{ID: "$m2", Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: p.RoomID,
+		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "still there?"}}})
+	mark = len(x.sent)
+	p.HandleEvent(ctx, &xmpp.Message{ID: "$m2", Type: xmpp.TypeError, From: xmpp.A(testRoom), To: xmpp.A(maryJID),
+		Error: &stanza.Error{Type: stanza.Cancel, Condition: stanza.RemoteServerNotFound}})
+	if len(x.sent) != mark || len(undelivered()) != 1 || p.members["@mary:hs.test"].occ.State() != Lost {
+		t.Errorf("unreachable: sent %+v, notices %q, state %s; want nothing yet, lost", x.sent[mark:], undelivered(),
+			p.members["@mary:hs.test"].occ.State())
 	}
 }

@@ -74,11 +74,18 @@ disabled='"s2s", "tls", "offline"' s2s_settings=""
 if [[ -n $XMPP_S2S_PORT ]]; then
   # Federation with a peer on loopback: plain TCP, dialback, static routes.
   disabled='"tls", "offline"'
-  modules+=', "dialback", "s2s_static_routes"'
+  # Incoming s2s is rate-limited as in Prosody's default config, with the
+  # peer's domain, its bridge's component and its MUC service exempt, as
+  # the README tells operators of two islands to do.
+  modules+=', "dialback", "s2s_static_routes", "limits"'
   ports+=("$XMPP_S2S_PORT")
-  routes=""
-  for r in $XMPP_S2S_ROUTES; do routes+="[\"${r%%=*}\"] = \"${r#*=}\", "; done
+  routes="" unlimited=""
+  for r in $XMPP_S2S_ROUTES; do
+    routes+="[\"${r%%=*}\"] = \"${r#*=}\", "
+    unlimited+="\"${r%%=*}\", \"matrix.${r%%=*}\", \"conference.${r%%=*}\", "
+  done
   s2s_settings="plugin_paths = { \"$HERE/prosody-plugins\" }\ns2s_require_encryption = false\ns2s_secure_auth = false\nuse_ipv6 = false\ns2s_timeout = 10\ns2s_static_routes = { $routes}"
+  s2s_settings+="\nlimits = { s2sin = { rate = \"30kb/s\", burst = \"2s\" } }\nunlimited_jids = { $unlimited}"
 fi
 sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PORTS@|$http_ports|g" \
     -e "s|@UPLOAD_COMPONENT@|$upload|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
