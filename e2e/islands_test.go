@@ -316,6 +316,7 @@ func TestE2EIslandsDirectChat(t *testing.T) {
 // joined, each seeing the other's puppet.
 type sharedRoom struct {
 	anna, ben       *mxUser
+	muc             jid.JID   // the room's address on A's bridge
 	room, portal    id.RoomID // on A, and Ben's portal on B
 	benOnA, annaOnB id.UserID
 }
@@ -323,10 +324,9 @@ type sharedRoom struct {
 func newSharedRoom(t *testing.T, a, b *env, alias, name string) sharedRoom {
 	t.Helper()
 	var s sharedRoom
-	var muc jid.JID
-	s.anna, s.room, muc = a.newRoom(t, "Anna", alias, name, "")
+	s.anna, s.room, s.muc = a.newRoom(t, "Anna", alias, name, "")
 	s.ben = b.newMatrixUser(t, "ben", "Ben")
-	s.portal = s.ben.joinRemote(muc)
+	s.portal = s.ben.joinRemote(s.muc)
 	s.benOnA = a.puppetOn(b.contactJID(s.ben.id).String())
 	s.annaOnB = b.puppetOn(a.contactJID(s.anna.id).String())
 	s.anna.waitEvent("Ben on A", isMembership(s.room, s.benOnA, event.MembershipJoin))
@@ -534,5 +534,61 @@ func TestE2EIslandsMessages(t *testing.T) {
 			_, ok := (*evt.Content.AsReceipt())[last][event.ReceiptTypeRead][from.me]
 			return ok
 		})
+	}
+}
+
+// TestE2EIslandsGatewayOccupants: an XMPP user of island A joins A's
+// shared room, where Ben of island B already is. Each island shows her
+// once; nobody sees a user come back through the other island (no puppet
+// of a puppet on Matrix, no second occupant for anyone in the MUC).
+func TestE2EIslandsGatewayOccupants(t *testing.T) {
+	a, b := needIslands(t)
+	s := newSharedRoom(t, a, b, "gateway", "Gateway")
+	alice := a.newXMPPClient(t, "alice", "gateway")
+	mark := alice.mark()
+	alice.mustJoin(s.muc, "Alice")
+	aliceOnA := a.puppetOn("alice@" + a.XMPPDomain)
+	s.anna.waitEvent("Alice on A", isMembership(s.room, aliceOnA, event.MembershipJoin))
+	aliceOnB := id.UserID(*s.ben.waitEvent("Alice on B", func(evt *event.Event) bool {
+		return evt.RoomID == s.portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice" &&
+			evt.Content.AsMember().Membership == event.MembershipJoin
+	}).StateKey)
+
+	alice.groupchat(s.muc, "from Alice")
+	s.anna.waitEvent("Alice's message on A", isMessage(s.room, aliceOnA, "from Alice"))
+	s.ben.waitEvent("Alice's message on B", isMessage(s.portal, aliceOnB, "from Alice"))
+	s.ben.say(s.portal, "from Ben")
+	alice.waitFrom(mark, "Ben's message on XMPP", isGroupchat(occ(s.muc, "Ben"), "from Ben"))
+	s.anna.say(s.room, "from Anna")
+	s.ben.waitEvent("Anna's message on B", isMessage(s.portal, s.annaOnB, "from Anna"))
+
+	// Four members on each island, and three occupants in the MUC.
+	want := map[id.RoomID][]id.UserID{s.room: {s.anna.id, s.anna.bot(), s.benOnA, aliceOnA}, s.portal: {s.ben.id, s.ben.bot(), s.annaOnB, aliceOnB}}
+	waitFor(t, "the members to settle", func() bool { return len(s.anna.members(s.room)) == 4 && len(s.ben.members(s.portal)) == 4 })
+	for room, u := range map[id.RoomID]*mxUser{s.room: s.anna, s.portal: s.ben} {
+		for _, m := range u.members(room) {
+			if !slices.Contains(want[room], m) {
+				t.Errorf("%s has an extra member %s", room, m)
+			}
+		}
+	}
+	nicks := map[string]bool{}
+	for _, v := range alice.since(mark) {
+		if p, ok := v.(*xmpp.Presence); ok && p.From.Bare().Equal(s.muc) && p.Type != xmpp.TypeUnavailable && p.Type != xmpp.TypeError {
+			nicks[p.From.Resourcepart()] = true
+		}
+	}
+	if len(nicks) != 3 || !nicks["Anna"] || !nicks["Ben"] || !nicks["Alice"] {
+		t.Errorf("the MUC shows Alice the occupants %v; want Anna, Ben and Alice", nicks)
+	}
+	for _, c := range []struct {
+		u    *mxUser
+		room id.RoomID
+	}{{s.anna, s.room}, {s.ben, s.portal}} {
+		if n := c.u.count(c.room, func(evt *event.Event) bool {
+			return evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "from Alice"
+		}); n != 1 {
+			t.Errorf("Alice's message is %d times in %s", n, c.room)
+		}
 	}
 }
