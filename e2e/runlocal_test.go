@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/uri"
 
 	"github.com/mxpp/mxpp/testenv"
@@ -275,6 +276,22 @@ func TestE2EIslandsRunScript(t *testing.T) {
 	if want := id.NewUserID("_xmpp_"+id.EncodeUserLocalpart("demo#hs-b.test@matrix.xmpp-b.test"), "hs-a.test"); !strings.Contains(out, want.String()) {
 		t.Errorf("the output does not name %s:\n%s", want, out)
 	}
+
+	// An XMPP user of island A in island B's lobby, as the output says.
+	lobbyJID := jid.MustParse("#lobby#hs-b.test@matrix.xmpp-b.test")
+	if !strings.Contains(out, "alice@xmpp-a.test can join "+lobbyJID.String()) {
+		t.Errorf("the output does not say how XMPP users reach the other island:\n%s", out)
+	}
+	local := &env{Stack: &testenv.Stack{C2SAddr: net.JoinHostPort("127.0.0.1", ports[2])}}
+	alice, err := local.tryXMPPClient(t, "alice", "xmpp-a.test", "islands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := alice.mark()
+	alice.mustJoin(lobbyJID, "Alice")
+	demoB.say(lobbyB.RoomID, "hello XMPP of island A")
+	alice.waitFrom(mark, "island B's message", isGroupchat(occ(lobbyJID, "demo"), "hello XMPP of island A"))
+	alice.close()
 
 	sc.stop(t)
 	for _, p := range ports {
