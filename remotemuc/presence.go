@@ -159,7 +159,7 @@ type rejoinDue struct {
 }
 
 // toldAfter is the number of failed rejoins after which the user hears
-// that getting back in takes a while (about half a minute).
+// that getting back in takes a while (after about twenty seconds).
 const toldAfter = 4
 
 // rejoinLater joins a lost occupant again after a backoff that grows with
