@@ -281,23 +281,38 @@ func TestE2EIslandsPlainRoom(t *testing.T) {
 
 // TestE2EIslandsDirectChat: a Matrix user of island A opens a direct chat
 // with the puppet that stands for a user of island B; it arrives on B as a
-// direct chat from A's user's puppet there, and the answer goes back. Both
-// chats are encrypted (each bridge decrypts and encrypts on its island).
+// direct chat from A's user's puppet there, and the answer goes back. A's
+// chat is encrypted (each bridge then decrypts and encrypts on its island)
+// or plain; B's is encrypted, as the test bridges open direct chats.
 func TestE2EIslandsDirectChat(t *testing.T) {
+	t.Run("encrypted", func(t *testing.T) { islandsDirectChat(t, true) })
+	t.Run("plain", func(t *testing.T) { islandsDirectChat(t, false) })
+}
+
+func islandsDirectChat(t *testing.T, encrypted bool) {
 	a, b := needIslands(t)
-	anna := a.newEncryptedUser(t, "anna", "Anna")
+	var anna *mxUser
+	var state []*event.Event
+	if encrypted {
+		anna = a.newEncryptedUser(t, "anna", "Anna")
+		state = []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
+	} else {
+		anna = a.newMatrixUser(t, "anna", "Anna")
+	}
 	ben := b.newEncryptedUser(t, "ben", "Ben")
 	benOnA := a.puppetOn(b.contactJID(ben.id).String())
 	annaOnB := b.puppetOn(a.contactJID(anna.id).String())
 	resp, err := anna.c.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{benOnA},
-		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
-			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+		InitialState: state})
 	if err != nil {
 		t.Fatalf("opening a direct chat with %s: %v", benOnA, err)
 	}
 	anna.waitEvent("Ben's puppet accepting", isMembership(resp.RoomID, benOnA, event.MembershipJoin))
-	// The bridge's device must be in the room to get the room's key.
-	anna.waitEvent("the bot joining", isMembership(resp.RoomID, anna.bot(), event.MembershipJoin))
+	if encrypted {
+		// The bridge's device must be in the room to get the room's key.
+		anna.waitEvent("the bot joining", isMembership(resp.RoomID, anna.bot(), event.MembershipJoin))
+	}
 	anna.say(resp.RoomID, "hi Ben, from A")
 	inv := ben.waitEvent("the direct chat on B", func(evt *event.Event) bool {
 		return evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey == ben.id.String() && evt.Sender == annaOnB &&
