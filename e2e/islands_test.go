@@ -325,6 +325,13 @@ func islandsDirectChat(t *testing.T, encrypted bool) {
 	ben.waitEvent("Anna's message on B", isMessage(inv.RoomID, annaOnB, "hi Ben, from A"))
 	ben.say(inv.RoomID, "hi Anna, from B")
 	anna.waitEvent("Ben's answer on A", isMessage(resp.RoomID, benOnA, "hi Anna, from B"))
+	// Each island's audit log has its side of the chat.
+	if !hasAudit(a.auditEntries(t, "direct_chat"), map[string]any{"user_id": anna.id, "jid": b.contactJID(ben.id).String(), "result": "accepted"}) {
+		t.Error("no audit entry on island A for the direct chat Anna opened")
+	}
+	if !hasAudit(b.auditEntries(t, "direct_chat"), map[string]any{"user_id": ben.id, "jid": a.contactJID(anna.id).String(), "result": "opened"}) {
+		t.Error("no audit entry on island B for the direct chat that came from A")
+	}
 }
 
 // sharedRoom is a room of island A that Anna exposed and Ben of island B
