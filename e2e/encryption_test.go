@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,12 +294,7 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	}
 
 	shared := testPNG(t, color.RGBA{4, 5, 6, 255})
-	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/png")
-		w.Write(shared)
-	}))
-	defer upload.Close()
-	link := upload.URL + "/upload/x/shared.png"
+	link := servePNG(t, shared, "/upload/x/shared.png")
 	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: link, OOB: &xmpp.OOB{URL: link}})
 	evt := mary.waitEvent("the shared image, encrypted", func(evt *event.Event) bool {
 		return evt.RoomID == room && evt.Sender == puppet && evt.Mautrix.WasEncrypted && evt.Type == event.EventMessage &&

@@ -117,19 +117,26 @@ func newEnv() (*env, error) {
 	if err = v.Build(); err != nil {
 		return v, err
 	}
+	return v, v.start()
+}
+
+// start configures the environment's bridge and starts its servers and
+// the bridge, behind a proxy on the component link that tests can cut.
+func (v *env) start() error {
+	var err error
 	if v.compProxy, err = startProxy(fmt.Sprintf("127.0.0.1:%d", v.CompPort)); err != nil {
-		return v, err
+		return err
 	}
 	if err = v.Configure(v.bridgeConfig()); err != nil {
-		return v, err
+		return err
 	}
 	if err = v.StartXMPP(); err != nil {
-		return v, err
+		return err
 	}
 	if err = v.StartHomeserver(); err != nil {
-		return v, err
+		return err
 	}
-	return v, v.startBridge()
+	return v.startBridge()
 }
 
 // bridgeConfig is the bridge's config for the tests.

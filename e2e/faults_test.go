@@ -293,23 +293,14 @@ func wantSequence(got []string, prefix string, n int) error {
 	return nil
 }
 
-// faultStream runs a steady numbered stream both ways through a room while
-// fault breaks something and recover repairs it, then checks that every
-// message arrived once and in order on the other side.
-func faultStream(t *testing.T, name string, fault, recover func()) {
-	v := need(t)
-	mary, room, muc := v.newRoom(t, "Mary", name, name, "")
-	talker := &streamParty{v: v, t: t, user: "bob", nick: "Bob", room: muc}
-	reader := &streamParty{v: v, t: t, user: "alice", nick: "Alice", room: muc}
-	for _, p := range []*streamParty{talker, reader} {
-		if _, err := p.client(time.Now().Add(20 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	puppet := puppetOf("bob@" + v.XMPPDomain)
-	mary.waitEvent("Bob's puppet", isMembership(room, puppet, event.MembershipJoin))
-
-	const n = 40
+// sendThroughFault has talker (from XMPP, "x-1"…) and mary (from Matrix,
+// "m-1"…) each send n numbered messages to a room, a tenth of a second
+// apart, while fault breaks something after a second and recover repairs
+// it; it returns once both have sent all. Until the test ends the reader
+// keeps looking at its connection: it notices a lost one only when it
+// looks.
+func sendThroughFault(t *testing.T, talker, reader *streamParty, mary *mxUser, room id.RoomID, n int, fault, recover func()) {
+	t.Helper()
 	pause := 100 * time.Millisecond
 	errs := make(chan error, 2)
 	go func() { errs <- talker.send("x", n, pause) }()
@@ -317,9 +308,8 @@ func faultStream(t *testing.T, name string, fault, recover func()) {
 	time.Sleep(time.Second)
 	fault()
 	recover()
-	// The reader notices a lost connection only when it next looks.
 	stop := make(chan struct{})
-	defer close(stop)
+	t.Cleanup(func() { close(stop) })
 	go func() {
 		for {
 			if _, err := reader.client(time.Now().Add(time.Minute)); err != nil {
@@ -337,6 +327,26 @@ func faultStream(t *testing.T, name string, fault, recover func()) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// faultStream runs a steady numbered stream both ways through a room while
+// fault breaks something and recover repairs it, then checks that every
+// message arrived once and in order on the other side.
+func faultStream(t *testing.T, name string, fault, recover func()) {
+	v := need(t)
+	mary, room, muc := v.newRoom(t, "Mary", name, name, "")
+	talker := &streamParty{v: v, t: t, user: "bob", nick: "Bob", room: muc}
+	reader := &streamParty{v: v, t: t, user: "alice", nick: "Alice", room: muc}
+	for _, p := range []*streamParty{talker, reader} {
+		if _, err := p.client(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	puppet := puppetOf("bob@" + v.XMPPDomain)
+	mary.waitEvent("Bob's puppet", isMembership(room, puppet, event.MembershipJoin))
+
+	const n = 40
+	sendThroughFault(t, talker, reader, mary, room, n, fault, recover)
 
 	// Matrix → XMPP is checked against the room's timeline: Dendrite forgets
 	// transaction IDs when it restarts, so a send whose answer the restart

@@ -62,19 +62,7 @@ func newIsland(a *env) (*env, error) {
 	v.S2SPort = a.peerS2S
 	v.S2SRoutes = map[string]string{a.XMPPDomain: fmt.Sprintf("127.0.0.1:%d", a.S2SPort)}
 	v.Bin = a.Bin // the same binary, built once
-	if v.compProxy, err = startProxy(fmt.Sprintf("127.0.0.1:%d", v.CompPort)); err != nil {
-		return v, err
-	}
-	if err = v.Configure(v.bridgeConfig()); err != nil {
-		return v, err
-	}
-	if err = v.StartXMPP(); err != nil {
-		return v, err
-	}
-	if err = v.StartHomeserver(); err != nil {
-		return v, err
-	}
-	return v, v.startBridge()
+	return v, v.start()
 }
 
 // puppetOn is the puppet that stands for an XMPP address on an island.
@@ -571,10 +559,7 @@ func TestE2EIslandsGatewayOccupants(t *testing.T) {
 	alice.mustJoin(s.muc, "Alice")
 	aliceOnA := a.puppetOn("alice@" + a.XMPPDomain)
 	s.anna.waitEvent("Alice on A", isMembership(s.room, aliceOnA, event.MembershipJoin))
-	aliceOnB := id.UserID(*s.ben.waitEvent("Alice on B", func(evt *event.Event) bool {
-		return evt.RoomID == s.portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice" &&
-			evt.Content.AsMember().Membership == event.MembershipJoin
-	}).StateKey)
+	aliceOnB := s.ben.puppetNamed(s.portal, "Alice")
 
 	alice.groupchat(s.muc, "from Alice")
 	s.anna.waitEvent("Alice's message on A", isMessage(s.room, aliceOnA, "from Alice"))

@@ -65,12 +65,7 @@ func TestE2EMedia(t *testing.T) {
 
 	// XMPP -> Matrix: a file on an HTTP upload server, shared by link.
 	shared := testPNG(t, color.RGBA{200, 100, 0, 255})
-	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/png")
-		w.Write(shared)
-	}))
-	defer upload.Close()
-	link := upload.URL + "/upload/abc/holiday.png"
+	link := servePNG(t, shared, "/upload/abc/holiday.png")
 	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: link, OOB: &xmpp.OOB{URL: link}})
 	evt := mary.waitEvent("uploaded image", func(evt *event.Event) bool {
 		return evt.RoomID == room && evt.Sender == puppet && evt.Type == event.EventMessage && evt.Content.AsMessage().MsgType == event.MsgImage
@@ -123,4 +118,16 @@ func TestE2EMedia(t *testing.T) {
 	bad := "ftp://files.example/x.png"
 	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: bad, OOB: &xmpp.OOB{URL: bad}})
 	mary.waitEvent("link as text", isMessage(room, puppet, bad))
+}
+
+// servePNG serves a PNG on loopback, as an XMPP upload service would, for
+// the rest of the test, and returns its URL at path.
+func servePNG(t *testing.T, png []byte, path string) string {
+	t.Helper()
+	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(png)
+	}))
+	t.Cleanup(upload.Close)
+	return upload.URL + path
 }

@@ -10,7 +10,6 @@ import (
 	"image/color"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -63,6 +62,16 @@ func (u *mxUser) joinRemote(room jid.JID) id.RoomID {
 	return resolved.RoomID
 }
 
+// puppetNamed waits for a puppet to join a room under a display name
+// (another than the user) and returns it.
+func (u *mxUser) puppetNamed(room id.RoomID, name string) id.UserID {
+	u.t.Helper()
+	return id.UserID(*u.waitEvent("the puppet of "+name, func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type == event.StateMember && evt.StateKey != nil && *evt.StateKey != u.id.String() &&
+			evt.Content.AsMember().Membership == event.MembershipJoin && evt.Content.AsMember().Displayname == name
+	}).StateKey)
+}
+
 // isFrom matches a Matrix message event by sender, in a room.
 func isFrom(room id.RoomID, sender id.UserID) func(*event.Event) bool {
 	return func(evt *event.Event) bool {
@@ -109,11 +118,7 @@ func TestE2ERemoteMUC(t *testing.T) {
 
 	// Alice stands in the portal room as a puppet of this room: the room
 	// is semi-anonymous, so no puppet carries her real JID.
-	joined := mary.waitEvent("Alice's puppet joining", func(evt *event.Event) bool {
-		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Membership == event.MembershipJoin &&
-			evt.Content.AsMember().Displayname == "Alice"
-	})
-	alicePuppet := id.UserID(*joined.StateKey)
+	alicePuppet := mary.puppetNamed(portal, "Alice")
 	if strings.Contains(string(alicePuppet), "alice=40") || !strings.HasPrefix(alicePuppet.Localpart(), "_xmpp_") {
 		t.Errorf("Alice's puppet in a semi-anonymous room is %s; want a room puppet without her JID", alicePuppet)
 	}
@@ -271,13 +276,7 @@ func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
 	mark := alice.mark()
 	portal := sam.joinRemote(room)
 	alice.waitFrom(mark, "Sam joining under another nick", isPresence(occ(room, "Sam (Matrix)"), ""))
-	puppetNamed := func(name string) id.UserID {
-		return id.UserID(*sam.waitEvent("the puppet of "+name, func(evt *event.Event) bool {
-			return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == name &&
-				evt.Sender != sam.id
-		}).StateKey)
-	}
-	alicePuppet, bobPuppet, carolPuppet := puppetNamed("Alice"), puppetNamed("Sam"), puppetNamed("Carol")
+	alicePuppet, bobPuppet, carolPuppet := sam.puppetNamed(portal, "Alice"), sam.puppetNamed(portal, "Sam"), sam.puppetNamed(portal, "Carol")
 
 	// The room's owner is an admin of the portal room; Sam, made a
 	// moderator in the MUC, a moderator there.
@@ -314,7 +313,7 @@ func TestE2ERemoteMUCNicksAndKicks(t *testing.T) {
 	// A banned one's puppet is banned.
 	dave := v.newXMPPClient(t, "dave", "kicks")
 	dave.mustJoin(room, "Dave")
-	davePuppet := puppetNamed("Dave")
+	davePuppet := sam.puppetNamed(portal, "Dave")
 	if r := alice.iq(room, xmpp.TypeSet, &xmpp.MUCAdmin{Items: []xmpp.MUCItem{{JID: xmpp.A(dave.jid.Bare()), Affiliation: xmpp.AffOutcast, Reason: "spam"}}}); r.Type != xmpp.TypeResult {
 		t.Fatalf("banning Dave: %v", r.Error)
 	}
@@ -361,42 +360,14 @@ func remoteFaultStream(t *testing.T, name string, fault, recover func()) {
 	}
 	mary := v.newMatrixUser(t, "mary", "Mary Q")
 	portal := mary.joinRemote(reader.room)
-	bob := id.UserID(*mary.waitEvent("Bob's puppet", func(evt *event.Event) bool {
-		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Bob" &&
-			evt.Content.AsMember().Membership == event.MembershipJoin
-	}).StateKey)
+	bob := mary.puppetNamed(portal, "Bob")
 	maryOcc := occ(reader.room, "Mary Q")
 	if _, err := reader.client(time.Now().Add(20 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 
 	const n = 30
-	pause := 100 * time.Millisecond
-	errs := make(chan error, 2)
-	go func() { errs <- talker.send("x", n, pause) }()
-	go func() { errs <- mary.sendMatrix(portal, "m", n, pause) }()
-	time.Sleep(time.Second)
-	fault()
-	recover()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			if _, err := reader.client(time.Now().Add(time.Minute)); err != nil {
-				return
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendThroughFault(t, talker, reader, mary, portal, n, fault, recover)
 	fromMary := prefixed(mary.timelineFrom(portal, mary.id), "m-")
 	deadline := time.Now().Add(90 * time.Second)
 	var toMatrix, toXMPP error
@@ -507,9 +478,7 @@ func TestE2ERemoteMUCRelations(t *testing.T) {
 	mark := alice.mark()
 	portal := mary.joinRemote(room)
 	alice.waitFrom(mark, "Mary joining", isPresence(occ(room, "Mary Q"), ""))
-	puppet := id.UserID(*mary.waitEvent("Alice's puppet", func(evt *event.Event) bool {
-		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice"
-	}).StateKey)
+	puppet := mary.puppetNamed(portal, "Alice")
 
 	// A message each way, named as the room names them.
 	mark = alice.mark()
@@ -523,19 +492,7 @@ func TestE2ERemoteMUCRelations(t *testing.T) {
 	aliceMsg := mary.waitEvent("Alice's message", isMessage(portal, puppet, "and to me")).ID
 
 	// Reactions, XMPP -> Matrix: a set, then a smaller one.
-	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Reactions: &xmpp.Reactions{ID: maryRef, Reactions: []string{"👍", "🎉"}}})
-	var thumbs id.EventID
-	for _, key := range []string{"👍", "🎉"} {
-		evt := mary.waitEvent("reaction "+key, func(evt *event.Event) bool {
-			r := evt.Content.AsReaction().RelatesTo
-			return evt.RoomID == portal && evt.Type == event.EventReaction && evt.Sender == puppet && r.EventID == maryMsg && r.Key == key
-		})
-		if key == "👍" {
-			thumbs = evt.ID
-		}
-	}
-	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Reactions: &xmpp.Reactions{ID: maryRef, Reactions: []string{"🎉"}}})
-	mary.waitEvent("removal of 👍", isRedactionOf(portal, puppet, thumbs))
+	xmppReactionsArrive(alice, room, mary, portal, puppet, maryMsg, maryRef)
 
 	// Reactions, Matrix -> XMPP: each change sends Mary's whole set.
 	mark = alice.mark()
@@ -543,13 +500,7 @@ func TestE2ERemoteMUCRelations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isSet := func(keys ...string) func(any) bool {
-		return func(v any) bool {
-			m, ok := v.(*xmpp.Message)
-			return ok && m.From.Equal(occ(room, "Mary Q")) && m.Reactions != nil && m.Reactions.ID == aliceRef &&
-				strings.Join(m.Reactions.Reactions, ",") == strings.Join(keys, ",")
-		}
-	}
+	isSet := func(keys ...string) func(any) bool { return isReactionSet(occ(room, "Mary Q"), aliceRef, keys...) }
 	alice.waitFrom(mark, "Mary's ❤️", isSet("❤️"))
 	if _, err = mary.c.RedactEvent(ctx(t), portal, heart.EventID); err != nil {
 		t.Fatal(err)
@@ -704,9 +655,7 @@ func TestE2ERemoteMUCFilesNamesBans(t *testing.T) {
 	mark := alice.mark()
 	portal := mary.joinRemote(room)
 	alice.waitFrom(mark, "Mary joining", isPresence(occ(room, "Mary Q"), ""))
-	puppet := id.UserID(*mary.waitEvent("Alice's puppet", func(evt *event.Event) bool {
-		return evt.RoomID == portal && evt.Type == event.StateMember && evt.Content.AsMember().Displayname == "Alice"
-	}).StateKey)
+	puppet := mary.puppetNamed(portal, "Alice")
 
 	// Matrix -> XMPP: the file as a link through the bridge.
 	pic := testPNG(t, color.RGBA{1, 2, 3, 255})
@@ -736,12 +685,7 @@ func TestE2ERemoteMUCFilesNamesBans(t *testing.T) {
 
 	// XMPP -> Matrix: a shared file becomes an upload.
 	shared := testPNG(t, color.RGBA{200, 100, 0, 255})
-	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/png")
-		w.Write(shared)
-	}))
-	defer upload.Close()
-	link := upload.URL + "/upload/abc/holiday.png"
+	link := servePNG(t, shared, "/upload/abc/holiday.png")
 	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(room), Body: link, OOB: &xmpp.OOB{URL: link}})
 	evt := mary.waitEvent("the uploaded image", func(evt *event.Event) bool {
 		return evt.RoomID == portal && evt.Sender == puppet && evt.Type == event.EventMessage && evt.Content.AsMessage().MsgType == event.MsgImage

@@ -177,6 +177,37 @@ func hasRetract(from jid.JID, id string, moderated bool) func(any) bool {
 	}
 }
 
+// xmppReactionsArrive has an XMPP user react to a message (ref, as the
+// room names it) with a set of two, then with a smaller set, and waits for
+// the reactions on Matrix (to target, from puppet) and the removal of the
+// one taken back.
+func xmppReactionsArrive(alice *xmppClient, muc jid.JID, mary *mxUser, room id.RoomID, puppet id.UserID, target id.EventID, ref string) {
+	alice.t.Helper()
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: ref, Reactions: []string{"👍", "🎉"}}})
+	var thumbs id.EventID
+	for _, key := range []string{"👍", "🎉"} {
+		evt := mary.waitEvent("reaction "+key, func(evt *event.Event) bool {
+			r := evt.Content.AsReaction().RelatesTo
+			return evt.RoomID == room && evt.Type == event.EventReaction && evt.Sender == puppet && r.EventID == target && r.Key == key
+		})
+		if key == "👍" {
+			thumbs = evt.ID
+		}
+	}
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: ref, Reactions: []string{"🎉"}}})
+	mary.waitEvent("removal of 👍", isRedactionOf(room, puppet, thumbs))
+}
+
+// isReactionSet matches a reactions message from an occupant to a message
+// (ref) with exactly keys, in order.
+func isReactionSet(from jid.JID, ref string, keys ...string) func(any) bool {
+	return func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(from) && m.Reactions != nil && m.Reactions.ID == ref &&
+			strings.Join(m.Reactions.Reactions, ",") == strings.Join(keys, ",")
+	}
+}
+
 func isRedactionOf(room id.RoomID, sender id.UserID, target id.EventID) func(*event.Event) bool {
 	return func(evt *event.Event) bool {
 		if evt.RoomID != room || evt.Type != event.EventRedaction || evt.Sender != sender {
@@ -251,19 +282,7 @@ func TestE2EDeletionsAndReactions(t *testing.T) {
 	// Reactions, XMPP -> Matrix: a set, then a smaller set.
 	target := mary.say(room, "react to me")
 	alice.waitFrom(mark, "react to me", isGroupchat(occ(muc, "Mary"), "react to me"))
-	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: []string{"👍", "🎉"}}})
-	var thumbs id.EventID
-	for _, key := range []string{"👍", "🎉"} {
-		evt := mary.waitEvent("reaction "+key, func(evt *event.Event) bool {
-			r := evt.Content.AsReaction().RelatesTo
-			return evt.RoomID == room && evt.Type == event.EventReaction && evt.Sender == puppet && r.EventID == target && r.Key == key
-		})
-		if key == "👍" {
-			thumbs = evt.ID
-		}
-	}
-	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: []string{"🎉"}}})
-	mary.waitEvent("removal of 👍", isRedactionOf(room, puppet, thumbs))
+	xmppReactionsArrive(alice, muc, mary, room, puppet, target, target.String())
 
 	// Reactions, Matrix -> XMPP: each change sends Mary's whole set.
 	mark = alice.mark()
@@ -271,13 +290,7 @@ func TestE2EDeletionsAndReactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isSet := func(keys ...string) func(any) bool {
-		return func(v any) bool {
-			m, ok := v.(*xmpp.Message)
-			return ok && m.From.Equal(occ(muc, "Mary")) && m.Reactions != nil && m.Reactions.ID == target.String() &&
-				strings.Join(m.Reactions.Reactions, ",") == strings.Join(keys, ",")
-		}
-	}
+	isSet := func(keys ...string) func(any) bool { return isReactionSet(occ(muc, "Mary"), target.String(), keys...) }
 	alice.waitFrom(mark, "Mary's ❤️", isSet("❤️"))
 	if _, err = mary.c.SendReaction(ctx(t), room, target, "😀"); err != nil {
 		t.Fatal(err)
