@@ -348,10 +348,7 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 // removed handles our own unavailable presence: a nick change, a kick or
 // ban, or a removal by the service.
 func (o *Occupant) removed(p *xmpp.Presence) Outcome {
-	var item xmpp.MUCItem
-	if p.MUCUser != nil && len(p.MUCUser.Items) > 0 {
-		item = p.MUCUser.Items[0]
-	}
+	item := firstItem(p.MUCUser)
 	by := ""
 	if item.Actor != nil && item.Actor.Nick != "" {
 		by = " by " + item.Actor.Nick
