@@ -41,6 +41,9 @@ type catchUp struct {
 	fellBack bool
 	last     string          // the newest archive id bridged
 	held     []*xmpp.Message // live messages waiting for the catch-up
+	// complete is set once the archive was read to its end: it then shows
+	// every message of ours the room took.
+	complete bool
 }
 
 // archivePageDone is an archive query's answer, back on the loop through
@@ -56,12 +59,15 @@ type archivePageDone struct {
 func (p *Portal) startCatchUp(ctx context.Context, m *member) {
 	if !p.muc.Archive {
 		p.notice(ctx, p.room.String()+" keeps no message archive: messages sent there while the bridge was away may be missing here.", "")
+		p.releaseHeld(ctx)
 		return
 	}
 	if p.stored.LastStanzaID == "" && p.stored.LastTime.IsZero() {
+		p.releaseHeld(ctx)
 		return // nothing bridged yet: nothing to follow on from
 	}
-	p.catching = &catchUp{queryID: xmpp.RandomID(), from: m.occ.From}
+	p.catching = &catchUp{queryID: xmpp.RandomID(), from: m.occ.From, held: p.gapHeld}
+	p.gapHeld = nil
 	p.log.Info().Str("after", p.stored.LastStanzaID).Time("since", p.stored.LastTime).Msg("Catching up from the MUC's archive")
 	p.queryArchive(p.stored.LastStanzaID, p.stored.LastTime)
 }
@@ -141,6 +147,8 @@ func (p *Portal) handleArchivePage(ctx context.Context, d archivePageDone) {
 		return
 	case !d.fin.Complete && d.fin.Set.Last != "":
 		p.notice(ctx, "The bridge caught up with the newest messages of "+p.room.String()+" only up to a limit: older ones sent while it was away are missing here.", "")
+	default:
+		c.complete = true
 	}
 	p.endCatchUp(ctx)
 }
@@ -154,7 +162,7 @@ func (p *Portal) endCatchUp(ctx context.Context) {
 	for _, msg := range c.held {
 		p.handleXMPPMessage(ctx, msg)
 	}
-	p.resendLost(ctx)
+	p.resendLost(ctx, c.complete)
 	for _, x := range p.others.byNick {
 		if !x.present {
 			p.others.remove(x)
@@ -163,15 +171,29 @@ func (p *Portal) endCatchUp(ctx context.Context) {
 	}
 }
 
-// hold keeps a live message until the catch-up is done, and reports
-// whether it did.
+// hold keeps a live message until the catch-up is done, or while none of
+// ours is in the room, and reports whether it did.
 func (p *Portal) hold(msg *xmpp.Message) bool {
-	c := p.catching
-	if c == nil || msg.MAMResult != nil || len(c.held) >= maxHeld {
+	switch c := p.catching; {
+	case msg.MAMResult != nil:
+		return false
+	case c != nil && len(c.held) < maxHeld:
+		c.held = append(c.held, msg)
+	case c == nil && p.gap && len(p.gapHeld) < maxHeld:
+		p.gapHeld = append(p.gapHeld, msg)
+	default:
 		return false
 	}
-	c.held = append(c.held, msg)
 	return true
+}
+
+// releaseHeld bridges what waited for a catch-up that does not happen.
+func (p *Portal) releaseHeld(ctx context.Context) {
+	held := p.gapHeld
+	p.gapHeld = nil
+	for _, msg := range held {
+		p.handleXMPPMessage(ctx, msg)
+	}
 }
 
 // pingQuery is an XEP-0199 ping.

@@ -10,12 +10,16 @@ import (
 
 // Delivery of a member's messages. A message written to the component's
 // stream is not yet in the room: a stream that breaks takes what was on
-// its way, and a room that lost the occupant refuses it. The room reflects
-// every message it took (with our id), so a message counts as delivered
-// once its reflection came back, or the room's archive shows it. Until
-// then it is kept here: refused (not-acceptable), it is sent again after
-// the rejoin; sent on a stream that broke and never reflected, it is sent
-// again after the rejoin and the catch-up, which would have found it.
+// its way (ours, or any between here and the room: the room's server may
+// have taken it just before it went down), and a room that lost the
+// occupant refuses it. The room reflects every message it took (with our
+// id), so a message counts as delivered once its reflection came back, or
+// the room's archive shows it. Until then it is kept here: refused
+// (not-acceptable), it is sent again after the rejoin; sent on a stream
+// that broke and never reflected, it is sent again after the rejoin and
+// the catch-up, which would have found it. A catch-up that read the
+// archive to its end settles every message that went out before it: what
+// the archive did not show, the room never took, whichever stream broke.
 //
 // The bridge cannot tell a room's refusal from our own server's: a server
 // that shuts down bounces what it can no longer route (Prosody says
@@ -89,6 +93,7 @@ func (l *sentLog) confirm(msgID string) { l.take(msgID) }
 
 // lostWith returns, and forgets, the messages that went out on another
 // stream than link and never came back: that stream may have lost them.
+// With link 0, every message that went out and never came back.
 func (l *sentLog) lostWith(link uint64) []sentMsg {
 	var lost, kept []sentMsg
 	for _, s := range l.msgs {
@@ -126,9 +131,14 @@ func (p *Portal) deferMessages(m *member, stanzas []any) []any {
 // resendLost sends, after a catch-up (or a rejoin that needed none), what
 // each member sent on a stream that broke and the room never reflected
 // (nor its archive showed), and then what waited for the catch-up: all of
-// it in the order the user wrote it.
-func (p *Portal) resendLost(ctx context.Context) {
+// it in the order the user wrote it. After a catch-up that read the
+// archive to its end (archived), every message that went out and that
+// neither came back nor was in the archive is lost, on whichever stream.
+func (p *Portal) resendLost(ctx context.Context, archived bool) {
 	link := p.deps.XMPP.Link()
+	if archived {
+		link = 0
+	}
 	for _, m := range p.members {
 		lost := m.sent.lostWith(link)
 		for _, s := range lost {

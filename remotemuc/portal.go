@@ -128,7 +128,11 @@ type Portal struct {
 	confirming bool
 	// gap is set while none of our occupants is in the room after the
 	// bridge was away or the room lost them: the next one in catches up.
-	gap       bool
+	gap bool
+	// gapHeld are live messages the room sent while none of ours was in
+	// (it had not noticed yet): they wait for the catch-up, which starts
+	// where the gap did, so that what the gap lost comes before them.
+	gapHeld   []*xmpp.Message
 	catching  *catchUp
 	lastHeard time.Time
 	late      roomloop.Lateness

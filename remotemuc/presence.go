@@ -74,7 +74,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 				// bridge was away, or the room lost them).
 				p.gap = false
 				if p.startCatchUp(ctx, m); p.catching == nil {
-					p.resendLost(ctx)
+					p.resendLost(ctx, false)
 				}
 			case p.catching == nil && p.joinedMembers() == 1:
 				// The first of ours in a room nobody of ours listened to:

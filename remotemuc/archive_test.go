@@ -1,0 +1,104 @@
+package remotemuc
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// TestPortalGapCatchUp: the room's server goes down while messages are on
+// their way both ways, and the room loses our only occupant. What the room
+// sends before it notices waits; the catch-up after the rejoin starts where
+// the gap began, so that the message the broken link lost comes in its
+// place and what waited is not bridged twice. A message of ours that went
+// out before the gap and neither came back nor is in the archive is sent
+// again; one the archive shows is not.
+func TestPortalGapCatchUp(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	p, hs, x := newTestPortal(t, db, xmpp.NSStanzaID, xmpp.NSMAM)
+	mary := id.UserID("@mary:hs.test")
+	p.HandleEvent(ctx, memberEvent(mary, event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+
+	anna, _ := testRoom.WithResource("Anna")
+	annaSays := func(n string) *xmpp.Message {
+		return &xmpp.Message{ID: "a-" + n, Type: xmpp.TypeGroupchat, From: xmpp.A(anna), To: xmpp.A(maryJID), Body: "anna-" + n,
+			StanzaID: &xmpp.StanzaID{ID: "sid-" + n, By: testRoom.String()}}
+	}
+	archived := func(queryID string, m *xmpp.Message) *xmpp.Message {
+		return &xmpp.Message{From: xmpp.A(testRoom), To: xmpp.A(maryJID),
+			MAMResult: &xmpp.MAMResult{QueryID: queryID, ID: m.StanzaID.ID, Forwarded: xmpp.Forwarded{Message: m}}}
+	}
+	marySays := func(n string) {
+		p.HandleEvent(ctx, &event.Event{ID: id.EventID("$m" + n), Type: event.EventMessage, Sender: mary, RoomID: p.RoomID,
+			Timestamp: int64(len(n)), Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "mary-" + n}}})
+	}
+	reflect := func(n string) *xmpp.Message {
+		from, _ := testRoom.WithResource("Mary")
+		return &xmpp.Message{ID: "$m" + n, Type: xmpp.TypeGroupchat, From: xmpp.A(from), To: xmpp.A(maryJID), Body: "mary-" + n,
+			OriginID: &xmpp.OriginID{ID: "$m" + n}, StanzaID: &xmpp.StanzaID{ID: "sid-m" + n, By: testRoom.String()}}
+	}
+	sentMary := func(from int) []string {
+		var ids []string
+		for _, v := range x.sent[from:] {
+			if m, ok := v.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat {
+				ids = append(ids, m.ID)
+			}
+		}
+		return ids
+	}
+
+	p.HandleEvent(ctx, annaSays("1"))
+	marySays("1")
+	p.HandleEvent(ctx, reflect("1"))
+	marySays("2") // the room takes it, its reflection is lost
+	marySays("3") // lost on the way to the room
+	// anna-2 is lost on its way to us. The room's server comes back and,
+	// before it noticed that ours left, sends anna-3 and anna-4.
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, xmpp.TypeUnavailable, part, "", xmpp.StatusSelf, 333))
+	if st := p.members[mary].occ.State(); st != Lost {
+		t.Fatalf("after a 333 the occupant is %s; want lost", st)
+	}
+	p.HandleEvent(ctx, annaSays("3"))
+	p.HandleEvent(ctx, annaSays("4"))
+	if len(hs.sends) != 1 {
+		t.Fatalf("while none of ours is in, bridged %q; want only anna-1", hs.sends)
+	}
+
+	mark := len(x.sent)
+	p.HandleEvent(ctx, rejoinDue{user: mary})
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	c := p.catching
+	if c == nil {
+		t.Fatal("no catch-up after the rejoin")
+	}
+	if len(sentMary(mark)) != 0 {
+		t.Fatalf("sent %q during the catch-up; want everything to wait for it", sentMary(mark))
+	}
+	// The archive after anna-1: anna-2 … anna-4, and mary-2, which the
+	// room took.
+	p.HandleEvent(ctx, archived(c.queryID, annaSays("2")))
+	p.HandleEvent(ctx, archived(c.queryID, reflect("2")))
+	p.HandleEvent(ctx, archived(c.queryID, annaSays("3")))
+	p.HandleEvent(ctx, archived(c.queryID, annaSays("4")))
+	p.HandleEvent(ctx, archivePageDone{queryID: c.queryID, fin: &xmpp.MAMFin{Complete: true}})
+
+	var bodies []string
+	for _, s := range hs.sends {
+		_, body, _ := strings.Cut(s, ": ")
+		bodies = append(bodies, body)
+	}
+	if want := []string{"anna-1", "anna-2", "anna-3", "anna-4"}; !slices.Equal(bodies, want) {
+		t.Errorf("bridged %q; want %q, each once and in the room's order", bodies, want)
+	}
+	if got, want := sentMary(mark), []string{"$m3"}; !slices.Equal(got, want) {
+		t.Errorf("sent again %q; want %q (mary-2 is in the archive)", got, want)
+	}
+}
