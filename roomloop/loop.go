@@ -37,6 +37,15 @@ const QueueSize = 256
 // senders get a resource-constraint error (type wait) and resend later.
 const MaxInbox = 10000
 
+// MaxInboxBytes bounds the size of a room's backlog (what the stanzas
+// took on the wire, every token counted: xmpp.WireSize), and
+// MaxSenderBytes one sender's share of it, so that a few large stanzas
+// cannot take the room's memory or its backlog from everyone else.
+const (
+	MaxInboxBytes  = 16 << 20
+	MaxSenderBytes = 4 << 20
+)
+
 // EventTimeout bounds the handling of one queued event.
 const EventTimeout = 2 * time.Minute
 
@@ -171,14 +180,17 @@ func (l *Loop) TryQueue(evt any) bool {
 }
 
 // QueueXMPP hands a stanza from XMPP to the loop without waiting. It
-// reports false when the room is that far behind (MaxInbox), and the
-// sender is to be told to retry later.
+// reports false when the room is that far behind (MaxInbox,
+// MaxInboxBytes), or the sender has that much waiting (MaxSenderBytes),
+// and the sender is to be told to retry later.
 func (l *Loop) QueueXMPP(st any) bool {
 	if l.Ended() {
 		return false
 	}
 	if !l.inbox.push(st) {
-		l.log.Warn().Int("inbox", MaxInbox).Msg("Room is too far behind; refusing a stanza from XMPP")
+		size, from := xmpp.WireSize(st)
+		l.log.Warn().Int("inbox", l.inbox.len()).Int("bytes", size).Str("from", from).
+			Msg("Room is too far behind, or the sender has too much waiting; refusing a stanza from XMPP")
 		return false
 	}
 	l.wakeInbox()
@@ -354,20 +366,29 @@ func (l *Loop) handle(loopCtx context.Context, evt any) (alive bool) {
 	return l.handler.HandleEvent(ctx, evt)
 }
 
-// inbox is an unbounded-until-MaxInbox FIFO of stanzas.
+// inbox is a FIFO of stanzas, bounded by count (MaxInbox), bytes
+// (MaxInboxBytes) and each sender's bytes (MaxSenderBytes).
 type inbox struct {
-	mu    sync.Mutex
-	items []any
-	head  int
+	mu     sync.Mutex
+	items  []any
+	head   int
+	bytes  int
+	sender map[string]int // bytes waiting per sender (bare JID)
 }
 
 func (q *inbox) push(st any) bool {
+	size, from := xmpp.WireSize(st)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items)-q.head >= MaxInbox {
+	if len(q.items)-q.head >= MaxInbox || q.bytes+size > MaxInboxBytes || q.sender[from]+size > MaxSenderBytes {
 		return false
 	}
+	if q.sender == nil {
+		q.sender = map[string]int{}
+	}
 	q.items = append(q.items, st)
+	q.bytes += size
+	q.sender[from] += size
 	return true
 }
 
@@ -385,6 +406,11 @@ func (q *inbox) pop() (any, bool) {
 		q.items, q.head = q.items[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.items) {
 		q.items, q.head = append([]any(nil), q.items[q.head:]...), 0
+	}
+	size, from := xmpp.WireSize(st)
+	q.bytes -= size
+	if q.sender[from] -= size; q.sender[from] <= 0 {
+		delete(q.sender, from)
 	}
 	return st, q.head < len(q.items)
 }

@@ -2,6 +2,7 @@ package roomloop
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +10,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
 )
 
 // slowRoom takes a while for each stanza, and fails to deliver the Matrix
@@ -129,5 +133,45 @@ func TestInbox(t *testing.T) {
 	}
 	if st, more := q.pop(); st != nil || more {
 		t.Fatalf("pop of empty = %v, %v", st, more)
+	}
+}
+
+// TestInboxBytes: the inbox refuses what would take a room past its byte
+// budget, or one sender past its share, while other senders still get in;
+// what a sender had waiting counts no more once handled.
+func TestInboxBytes(t *testing.T) {
+	var q inbox
+	from := func(sender string, size int) *xmpp.Message {
+		return &xmpp.Message{From: xmpp.A(jid.MustParse(sender + "@xmpp.test/r")), Size: size}
+	}
+	const big = MaxSenderBytes / 4
+	for i := range 4 {
+		if !q.push(from("alice", big)) {
+			t.Fatalf("alice's stanza %d refused within her share", i)
+		}
+	}
+	if q.push(from("alice", big)) {
+		t.Fatal("alice's stanza beyond her share accepted")
+	}
+	if !q.push(from("bob", big)) {
+		t.Fatal("bob refused while alice's share was full")
+	}
+	q.pop() // one of alice's handled
+	if !q.push(from("alice", big)) {
+		t.Fatal("alice refused after one of hers was handled")
+	}
+	// The room's budget: many senders, each within their share.
+	n := 0
+	for i := 0; q.push(from(fmt.Sprintf("u%d", i), big)); i++ {
+		n++
+	}
+	if q.bytes > MaxInboxBytes || q.bytes+big <= MaxInboxBytes {
+		t.Errorf("room inbox holds %d bytes after refusing; want just under %d", q.bytes, MaxInboxBytes)
+	}
+	for q.len() > 0 {
+		q.pop()
+	}
+	if q.bytes != 0 || len(q.sender) != 0 {
+		t.Errorf("empty inbox counts %d bytes, %d senders", q.bytes, len(q.sender))
 	}
 }

@@ -360,11 +360,39 @@ func elementReader(start xml.StartElement, r xml.TokenReader) *elemReader {
 	return &elemReader{r: r, pending: start, depth: 0}
 }
 
-// MaxStanzaSize bounds the text and attribute bytes of one stanza the
-// component decodes. XMPP servers limit stanzas from clients and other
+// MaxStanzaSize bounds the size of one stanza the component decodes, as
+// tokenSize counts it. XMPP servers limit stanzas from clients and other
 // servers to less (Prosody: 256 KiB and 512 KiB); a bigger one is refused
 // with policy-violation and skipped.
 const MaxStanzaSize = 1 << 20
+
+// tokenOverhead is what each token counts beyond its names and text: an
+// element with nothing in it still costs memory once decoded.
+const tokenOverhead = 16
+
+// tokenSize is what a token counts towards MaxStanzaSize: every name,
+// namespace, attribute and text, and an overhead per token and attribute.
+func tokenSize(tok xml.Token) int {
+	switch t := tok.(type) {
+	case xml.StartElement:
+		n := tokenOverhead + len(t.Name.Space) + len(t.Name.Local)
+		for _, a := range t.Attr {
+			n += tokenOverhead + len(a.Name.Space) + len(a.Name.Local) + len(a.Value)
+		}
+		return n
+	case xml.EndElement:
+		return tokenOverhead
+	case xml.CharData:
+		return tokenOverhead + len(t)
+	case xml.Comment:
+		return tokenOverhead + len(t)
+	case xml.ProcInst:
+		return tokenOverhead + len(t.Target) + len(t.Inst)
+	case xml.Directive:
+		return tokenOverhead + len(t)
+	}
+	return tokenOverhead
+}
 
 // errTooBig is returned while reading a stanza over MaxStanzaSize.
 var errTooBig = errors.New("stanza too large")
@@ -390,14 +418,10 @@ func (e *elemReader) Token() (xml.Token, error) {
 			return nil, err
 		}
 	}
-	switch t := tok.(type) {
+	e.size += tokenSize(tok)
+	switch tok.(type) {
 	case xml.StartElement:
 		e.depth++
-		for _, a := range t.Attr {
-			e.size += len(a.Value)
-		}
-	case xml.CharData:
-		e.size += len(t)
 	case xml.EndElement:
 		e.depth--
 		if e.depth == 0 {
@@ -453,6 +477,14 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 		}
 		c.rejectUndecodable(ctx, start, err)
 		return nil
+	}
+	switch st := v.(type) {
+	case *Message:
+		st.Size = r.size
+	case *Presence:
+		st.Size = r.size
+	case *IQ:
+		st.Size = r.size
 	}
 	switch st := v.(type) {
 	case *Message:

@@ -431,6 +431,10 @@ func TestComponentHostileInput(t *testing.T) {
 	}{
 		{"oversized stanza", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='big'><body>` + huge + `</body></message>`, stanza.PolicyViolation},
 		{"oversized attribute", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='attr' x='` + huge + `'/>`, stanza.PolicyViolation},
+		// No text at all, but names and elements enough to take memory.
+		{"many empty elements", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='empty'>` +
+			strings.Repeat("<x/>", MaxStanzaSize/tokenOverhead/2) + `</message>`, stanza.PolicyViolation},
+		{"long names", `<message from='alice@xmpp.test/r' to='#r#hs.test@matrix.xmpp.test' id='names'><` + huge + `/></message>`, stanza.PolicyViolation},
 		{"JID with a space", `<message from='alice@xmpp.test/r' to='a b@matrix.xmpp.test' id='sp'><body>x</body></message>`, stanza.JIDMalformed},
 	} {
 		io.WriteString(conn, tc.in)

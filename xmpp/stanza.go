@@ -111,6 +111,9 @@ type Message struct {
 	// Probe is set on the messages the component sends itself to learn
 	// whether it is alone (probe.go); they never reach the Handler.
 	Probe *Probe `xml:"urn:x-mxpp:probe:0 probe"`
+	// Size is what the stanza took on the wire, as the component counts
+	// it when it reads one (see WireSize); 0 for stanzas made here.
+	Size int `xml:"-"`
 }
 
 // Presence is a presence stanza (RFC 6121 §4) with its MUC payloads.
@@ -130,6 +133,22 @@ type Presence struct {
 	OccupantID  *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 	Nick        string        `xml:"http://jabber.org/protocol/nick nick,omitempty"`
 	VCardUpdate *VCardUpdate  `xml:"vcard-temp:x:update x"`
+	Size        int           `xml:"-"` // as Message.Size
+}
+
+// WireSize returns the size a stanza read by the component took on the
+// wire (Message.Size), and its sender's bare JID; 0 and "" for anything
+// else.
+func WireSize(st any) (int, string) {
+	switch s := st.(type) {
+	case *Message:
+		return s.Size, s.From.Bare().String()
+	case *Presence:
+		return s.Size, s.From.Bare().String()
+	case *IQ:
+		return s.Size, s.From.Bare().String()
+	}
+	return 0, ""
 }
 
 // HasStatus reports whether the presence carries the MUC status code.
@@ -157,6 +176,7 @@ type IQ struct {
 	Payload Payload       `xml:",any"`
 	Body    any           `xml:",omitempty"`
 	Error   *stanza.Error `xml:"error"`
+	Size    int           `xml:"-"` // as Message.Size
 }
 
 // Payload is the first child element of an IQ, kept as tokens until a
