@@ -195,6 +195,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 		if err = b.Matrix.InitCrypto(ctx, b.DB.Database, cryptoLog); err != nil {
 			return fmt.Errorf("encryption: %w", err)
 		}
+		b.Matrix.SetPendingStore(keyWaitStore{b.DB})
+		if err = b.Matrix.ResumeKeyWaits(ctx); err != nil {
+			b.Log.Warn().Err(err).Msg("Events that waited for their room key before the restart are not bridged")
+		}
 	}
 	b.Matrix.AcceptTransactions()
 	b.wg.Add(1)
@@ -297,6 +301,9 @@ func (b *Bridge) Stop() {
 	// homeserver call, a file) is cancelled rather than waited for, and no
 	// room waits for another.
 	b.cancel()
+	if b.Matrix != nil {
+		b.Matrix.StopKeyWaits()
+	}
 	for _, p := range portals {
 		wg.Add(1)
 		go func() {

@@ -30,6 +30,27 @@ func (s syncStore) SaveNextBatch(ctx context.Context, token string) error {
 	return s.db.SetValue(ctx, database.KeySyncNextBatch, token)
 }
 
+// keyWaitStore keeps the events that wait for their room key
+// (matrix.PendingStore) in the bridge database.
+type keyWaitStore struct{ db *database.Database }
+
+func (s keyWaitStore) AddPending(ctx context.Context, roomID id.RoomID, eventID id.EventID) error {
+	return s.db.KeyWait.Add(ctx, roomID, eventID)
+}
+
+func (s keyWaitStore) DeletePending(ctx context.Context, roomID id.RoomID, eventID id.EventID) error {
+	return s.db.KeyWait.Delete(ctx, roomID, eventID)
+}
+
+func (s keyWaitStore) Pending(ctx context.Context) ([]matrix.PendingEvent, error) {
+	rows, err := s.db.KeyWait.List(ctx)
+	out := make([]matrix.PendingEvent, len(rows))
+	for i, r := range rows {
+		out[i] = matrix.PendingEvent{RoomID: r.RoomID, EventID: r.EventID}
+	}
+	return out, err
+}
+
 // eventFilter drops events that arrive twice, by push and by sync. In auto
 // mode it also stops taking a kind of event from sync once the homeserver
 // was seen pushing it.

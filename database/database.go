@@ -56,6 +56,9 @@ type Database struct {
 	RemoteRoom     *RemoteRoomQuery
 	RemoteOccupant *RemoteOccupantQuery
 	RoomPuppet     *RoomPuppetQuery
+
+	// Matrix events that wait for their room key.
+	KeyWait *KeyWaitQuery
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -103,6 +106,7 @@ func New(db *dbutil.Database) *Database {
 		RemoteRoom:     &RemoteRoomQuery{dbutil.MakeQueryHelper(db, newRemoteRoom)},
 		RemoteOccupant: &RemoteOccupantQuery{dbutil.MakeQueryHelper(db, newRemoteOccupant)},
 		RoomPuppet:     &RoomPuppetQuery{dbutil.MakeQueryHelper(db, newRoomPuppet)},
+		KeyWait:        &KeyWaitQuery{db: db},
 	}
 }
 

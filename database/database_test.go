@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -517,5 +518,28 @@ func TestRemotePortals(t *testing.T) {
 	}
 	if r, _ := db.RemoteRoom.Get(ctx, room); r.Password != "" {
 		t.Error("the password outlived its portal")
+	}
+}
+
+// TestKeyWait: events waiting for their room key come back in the order
+// they were noted, across rooms; a handled one is forgotten; noting one
+// twice keeps its first place.
+func TestKeyWait(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	for _, w := range []KeyWait{{"!b:hs.test", "$1"}, {"!a:hs.test", "$2"}, {"!b:hs.test", "$3"}, {"!b:hs.test", "$1"}} {
+		if err := db.KeyWait.Add(ctx, w.RoomID, w.EventID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.KeyWait.Delete(ctx, "!a:hs.test", "$2"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.KeyWait.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []KeyWait{{"!b:hs.test", "$1"}, {"!b:hs.test", "$3"}}; !slices.Equal(got, want) {
+		t.Errorf("List = %v; want %v", got, want)
 	}
 }

@@ -5,12 +5,14 @@ package e2e
 import (
 	"bytes"
 	"database/sql"
+	"encoding/base64"
 	"fmt"
 	"image/color"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -322,22 +324,48 @@ func TestE2EEncryptedRoom(t *testing.T) {
 		t.Errorf("decrypting the shared image: %v", err)
 	}
 
-	// An event the bridge cannot decrypt: a notice, and nothing to XMPP.
+	// Events the bridge cannot decrypt: a notice, and nothing to XMPP. Their
+	// keys never come; the wait for them holds up neither another room
+	// (its message reaches XMPP before the wait is over, when the notice
+	// is sent) nor, for long, their own, and three of them make one notice.
+	other, otherAlias := mary.createRoom("plain-beside", "Beside", "")
+	mary.expose(other)
+	otherMUC := mucJID(t, otherAlias)
+	alice.mustJoin(otherMUC, "Alice")
 	mark = alice.mark()
-	fake := &event.EncryptedEventContent{Algorithm: id.AlgorithmMegolmV1, SenderKey: "dGhpcyBpcyBub3QgYSByZWFsIGtleSBhdCBhbGwgISEh",
-		SessionID: "c2Vzc2lvbiB0aGF0IGRvZXMgbm90IGV4aXN0IGF0IGFsbCE", DeviceID: "FAKE",
-		MegolmCiphertext: []byte(strings.Repeat("QUJD", 30))}
-	garbled, err := mary.c.SendMessageEvent(ctx(t), room, event.EventEncrypted, fake)
-	if err != nil {
-		t.Fatal(err)
+	var garbled []id.EventID
+	for i := range 3 {
+		fake := &event.EncryptedEventContent{Algorithm: id.AlgorithmMegolmV1, SenderKey: "dGhpcyBpcyBub3QgYSByZWFsIGtleSBhdCBhbGwgISEh",
+			SessionID: id.SessionID(base64.RawStdEncoding.EncodeToString(bytes.Repeat([]byte{byte(i + 1)}, 32))), DeviceID: "FAKE",
+			MegolmCiphertext: []byte(strings.Repeat("QUJD", 30))}
+		resp, err := mary.c.SendMessageEvent(ctx(t), room, event.EventEncrypted, fake)
+		if err != nil {
+			t.Fatal(err)
+		}
+		garbled = append(garbled, resp.EventID)
 	}
-	mary.waitEvent("the undecryptable notice", func(evt *event.Event) bool {
+	isNotice := func(evt *event.Event) bool {
 		msg := evt.Content.AsMessage()
 		return evt.RoomID == room && evt.Sender == botID() && msg.MsgType == event.MsgNotice &&
-			strings.Contains(msg.Body, "could not decrypt") && msg.RelatesTo.GetReplyTo() == garbled.EventID
-	})
+			strings.Contains(msg.Body, "could not decrypt") && slices.Contains(garbled, msg.RelatesTo.GetReplyTo())
+	}
+	mary.say(other, "beside the wait")
+	alice.waitFrom(mark, "the other room's message", isGroupchat(occ(otherMUC, "Mary"), "beside the wait"))
+	if mary.seen(isNotice) {
+		t.Error("the other room's message reached XMPP only after the wait for the missing keys was over")
+	}
+	mary.waitEvent("the undecryptable notice", isNotice)
+	mary.say(room, "after the garbled ones")
+	alice.waitFrom(mark, "the room's next message", isGroupchat(occ(muc, "Mary"), "after the garbled ones"))
+	// Anything the bridge said before it bridged that message has reached
+	// Mary once Alice's answer, sent after it, has.
+	alice.groupchat(muc, "seen it")
+	mary.waitEvent("Alice's answer", wasEncrypted(room, puppet, "seen it"))
+	if n := mary.countSeen(isNotice); n != 1 {
+		t.Errorf("%d notices for three undecryptable events; want one", n)
+	}
 	for _, st := range alice.since(mark) {
-		if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(muc, "Mary")) {
+		if m, ok := st.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat && m.From.Equal(occ(muc, "Mary")) && m.Body != "after the garbled ones" {
 			t.Errorf("something reached XMPP from an undecryptable event: %q", m.Body)
 		}
 	}

@@ -241,6 +241,19 @@ func (u *mxUser) seen(match func(*event.Event) bool) bool {
 	return false
 }
 
+// countSeen returns how many of the events that arrived match.
+func (u *mxUser) countSeen(match func(*event.Event) bool) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, evt := range u.events {
+		if match(evt) {
+			n++
+		}
+	}
+	return n
+}
+
 // messagesFrom returns the bodies of the text messages sender sent to room,
 // in the order they were received.
 func (u *mxUser) messagesFrom(room id.RoomID, sender id.UserID) []string {

@@ -59,6 +59,9 @@ type Connector struct {
 	// (encryption set up): transactions before that get 503.
 	accepting atomic.Bool
 
+	keys        keyWaits // events waiting for their room key
+	decryptHook func(context.Context, *event.Event, time.Duration) (*event.Event, error)
+
 	lastPush atomic.Int64                       // when the last transaction came, Unix ns
 	longPoll atomic.Pointer[context.CancelFunc] // ends the bot's waiting /sync
 }
@@ -157,6 +160,7 @@ func (q userQuery) QueryUser(userID id.UserID) bool {
 // Start listens for the homeserver. It returns once the socket is bound, so a
 // busy port is reported at start.
 func (c *Connector) Start(ctx context.Context) error {
+	c.keys.ctx = ctx
 	addr := net.JoinHostPort(c.Appservice.Hostname, strconv.Itoa(int(c.Appservice.Port)))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -299,8 +303,15 @@ func (c *Connector) handleEvent(ctx context.Context, evt *event.Event) {
 	if evt.Type.IsState() {
 		mautrix.UpdateStateStore(ctx, c.AS.StateStore, evt)
 	}
-	if c.crypto != nil && evt.Type.Class != event.EphemeralEventType {
-		decrypted, err := c.crypto.handleCryptoEvent(ctx, evt)
+	if c.decrypts() && evt.Type.Class != event.EphemeralEventType {
+		if c.queueBehindKey(ctx, evt) {
+			return // its room waits for a key (keywait.go)
+		}
+		decrypted, err := c.cryptoEvent(ctx, evt, 0)
+		if errors.Is(err, errNoKeyYet) {
+			c.waitForKey(ctx, evt, true)
+			return
+		}
 		if err != nil {
 			c.undecryptable(ctx, evt, err)
 			return
@@ -308,25 +319,6 @@ func (c *Connector) handleEvent(ctx context.Context, evt *event.Event) {
 		evt = decrypted
 	}
 	c.handler.HandleMatrixEvent(ctx, evt)
-}
-
-// undecryptable reports an event the bridge could not decrypt: a log line,
-// and a notice in the room so that its sender knows it did not reach XMPP.
-// Never a silent drop.
-func (c *Connector) undecryptable(ctx context.Context, evt *event.Event, err error) {
-	zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).
-		Msg("Could not decrypt an event; it is not bridged")
-	if c.IsBridgeUser(evt.Sender) {
-		return
-	}
-	go func() {
-		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		text := fmt.Sprintf("The bridge could not decrypt a message from %s, so it did not reach XMPP users.", evt.Sender)
-		if _, err := c.SendNotice(nctx, evt.RoomID, text, evt.ID); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to report an undecryptable event")
-		}
-	}()
 }
 
 // txnEventIDs lists the IDs of a transaction's room events, for the log.

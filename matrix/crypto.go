@@ -39,8 +39,9 @@ type EncryptionConfig struct {
 	SelfSign bool `yaml:"self_sign"`
 }
 
-// keyWait is how long decryption waits for a room key that has not arrived.
-const keyWait = 10 * time.Second
+// keyWait is how long decryption waits for a room key that has not
+// arrived (keywait.go).
+var keyWait = 10 * time.Second
 
 // Crypto is the bridge bot's encryption device: end-to-bridge encryption,
 // one device (the bot's) decrypting for the bridge and encrypting for
@@ -223,23 +224,29 @@ func (c *Connector) IsEncrypted(ctx context.Context, roomID id.RoomID) bool {
 // handleCryptoEvent lets the device follow what changes who gets keys, and
 // decrypts encrypted events. It returns the event to hand on, or an error
 // for an event that could not be decrypted.
-func (k *Crypto) handleCryptoEvent(ctx context.Context, evt *event.Event) (*event.Event, error) {
+//
+// A missing room key is waited for up to wait; with no wait, the error
+// says errNoKeyYet (see keywait.go).
+func (k *Crypto) handleCryptoEvent(ctx context.Context, evt *event.Event, wait time.Duration) (*event.Event, error) {
 	switch evt.Type {
 	case event.StateMember:
 		k.mach.HandleMemberEvent(ctx, evt)
 	case event.StateHistoryVisibility:
 		k.mach.HandleHistoryVisibility(ctx, evt)
 	case event.EventEncrypted:
-		return k.decrypt(ctx, evt)
+		return k.decrypt(ctx, evt, wait)
 	}
 	return evt, nil
 }
 
-func (k *Crypto) decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
+func (k *Crypto) decrypt(ctx context.Context, evt *event.Event, wait time.Duration) (*event.Event, error) {
 	decrypted, err := k.mach.DecryptMegolmEvent(ctx, evt)
 	if errors.Is(err, crypto.ErrNoSessionFound) {
+		if wait <= 0 {
+			return nil, errNoKeyYet
+		}
 		content := evt.Content.AsEncrypted()
-		if k.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, keyWait) {
+		if k.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, wait) {
 			decrypted, err = k.mach.DecryptMegolmEvent(ctx, evt)
 		}
 	}

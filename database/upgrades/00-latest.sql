@@ -1,4 +1,4 @@
--- v0 -> v9: Latest revision
+-- v0 -> v10: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -150,4 +150,15 @@ CREATE TABLE room_puppet (
 	-- the bridge knows it again after a restart.
 	nick    TEXT NOT NULL,
 	PRIMARY KEY (room_id, token)
+);
+
+-- Matrix events that wait for their room key (encrypted, the key not at the
+-- bridge's device yet), and the events of their room behind them: their IDs
+-- only, until each was handled, so that a restart fetches them again.
+CREATE TABLE key_wait (
+	room_id  TEXT   NOT NULL,
+	event_id TEXT   NOT NULL,
+	-- The order they came in.
+	seq      BIGINT NOT NULL,
+	PRIMARY KEY (room_id, event_id)
 );
