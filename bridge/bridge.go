@@ -90,6 +90,13 @@ type Bridge struct {
 	newChats    *keyedLimiter
 	lookups     *keyedLimiter
 	busyNotices *keyedLimiter
+	// domainLookups bounds the lookups of all the senders of one XMPP
+	// domain together: fresh JIDs get fresh buckets of lookups.
+	domainLookups *keyedLimiter
+	// misses remembers, briefly, room names that were looked up and not
+	// found; listings bounds the room listings made at once.
+	misses   *missCache
+	listings chan struct{}
 	// newPortals limits how many portals into MUCs hosted elsewhere each
 	// Matrix user, and alias queries together, open.
 	newPortals *keyedLimiter
@@ -107,27 +114,30 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 	b := &Bridge{
-		Config:      cfg,
-		Log:         log,
-		Audit:       audit,
-		auditCloser: auditCloser,
-		byRoom:      map[id.RoomID]roomPortal{},
-		byMUC:       map[string]*portal.Portal{},
-		byRemote:    map[string]*remotemuc.Portal{},
-		byDirect:    map[string]*portal.Portal{},
-		closing:     map[id.RoomID]bool{},
-		pending:     map[string]*lookup{},
-		newChats:    newKeyedLimiter(newChatEvery, newChatBurst),
-		lookups:     newKeyedLimiter(lookupEvery, lookupBurst),
-		busyNotices: newKeyedLimiter(10*time.Second, 1),
-		invitations: newKeyedLimiter(invitationEvery, invitationBurst),
-		newPortals:  newKeyedLimiter(newPortalEvery, newPortalBurst),
-		newPuppets:  newKeyedLimiter(newPuppetEvery, newPuppetBurst),
-		allPuppets:  newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst),
-		events:      newEventFilter(cfg.Bridge.SyncFallback),
-		cmdQueue:    make(chan commandRequest, 64),
-		started:     time.Now(),
-		Version:     "dev",
+		Config:        cfg,
+		Log:           log,
+		Audit:         audit,
+		auditCloser:   auditCloser,
+		byRoom:        map[id.RoomID]roomPortal{},
+		byMUC:         map[string]*portal.Portal{},
+		byRemote:      map[string]*remotemuc.Portal{},
+		byDirect:      map[string]*portal.Portal{},
+		closing:       map[id.RoomID]bool{},
+		pending:       map[string]*lookup{},
+		newChats:      newKeyedLimiter(newChatEvery, newChatBurst),
+		lookups:       newKeyedLimiter(lookupEvery, lookupBurst),
+		domainLookups: newKeyedLimiter(domainLookupEvery, domainLookupBurst),
+		misses:        &missCache{},
+		listings:      make(chan struct{}, maxListings),
+		busyNotices:   newKeyedLimiter(10*time.Second, 1),
+		invitations:   newKeyedLimiter(invitationEvery, invitationBurst),
+		newPortals:    newKeyedLimiter(newPortalEvery, newPortalBurst),
+		newPuppets:    newKeyedLimiter(newPuppetEvery, newPuppetBurst),
+		allPuppets:    newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst),
+		events:        newEventFilter(cfg.Bridge.SyncFallback),
+		cmdQueue:      make(chan commandRequest, 64),
+		started:       time.Now(),
+		Version:       "dev",
 	}
 	b.commands = b.commandList()
 	var comp *xmpp.Component

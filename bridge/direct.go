@@ -35,6 +35,21 @@ const (
 	lookupEvery = time.Second
 )
 
+// All the senders of one XMPP domain together may have domainLookupBurst
+// lookups at once, then one every domainLookupEvery (50 a second).
+const (
+	domainLookupBurst = 500
+	domainLookupEvery = 20 * time.Millisecond
+)
+
+// allowLookup takes one of the sender's lookups and one of its domain's:
+// a lookup is a homeserver request, or several, that anyone on an allowed
+// domain can make the bridge do.
+func (b *Bridge) allowLookup(from jid.JID) bool {
+	now := time.Now()
+	return b.lookups.allow(from.Bare().String(), now) && b.domainLookups.allow(from.Domainpart(), now)
+}
+
 // directNotice is what the bot says in an encrypted direct chat it opens or
 // joins.
 const directNotice = "This chat is encrypted: the bridge decrypts your messages so that they reach the XMPP user, " +
@@ -46,7 +61,7 @@ func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server
 	switch s := st.(type) {
 	case *xmpp.IQ:
 		if s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard {
-			if !b.lookups.allow(s.From.Bare().String(), time.Now()) {
+			if !b.allowLookup(s.From.JID) {
 				b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
 				return
 			}
@@ -98,7 +113,7 @@ func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user i
 		// The answer carries the user's display name (XEP-0172), which is
 		// a homeserver round trip: not in the XMPP read loop, and not more
 		// often than the sender's share of lookups allows.
-		if !b.lookups.allow(pres.From.Bare().String(), time.Now()) {
+		if !b.allowLookup(pres.From.JID) {
 			zerolog.Ctx(ctx).Debug().Stringer("from", pres.From).Msg("Not answering presence: too many lookups")
 			return
 		}

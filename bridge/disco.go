@@ -63,7 +63,14 @@ func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
 			b.XMPP.Reply(ctx, iq, b.commandItems(iq.From.JID), nil)
 			return
 		}
-		go b.answerRoomItems(ctx, iq)
+		if !b.allowLookup(iq.From.JID) || !b.takeListing() {
+			b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ResourceConstraint, "Too many requests; try again later"))
+			return
+		}
+		go func() {
+			defer b.doneListing()
+			b.answerRoomItems(ctx, iq)
+		}()
 	case iq.Type == xmpp.TypeSet && iq.Payload.XMLName.Space == xmpp.NSCommands:
 		b.handleAdhoc(ctx, iq)
 	default:
@@ -196,8 +203,20 @@ func (b *Bridge) listRooms(ctx context.Context) []roomListing {
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to list portals")
 	}
+	// One query for what opt-in opened, not one per portal.
+	var exposed map[id.RoomID]bool
+	if mode == ExposureOptIn {
+		settings, err := b.DB.Settings.GetExposed(ctx)
+		if err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to list the exposed rooms")
+		}
+		exposed = make(map[id.RoomID]bool, len(settings))
+		for _, s := range settings {
+			exposed[s.RoomID] = true
+		}
+	}
 	for _, row := range rows {
-		if open, err := b.roomOpen(ctx, row.RoomID); err != nil || !open {
+		if mode == ExposureOptIn && !exposed[row.RoomID] {
 			continue
 		}
 		j, err := portal.MUCJID(b.scheme, row.Alias)

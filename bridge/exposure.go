@@ -63,6 +63,7 @@ func (b *Bridge) expose(ctx context.Context, roomID id.RoomID, by id.UserID) (mu
 			return jid.JID{}, false, false, err
 		}
 	}
+	b.misses.forget(muc.Localpart())
 	marked = true
 	if err = b.Matrix.SetBridgeState(ctx, roomID, b.bridgeStateKey(muc), b.bridgeState(info, muc, by)); err != nil {
 		b.Log.Warn().Err(err).Stringer("room_id", roomID).Msg("Failed to set the bridge state event")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -69,7 +70,7 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		}
 		return
 	}
-	if costly(st) && !b.lookups.allow(from.Bare().String(), time.Now()) {
+	if costly(st) && !b.allowLookup(from) {
 		b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
 		return
 	}
@@ -92,10 +93,28 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 		b.reject(ctx, st, stanza.ItemNotFound, "Only rooms of "+b.Config.Homeserver.Domain+" are bridged here")
 		return
 	}
+	// A room without a portal costs homeserver requests to look up: the
+	// sender's and its domain's lookups bound them, and a name that was
+	// not found a moment ago is not looked up again.
+	if b.misses.has(local, time.Now()) {
+		b.reject(ctx, st, stanza.ItemNotFound, "There is no such room")
+		return
+	}
+	if !costly(st) && !b.allowLookup(from) {
+		b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+		return
+	}
 	if iq, ok := st.(*xmpp.IQ); ok && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo && to.Resourcepart() == "" {
 		// Browsing the room list must not make the bot join every room:
 		// rooms in the directory are described from it.
-		go b.roomInfoWithoutPortal(ctx, iq, local)
+		if !b.takeListing() {
+			b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+			return
+		}
+		go func() {
+			defer b.doneListing()
+			b.roomInfoWithoutPortal(ctx, iq, local)
+		}()
 		return
 	}
 	b.lookupRoom(ctx, local, st)
@@ -172,9 +191,87 @@ const (
 
 func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 	b.lookup(local, st, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
-		return b.createPortal(ctx, local, joiner(st))
+		p, serr := b.createPortal(ctx, local, joiner(st))
+		if serr != nil && serr.Condition == stanza.ItemNotFound && strings.HasPrefix(serr.Error(), noRoomText) {
+			// No room has the alias: not one that is closed or that an
+			// invitation may open, which are asked about each time.
+			b.misses.note(local, time.Now())
+		}
+		return p, serr
 	})
 }
+
+// noRoomText starts the answer to a room name that no Matrix room has.
+const noRoomText = "There is no room "
+
+// missTTL is how long a room name that was not found is answered
+// item-not-found without asking the homeserver again; maxMisses bounds
+// how many are remembered.
+const (
+	missTTL   = 30 * time.Second
+	maxMisses = 4096
+)
+
+// missCache remembers room names that were not found, for missTTL.
+type missCache struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (c *missCache) note(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	if len(c.at) >= maxMisses {
+		for k, t := range c.at {
+			if now.Sub(t) >= missTTL {
+				delete(c.at, k)
+			}
+		}
+		if len(c.at) >= maxMisses {
+			return
+		}
+	}
+	c.at[name] = now
+}
+
+func (c *missCache) has(name string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.at[name]
+	if ok && now.Sub(t) >= missTTL {
+		delete(c.at, name)
+		ok = false
+	}
+	return ok
+}
+
+// forget drops a name from the cache: its room was just made reachable.
+func (c *missCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, name)
+}
+
+// maxListings bounds the room listings (disco#items of the service,
+// disco#info of rooms without a portal) made at once, each beside the
+// XMPP read loop.
+const maxListings = 8
+
+// takeListing takes a slot for a room listing, reporting false if all
+// are in use.
+func (b *Bridge) takeListing() bool {
+	select {
+	case b.listings <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Bridge) doneListing() { <-b.listings }
 
 // lookup runs create for the first stanza of a portal that does not run
 // yet (key names it), and hands it and the stanzas that arrive for it
@@ -242,7 +339,7 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 	name, server, _ := b.scheme.ParseRoomJID(roomJID)
 	alias := id.RoomAlias("#" + name + ":" + server)
 	log := b.Log.With().Stringer("alias", alias).Logger()
-	notFound := xmpp.StanzaError(stanza.ItemNotFound, "There is no room "+alias.String())
+	notFound := xmpp.StanzaError(stanza.ItemNotFound, noRoomText+alias.String())
 
 	roomID, err := b.Matrix.ResolveAlias(ctx, alias)
 	if errors.Is(err, mautrix.MNotFound) {

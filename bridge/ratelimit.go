@@ -7,16 +7,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// keyedLimiter limits how often each key (a bare JID) may do something,
-// with a token bucket per key. Keys whose bucket is full again are dropped
-// when the map grows, so it stays as small as the set of busy senders.
+// keyedLimiter limits how often each key (a bare JID, a domain) may do
+// something, with a token bucket per key. Keys whose bucket is full again
+// are dropped when the map grows (at most once per every, so that a flood
+// of new keys does not make each of them scan the map), so it stays about
+// as small as the set of keys busy lately; beyond maxKeys, new keys are
+// refused until it shrinks.
 type keyedLimiter struct {
 	every time.Duration
 	burst int
 
-	mu    sync.Mutex
-	byKey map[string]*rate.Limiter
+	mu     sync.Mutex
+	byKey  map[string]*rate.Limiter
+	pruned time.Time
 }
+
+// Limiter map bounds: pruning starts at pruneAt keys, new keys are
+// refused at maxKeys.
+const (
+	pruneAt = 1024
+	maxKeys = 64 * 1024
+)
 
 func newKeyedLimiter(every time.Duration, burst int) *keyedLimiter {
 	return &keyedLimiter{every: every, burst: burst, byKey: map[string]*rate.Limiter{}}
@@ -28,12 +39,16 @@ func (l *keyedLimiter) allow(key string, now time.Time) bool {
 	defer l.mu.Unlock()
 	lim := l.byKey[key]
 	if lim == nil {
-		if len(l.byKey) >= 1024 {
+		if len(l.byKey) >= pruneAt && now.Sub(l.pruned) >= min(l.every, time.Second) {
+			l.pruned = now
 			for k, v := range l.byKey {
 				if v.TokensAt(now) >= float64(l.burst) {
 					delete(l.byKey, k)
 				}
 			}
+		}
+		if len(l.byKey) >= maxKeys {
+			return false
 		}
 		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
 		l.byKey[key] = lim

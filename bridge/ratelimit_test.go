@@ -37,3 +37,25 @@ func TestKeyedLimiter(t *testing.T) {
 		t.Errorf("%d keys kept; want the busy one and the new one", n)
 	}
 }
+
+// TestKeyedLimiterBound: a flood of fresh keys cannot grow the map past
+// maxKeys; new keys are refused until the old ones' buckets are full
+// again and they can be dropped.
+func TestKeyedLimiterBound(t *testing.T) {
+	l := newKeyedLimiter(time.Hour, 1)
+	now := time.Now()
+	for i := range maxKeys {
+		if !l.allow(fmt.Sprintf("u%d@x", i), now) {
+			t.Fatalf("key %d refused below the bound", i)
+		}
+	}
+	if l.allow("fresh@x", now.Add(time.Minute)) {
+		t.Error("a fresh key was let in beyond the bound")
+	}
+	if len(l.byKey) > maxKeys {
+		t.Errorf("the map grew to %d keys", len(l.byKey))
+	}
+	if !l.allow("fresh@x", now.Add(2*time.Hour)) {
+		t.Error("a fresh key was refused once the old keys could be dropped")
+	}
+}

@@ -1,0 +1,118 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// routeBridge is a bridge whose homeserver knows no room at all and counts
+// the requests it gets; its XMPP component is not connected, so answers go
+// nowhere.
+type routeBridge struct {
+	*Bridge
+	requests atomic.Int32
+}
+
+func newRouteBridge(t *testing.T) *routeBridge {
+	t.Helper()
+	rb := &routeBridge{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rb.requests.Add(1)
+		if strings.Contains(r.URL.Path, "/publicRooms") {
+			_, _ = w.Write([]byte(`{"chunk":[]}`))
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"errcode":"M_NOT_FOUND","error":"not found"}`))
+	}))
+	t.Cleanup(hs.Close)
+	cfg := DefaultConfig()
+	cfg.Homeserver.Address, cfg.Homeserver.Domain = hs.URL, "hs.test"
+	cfg.Appservice.ASToken, cfg.Appservice.HSToken = "as", "hs"
+	cfg.XMPP = xmpp.Config{Server: "127.0.0.1:1", Domain: "matrix.xmpp.test", Secret: "s"}
+	b, err := New(&cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	t.Cleanup(b.cancel)
+	if b.DB, err = database.Open(b.ctx, database.Config{URI: "file:" + filepath.Join(t.TempDir(), "b.db")}, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.DB.Close() })
+	if b.Matrix, err = matrix.NewConnector(cfg.MatrixConfig(), nil, b, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	rb.Bridge = b
+	return rb
+}
+
+// join sends a join of from to a room name and waits until its lookup, if
+// it started one, is over.
+func (rb *routeBridge) join(t *testing.T, from, room string) {
+	t.Helper()
+	to := jid.MustParse("#" + room + "#hs.test@matrix.xmpp.test/Nick")
+	f := jid.MustParse(from)
+	rb.route(rb.ctx, &xmpp.Presence{From: xmpp.A(f), To: xmpp.A(to), MUC: &xmpp.MUCJoin{}}, to, f)
+	waitUntil(t, func() bool { rb.mu.Lock(); defer rb.mu.Unlock(); return len(rb.pending) == 0 })
+}
+
+// TestRouteRemembersMisses: a room name that was looked up and not found
+// is not looked up again for a while, whoever asks; one a room admin
+// exposes meanwhile is.
+func TestRouteRemembersMisses(t *testing.T) {
+	rb := newRouteBridge(t)
+	rb.join(t, "eve@xmpp.test/r", "nosuch")
+	first := rb.requests.Load()
+	if first == 0 {
+		t.Fatal("the first join to an unknown room asked the homeserver nothing")
+	}
+	rb.join(t, "eve@xmpp.test/r", "nosuch")
+	rb.join(t, "mallory@xmpp.test/r", "nosuch")
+	if n := rb.requests.Load(); n != first {
+		t.Errorf("joining the missing room again made %d more homeserver requests; want none", n-first)
+	}
+	rb.misses.forget("#nosuch#hs.test")
+	rb.join(t, "eve@xmpp.test/r", "nosuch")
+	if rb.requests.Load() == first {
+		t.Error("a room name dropped from the misses was not looked up again")
+	}
+}
+
+// TestRouteDomainLookups: fresh JIDs of one domain share that domain's
+// lookups: beyond its burst, joins of unknown rooms are refused without a
+// homeserver request, while another domain still gets through.
+func TestRouteDomainLookups(t *testing.T) {
+	rb := newRouteBridge(t)
+	// The domain's bucket, small and not refilling while the test runs.
+	const burst = 5
+	rb.domainLookups = newKeyedLimiter(time.Hour, burst)
+	for i := range burst {
+		rb.join(t, fmt.Sprintf("u%d@flood.test/r", i), fmt.Sprintf("room%d", i))
+	}
+	before := rb.requests.Load()
+	for i := range 20 {
+		rb.join(t, fmt.Sprintf("fresh%d@flood.test/r", i), fmt.Sprintf("other%d", i))
+	}
+	if n := rb.requests.Load(); n != before {
+		t.Errorf("fresh JIDs of a domain past its burst made %d homeserver requests; want none", n-before)
+	}
+	rb.join(t, "alice@elsewhere.test/r", "another")
+	if rb.requests.Load() == before {
+		t.Error("another domain's join was refused with the flooding domain's")
+	}
+}
