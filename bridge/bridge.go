@@ -21,6 +21,7 @@ import (
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/ratelimit"
 	"github.com/mxpp/mxpp/remotemuc"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -80,26 +81,26 @@ type Bridge struct {
 	pending map[string]*lookup
 	// invitations limits the XEP-0249 invitations each Matrix user makes
 	// the bridge send.
-	invitations *keyedLimiter
+	invitations *ratelimit.Keyed
 	// newPuppets and allPuppets limit the puppets lookups create, per
 	// XMPP domain and in all.
-	newPuppets, allPuppets *keyedLimiter
+	newPuppets, allPuppets *ratelimit.Keyed
 	// newChats limits how many direct chats each XMPP user opens, lookups
 	// how many Matrix users it has looked up; busyNotices how often a room
 	// is told that the bot dropped a command.
-	newChats    *keyedLimiter
-	lookups     *keyedLimiter
-	busyNotices *keyedLimiter
+	newChats    *ratelimit.Keyed
+	lookups     *ratelimit.Keyed
+	busyNotices *ratelimit.Keyed
 	// domainLookups bounds the lookups of all the senders of one XMPP
 	// domain together: fresh JIDs get fresh buckets of lookups.
-	domainLookups *keyedLimiter
+	domainLookups *ratelimit.Keyed
 	// misses remembers, briefly, room names that were looked up and not
 	// found; listings bounds the room listings made at once.
 	misses   *missCache
 	listings chan struct{}
 	// newPortals limits how many portals into MUCs hosted elsewhere each
 	// Matrix user, and alias queries together, open.
-	newPortals *keyedLimiter
+	newPortals *ratelimit.Keyed
 }
 
 var (
@@ -124,16 +125,16 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		byDirect:      map[string]*portal.Portal{},
 		closing:       map[id.RoomID]bool{},
 		pending:       map[string]*lookup{},
-		newChats:      newKeyedLimiter(newChatEvery, newChatBurst),
-		lookups:       newKeyedLimiter(lookupEvery, lookupBurst),
-		domainLookups: newKeyedLimiter(domainLookupEvery, domainLookupBurst),
+		newChats:      ratelimit.New(newChatEvery, newChatBurst),
+		lookups:       ratelimit.New(lookupEvery, lookupBurst),
+		domainLookups: ratelimit.New(domainLookupEvery, domainLookupBurst),
 		misses:        &missCache{},
 		listings:      make(chan struct{}, maxListings),
-		busyNotices:   newKeyedLimiter(10*time.Second, 1),
-		invitations:   newKeyedLimiter(invitationEvery, invitationBurst),
-		newPortals:    newKeyedLimiter(newPortalEvery, newPortalBurst),
-		newPuppets:    newKeyedLimiter(newPuppetEvery, newPuppetBurst),
-		allPuppets:    newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst),
+		busyNotices:   ratelimit.New(10*time.Second, 1),
+		invitations:   ratelimit.New(invitationEvery, invitationBurst),
+		newPortals:    ratelimit.New(newPortalEvery, newPortalBurst),
+		newPuppets:    ratelimit.New(newPuppetEvery, newPuppetBurst),
+		allPuppets:    ratelimit.New(newPuppetsAllEvery, newPuppetsAllBurst),
 		events:        newEventFilter(cfg.Bridge.SyncFallback),
 		cmdQueue:      make(chan commandRequest, 64),
 		started:       time.Now(),
@@ -353,7 +354,7 @@ func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
 			case b.cmdQueue <- commandRequest{room: evt.RoomID, sender: evt.Sender, event: evt.ID, line: line}:
 			default:
 				zerolog.Ctx(ctx).Warn().Msg("Too many bot commands at once; dropping one")
-				if b.busyNotices.allow(evt.RoomID.String(), time.Now()) {
+				if b.busyNotices.Allow(evt.RoomID.String(), time.Now()) {
 					go func() {
 						if _, err := b.Matrix.SendNotice(b.ctx, evt.RoomID, "The bridge bot is busy; send the command again in a moment.", evt.ID); err != nil {
 							b.Log.Warn().Err(err).Msg("Failed to say that the bot is busy")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/mxpp/mxpp/ratelimit"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -65,7 +66,7 @@ func TestAllowed(t *testing.T) {
 func TestMayInvite(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Bridge.Permissions = map[string]string{"hs.test": LevelUser, "@muted:hs.test": LevelNone}
-	b := &Bridge{Config: &cfg, invitations: newKeyedLimiter(invitationEvery, invitationBurst), Audit: zerolog.Nop()}
+	b := &Bridge{Config: &cfg, invitations: ratelimit.New(invitationEvery, invitationBurst), Audit: zerolog.Nop()}
 	if b.mayInvite("@muted:hs.test") || b.mayInvite("@eve:other.test") {
 		t.Error("a user without permission may invite")
 	}
@@ -85,8 +86,8 @@ func TestMayInvite(t *testing.T) {
 // TestMayRegisterPuppet: lookups create at most 50 new puppets per XMPP
 // domain at once and 200 in all, since each is a homeserver account.
 func TestMayRegisterPuppet(t *testing.T) {
-	b := &Bridge{Audit: zerolog.Nop(), newPuppets: newKeyedLimiter(newPuppetEvery, newPuppetBurst),
-		allPuppets: newKeyedLimiter(newPuppetsAllEvery, newPuppetsAllBurst)}
+	b := &Bridge{Audit: zerolog.Nop(), newPuppets: ratelimit.New(newPuppetEvery, newPuppetBurst),
+		allPuppets: ratelimit.New(newPuppetsAllEvery, newPuppetsAllBurst)}
 	for i := range newPuppetBurst {
 		if !b.MayRegisterPuppet(fmt.Sprintf("u%d@one.test", i)) {
 			t.Fatalf("puppet %d of one.test refused", i+1)

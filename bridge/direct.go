@@ -47,7 +47,7 @@ const (
 // domain can make the bridge do.
 func (b *Bridge) allowLookup(from jid.JID) bool {
 	now := time.Now()
-	return b.lookups.allow(from.Bare().String(), now) && b.domainLookups.allow(from.Domainpart(), now)
+	return b.lookups.Allow(from.Bare().String(), now) && b.domainLookups.Allow(from.Domainpart(), now)
 }
 
 // directNotice is what the bot says in an encrypted direct chat it opens or
@@ -168,7 +168,7 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 	b.mu.Lock()
 	opening := b.pending[key] != nil // later messages of a chat being opened wait for it
 	b.mu.Unlock()
-	if !opening && !b.newChats.allow(bare.String(), time.Now()) {
+	if !opening && !b.newChats.Allow(bare.String(), time.Now()) {
 		b.Audit.Info().Str("action", "direct_chat").Stringer("jid", bare).Stringer("user_id", user).
 			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another direct chat")
 		b.reject(ctx, msg, stanza.PolicyViolation, "You opened too many new chats; try again later")
@@ -385,7 +385,7 @@ func (b *Bridge) MayRegisterPuppet(remote string) bool {
 		return false
 	}
 	now := time.Now()
-	if !b.newPuppets.allow(bare.Domainpart(), now) || !b.allPuppets.allow(allPuppetsKey, now) {
+	if !b.newPuppets.Allow(bare.Domainpart(), now) || !b.allPuppets.Allow(allPuppetsKey, now) {
 		b.Audit.Warn().Str("action", "new_puppet").Str("jid", remote).Str("result", "rate-limited").Msg("puppet")
 		return false
 	}

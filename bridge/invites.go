@@ -26,7 +26,7 @@ func (b *Bridge) mayInvite(u id.UserID) bool {
 	if !b.Config.hasLevel(u, LevelUser) {
 		return false
 	}
-	if !b.invitations.allow(u.String(), time.Now()) {
+	if !b.invitations.Allow(u.String(), time.Now()) {
 		b.Audit.Warn().Str("action", "invite").Stringer("by", u).Str("result", "rate-limited").Msg("invitation")
 		return false
 	}

@@ -210,7 +210,7 @@ func (b *Bridge) openRemote(ctx context.Context, room jid.JID, opener id.UserID,
 		}
 		return row, err
 	}
-	if !b.newPortals.allow(opener.String(), time.Now()) {
+	if !b.newPortals.Allow(opener.String(), time.Now()) {
 		b.Audit.Info().Str("action", "open_remote").Stringer("muc", room).Str("by", opener.String()).
 			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another portal into a MUC hosted elsewhere")
 		return nil, errors.New("too many new portals were opened; try again in a minute")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
+	"github.com/mxpp/mxpp/ratelimit"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -100,7 +101,7 @@ func TestRouteDomainLookups(t *testing.T) {
 	rb := newRouteBridge(t)
 	// The domain's bucket, small and not refilling while the test runs.
 	const burst = 5
-	rb.domainLookups = newKeyedLimiter(time.Hour, burst)
+	rb.domainLookups = ratelimit.New(time.Hour, burst)
 	for i := range burst {
 		rb.join(t, fmt.Sprintf("u%d@flood.test/r", i), fmt.Sprintf("room%d", i))
 	}

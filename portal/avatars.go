@@ -19,10 +19,13 @@ import (
 // MaxAvatarBytes bounds avatars copied in either direction.
 const MaxAvatarBytes = 1 << 20
 
-// Avatars knows the XEP-0153 hashes of Matrix avatars. It keeps only the
-// hashes; images are fetched again when a vCard asks for one. A hash not yet
-// known is fetched in the background, and Ready is called with the URI when
-// it is, so that presence can be sent again with it.
+// Avatars knows the XEP-0153 hashes of Matrix avatars, and keeps the
+// images lately asked for by vCards (avatarCacheBytes in all, each for
+// avatarCacheTTL), so that a burst of vCard requests costs one download per
+// image. A hash not yet known is fetched in the background, and Ready is
+// called with the URI when it is, so that presence can be sent again with
+// it. At most four downloads run at once; requests for an image already
+// being downloaded wait for that download.
 type Avatars struct {
 	Download func(ctx context.Context, uri id.ContentURIString, maxBytes int64) ([]byte, string, error)
 	Ready    func(uri id.ContentURIString)
@@ -32,12 +35,37 @@ type Avatars struct {
 	hashes  map[id.ContentURIString]string
 	pending map[id.ContentURIString]bool
 	slots   chan struct{}
+
+	images  map[id.ContentURIString]*avatarImage
+	stored  int // bytes of the images kept
+	loading map[id.ContentURIString]*avatarLoad
+}
+
+// Bounds of the images kept for vCards.
+const (
+	avatarCacheBytes = 16 << 20
+	avatarCacheTTL   = 10 * time.Minute
+)
+
+// avatarImage is an image kept for vCards.
+type avatarImage struct {
+	data        []byte
+	contentType string
+	at          time.Time
+}
+
+// avatarLoad is a download of an image that vCard requests wait for.
+type avatarLoad struct {
+	done chan struct{}
+	img  *avatarImage
+	err  error
 }
 
 // NewAvatars returns an avatar cache that fetches at most four at once.
 func NewAvatars(download func(context.Context, id.ContentURIString, int64) ([]byte, string, error), log zerolog.Logger) *Avatars {
 	return &Avatars{Download: download, Log: log, hashes: map[id.ContentURIString]string{},
-		pending: map[id.ContentURIString]bool{}, slots: make(chan struct{}, 4)}
+		pending: map[id.ContentURIString]bool{}, slots: make(chan struct{}, 4),
+		images: map[id.ContentURIString]*avatarImage{}, loading: map[id.ContentURIString]*avatarLoad{}}
 }
 
 // Hash returns the hash of an avatar, "" for no avatar. ok is false while
@@ -59,41 +87,97 @@ func (a *Avatars) Hash(uri id.ContentURIString) (hash string, ok bool) {
 }
 
 func (a *Avatars) fetch(uri id.ContentURIString) {
-	a.slots <- struct{}{}
-	defer func() { <-a.slots }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	data, _, err := a.Download(ctx, uri, MaxAvatarBytes)
+	_, err := a.image(ctx, uri)
 	a.mu.Lock()
 	delete(a.pending, uri)
+	a.mu.Unlock()
 	if err != nil {
-		a.mu.Unlock()
 		a.Log.Warn().Err(err).Str("avatar", string(uri)).Msg("Failed to fetch a Matrix avatar")
 		return
 	}
-	a.hashes[uri] = xmpp.PhotoHash(data)
-	a.mu.Unlock()
 	if a.Ready != nil {
 		a.Ready(uri)
 	}
 }
 
-// Photo fetches an avatar for a vCard and remembers its hash.
+// Photo returns an avatar for a vCard, kept or downloaded, and remembers
+// its hash.
 func (a *Avatars) Photo(ctx context.Context, uri id.ContentURIString) (*xmpp.VCardPhoto, error) {
 	if uri == "" {
 		return nil, nil
 	}
-	data, contentType, err := a.Download(ctx, uri, MaxAvatarBytes)
+	img, err := a.image(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	if contentType == "" || contentType == "application/octet-stream" {
+	return xmpp.NewVCardPhoto(img.data, img.contentType), nil
+}
+
+// image returns an avatar's image: kept, being downloaded (waiting for
+// that), or downloaded now.
+func (a *Avatars) image(ctx context.Context, uri id.ContentURIString) (*avatarImage, error) {
+	a.mu.Lock()
+	if img := a.images[uri]; img != nil && time.Since(img.at) < avatarCacheTTL {
+		a.mu.Unlock()
+		return img, nil
+	}
+	l := a.loading[uri]
+	if l == nil {
+		l = &avatarLoad{done: make(chan struct{})}
+		a.loading[uri] = l
+		go a.load(uri, l)
+	}
+	a.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.img, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// load downloads an image for those waiting on l, and keeps it.
+func (a *Avatars) load(uri id.ContentURIString, l *avatarLoad) {
+	a.slots <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	data, contentType, err := a.Download(ctx, uri, MaxAvatarBytes)
+	cancel()
+	<-a.slots
+	if err == nil && (contentType == "" || contentType == "application/octet-stream") {
 		contentType = http.DetectContentType(data)
 	}
 	a.mu.Lock()
-	a.hashes[uri] = xmpp.PhotoHash(data)
+	delete(a.loading, uri)
+	if err == nil {
+		l.img = &avatarImage{data: data, contentType: contentType, at: time.Now()}
+		a.hashes[uri] = xmpp.PhotoHash(data)
+		a.keep(uri, l.img)
+	}
+	l.err = err
 	a.mu.Unlock()
-	return xmpp.NewVCardPhoto(data, contentType), nil
+	close(l.done)
+}
+
+// keep stores an image, dropping the oldest ones beyond avatarCacheBytes.
+// Called with a.mu held.
+func (a *Avatars) keep(uri id.ContentURIString, img *avatarImage) {
+	if old := a.images[uri]; old != nil {
+		a.stored -= len(old.data)
+	}
+	a.images[uri] = img
+	a.stored += len(img.data)
+	for a.stored > avatarCacheBytes {
+		var oldest id.ContentURIString
+		for u, i := range a.images {
+			if oldest == "" || i.at.Before(a.images[oldest].at) {
+				oldest = u
+			}
+		}
+		a.stored -= len(a.images[oldest].data)
+		delete(a.images, oldest)
+	}
 }
 
 // vcardUpdate is the XEP-0153 element for a presence: the hash if known,
@@ -156,15 +240,23 @@ func (p *Portal) handleVCard(ctx context.Context, iq *xmpp.IQ) {
 	p.deps.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, ""))
 }
 
+// replyVCard answers a vCard request with card and the avatar's image.
+// The image may take a download: that happens beside the portal's loop
+// (on the loop's context, not this event's), which goes on meanwhile.
 func (p *Portal) replyVCard(ctx context.Context, iq *xmpp.IQ, card *xmpp.VCard, avatar id.ContentURIString) {
-	if p.deps.Avatars != nil && avatar != "" {
+	if p.deps.Avatars == nil || avatar == "" {
+		p.deps.XMPP.Reply(ctx, iq, card, nil)
+		return
+	}
+	ctx = zerolog.Ctx(ctx).WithContext(p.Context())
+	go func() {
 		photo, err := p.deps.Avatars.Photo(ctx, avatar)
 		if err != nil {
 			p.log.Warn().Err(err).Msg("Failed to fetch an avatar for a vCard")
 		}
 		card.Photo = photo
-	}
-	p.deps.XMPP.Reply(ctx, iq, card, nil)
+		p.deps.XMPP.Reply(ctx, iq, card, nil)
+	}()
 }
 
 // forwardVCard asks an XMPP occupant's server for its vCard and passes the

@@ -110,6 +110,10 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 		fail(stanza.RegistrationRequired, "This room is members-only: you need an invitation from a member")
 		return
 	}
+	if !p.churn.Allow(bare.String(), time.Now()) {
+		fail(stanza.ResourceConstraint, "You joined and left this room too often; try again in a minute")
+		return
+	}
 	err := p.deps.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store puppet")

@@ -3,6 +3,7 @@ package portal
 import (
 	"context"
 	"errors"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -38,6 +39,10 @@ func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pr
 	}
 	if owner, taken := p.roster.owns(newNick); taken && owner != occ.puppet {
 		fail(xmpp.StanzaError(stanza.Conflict, "This nickname is already in use in the room"))
+		return
+	}
+	if !p.churn.Allow(occ.bare.String(), time.Now()) {
+		fail(xmpp.StanzaError(stanza.ResourceConstraint, "You changed your nickname too often; try again in a minute"))
 		return
 	}
 	if err := p.deps.Matrix.SetPuppetRoomName(ctx, p.RoomID, occ.puppet, newNick); err != nil {

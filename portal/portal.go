@@ -23,6 +23,7 @@ import (
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/ratelimit"
 	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -170,9 +171,12 @@ type Portal struct {
 	lastSeen  map[string]time.Time // by full JID of a session
 	misses    map[string]int       // unanswered liveness pings, by full JID
 	pinging   map[string]bool      // sessions with a liveness ping out
-	typing    map[id.UserID]bool   // Matrix members typing now
-	lastRead  map[id.UserID]id.EventID
-	late      roomloop.Lateness
+	// churn bounds, per bare JID, the joins and nick changes that write
+	// membership and display-name events on Matrix.
+	churn    *ratelimit.Keyed
+	typing   map[id.UserID]bool // Matrix members typing now
+	lastRead map[id.UserID]id.EventID
+	late     roomloop.Lateness
 
 	// direct is set when the portal is a direct chat rather than a room.
 	direct *direct
@@ -194,6 +198,7 @@ func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 		conv:    &msgconv.Converter{MediaLinks: deps.MediaLinks, Fetcher: deps.Fetcher},
 		log:     deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
 		roomJID: roomJID,
+		churn:   newChurn(),
 	}
 	p.Loop = roomloop.New(p, p.log)
 	if deps.Metrics != nil {
@@ -201,6 +206,17 @@ func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 	}
 	return p
 }
+
+// Each XMPP user may join a room (as a new occupant) or change its nick in
+// it churnBurst times at once, then once every churnEvery: each writes a
+// membership or display-name event on Matrix. Beyond, the join or nick
+// change gets resource-constraint (type wait).
+const (
+	churnBurst = 10
+	churnEvery = 30 * time.Second
+)
+
+func newChurn() *ratelimit.Keyed { return ratelimit.New(churnEvery, churnBurst) }
 
 // MUCJID returns the MUC JID of a Matrix room alias.
 func MUCJID(scheme xmpp.Scheme, alias id.RoomAlias) (jid.JID, error) {

@@ -106,6 +106,7 @@ func testPortal() *Portal {
 		info:      &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{}},
 		occupants: map[string]*occupant{},
 		deps:      Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
+		churn:     newChurn(),
 	}
 	p.Loop = roomloop.New(p, zerolog.Nop())
 	p.roster.set("@mary:hs.test", "Mary Q")

@@ -1,4 +1,7 @@
-package bridge
+// Package ratelimit limits how often each of many keys (a JID, a domain, a
+// room) may do something. It imports no package of this module, so that
+// the bridge and the portals share it.
+package ratelimit
 
 import (
 	"sync"
@@ -7,13 +10,13 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// keyedLimiter limits how often each key (a bare JID, a domain) may do
+// Keyed limits how often each key (a bare JID, a domain) may do
 // something, with a token bucket per key. Keys whose bucket is full again
 // are dropped when the map grows (at most once per every, so that a flood
 // of new keys does not make each of them scan the map), so it stays about
-// as small as the set of keys busy lately; beyond maxKeys, new keys are
+// as small as the set of keys busy lately; beyond MaxKeys, new keys are
 // refused until it shrinks.
-type keyedLimiter struct {
+type Keyed struct {
 	every time.Duration
 	burst int
 
@@ -23,18 +26,20 @@ type keyedLimiter struct {
 }
 
 // Limiter map bounds: pruning starts at pruneAt keys, new keys are
-// refused at maxKeys.
+// refused at MaxKeys.
 const (
 	pruneAt = 1024
-	maxKeys = 64 * 1024
+	MaxKeys = 64 * 1024
 )
 
-func newKeyedLimiter(every time.Duration, burst int) *keyedLimiter {
-	return &keyedLimiter{every: every, burst: burst, byKey: map[string]*rate.Limiter{}}
+// New returns a limiter that gives each key burst tokens at once, then
+// one every every.
+func New(every time.Duration, burst int) *Keyed {
+	return &Keyed{every: every, burst: burst, byKey: map[string]*rate.Limiter{}}
 }
 
-// allow takes a token of key's bucket, reporting false if it has none.
-func (l *keyedLimiter) allow(key string, now time.Time) bool {
+// Allow takes a token of key's bucket, reporting false if it has none.
+func (l *Keyed) Allow(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim := l.byKey[key]
@@ -47,7 +52,7 @@ func (l *keyedLimiter) allow(key string, now time.Time) bool {
 				}
 			}
 		}
-		if len(l.byKey) >= maxKeys {
+		if len(l.byKey) >= MaxKeys {
 			return false
 		}
 		lim = rate.NewLimiter(rate.Every(l.every), l.burst)

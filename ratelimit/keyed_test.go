@@ -1,4 +1,4 @@
-package bridge
+package ratelimit
 
 import (
 	"fmt"
@@ -7,30 +7,30 @@ import (
 )
 
 func TestKeyedLimiter(t *testing.T) {
-	l := newKeyedLimiter(time.Minute, 3)
+	l := New(time.Minute, 3)
 	now := time.Now()
 	for i := range 3 {
-		if !l.allow("a@x", now) {
+		if !l.Allow("a@x", now) {
 			t.Fatalf("call %d of a burst of 3 refused", i+1)
 		}
 	}
-	if l.allow("a@x", now) {
+	if l.Allow("a@x", now) {
 		t.Error("a fourth call in the same instant was allowed")
 	}
-	if !l.allow("b@x", now) {
+	if !l.Allow("b@x", now) {
 		t.Error("another key was limited by the first")
 	}
-	if !l.allow("a@x", now.Add(time.Minute)) {
+	if !l.Allow("a@x", now.Add(time.Minute)) {
 		t.Error("no token came back after the interval")
 	}
 	// Keys whose bucket filled up again are dropped once the map is large;
 	// busy ones are kept.
 	for i := range 1500 {
-		l.allow(fmt.Sprintf("u%d@x", i), now)
+		l.Allow(fmt.Sprintf("u%d@x", i), now)
 	}
-	l.allow("a@x", now.Add(3*time.Minute))
-	l.allow("a@x", now.Add(3*time.Minute))
-	if !l.allow("late@x", now.Add(3*time.Minute)) {
+	l.Allow("a@x", now.Add(3*time.Minute))
+	l.Allow("a@x", now.Add(3*time.Minute))
+	if !l.Allow("late@x", now.Add(3*time.Minute)) {
 		t.Fatal("a new key was refused")
 	}
 	if n := len(l.byKey); n != 2 {
@@ -39,23 +39,23 @@ func TestKeyedLimiter(t *testing.T) {
 }
 
 // TestKeyedLimiterBound: a flood of fresh keys cannot grow the map past
-// maxKeys; new keys are refused until the old ones' buckets are full
+// MaxKeys; new keys are refused until the old ones' buckets are full
 // again and they can be dropped.
 func TestKeyedLimiterBound(t *testing.T) {
-	l := newKeyedLimiter(time.Hour, 1)
+	l := New(time.Hour, 1)
 	now := time.Now()
-	for i := range maxKeys {
-		if !l.allow(fmt.Sprintf("u%d@x", i), now) {
+	for i := range MaxKeys {
+		if !l.Allow(fmt.Sprintf("u%d@x", i), now) {
 			t.Fatalf("key %d refused below the bound", i)
 		}
 	}
-	if l.allow("fresh@x", now.Add(time.Minute)) {
+	if l.Allow("fresh@x", now.Add(time.Minute)) {
 		t.Error("a fresh key was let in beyond the bound")
 	}
-	if len(l.byKey) > maxKeys {
+	if len(l.byKey) > MaxKeys {
 		t.Errorf("the map grew to %d keys", len(l.byKey))
 	}
-	if !l.allow("fresh@x", now.Add(2*time.Hour)) {
+	if !l.Allow("fresh@x", now.Add(2*time.Hour)) {
 		t.Error("a fresh key was refused once the old keys could be dropped")
 	}
 }

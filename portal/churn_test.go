@@ -1,0 +1,95 @@
+package portal
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// churnHS counts the membership and display-name events a portal writes.
+type churnHS struct {
+	fakeMatrix
+	joins, leaves, renames int
+}
+
+func (h *churnHS) JoinPuppet(context.Context, id.RoomID, id.UserID, string) error {
+	h.joins++
+	return nil
+}
+
+func (h *churnHS) LeavePuppet(context.Context, id.RoomID, id.UserID, string) error {
+	h.leaves++
+	return nil
+}
+
+func (h *churnHS) SetPuppetRoomName(context.Context, id.RoomID, id.UserID, string) error {
+	h.renames++
+	return nil
+}
+
+func (h *churnHS) IsBridgeUser(u id.UserID) bool { _, ok := h.ParsePuppetID(u); return ok }
+
+// TestJoinChurn: an XMPP user who joins and leaves over and over, or
+// changes nick over and over, writes a Matrix event each time only up to
+// a burst; beyond, the join or nick change is refused with
+// resource-constraint and nothing is written.
+func TestJoinChurn(t *testing.T) {
+	ctx := context.Background()
+	p := testPortal()
+	hs, out := &churnHS{}, &stanzaRecorder{}
+	p.deps.Matrix, p.deps.XMPP, p.deps.DB = hs, out, openTestDB(t)
+	if err := p.deps.DB.Portal.Insert(ctx, p.Portal); err != nil {
+		t.Fatal(err)
+	}
+	p.info.JoinRule = event.JoinRulePublic
+	p.settings = &database.RoomSettings{RoomID: p.RoomID}
+	p.lastSeen, p.misses, p.pinging = map[string]time.Time{}, map[string]int{}, map[string]bool{}
+	p.typing, p.lastRead = map[id.UserID]bool{}, map[id.UserID]id.EventID{}
+	p.loaded = true
+	eve := jid.MustParse("eve@xmpp.test/r")
+	room := func(nick string) xmpp.Addr { j, _ := p.roomJID.WithResource(nick); return xmpp.A(j) }
+	join := func(nick string) {
+		p.HandleEvent(ctx, &xmpp.Presence{From: xmpp.A(eve), To: room(nick), MUC: &xmpp.MUCJoin{}})
+	}
+	leave := func(nick string) {
+		p.HandleEvent(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: xmpp.A(eve), To: room(nick)})
+	}
+	refused := func() bool {
+		for _, st := range out.out {
+			if pr, ok := st.(*xmpp.Presence); ok && pr.Type == xmpp.TypeError && pr.Error != nil && pr.Error.Condition == stanza.ResourceConstraint {
+				return true
+			}
+		}
+		return false
+	}
+	for range churnBurst {
+		join("Eve")
+		leave("Eve")
+	}
+	if hs.joins != churnBurst || hs.leaves != churnBurst || refused() {
+		t.Fatalf("%d joins within the burst wrote %d joins (refused: %v)", churnBurst, hs.joins, refused())
+	}
+	join("Eve")
+	if hs.joins != churnBurst || !refused() {
+		t.Errorf("a join past the burst wrote a membership event (%d) or was not refused (%v)", hs.joins, refused())
+	}
+
+	// Nick changes: another user, the same bound.
+	p.churn = newChurn()
+	out.out = nil
+	join("Eve")
+	for i := range churnBurst + 2 {
+		join(string(rune('A' + i)))
+	}
+	if hs.renames != churnBurst-1 || !refused() {
+		t.Errorf("%d nick changes wrote %d renames (refused: %v); want %d and a refusal", churnBurst+2, hs.renames, refused(), churnBurst-1)
+	}
+}
