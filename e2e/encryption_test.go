@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
@@ -212,8 +211,16 @@ func TestE2EEncryptedRoom(t *testing.T) {
 	exchange("1", mary)
 
 	// A second device of Mary's, joining later, reads what XMPP sends next.
+	logMark := v.logSize(t)
 	laptop := v.secondDevice(t, mary)
-	time.Sleep(500 * time.Millisecond) // the device list change reaches the bridge's sync
+	// The bridge's device learns of the new one from its sync: only then
+	// does the room's next key go to it.
+	change := v.waitLog(t, logMark, "the bridge seeing Mary's new device", "Device list changes in /sync", `"`+mary.id.String()+`"`)
+	finished := []string{"Finished handling device list changes"}
+	if _, trace, ok := strings.Cut(change, "trace_id="); ok && trace != "" {
+		finished = append(finished, "trace_id="+strings.Fields(trace)[0])
+	}
+	v.waitLog(t, logMark, "the bridge handling Mary's new device", finished...)
 	exchange("2", mary, laptop)
 
 	// A restart keeps the bot's device and its keys.

@@ -294,3 +294,43 @@ func (v *env) waitHandled(t *testing.T, evt id.EventID) {
 		return false
 	})
 }
+
+// logSize returns how long the bridge log is now: a mark for waitLog.
+func (v *env) logSize(t *testing.T) int64 {
+	t.Helper()
+	fi, err := os.Stat(v.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// waitLog waits until the bridge log, after mark, has a line with every
+// one of parts in it, and returns that line.
+func (v *env) waitLog(t *testing.T, mark int64, what string, parts ...string) string {
+	t.Helper()
+	var found string
+	waitFor(t, what, func() bool {
+		log, err := os.ReadFile(v.LogPath())
+		if err != nil || int64(len(log)) < mark {
+			return false
+		}
+		for _, line := range strings.Split(string(log[mark:]), "\n") {
+			if containsAll(line, parts) {
+				found = line
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
