@@ -211,6 +211,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 			b.Log.Warn().Err(err).Msg("Events that waited for their room key before the restart are not bridged")
 		}
 	}
+	b.Matrix.SetCatchUpRooms(b.runningRooms)
 	b.Matrix.AcceptTransactions()
 	b.wg.Add(1)
 	go func() {
@@ -546,6 +547,7 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 		Metrics:               b.portalMetrics(),
 		Log:                   b.Log.With().Str("component", "portal").Logger(),
 		OnGone:                func(p *portal.Portal) { b.forgetPortal(p) },
+		OnMoved:               b.portalMoved,
 	})
 	if err != nil {
 		return nil, err
@@ -558,6 +560,28 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 	}
 	p.Start(b.ctx)
 	return p, nil
+}
+
+// runningRooms returns the rooms of the running portals.
+func (b *Bridge) runningRooms() []id.RoomID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rooms := make([]id.RoomID, 0, len(b.byRoom))
+	for room := range b.byRoom {
+		rooms = append(rooms, room)
+	}
+	return rooms
+}
+
+// portalMoved files a running portal under its new MUC address.
+func (b *Bridge) portalMoved(p *portal.Portal, oldLocal string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byMUC[oldLocal] == p {
+		delete(b.byMUC, oldLocal)
+	}
+	b.byMUC[p.Row().MUCLocal] = p
+	b.misses.forget(p.Row().MUCLocal)
 }
 
 // forgetPortal drops a portal that closed itself; a later event loads it

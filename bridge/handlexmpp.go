@@ -453,19 +453,8 @@ func (b *Bridge) reject(ctx context.Context, st any, cond stanza.Condition, text
 	from, to := addresses(st)
 	zerolog.Ctx(ctx).Info().Str("condition", string(cond)).Str("reason", text).Type("stanza", st).
 		Stringer("from", from).Stringer("to", to).Msg("Refusing stanza")
-	switch s := st.(type) {
-	case *xmpp.Message:
-		if s.Type != xmpp.TypeError {
-			b.send(ctx, &xmpp.Message{ID: s.ID, Type: xmpp.TypeError, From: s.To, To: s.From, Error: serr})
-		}
-	case *xmpp.Presence:
-		if s.Type != xmpp.TypeError && s.Type != xmpp.TypeUnavailable {
-			b.send(ctx, &xmpp.Presence{ID: s.ID, Type: xmpp.TypeError, From: s.To, To: s.From, Error: serr, MUC: &xmpp.MUCJoin{}})
-		}
-	case *xmpp.IQ:
-		if s.Type == xmpp.TypeGet || s.Type == xmpp.TypeSet {
-			b.XMPP.Reply(ctx, s, nil, serr)
-		}
+	if reply := xmpp.ErrorReply(st, serr); reply != nil {
+		b.send(ctx, reply)
 	}
 }
 

@@ -59,8 +59,9 @@ type Connector struct {
 	// (encryption set up): transactions before that get 503.
 	accepting atomic.Bool
 
-	keys        keyWaits // events waiting for their room key
-	decryptHook func(context.Context, *event.Event, time.Duration) (*event.Event, error)
+	keys         keyWaits // events waiting for their room key
+	catchUpRooms func() []id.RoomID
+	decryptHook  func(context.Context, *event.Event, time.Duration) (*event.Event, error)
 
 	lastPush atomic.Int64                       // when the last transaction came, Unix ns
 	longPoll atomic.Pointer[context.CancelFunc] // ends the bot's waiting /sync

@@ -68,6 +68,7 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 		log.Warn().Err(err).Msg("Failed to load the sync position; starting afresh")
 	}
 	backoff := time.Second
+	var down time.Time // when syncs began to fail
 	for ctx.Err() == nil {
 		if filterID == "" {
 			resp, err := client.CreateFilter(ctx, filter)
@@ -105,6 +106,9 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 			if cutShort {
 				continue // traffic began: poll at the pace instead
 			}
+			if down.IsZero() {
+				down = time.Now()
+			}
 			log.Warn().Err(err).Stringer("retry_in", backoff).Msg("Sync failed")
 			if errors.Is(err, mautrix.MUnknownToken) || errors.Is(err, mautrix.MNotFound) {
 				filterID = ""
@@ -114,6 +118,12 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 			continue
 		}
 		backoff = time.Second
+		if !down.IsZero() {
+			// Back after an outage: what the homeserver did not push
+			// meanwhile is read from the rooms (catchup.go).
+			go c.catchUp(ctx, down.Add(-catchUpMargin))
+			down = time.Time{}
+		}
 		if c.crypto != nil {
 			c.crypto.mach.ProcessSyncResponse(ctx, resp, since)
 		}

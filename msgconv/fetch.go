@@ -28,7 +28,13 @@ var (
 type Fetcher struct {
 	MaxBytes int64
 	client   *http.Client
+	// slots bounds the fetches under way at once, across all rooms: each
+	// holds up to MaxBytes in memory.
+	slots chan struct{}
 }
+
+// MaxFetches bounds the files fetched at once; the others wait.
+const MaxFetches = 8
 
 // NewFetcher returns a fetcher. The address check runs on the address
 // actually dialed, after name resolution and on every redirect, so that a
@@ -60,7 +66,7 @@ func NewFetcher(maxBytes int64, allowPrivate bool, timeout time.Duration) *Fetch
 		MaxIdleConns:           4,
 		IdleConnTimeout:        30 * time.Second,
 	}
-	return &Fetcher{MaxBytes: maxBytes, client: &http.Client{
+	return &Fetcher{MaxBytes: maxBytes, slots: make(chan struct{}, MaxFetches), client: &http.Client{
 		Transport: transport,
 		Timeout:   timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -113,6 +119,14 @@ func (f *Fetcher) Fetch(ctx context.Context, link string) (*MediaFetched, error)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+	if f.slots != nil {
+		select {
+		case f.slots <- struct{}{}:
+			defer func() { <-f.slots }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {

@@ -183,8 +183,7 @@ func (p *Portal) handleDirectXMPPMessage(ctx context.Context, msg *xmpp.Message)
 		p.directBounce(ctx, msg)
 		return
 	case msg.Type == xmpp.TypeGroupchat:
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From,
-			Error: xmpp.StanzaError(stanza.BadRequest, "This is a user, not a room")})
+		p.refuse(ctx, msg, xmpp.StanzaError(stanza.BadRequest, "This is a user, not a room"))
 		return
 	}
 	p.handleOccupantMessage(ctx, occ, msg)

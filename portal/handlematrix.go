@@ -268,7 +268,8 @@ func (p *Portal) handleMatrixSubject(ctx context.Context, evt *event.Event) {
 
 // handleMatrixReachability follows the canonical alias. A room that loses it
 // is destroyed; a new alias moves the MUC, and occupants are told where to
-// (XEP-0045 §10.9). It returns false when the portal is gone.
+// (XEP-0045 §10.9), while the portal goes on at the new address. It
+// returns false when the portal is gone.
 func (p *Portal) handleMatrixReachability(ctx context.Context, evt *event.Event) bool {
 	ca := evt.Content.AsCanonicalAlias()
 	p.info.CanonicalAlias, p.info.AltAliases = ca.Alias, ca.AltAliases
@@ -290,14 +291,18 @@ func (p *Portal) handleMatrixReachability(ctx context.Context, evt *event.Event)
 	newJID, _ := MUCJID(p.deps.Scheme, alias)
 	p.log.Info().Stringer("alias", alias).Stringer("new_muc", newJID).Msg("Room alias changed, moving MUC")
 	p.destroyKeep(ctx, newJID, "The room has a new address")
-	p.Alias, p.MUCLocal = alias, newJID.Localpart()
+	oldLocal := p.MUCLocal
+	p.Alias, p.MUCLocal, p.roomJID = alias, newJID.Localpart(), newJID
+	p.log = p.deps.Log.With().Stringer("room_id", p.RoomID).Stringer("muc", newJID).Logger()
 	if err := p.deps.DB.Portal.Update(ctx, p.Portal); err != nil {
 		p.log.Error().Err(err).Msg("Failed to store new alias")
 	}
-	if p.deps.OnGone != nil {
-		p.deps.OnGone(p)
+	// The portal goes on at its new address: what is queued behind this
+	// event is handled there, and the occupants told of the move join it.
+	if p.deps.OnMoved != nil {
+		p.deps.OnMoved(p, oldLocal)
 	}
-	return false
+	return true
 }
 
 // destroy closes the MUC for good and deletes the portal.

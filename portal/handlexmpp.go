@@ -55,9 +55,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	log := p.log.With().Stringer("jid", from).Str("nick", nick).Logger()
 	fail := func(cond stanza.Condition, text string) {
 		log.Debug().Str("condition", string(cond)).Str("reason", text).Msg("Refusing join")
-		errFrom := pres.To.JID
-		p.send(ctx, &xmpp.Presence{ID: pres.ID, Type: xmpp.TypeError, From: xmpp.A(errFrom), To: pres.From,
-			MUC: &xmpp.MUCJoin{}, Error: xmpp.StanzaError(cond, text)})
+		p.refuse(ctx, pres, xmpp.StanzaError(cond, text))
 	}
 	switch {
 	case nick == "":
@@ -260,7 +258,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	}
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+		p.refuse(ctx, msg, xmpp.StanzaError(cond, text))
 	}
 	switch {
 	case msg.Type != xmpp.TypeError && msg.MUCUser != nil && len(msg.MUCUser.Invite) > 0 && msg.To.Resourcepart() == "":
@@ -296,7 +294,7 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *xmpp.Message) {
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+		p.refuse(ctx, msg, xmpp.StanzaError(cond, text))
 	}
 	switch {
 	case msg.Retract != nil:
@@ -343,10 +341,11 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 	}
 	if link := msgconv.MediaLink(msg); link != "" && p.deps.Fetcher != nil {
 		// Fetching and uploading a file can take long. It runs beside the
-		// loop: Matrix events go on meanwhile (one slow download must not
-		// hold up the appservice transactions of every room), and the room's
-		// later XMPP stanzas wait for it, to keep their order.
-		p.PauseInbox()
+		// loop: Matrix events and everyone else's stanzas go on meanwhile
+		// (one slow download must not hold up the room, nor the appservice
+		// transactions of every room), and the sender's later stanzas wait
+		// for it, to keep their order.
+		p.HoldSender(msg.From.Bare().String())
 		puppet := occ.puppet
 		go func() {
 			mctx, cancel := context.WithTimeout(p.Context(), mediaTimeout)
@@ -371,10 +370,10 @@ type mediaReady struct {
 // mediaTimeout bounds fetching and uploading one shared file.
 const mediaTimeout = 5 * time.Minute
 
-// handleMediaReady sends the message of a fetched file and lets the room's
-// XMPP stanzas go on.
+// handleMediaReady sends the message of a fetched file, and then what its
+// sender sent meanwhile.
 func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
-	p.ResumeInbox()
+	defer p.ReleaseSender(m.msg.From.Bare().String())
 	occ, ok := p.session(m.msg.From.JID)
 	if p.direct != nil {
 		occ, ok = p.direct.remote, true
@@ -397,7 +396,7 @@ func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
 func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *occupant, content *event.MessageEventContent, reuses id.EventID) {
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: xmpp.StanzaError(cond, text)})
+		p.refuse(ctx, msg, xmpp.StanzaError(cond, text))
 	}
 	stanzaID := msgconv.StanzaIDOf(msg)
 	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()

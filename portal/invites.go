@@ -61,7 +61,7 @@ func (p *Portal) mayJoin(puppet id.UserID) bool {
 // invitation.
 func (p *Portal) handleMediatedInvite(ctx context.Context, msg *xmpp.Message) {
 	reject := func(serr *stanza.Error) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: serr})
+		p.refuse(ctx, msg, serr)
 	}
 	occ, ok := p.session(msg.From.JID)
 	if !ok {

@@ -35,7 +35,7 @@ func matrixError(err error, forbidden string) *stanza.Error {
 func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pres *xmpp.Presence) {
 	newNick := pres.To.Resourcepart()
 	fail := func(serr *stanza.Error) {
-		p.send(ctx, &xmpp.Presence{ID: pres.ID, Type: xmpp.TypeError, From: pres.To, To: pres.From, Error: serr})
+		p.refuse(ctx, pres, serr)
 	}
 	if owner, taken := p.roster.owns(newNick); taken && owner != occ.puppet {
 		fail(xmpp.StanzaError(stanza.Conflict, "This nickname is already in use in the room"))
@@ -80,8 +80,7 @@ func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pr
 func (p *Portal) setSubject(ctx context.Context, occ *occupant, msg *xmpp.Message) {
 	if err := p.deps.Matrix.SetTopic(ctx, p.RoomID, occ.puppet, *msg.Subject); err != nil {
 		p.log.Info().Err(err).Stringer("jid", occ.bare).Msg("Subject change refused")
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From,
-			Error: matrixError(err, "You may not change the subject of this room")})
+		p.refuse(ctx, msg, matrixError(err, "You may not change the subject of this room"))
 	}
 }
 

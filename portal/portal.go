@@ -122,6 +122,10 @@ type Deps struct {
 	// OnGone is called from the portal's goroutine when the room stopped
 	// being reachable and the portal deleted itself.
 	OnGone func(p *Portal)
+	// OnMoved is called from the portal's goroutine when the room's MUC
+	// moved to a new address (its canonical alias changed); oldLocal was
+	// its MUC localpart.
+	OnMoved func(p *Portal, oldLocal string)
 }
 
 // Metrics receives counts from portals (roomloop.Metrics).
@@ -366,16 +370,22 @@ func (p *Portal) rejectUnloaded(ctx context.Context, evt any) {
 		if e.ID != "" {
 			p.DeliveryFailed()
 		}
-	case *xmpp.Presence:
-		if e.Type == "" {
-			p.send(ctx, &xmpp.Presence{ID: e.ID, Type: xmpp.TypeError, From: e.To, To: e.From, Error: serr})
-		}
-	case *xmpp.Message:
-		if e.Type != xmpp.TypeError {
-			p.send(ctx, &xmpp.Message{ID: e.ID, Type: xmpp.TypeError, From: e.To, To: e.From, Error: serr})
-		}
-	case *xmpp.IQ:
-		p.deps.XMPP.Reply(ctx, e, nil, serr)
+	default:
+		p.refuse(ctx, evt, serr)
+	}
+}
+
+// Refuse implements roomloop.Refuser: too much of a sender's waits behind
+// the file it shared.
+func (p *Portal) Refuse(ctx context.Context, st any) {
+	p.refuse(ctx, st, xmpp.StanzaError(stanza.ResourceConstraint, "Too much of yours waits behind the file you shared; try again later"))
+}
+
+// refuse answers a stanza with an error (xmpp.ErrorReply), unless it is
+// one that is never answered so.
+func (p *Portal) refuse(ctx context.Context, st any, serr *stanza.Error) {
+	if reply := xmpp.ErrorReply(st, serr); reply != nil {
+		p.send(ctx, reply)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // every session.
 func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xmpp.Message) {
 	reject := func(serr *stanza.Error) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: serr})
+		p.refuse(ctx, msg, serr)
 	}
 	target, ok := p.replyTarget(ctx, msg.Reactions.ID)
 	if !ok {

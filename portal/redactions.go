@@ -23,7 +23,7 @@ const (
 // (XEP-0424) and tells every session, as a MUC does.
 func (p *Portal) handleXMPPRetraction(ctx context.Context, occ *occupant, msg *xmpp.Message) {
 	reject := func(serr *stanza.Error) {
-		p.send(ctx, &xmpp.Message{ID: msg.ID, Type: xmpp.TypeError, From: msg.To, To: msg.From, Error: serr})
+		p.refuse(ctx, msg, serr)
 	}
 	target, ok := p.ownMessage(ctx, occ, msg.Retract.ID)
 	if !ok {

@@ -202,9 +202,10 @@ func (p *Portal) handleOtherMessage(ctx context.Context, x *other, msg *xmpp.Mes
 	}
 	p.showOther(ctx, x)
 	if link := msgconv.MediaLink(msg); link != "" && p.deps.Conv.Fetcher != nil {
-		// Fetching a file can take long: Matrix events go on meanwhile, and
-		// the room's later stanzas wait for it to keep their order.
-		p.PauseInbox()
+		// Fetching a file can take long: Matrix events and the others'
+		// stanzas go on meanwhile, and the sender's later stanzas wait for
+		// it, to keep their order.
+		p.HoldSender(msg.From.String())
 		puppet := x.puppet
 		go func() {
 			mctx, cancel := context.WithTimeout(p.Context(), mediaTimeout)
@@ -230,7 +231,7 @@ type mediaReady struct {
 }
 
 func (p *Portal) handleMediaReady(ctx context.Context, r mediaReady) {
-	p.ResumeInbox()
+	defer p.ReleaseSender(r.msg.From.String())
 	if r.err != nil {
 		p.log.Warn().Err(r.err).Msg("Failed to bridge a shared file; sending the link instead")
 		p.failed(roomloop.ToMatrix, "media_fetch")

@@ -183,6 +183,17 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 		seen:   newRecent(4096),
 	}
 	p.Loop = roomloop.New(p, p.log)
+	// Every stanza comes from the room: its occupants are told apart by
+	// their full JIDs (room/nick).
+	p.Loop.SenderKey = func(st any) string {
+		switch s := st.(type) {
+		case *xmpp.Message:
+			return s.From.String()
+		case *xmpp.Presence:
+			return s.From.String()
+		}
+		return ""
+	}
 	if deps.Metrics != nil {
 		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(roomloop.Kind(evt), d) }
 	}

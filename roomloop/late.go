@@ -18,9 +18,14 @@ import (
 // time it was sent, so that clients can place it.
 const (
 	// LateMargin is how much older than the last message bridged from the
-	// room a message must be to count as out of order: senders' clocks
-	// and the homeserver's ordering of concurrent sends differ a little.
-	LateMargin = 2 * time.Second
+	// room a message must be to count as out of order. None: the
+	// homeserver gives the times (origin_server_ts), in the order it takes
+	// the events, so anything older than one already bridged came out of
+	// order; a stamp on a message a few milliseconds out of order costs
+	// nothing, an unstamped message out of order misleads readers. (A
+	// margin of 2 s let messages that Dendrite handed over out of order
+	// after a bridge restart through unstamped.)
+	LateMargin = 0
 	// LateAge is how long ago a message must have been sent, by the
 	// homeserver's own count (unsigned.age), to count as late even in
 	// order: one delivered after an outage.

@@ -97,9 +97,24 @@ type Loop struct {
 	// so that a retry delivers them in order.
 	current     *event.Event
 	undelivered []id.EventID
-	// inboxPaused holds the XMPP inbox while something the room's later
-	// stanzas must wait for (a shared file) is under way.
-	inboxPaused bool
+	// held are, per sender, the stanzas that came while something of that
+	// sender's is under way (a shared file: HoldSender); they wait for it,
+	// in order, while everyone else's go on.
+	held map[string][]any
+
+	// SenderKey names the sender of a stanza for HoldSender; by default
+	// its bare From JID. Set it before Start.
+	SenderKey func(st any) string
+}
+
+// MaxHeldPerSender bounds the stanzas that wait behind one sender's; beyond,
+// they are refused (Refuser).
+const MaxHeldPerSender = 1000
+
+// Refuser is implemented by handlers that answer a stanza the loop cannot
+// take (resource-constraint): one past MaxHeldPerSender.
+type Refuser interface {
+	Refuse(ctx context.Context, st any)
 }
 
 // New returns a loop that hands its events to h; Start runs it.
@@ -265,16 +280,65 @@ func (l *Loop) Delivered() bool {
 	return l.current == nil || !slices.Contains(l.undelivered, l.current.ID)
 }
 
-// PauseInbox holds the XMPP inbox: its stanzas wait until ResumeInbox,
-// while the queue's events go on.
-func (l *Loop) PauseInbox() { l.inboxPaused = true }
-
-// ResumeInbox lets the XMPP inbox go on.
-func (l *Loop) ResumeInbox() {
-	l.inboxPaused = false
-	if l.inbox.len() > 0 {
-		l.wakeInbox()
+// senderKey names the sender of a stanza for HoldSender.
+func (l *Loop) senderKey(st any) string {
+	if l.SenderKey != nil {
+		return l.SenderKey(st)
 	}
+	_, from := xmpp.WireSize(st)
+	return from
+}
+
+// HoldSender makes the later stanzas of a sender (as SenderKey names it)
+// wait until ReleaseSender, while the queue's events and everyone else's
+// stanzas go on. Called on the loop's goroutine.
+func (l *Loop) HoldSender(key string) {
+	if l.held == nil {
+		l.held = map[string][]any{}
+	}
+	if _, ok := l.held[key]; !ok {
+		l.held[key] = nil
+	}
+}
+
+// ReleaseSender handles, in order, the stanzas of a sender that waited
+// since HoldSender; if one of them holds the sender again, the rest wait
+// for that. Called on the loop's goroutine (by the handler).
+func (l *Loop) ReleaseSender(key string) {
+	waiting, ok := l.held[key]
+	if !ok {
+		return
+	}
+	delete(l.held, key)
+	for i, st := range waiting {
+		if _, again := l.held[key]; again {
+			l.held[key] = append(waiting[i:len(waiting):len(waiting)], l.held[key]...)
+			return
+		}
+		l.handle(l.baseCtx, st) // a deadline of its own, like any stanza
+	}
+}
+
+// holdBehind keeps a stanza whose sender is held, and reports whether it
+// did (or refused it, past MaxHeldPerSender).
+func (l *Loop) holdBehind(ctx context.Context, st any) bool {
+	if len(l.held) == 0 {
+		return false
+	}
+	key := l.senderKey(st)
+	waiting, ok := l.held[key]
+	if !ok {
+		return false
+	}
+	if len(waiting) >= MaxHeldPerSender {
+		l.log.Warn().Str("sender", key).Msg("Too many stanzas wait behind a sender's shared file; refusing one")
+		if r, ok := l.handler.(Refuser); ok {
+			r.Refuse(ctx, st)
+		}
+		return true
+	}
+	l.held[key] = append(waiting, st)
+	return true
 }
 
 // wakeInbox tells the loop that stanzas wait in the inbox.
@@ -299,22 +363,18 @@ func (l *Loop) delivering(evt *event.Event) bool {
 func (l *Loop) run(ctx context.Context) {
 	defer close(l.done)
 	for {
-		inboxReady := l.inboxReady
-		if l.inboxPaused {
-			inboxReady = nil
-		}
 		select {
 		case evt := <-l.queue:
 			if !l.handle(ctx, evt) {
 				return
 			}
-		case <-inboxReady:
+		case <-l.inboxReady:
 			// One stanza at a time, so that Matrix events are not starved.
 			if st, more := l.inbox.pop(); st != nil {
 				if more {
 					l.wakeInbox()
 				}
-				if !l.handle(ctx, st) {
+				if !l.holdBehind(ctx, st) && !l.handle(ctx, st) {
 					return
 				}
 			}
@@ -346,8 +406,8 @@ func (l *Loop) handle(loopCtx context.Context, evt any) (alive bool) {
 		// At shutdown what XMPP sent before counts too. Each stanza gets
 		// its own deadline: under the flush's, a long inbox would run out of
 		// time at once and every stanza left in it would fail.
-		for n := l.inbox.len(); f.drain && n > 0 && !l.inboxPaused; n-- {
-			if st, _ := l.inbox.pop(); st != nil && !l.handle(loopCtx, st) {
+		for n := l.inbox.len(); f.drain && n > 0; n-- {
+			if st, _ := l.inbox.pop(); st != nil && !l.holdBehind(loopCtx, st) && !l.handle(loopCtx, st) {
 				break
 			}
 		}

@@ -3,6 +3,9 @@ package roomloop
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,5 +176,87 @@ func TestInboxBytes(t *testing.T) {
 	}
 	if q.bytes != 0 || len(q.sender) != 0 {
 		t.Errorf("empty inbox counts %d bytes, %d senders", q.bytes, len(q.sender))
+	}
+}
+
+// fileRoom holds a sender's later stanzas while a "file" of its is under
+// way, as a portal does while it fetches a shared file.
+type fileRoom struct {
+	loop    *Loop
+	mu      sync.Mutex
+	order   []string // bodies handled, in order
+	refused []string
+}
+
+func (r *fileRoom) HandleEvent(ctx context.Context, evt any) bool {
+	switch e := evt.(type) {
+	case *xmpp.Message:
+		r.mu.Lock()
+		r.order = append(r.order, e.Body)
+		r.mu.Unlock()
+		if strings.HasPrefix(e.Body, "file") {
+			r.loop.HoldSender(e.From.Bare().String())
+		}
+	case string: // the file is ready
+		r.loop.ReleaseSender(e)
+	}
+	return true
+}
+
+func (r *fileRoom) Refuse(_ context.Context, st any) {
+	r.mu.Lock()
+	r.refused = append(r.refused, st.(*xmpp.Message).Body)
+	r.mu.Unlock()
+}
+
+func (r *fileRoom) handled() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.order)
+}
+
+// TestHoldSender: while a sender's shared file is under way, that sender's
+// later stanzas wait and come after it, in order (a second file among
+// them holds the rest again); everyone else's go on meanwhile; past
+// MaxHeldPerSender the sender's are refused.
+func TestHoldSender(t *testing.T) {
+	r := &fileRoom{}
+	l := New(r, zerolog.Nop())
+	r.loop = l
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Start(ctx)
+	msg := func(from, body string) *xmpp.Message {
+		return &xmpp.Message{From: xmpp.A(jid.MustParse(from + "@xmpp.test/r")), Body: body}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; handled %q", what, r.handled())
+			}
+		}
+	}
+	for _, m := range []*xmpp.Message{msg("alice", "file1"), msg("alice", "a2"), msg("bob", "b1"), msg("alice", "file3"),
+		msg("alice", "a4"), msg("bob", "b2")} {
+		l.QueueXMPP(m)
+	}
+	waitFor("bob's stanzas", func() bool { return len(r.handled()) == 3 })
+	if got, want := r.handled(), []string{"file1", "b1", "b2"}; !slices.Equal(got, want) {
+		t.Fatalf("while alice's file is under way: handled %q; want %q", got, want)
+	}
+	l.Queue(ctx, "alice@xmpp.test")
+	waitFor("alice's next file", func() bool { return len(r.handled()) == 5 })
+	if got, want := r.handled(), []string{"file1", "b1", "b2", "a2", "file3"}; !slices.Equal(got, want) {
+		t.Fatalf("after the first file: handled %q; want %q", got, want)
+	}
+	for range MaxHeldPerSender + 1 {
+		l.QueueXMPP(msg("alice", "more"))
+	}
+	waitFor("a refusal", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.refused) > 0 })
+	l.Queue(ctx, "alice@xmpp.test")
+	waitFor("the rest", func() bool { return len(r.handled()) == 6+MaxHeldPerSender-1 })
+	if got := r.handled(); got[5] != "a4" || got[len(got)-1] != "more" {
+		t.Errorf("after the second file: %q …; want a4 first", got[5:7])
 	}
 }

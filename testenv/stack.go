@@ -8,6 +8,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -58,12 +60,50 @@ type Stack struct {
 
 // FreePort returns a TCP port on loopback that was free a moment ago.
 func FreePort() int {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	lo, hi := listenPortRange()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		portsGiven[port] = true
+		return port
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // never handed out twice by this process
+)
+
+// listenPortRange is where FreePort picks: below the kernel's ephemeral
+// range, so that no outgoing connection (the tests make thousands) takes a
+// port between the moment it was picked and the moment a server listens
+// on it; ports the OS picks (":0") come from that range, which is why a
+// server once failed to start in a full run.
+func listenPortRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if start, err := strconv.Atoi(f[0]); err == nil && start > lo+1000 {
+				hi = start
+			}
+		}
+	}
+	return lo, hi
 }
 
 // New makes the temporary directory (named after prefix) and picks ports.

@@ -626,9 +626,11 @@ func (c *Component) Send(ctx context.Context, v any) error {
 // Reply answers an IQ get or set: with body as the result's child, or with
 // serr as an error.
 func (c *Component) Reply(ctx context.Context, iq *IQ, body any, serr *stanza.Error) {
-	reply := &IQ{ID: iq.ID, Type: TypeResult, From: iq.To, To: iq.From, Body: body}
+	var reply any = &IQ{ID: iq.ID, Type: TypeResult, From: iq.To, To: iq.From, Body: body}
 	if serr != nil {
-		reply.Type, reply.Body, reply.Error = TypeError, nil, serr
+		if reply = ErrorReply(iq, serr); reply == nil {
+			return
+		}
 	}
 	if err := c.Send(ctx, reply); err != nil {
 		c.log.Warn().Err(err).Str("stanza_id", iq.ID).Stringer("to", iq.From).Msg("Failed to answer IQ")

@@ -378,6 +378,33 @@ func StanzaError(cond stanza.Condition, text string) *stanza.Error {
 	return e
 }
 
+// ErrorReply returns the error answer to a stanza, from the address it was
+// sent to (RFC 6120 §8.3): the same kind and id, with serr. It returns nil
+// for what is never answered with an error: an error itself, an IQ result,
+// an unavailable presence. The answer to a MUC join carries an empty MUC
+// element, as XEP-0045 shows (never the join's password).
+func ErrorReply(st any, serr *stanza.Error) any {
+	switch s := st.(type) {
+	case *Message:
+		if s.Type != TypeError {
+			return &Message{ID: s.ID, Type: TypeError, From: s.To, To: s.From, Error: serr}
+		}
+	case *Presence:
+		if s.Type != TypeError && s.Type != TypeUnavailable {
+			reply := &Presence{ID: s.ID, Type: TypeError, From: s.To, To: s.From, Error: serr}
+			if s.MUC != nil {
+				reply.MUC = &MUCJoin{}
+			}
+			return reply
+		}
+	case *IQ:
+		if s.Type != TypeResult && s.Type != TypeError { // get, set, or a type that is itself the error
+			return &IQ{ID: s.ID, Type: TypeError, From: s.To, To: s.From, Error: serr}
+		}
+	}
+	return nil
+}
+
 func errorType(cond stanza.Condition) stanza.ErrorType {
 	switch cond {
 	case stanza.BadRequest, stanza.JIDMalformed, stanza.NotAcceptable, stanza.PolicyViolation, stanza.Redirect, stanza.Conflict:

@@ -142,3 +142,51 @@ func FuzzDecodeStanza(f *testing.F) {
 		}
 	})
 }
+
+// TestErrorReply: the error answer goes back from where the stanza went,
+// with its id and kind; errors, IQ results and leaves get none; a join's
+// answer carries an empty MUC element, never the join's password.
+func TestErrorReply(t *testing.T) {
+	from, to := A(jid.MustParse("alice@xmpp.test/r")), A(jid.MustParse("#r#hs.test@matrix.xmpp.test/Alice"))
+	serr := StanzaError(stanza.Forbidden, "no")
+	pw := "secret"
+	for _, tc := range []struct {
+		name string
+		in   any
+		want bool
+	}{
+		{"message", &Message{ID: "m", Type: TypeGroupchat, From: from, To: to}, true},
+		{"message error", &Message{ID: "m", Type: TypeError, From: from, To: to}, false},
+		{"join", &Presence{ID: "p", From: from, To: to, MUC: &MUCJoin{Password: pw}}, true},
+		{"leave", &Presence{ID: "p", Type: TypeUnavailable, From: from, To: to}, false},
+		{"presence error", &Presence{ID: "p", Type: TypeError, From: from, To: to}, false},
+		{"iq get", &IQ{ID: "i", Type: TypeGet, From: from, To: to}, true},
+		{"iq result", &IQ{ID: "i", Type: TypeResult, From: from, To: to}, false},
+		{"iq error", &IQ{ID: "i", Type: TypeError, From: from, To: to}, false},
+	} {
+		reply := ErrorReply(tc.in, serr)
+		if (reply != nil) != tc.want {
+			t.Errorf("%s: reply %+v; want one: %v", tc.name, reply, tc.want)
+			continue
+		}
+		var id, typ string
+		var rfrom, rto Addr
+		var e *stanza.Error
+		switch r := reply.(type) {
+		case nil:
+			continue
+		case *Message:
+			id, typ, rfrom, rto, e = r.ID, r.Type, r.From, r.To, r.Error
+		case *Presence:
+			id, typ, rfrom, rto, e = r.ID, r.Type, r.From, r.To, r.Error
+			if r.MUC == nil || r.MUC.Password != "" {
+				t.Errorf("%s: MUC element %+v; want an empty one", tc.name, r.MUC)
+			}
+		case *IQ:
+			id, typ, rfrom, rto, e = r.ID, r.Type, r.From, r.To, r.Error
+		}
+		if id == "" || typ != TypeError || !rfrom.Equal(to.JID) || !rto.Equal(from.JID) || e != serr {
+			t.Errorf("%s: reply %+v", tc.name, reply)
+		}
+	}
+}

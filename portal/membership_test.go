@@ -93,3 +93,50 @@ func TestJoinChurn(t *testing.T) {
 		t.Errorf("%d nick changes wrote %d renames (refused: %v); want %d and a refusal", churnBurst+2, hs.renames, refused(), churnBurst-1)
 	}
 }
+
+// TestAliasMove: a new canonical alias moves the running portal to the new
+// MUC address: its occupants are told where to (a destroy with the new
+// venue), the bridge is told to file it there, and the portal goes on, so
+// that nothing queued behind the change is dropped.
+func TestAliasMove(t *testing.T) {
+	ctx := context.Background()
+	p := testPortal()
+	hs, out := &churnHS{}, &stanzaRecorder{}
+	p.deps.Matrix, p.deps.XMPP, p.deps.DB, p.deps.HomeserverDomain = hs, out, openTestDB(t), "hs.test"
+	p.MUCLocal = p.roomJID.Localpart()
+	if err := p.deps.DB.Portal.Insert(ctx, p.Portal); err != nil {
+		t.Fatal(err)
+	}
+	p.settings = &database.RoomSettings{RoomID: p.RoomID}
+	p.lastSeen, p.misses, p.pinging = map[string]time.Time{}, map[string]int{}, map[string]bool{}
+	p.typing, p.lastRead = map[id.UserID]bool{}, map[id.UserID]id.EventID{}
+	p.info.Invited, p.info.Banned = map[id.UserID]bool{}, map[id.UserID]bool{}
+	p.loaded = true
+	alice := p.occupants["alice@xmpp.test"]
+	alice.sessions = map[string]jid.JID{"alice@xmpp.test/r": jid.MustParse("alice@xmpp.test/r")}
+	var moved string
+	p.deps.OnMoved = func(_ *Portal, old string) { moved = old }
+	key := ""
+	alive := p.HandleEvent(ctx, &event.Event{Type: event.StateCanonicalAlias, StateKey: &key, RoomID: p.RoomID, Sender: "@mary:hs.test",
+		Content: event.Content{Parsed: &event.CanonicalAliasEventContent{Alias: "#new:hs.test"}}})
+	newJID := jid.MustParse("#new#hs.test@matrix.xmpp.test")
+	if !alive {
+		t.Fatal("the portal ended on an alias change")
+	}
+	if !p.roomJID.Equal(newJID) || moved != "#r#hs.test" || p.MUCLocal != newJID.Localpart() {
+		t.Errorf("after the move: room %s, moved from %q, local %q", p.roomJID, moved, p.MUCLocal)
+	}
+	told := false
+	for _, st := range out.out {
+		if pr, ok := st.(*xmpp.Presence); ok && pr.MUCUser != nil && pr.MUCUser.Destroy != nil && pr.MUCUser.Destroy.JID.Equal(newJID) {
+			told = true
+		}
+	}
+	if !told {
+		t.Errorf("the occupant was not told of the new address: %+v", out.out)
+	}
+	row, err := p.deps.DB.Portal.GetByRoomID(ctx, p.RoomID)
+	if err != nil || row == nil || row.Alias != "#new:hs.test" {
+		t.Errorf("stored portal %+v, %v", row, err)
+	}
+}
