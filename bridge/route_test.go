@@ -7,11 +7,14 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/database"
@@ -26,6 +29,22 @@ import (
 type routeBridge struct {
 	*Bridge
 	requests atomic.Int32
+
+	mu    sync.Mutex
+	paths []string // method and path of each homeserver request
+}
+
+// requested reports whether the homeserver got a request whose method and
+// path contain want.
+func (rb *routeBridge) requested(want string) bool {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	for _, p := range rb.paths {
+		if strings.Contains(p, want) {
+			return true
+		}
+	}
+	return false
 }
 
 func newRouteBridge(t *testing.T) *routeBridge {
@@ -33,6 +52,17 @@ func newRouteBridge(t *testing.T) *routeBridge {
 	rb := &routeBridge{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rb.requests.Add(1)
+		rb.mu.Lock()
+		rb.paths = append(rb.paths, r.Method+" "+r.URL.Path)
+		rb.mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/register") {
+			_, _ = w.Write([]byte(`{"user_id":"@xmppbot:hs.test"}`))
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/join") || strings.Contains(r.URL.Path, "/join/") {
+			_, _ = w.Write([]byte(`{"room_id":"!r:hs.test"}`))
+			return
+		}
 		if strings.Contains(r.URL.Path, "/publicRooms") {
 			_, _ = w.Write([]byte(`{"chunk":[]}`))
 			return
@@ -115,5 +145,31 @@ func TestRouteDomainLookups(t *testing.T) {
 	rb.join(t, "alice@elsewhere.test/r", "another")
 	if rb.requests.Load() == before {
 		t.Error("another domain's join was refused with the flooding domain's")
+	}
+}
+
+// TestUnbridgedInvitations: in a room that is not bridged, the bot accepts
+// an invitation from a user who may use the bridge, and nobody else's;
+// other member events, and invitations sent by the bridge's own users, are
+// not acted on.
+func TestUnbridgedInvitations(t *testing.T) {
+	rb := newRouteBridge(t)
+	rb.Config.Bridge.Permissions = map[string]string{"*": LevelNone, "hs.test": LevelUser}
+	bot := rb.Matrix.BotID().String()
+	member := func(room, sender, target string, membership event.Membership) *event.Event {
+		return &event.Event{Type: event.StateMember, RoomID: id.RoomID(room), Sender: id.UserID(sender), StateKey: &target, ID: "$m",
+			Content: event.Content{Parsed: &event.MemberEventContent{Membership: membership}}}
+	}
+	joined := func(room string) bool { return rb.requested("/rooms/"+room+"/join") || rb.requested("/join/"+room) }
+	ctx := rb.ctx
+	rb.handleUnbridgedEvent(ctx, member("!stranger:hs.test", "@eve:elsewhere.test", bot, event.MembershipInvite))
+	rb.handleUnbridgedEvent(ctx, member("!leave:hs.test", "@mary:hs.test", bot, event.MembershipLeave))
+	rb.handleUnbridgedEvent(ctx, member("!own:hs.test", "@_xmpp_alice=40xmpp.test:hs.test", bot, event.MembershipInvite))
+	rb.handleUnbridgedEvent(ctx, member("!ok:hs.test", "@mary:hs.test", bot, event.MembershipInvite))
+	waitUntil(t, func() bool { return joined("!ok:hs.test") })
+	for _, room := range []string{"!stranger:hs.test", "!leave:hs.test", "!own:hs.test"} {
+		if joined(room) {
+			t.Errorf("the bot joined %s", room)
+		}
 	}
 }
