@@ -172,7 +172,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 	}
 	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
 	stateStore := matrix.NewStateStore(db.Database, stateLog)
-	if err = stateStore.Upgrade(ctx); err != nil {
+	if err = db.Locked(ctx, stateStore.Upgrade); err != nil {
 		return fmt.Errorf("failed to upgrade state store: %w", err)
 	}
 	b.Matrix, err = matrix.NewConnector(b.Config.MatrixConfig(), stateStore, b, b.Log.With().Str("component", "matrix").Logger())
@@ -180,6 +180,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return err
 	}
 	b.Matrix.RedactBodies = b.Config.Logging.RedactBodies
+	b.Matrix.UpgradeLock = db.Locked
 	b.registerHealth(b.Matrix.Mux)
 	if err = b.serveMetrics(); err != nil {
 		return err

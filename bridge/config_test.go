@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/appservice"
 )
@@ -57,6 +58,23 @@ func yamlKeys(t reflect.Type) []string {
 	return keys
 }
 
+// TestDatabaseConfig: a PostgreSQL database with the pool keys mautrix
+// bridges document, durations as Go writes them.
+func TestDatabaseConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte("database:\n  type: postgres\n  uri: postgres://mxpp:pw@db/mxpp?sslmode=disable\n" +
+		"  max_open_conns: 30\n  max_idle_conns: 5\n  max_conn_idle_time: 5m\n  max_conn_lifetime: 1h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Database
+	if d.Type != "postgres" || d.MaxOpenConns != 30 || d.MaxIdleConns != 5 || d.MaxConnIdleTime != 5*time.Minute || d.MaxConnLifetime != time.Hour {
+		t.Errorf("database section = %+v", d)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Validate = %v", err)
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"homeserver:\n  adress: http://x\n", "field adress not found"},
@@ -89,6 +107,9 @@ func TestValidateNamesKey(t *testing.T) {
 		{"xmpp.domain", func(c *Config) { c.XMPP.Domain = "user@matrix.example.net" }},
 		{"xmpp.secret", func(c *Config) { c.XMPP.Secret = "" }},
 		{"database.uri", func(c *Config) { c.Database.URI = "postgres://x/y" }},
+		{"database.uri", func(c *Config) { c.Database.Type, c.Database.URI = "postgres", "file:mxpp.db" }},
+		{"database.type", func(c *Config) { c.Database.Type = "mysql" }},
+		{"database", func(c *Config) { c.Database.MaxOpenConns = -1 }},
 		{"logging.level", func(c *Config) { c.Logging.Level = "loud" }},
 		{"logging.format", func(c *Config) { c.Logging.Format = "xml" }},
 		{"homeserver.address", func(c *Config) { c.Homeserver.Address = "" }},

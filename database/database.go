@@ -1,5 +1,6 @@
-// Package database stores the bridge's ID mappings in SQLite: portals,
-// puppets, occupants and the message-ID map. It never stores message bodies.
+// Package database stores the bridge's ID mappings in SQLite or
+// PostgreSQL: portals, puppets, occupants and the message-ID map. It never
+// stores message bodies.
 //
 // It imports neither the matrix nor the xmpp package of this module: rows hold
 // plain identifiers, typed with mautrix's id types where they are Matrix IDs.
@@ -11,7 +12,9 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
+	_ "github.com/lib/pq" // registers the pure-Go "postgres" driver
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -22,19 +25,48 @@ import (
 
 // Config is the database section of the bridge config.
 type Config struct {
-	// URI names the SQLite database file, as a path or a file: URI.
+	// Type is sqlite (the default) or postgres.
+	Type string `yaml:"type"`
+	// URI names the database: for SQLite a file, as a path or a file:
+	// URI; for PostgreSQL a postgres:// URI (postgres://user:pass@host/db?
+	// sslmode=…; a Unix socket with ?host=/var/run/postgresql).
 	URI string `yaml:"uri"`
+	// The connection pool (PostgreSQL; SQLite keeps a few connections of
+	// its own): most connections open and idle at once, and how long one
+	// may stay idle or open at all (0: no limit).
+	MaxOpenConns    int           `yaml:"max_open_conns"`
+	MaxIdleConns    int           `yaml:"max_idle_conns"`
+	MaxConnIdleTime time.Duration `yaml:"max_conn_idle_time"`
+	MaxConnLifetime time.Duration `yaml:"max_conn_lifetime"`
 }
+
+// Database types.
+const (
+	TypeSQLite   = "sqlite"
+	TypePostgres = "postgres"
+)
 
 // DefaultConfig returns the defaults used for keys the config leaves out.
 func DefaultConfig() Config {
-	return Config{URI: "file:mxpp.db"}
+	return Config{Type: TypeSQLite, URI: "file:mxpp.db", MaxOpenConns: 20, MaxIdleConns: 2}
 }
 
 // Validate reports the first problem with the section, naming its key.
 func (c Config) Validate() error {
-	if _, err := sqliteDSN(c.URI); err != nil {
-		return fmt.Errorf("database.uri: %w", err)
+	switch c.Type {
+	case TypeSQLite, "":
+		if _, err := sqliteDSN(c.URI); err != nil {
+			return fmt.Errorf("database.uri: %w", err)
+		}
+	case TypePostgres:
+		if !strings.HasPrefix(c.URI, "postgres://") && !strings.HasPrefix(c.URI, "postgresql://") {
+			return fmt.Errorf("database.uri: a PostgreSQL database is named by a postgres:// URI")
+		}
+	default:
+		return fmt.Errorf("database.type: %q is neither %s nor %s", c.Type, TypeSQLite, TypePostgres)
+	}
+	if c.MaxOpenConns < 0 || c.MaxIdleConns < 0 || c.MaxConnIdleTime < 0 || c.MaxConnLifetime < 0 {
+		return fmt.Errorf("database: pool settings must not be negative")
 	}
 	return nil
 }
@@ -63,6 +95,28 @@ type Database struct {
 
 // Open opens the database named by cfg and runs the pending upgrades.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error) {
+	var db *dbutil.Database
+	var err error
+	if cfg.Type == TypePostgres {
+		db, err = openPostgres(cfg)
+	} else {
+		db, err = openSQLite(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.Owner = "mxpp"
+	db.Log = dbutil.ZeroLogger(log)
+	db.UpgradeTable = upgrades.Table
+	out := New(db)
+	if err = out.Locked(ctx, db.Upgrade); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("failed to upgrade database: %w", err)
+	}
+	return out, nil
+}
+
+func openSQLite(cfg Config) (*dbutil.Database, error) {
 	dsn, err := sqliteDSN(cfg.URI)
 	if err != nil {
 		return nil, err
@@ -80,14 +134,49 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error
 		_ = raw.Close()
 		return nil, fmt.Errorf("failed to wrap database: %w", err)
 	}
-	db.Owner = "mxpp"
-	db.Log = dbutil.ZeroLogger(log)
-	db.UpgradeTable = upgrades.Table
-	if err = db.Upgrade(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("failed to upgrade database: %w", err)
+	return db, nil
+}
+
+func openPostgres(cfg Config) (*dbutil.Database, error) {
+	raw, err := sql.Open("postgres", cfg.URI) // lib/pq
+	if err != nil {
+		return nil, fmt.Errorf("failed to open database: %w", err)
 	}
-	return New(db), nil
+	raw.SetMaxOpenConns(cfg.MaxOpenConns)
+	raw.SetMaxIdleConns(cfg.MaxIdleConns)
+	raw.SetConnMaxIdleTime(cfg.MaxConnIdleTime)
+	raw.SetConnMaxLifetime(cfg.MaxConnLifetime)
+	db, err := dbutil.NewWithDB(raw, "postgres")
+	if err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("failed to wrap database: %w", err)
+	}
+	return db, nil
+}
+
+// upgradeLockKey names the PostgreSQL advisory lock that upgrades take.
+const upgradeLockKey = 0x6d787070 // "mxpp"
+
+// Locked runs fn, an upgrade of a schema in the database (the bridge's,
+// mautrix's state or crypto store), so that two processes starting at once
+// do not both run it: on PostgreSQL under a session advisory lock, which
+// the other waits for; SQLite serialises writers by itself.
+func (db *Database) Locked(ctx context.Context, fn func(context.Context) error) error {
+	if db.Dialect != dbutil.Postgres {
+		return fn(ctx)
+	}
+	conn, err := db.RawDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("failed to connect for the upgrade lock: %w", err)
+	}
+	defer conn.Close()
+	if _, err = conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, upgradeLockKey); err != nil {
+		return fmt.Errorf("failed to take the upgrade lock: %w", err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, upgradeLockKey)
+	}()
+	return fn(ctx)
 }
 
 // New wraps an open and upgraded dbutil database.
@@ -120,7 +209,7 @@ func sqliteDSN(uri string) (string, error) {
 	case uri == "":
 		return "", fmt.Errorf("must name a SQLite file")
 	case strings.HasPrefix(uri, "postgres://"), strings.HasPrefix(uri, "postgresql://"):
-		return "", fmt.Errorf("only SQLite is supported, not %q", uri[:strings.Index(uri, ":")])
+		return "", fmt.Errorf("a postgres:// URI needs database.type: postgres")
 	}
 	path, query, _ := strings.Cut(strings.TrimPrefix(uri, "file:"), "?")
 	if path == "" {

@@ -9,18 +9,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpp/mxpp/database/dbtest"
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 )
 
+// openTestDB opens a fresh database: SQLite, or PostgreSQL when
+// dbtest.EnvPostgres names a server (the test command runs this package
+// on both).
 func openTestDB(t *testing.T) *Database {
 	t.Helper()
-	db, err := Open(context.Background(), Config{URI: "file:" + filepath.Join(t.TempDir(), "test.db")}, zerolog.Nop())
+	typ, uri := dbtest.Fresh(t)
+	cfg := DefaultConfig()
+	cfg.Type, cfg.URI = typ, uri
+	db, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// sqliteOnly skips a test of what only SQLite has, when the tests run on
+// PostgreSQL.
+func sqliteOnly(t *testing.T) {
+	t.Helper()
+	if dbtest.Postgres(t) != "" {
+		t.Skip("SQLite only")
+	}
 }
 
 func TestSQLiteDSN(t *testing.T) {
@@ -49,8 +66,9 @@ func TestSQLiteDSN(t *testing.T) {
 
 func TestReopenKeepsRows(t *testing.T) {
 	ctx := context.Background()
-	path := "file:" + filepath.Join(t.TempDir(), "reopen.db")
-	db, err := Open(ctx, Config{URI: path}, zerolog.Nop())
+	cfg := DefaultConfig()
+	cfg.Type, cfg.URI = dbtest.Fresh(t)
+	db, err := Open(ctx, cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +77,7 @@ func TestReopenKeepsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = db.Close()
-	db, err = Open(ctx, Config{URI: path}, zerolog.Nop())
+	db, err = Open(ctx, cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal("reopening an upgraded database:", err)
 	}
@@ -227,6 +245,9 @@ func TestSecret(t *testing.T) {
 
 // TestUpgradeFromV1 freezes the first released schema and upgrades it.
 func TestUpgradeFromV1(t *testing.T) {
+	// PostgreSQL support began at v10: no PostgreSQL database has an
+	// older version to upgrade from.
+	sqliteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v1.db")
 	raw, err := sql.Open("sqlite", "file:"+path)
@@ -267,11 +288,17 @@ func TestUpgradeFromV1(t *testing.T) {
 	}
 }
 
-// columns lists a database's tables and their columns, one table a line.
+// columns lists a database's tables and their columns, one table a line,
+// as SQLite or PostgreSQL describes them.
 func columns(t *testing.T, db *Database) string {
 	t.Helper()
-	rows, err := db.RawDB.Query(`SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
-		WHERE m.type='table' AND m.name NOT LIKE 'sqlite_%' AND m.name<>'version' ORDER BY m.name, p.name`)
+	query := `SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+		WHERE m.type='table' AND m.name NOT LIKE 'sqlite_%' AND m.name<>'version' ORDER BY m.name, p.name`
+	if db.Dialect == dbutil.Postgres {
+		query = `SELECT table_name, column_name FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name <> 'version' ORDER BY table_name, column_name`
+	}
+	rows, err := db.RawDB.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,5 +568,21 @@ func TestKeyWait(t *testing.T) {
 	}
 	if want := []KeyWait{{"!b:hs.test", "$1"}, {"!b:hs.test", "$3"}}; !slices.Equal(got, want) {
 		t.Errorf("List = %v; want %v", got, want)
+	}
+}
+
+// TestSchemasAgree: a fresh PostgreSQL database has the tables and
+// columns of a fresh SQLite one (the upgrades are one set for both).
+func TestSchemasAgree(t *testing.T) {
+	if dbtest.Postgres(t) == "" {
+		t.Skip("needs PostgreSQL (" + dbtest.EnvPostgres + ")")
+	}
+	lite, err := Open(context.Background(), Config{Type: TypeSQLite, URI: "file:" + filepath.Join(t.TempDir(), "lite.db")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	if got, want := columns(t, openTestDB(t)), columns(t, lite); got != want {
+		t.Errorf("PostgreSQL schema:\n%s\nSQLite schema:\n%s", got, want)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/database/dbtest"
 	"github.com/mxpp/mxpp/testenv"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -40,6 +41,33 @@ type env struct {
 	// peerS2S is the s2s port reserved for the second island's XMPP
 	// server (islands_test.go); 0 when the main one has no s2s.
 	peerS2S int
+	// dbType and dbURI are the bridge's database: SQLite in Dir, or with
+	// E2E_DATABASE=postgres a fresh database on the PostgreSQL server that
+	// MXPP_TEST_POSTGRES names (dropDB drops it).
+	dbType, dbURI string
+	dropDB        func()
+}
+
+// postgres reports whether the bridge runs on PostgreSQL: the tests that
+// read the SQLite file itself do not run then.
+func (v *env) postgres() bool { return v.dbType == "postgres" }
+
+// setupDatabase picks the bridge's database (see env.dbType).
+func (v *env) setupDatabase() error {
+	v.dbType, v.dbURI = "sqlite", "file:"+filepath.Join(v.Dir, "mxpp.db")
+	if os.Getenv("E2E_DATABASE") != "postgres" {
+		return nil
+	}
+	admin := os.Getenv(dbtest.EnvPostgres)
+	if admin == "" {
+		return fmt.Errorf("E2E_DATABASE=postgres needs %s (an admin URI, as testenv/start-postgres.sh prints)", dbtest.EnvPostgres)
+	}
+	uri, drop, err := dbtest.NewPostgres(admin)
+	if err != nil {
+		return err
+	}
+	v.dbType, v.dbURI, v.dropDB = "postgres", uri, drop
+	return nil
 }
 
 var e *env
@@ -127,6 +155,9 @@ func (v *env) start() error {
 	if v.compProxy, err = startProxy(fmt.Sprintf("127.0.0.1:%d", v.CompPort)); err != nil {
 		return err
 	}
+	if err = v.setupDatabase(); err != nil {
+		return err
+	}
 	if err = v.Configure(v.bridgeConfig()); err != nil {
 		return err
 	}
@@ -164,7 +195,8 @@ encryption:
   default: true
   self_sign: true
 database:
-  uri: file:%s
+  type: %s
+  uri: %s
 bridge:
   exposure: %s
   occupant_check_interval: 1s
@@ -181,7 +213,7 @@ logging:
   level: debug
   format: pretty
   audit_file: %s
-`, v.HSURL, v.HSDomain, v.ASPort, v.ASPort, v.compProxy.addr(), v.CompDomain, v.Secret, filepath.Join(v.Dir, "mxpp.db"), exposure, filepath.Join(v.Dir, "audit.log"))
+`, v.HSURL, v.HSDomain, v.ASPort, v.ASPort, v.compProxy.addr(), v.CompDomain, v.Secret, v.dbType, v.dbURI, exposure, filepath.Join(v.Dir, "audit.log"))
 }
 
 // startBridge runs the bridge binary and waits until it is ready.
@@ -239,6 +271,9 @@ func (v *env) close(failed bool) {
 	v.Stop(keep)
 	if v.compProxy != nil {
 		v.compProxy.close()
+	}
+	if v.dropDB != nil {
+		v.dropDB()
 	}
 	if !keep {
 		return

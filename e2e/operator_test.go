@@ -103,12 +103,16 @@ next:
 // string per row, read while the bridge runs.
 func dbRows(t *testing.T) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.Dir, "mxpp.db")+"?_pragma=busy_timeout(5000)")
+	driver, dsn, list := "sqlite", e.dbURI+"?_pragma=busy_timeout(5000)", `SELECT name FROM sqlite_master WHERE type='table'`
+	if e.postgres() {
+		driver, dsn, list = "postgres", e.dbURI, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	tables, err := db.Query(`SELECT name FROM sqlite_master WHERE type='table'`)
+	tables, err := db.Query(list)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +510,15 @@ func TestE2EForgetAndNoBodies(t *testing.T) {
 		t.Fatal("no database row names Frank before forget; the check below would prove nothing")
 	}
 
-	// No text in the database files or the log, at any level we run.
+	// No text in the database (its rows, and its files on SQLite) or the
+	// log, at any level we run.
+	for _, row := range dbRows(t) {
+		for _, secret := range []string{secretX, secretM} {
+			if strings.Contains(row, secret) {
+				t.Errorf("a database row holds a message text: %s", row)
+			}
+		}
+	}
 	files, _ := filepath.Glob(filepath.Join(v.Dir, "mxpp.db*"))
 	files = append(files, filepath.Join(v.Dir, "bridge.log"), filepath.Join(v.Dir, "audit.log"))
 	for _, f := range files {

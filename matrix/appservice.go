@@ -50,6 +50,9 @@ type Connector struct {
 
 	// RedactBodies keeps message text out of the log even at trace level.
 	RedactBodies bool
+	// UpgradeLock, if set, runs the crypto store's schema upgrade so that
+	// two processes starting at once do not both run it.
+	UpgradeLock func(ctx context.Context, upgrade func(context.Context) error) error
 
 	crypto *Crypto // nil unless InitCrypto ran
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lib/pq"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
@@ -81,8 +82,16 @@ var errDeviceKeysChanged = errors.New("the homeserver holds other keys for the b
 
 func (c *Connector) initCrypto(ctx context.Context, db *dbutil.Database, log dbutil.DatabaseLogger) error {
 	cfg := c.Encryption
+	if db.Dialect == dbutil.Postgres {
+		// The store's queries over many IDs pass one array on PostgreSQL.
+		crypto.PostgresArrayWrapper = pq.Array
+	}
 	store := crypto.NewSQLCryptoStore(db, log, c.BotID().String(), "", []byte(cfg.PickleKey))
-	if err := store.DB.Upgrade(ctx); err != nil {
+	upgrade := store.DB.Upgrade
+	if c.UpgradeLock != nil {
+		upgrade = func(ctx context.Context) error { return c.UpgradeLock(ctx, store.DB.Upgrade) }
+	}
+	if err := upgrade(ctx); err != nil {
 		return fmt.Errorf("failed to upgrade the crypto store: %w", err)
 	}
 	deviceID, err := store.FindDeviceID(ctx)
@@ -328,6 +337,9 @@ const goTimeFormat = "2006-01-02 15:04:05.999999999 -0700 MST"
 // normalizeKeyTimes rewrites room keys' receipt times that are in Go's
 // format into SQLite's, in UTC.
 func (k *Crypto) normalizeKeyTimes(ctx context.Context) error {
+	if k.store.DB.Dialect != dbutil.SQLite {
+		return nil // a timestamp column elsewhere: no format to repair
+	}
 	rows, err := k.store.DB.Query(ctx, `SELECT session_id, received_at FROM crypto_megolm_inbound_session WHERE received_at LIKE '% % %'`)
 	if err != nil {
 		return fmt.Errorf("failed to read room key times: %w", err)
