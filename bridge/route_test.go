@@ -30,15 +30,15 @@ type routeBridge struct {
 	*Bridge
 	requests atomic.Int32
 
-	mu    sync.Mutex
-	paths []string // method and path of each homeserver request
+	pathsMu sync.Mutex
+	paths   []string // method and path of each homeserver request
 }
 
 // requested reports whether the homeserver got a request whose method and
 // path contain want.
 func (rb *routeBridge) requested(want string) bool {
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
+	rb.pathsMu.Lock()
+	defer rb.pathsMu.Unlock()
 	for _, p := range rb.paths {
 		if strings.Contains(p, want) {
 			return true
@@ -52,9 +52,9 @@ func newRouteBridge(t *testing.T) *routeBridge {
 	rb := &routeBridge{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rb.requests.Add(1)
-		rb.mu.Lock()
+		rb.pathsMu.Lock()
 		rb.paths = append(rb.paths, r.Method+" "+r.URL.Path)
-		rb.mu.Unlock()
+		rb.pathsMu.Unlock()
 		if strings.HasSuffix(r.URL.Path, "/register") {
 			_, _ = w.Write([]byte(`{"user_id":"@xmppbot:hs.test"}`))
 			return
