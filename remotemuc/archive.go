@@ -7,6 +7,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -44,6 +45,74 @@ type catchUp struct {
 	// complete is set once the archive was read to its end: it then shows
 	// every message of ours the room took.
 	complete bool
+	// history is set for a room without an archive whose occupant asked
+	// for the room's history when it joined again: the history shows
+	// which of our messages the room took before the link broke, and the
+	// subject that follows it ends the check.
+	history bool
+}
+
+// historyWait bounds the wait for a room's history and subject after a
+// rejoin that asked for them.
+const historyWait = 10 * time.Second
+
+// historySlack is how much earlier than the oldest message of ours that
+// went out unconfirmed the history asked for starts.
+const historySlack = 5 * time.Second
+
+// rejoin joins a member's occupant again. In a room without an archive,
+// when messages of the member's went out and never came back, the join
+// asks for the room's history since then: it shows which the room took.
+func (p *Portal) rejoin(m *member) Outcome {
+	m.occ.HistorySince = time.Time{}
+	// Only when none of ours is in: the history is then read as such
+	// (handleHistory), not taken for live messages.
+	if oldest := m.sent.oldestOut(); !p.muc.Archive && !oldest.IsZero() && p.joinedMembers() == 0 {
+		m.occ.HistorySince = oldest.Add(-historySlack)
+	}
+	return m.occ.Rejoin(p.stored.Password)
+}
+
+// startHistoryCheck waits, after a rejoin that asked for the room's
+// history, for that history and the subject behind it, holding live
+// messages and the member's new ones meanwhile like a catch-up.
+func (p *Portal) startHistoryCheck(ctx context.Context, m *member) {
+	p.notice(ctx, p.room.String()+" keeps no message archive: messages sent there while the bridge was away may be missing here.", "")
+	id := xmpp.RandomID()
+	p.catching = &catchUp{queryID: id, from: m.occ.From, held: p.gapHeld, history: true}
+	p.gapHeld = nil
+	m.occ.HistorySince = time.Time{}
+	time.AfterFunc(historyWait, func() { p.Queue(p.Context(), historyDone{queryID: id}) })
+}
+
+// historyDone ends a history check that got no subject in time.
+type historyDone struct{ queryID string }
+
+// handleHistory takes a message of the room's history, or the subject
+// that ends it, during a history check, and reports whether it did. Our
+// own messages in the history are confirmed (the room took them); others'
+// are not bridged (without stanza-ids they cannot be told from what was
+// bridged already).
+func (p *Portal) handleHistory(ctx context.Context, m *member, msg *xmpp.Message) bool {
+	c := p.catching
+	if c == nil || !c.history || msg.Type != xmpp.TypeGroupchat || !msg.From.Bare().Equal(p.room) {
+		return false
+	}
+	switch {
+	case msg.Subject != nil && msg.Body == "":
+		p.handleGroupchat(ctx, m, msg, "")
+		p.endCatchUp(ctx)
+		return true
+	case msg.Delay != nil:
+		origin := msgconv.StanzaIDOf(msg)
+		for _, x := range p.members {
+			if _, ok := x.sent.take(origin); ok {
+				p.log.Debug().Str("id", origin).Msg("The room's history shows it took a message of ours")
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // archivePageDone is an archive query's answer, back on the loop through

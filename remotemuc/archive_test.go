@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -100,5 +101,61 @@ func TestPortalGapCatchUp(t *testing.T) {
 	}
 	if got, want := sentMary(mark), []string{"$m3"}; !slices.Equal(got, want) {
 		t.Errorf("sent again %q; want %q (mary-2 is in the archive)", got, want)
+	}
+}
+
+// TestPortalHistoryCheck: in a room without an archive, an occupant that
+// lost its seat while its messages were on a stream that broke asks the
+// room for its history when it joins again. A message of ours the history
+// shows is not sent again (the room took it); one it does not show is; and
+// the others' messages in the history are not bridged again.
+func TestPortalHistoryCheck(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	p, hs, x := newTestPortal(t, db) // no archive, no stanza-ids
+	mary := id.UserID("@mary:hs.test")
+	p.HandleEvent(ctx, memberEvent(mary, event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	anna, _ := testRoom.WithResource("Anna")
+	from, _ := testRoom.WithResource("Mary")
+	marySays := func(n string) {
+		p.HandleEvent(ctx, &event.Event{ID: id.EventID("$m" + n), Type: event.EventMessage, Sender: mary, RoomID: p.RoomID,
+			Timestamp: int64(len(n)), Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "mary-" + n}}})
+	}
+	p.HandleEvent(ctx, &xmpp.Message{ID: "a1", Type: xmpp.TypeGroupchat, From: xmpp.A(anna), To: xmpp.A(maryJID), Body: "anna-1"})
+	marySays("1") // taken by the room, its reflection lost with the stream
+	marySays("2") // lost with the stream
+	x.link = 2    // the stream broke and came back
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, xmpp.TypeUnavailable, part, "", xmpp.StatusSelf, 333))
+	mark := len(x.sent)
+	p.HandleEvent(ctx, rejoinDue{user: mary})
+	var join *xmpp.Presence
+	for _, v := range x.sent[mark:] {
+		if pr, ok := v.(*xmpp.Presence); ok && pr.MUC != nil {
+			join = pr
+		}
+	}
+	if join == nil || join.MUC.History == nil || join.MUC.History.Since == nil {
+		t.Fatalf("the rejoin asked for no history: %+v", join)
+	}
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	delay := &xmpp.Delay{Stamp: time.Now()}
+	p.HandleEvent(ctx, &xmpp.Message{ID: "a1", Type: xmpp.TypeGroupchat, From: xmpp.A(anna), To: xmpp.A(maryJID), Body: "anna-1", Delay: delay})
+	p.HandleEvent(ctx, &xmpp.Message{ID: "$m1", Type: xmpp.TypeGroupchat, From: xmpp.A(from), To: xmpp.A(maryJID), Body: "mary-1",
+		OriginID: &xmpp.OriginID{ID: "$m1"}, Delay: delay})
+	mark = len(x.sent)
+	subject := ""
+	p.HandleEvent(ctx, &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(testRoom), To: xmpp.A(maryJID), Subject: &subject})
+	var again []string
+	for _, v := range x.sent[mark:] {
+		if m, ok := v.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat {
+			again = append(again, m.ID)
+		}
+	}
+	if !slices.Equal(again, []string{"$m2"}) {
+		t.Errorf("sent again %q; want only $m2 (the history shows the room took $m1)", again)
+	}
+	if len(hs.sends) != 1 {
+		t.Errorf("bridged %q; want anna-1 once", hs.sends)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"time"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -39,9 +40,10 @@ const maxBounces = 2
 // sentMsg is a member's message sent, or held to be sent, to the room.
 type sentMsg struct {
 	m       *xmpp.Message
-	order   int64  // its Matrix timestamp (Occupant.SendOrdered)
-	link    uint64 // the component stream it went out on; 0 while held
-	bounces int    // how often it was refused
+	order   int64     // its Matrix timestamp (Occupant.SendOrdered)
+	link    uint64    // the component stream it went out on; 0 while held
+	at      time.Time // when it went out
+	bounces int       // how often it was refused
 }
 
 // sentLog holds a member's messages whose reflection has not come back,
@@ -70,7 +72,7 @@ func (l *sentLog) wentOut(stanzas []any, link uint64) {
 		if m, ok := st.(*xmpp.Message); ok {
 			for i := range l.msgs {
 				if l.msgs[i].m == m {
-					l.msgs[i].link = link
+					l.msgs[i].link, l.msgs[i].at = link, time.Now()
 				}
 			}
 		}
@@ -90,6 +92,18 @@ func (l *sentLog) take(msgID string) (sentMsg, bool) {
 
 // confirm forgets a message whose reflection came back.
 func (l *sentLog) confirm(msgID string) { l.take(msgID) }
+
+// oldestOut returns when the oldest message that went out and has not
+// come back went out, or zero.
+func (l *sentLog) oldestOut() time.Time {
+	var oldest time.Time
+	for _, s := range l.msgs {
+		if s.link != 0 && (oldest.IsZero() || s.at.Before(oldest)) {
+			oldest = s.at
+		}
+	}
+	return oldest
+}
 
 // lostWith returns, and forgets, the messages that went out on another
 // stream than link and never came back: that stream may have lost them.

@@ -84,6 +84,8 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		// not bridged yet; they are dropped without an error.
 		p.log.Debug().Str("type", msg.Type).Stringer("from", msg.From).Msg("Ignoring a message from the MUC")
 		return
+	case p.handleHistory(ctx, m, msg):
+		return // a history check after a rejoin (archive.go)
 	case p.hold(msg):
 		return // after the catch-up
 	}
@@ -410,7 +412,7 @@ func (p *Portal) handleBounce(ctx context.Context, m *member, msg *xmpp.Message)
 			if unreachable(msg.Error) {
 				p.rejoinLater(m)
 			} else {
-				p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+				p.apply(ctx, m, p.rejoin(m))
 			}
 		}
 		if out := m.occ.SendOrdered(original.m, original.order); out.Notice == "" {

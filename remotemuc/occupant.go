@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -63,6 +64,11 @@ type Occupant struct {
 	queue      []held
 	renaming   string // the nick asked for while joined, until answered
 	rejoining  bool   // the join under way is a Rejoin with the nick the room knew
+
+	// HistorySince, when set, makes the next join ask the room for its
+	// history since then (XEP-0045 §7.2.15) instead of none: in a room
+	// without an archive, the history shows which of our messages it took.
+	HistorySince time.Time
 }
 
 // held is a message waiting for the self-presence, with its place in the
@@ -191,8 +197,13 @@ func (o *Occupant) joinAs(nick string) Outcome {
 	if err != nil {
 		return o.nextNick(stanza.JIDMalformed)
 	}
+	history := &xmpp.MUCHistory{MaxStanzas: &none}
+	if !o.HistorySince.IsZero() {
+		since := o.HistorySince.UTC()
+		history = &xmpp.MUCHistory{Since: &since}
+	}
 	return Outcome{Send: []any{&xmpp.Presence{ID: xmpp.RandomID(), From: xmpp.A(o.From), To: xmpp.A(to),
-		MUC: &xmpp.MUCJoin{Password: o.password, History: &xmpp.MUCHistory{MaxStanzas: &none}}}}}
+		MUC: &xmpp.MUCJoin{Password: o.password, History: history}}}}
 }
 
 // nextNick tries the next nick after a refusal of the last one: any next

@@ -244,6 +244,11 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.handleRejoinDue(ctx, e)
 	case archivePageDone:
 		p.handleArchivePage(ctx, e)
+	case historyDone:
+		if c := p.catching; c != nil && c.history && c.queryID == e.queryID {
+			p.log.Info().Msg("The MUC sent no subject after its history in time; going on")
+			p.endCatchUp(ctx)
+		}
 	case CheckQuiet:
 		p.checkQuiet()
 	case selfPingDone:
@@ -408,7 +413,7 @@ func (p *Portal) occSend(ctx context.Context, m *member, msg *xmpp.Message, orde
 	if m.occ.State() == Joined && m.link != p.deps.XMPP.Link() {
 		m.occ.Lost()
 		p.lost()
-		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+		p.apply(ctx, m, p.rejoin(m))
 	}
 	if p.catching != nil && m.occ.State() == Joined && msg.ID != "" {
 		m.deferred = append(m.deferred, sentMsg{m: msg, order: order})

@@ -102,11 +102,12 @@ func (f *fakeHS) IsEncrypted(context.Context, id.RoomID) bool                   
 type fakeXMPP struct {
 	sent     []any
 	features []string
+	link     uint64 // the component stream; 1 unless a test breaks it
 }
 
 func (f *fakeXMPP) Send(_ context.Context, v any) error { f.sent = append(f.sent, v); return nil }
 func (f *fakeXMPP) WaitConnected(context.Context) error { return nil }
-func (f *fakeXMPP) Link() uint64                        { return 1 }
+func (f *fakeXMPP) Link() uint64                        { return max(f.link, 1) }
 func (f *fakeXMPP) SendIQ(_ context.Context, iq *xmpp.IQ) (*xmpp.IQ, error) {
 	var b strings.Builder
 	b.WriteString(`<iq type='result'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='conference' type='text' name='Team'/>`)

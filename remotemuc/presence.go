@@ -73,7 +73,9 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 				// The first of ours back after none of them was in (the
 				// bridge was away, or the room lost them).
 				p.gap = false
-				if p.startCatchUp(ctx, m); p.catching == nil {
+				if !p.muc.Archive && !m.occ.HistorySince.IsZero() {
+					p.startHistoryCheck(ctx, m)
+				} else if p.startCatchUp(ctx, m); p.catching == nil {
 					p.resendLost(ctx, false)
 				}
 			case p.catching == nil && p.joinedMembers() == 1:
@@ -182,7 +184,7 @@ func (p *Portal) handleRejoinDue(ctx context.Context, r rejoinDue) {
 		p.notice(ctx, p.mention(m)+"the bridge cannot get you back into "+p.room.String()+
 			" at the moment (it or its server is unreachable). It keeps trying; your messages wait until you are in.", "")
 	}
-	p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+	p.apply(ctx, m, p.rejoin(m))
 }
 
 // isOurs reports whether a presence under a nick is one of our own
@@ -346,7 +348,7 @@ func (p *Portal) rejoinAll(ctx context.Context) {
 		if !m.active || !p.permitted(m.user) {
 			continue
 		}
-		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+		p.apply(ctx, m, p.rejoin(m))
 		joining = true
 	}
 	if joining {

@@ -95,6 +95,6 @@ func (p *Portal) handleSelfPing(ctx context.Context, d selfPingDone) {
 		p.log.Info().Err(d.err).Stringer("user_id", d.user).Msg("The MUC no longer counts a Matrix user in; joining again")
 		m.occ.Lost()
 		p.lost()
-		p.apply(ctx, m, m.occ.Rejoin(p.stored.Password))
+		p.apply(ctx, m, p.rejoin(m))
 	}
 }
