@@ -63,14 +63,9 @@ func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
 			b.XMPP.Reply(ctx, iq, b.commandItems(iq.From.JID), nil)
 			return
 		}
-		if !b.allowLookup(iq.From.JID) || !b.takeListing() {
+		if !b.allowLookup(iq.From.JID) || !b.goListing(func() { b.answerRoomItems(ctx, iq) }) {
 			b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ResourceConstraint, "Too many requests; try again later"))
-			return
 		}
-		go func() {
-			defer b.doneListing()
-			b.answerRoomItems(ctx, iq)
-		}()
 	case iq.Type == xmpp.TypeSet && iq.Payload.XMLName.Space == xmpp.NSCommands:
 		b.handleAdhoc(ctx, iq)
 	default:

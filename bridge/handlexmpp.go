@@ -107,14 +107,9 @@ func (b *Bridge) route(ctx context.Context, st any, to, from jid.JID) {
 	if iq, ok := st.(*xmpp.IQ); ok && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo && to.Resourcepart() == "" {
 		// Browsing the room list must not make the bot join every room:
 		// rooms in the directory are described from it.
-		if !b.takeListing() {
+		if !b.goListing(func() { b.roomInfoWithoutPortal(ctx, iq, local) }) {
 			b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
-			return
 		}
-		go func() {
-			defer b.doneListing()
-			b.roomInfoWithoutPortal(ctx, iq, local)
-		}()
 		return
 	}
 	b.lookupRoom(ctx, local, st)
@@ -191,18 +186,9 @@ const (
 
 func (b *Bridge) lookupRoom(ctx context.Context, local string, st any) {
 	b.lookup(local, st, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
-		p, serr := b.createPortal(ctx, local, joiner(st))
-		if serr != nil && serr.Condition == stanza.ItemNotFound && strings.HasPrefix(serr.Error(), noRoomText) {
-			// No room has the alias: not one that is closed or that an
-			// invitation may open, which are asked about each time.
-			b.misses.note(local, time.Now())
-		}
-		return p, serr
+		return b.createPortal(ctx, local, joiner(st))
 	})
 }
-
-// noRoomText starts the answer to a room name that no Matrix room has.
-const noRoomText = "There is no room "
 
 // missTTL is how long a room name that was not found is answered
 // item-not-found without asking the homeserver again; maxMisses bounds
@@ -260,18 +246,20 @@ func (c *missCache) forget(name string) {
 // XMPP read loop.
 const maxListings = 8
 
-// takeListing takes a slot for a room listing, reporting false if all
-// are in use.
-func (b *Bridge) takeListing() bool {
+// goListing runs a room listing beside the XMPP read loop, and reports
+// false, running nothing, when maxListings are under way already.
+func (b *Bridge) goListing(list func()) bool {
 	select {
 	case b.listings <- struct{}{}:
-		return true
 	default:
 		return false
 	}
+	go func() {
+		defer func() { <-b.listings }()
+		list()
+	}()
+	return true
 }
-
-func (b *Bridge) doneListing() { <-b.listings }
 
 // lookup runs create for the first stanza of a portal that does not run
 // yet (key names it), and hands it and the stanzas that arrive for it
@@ -339,14 +327,16 @@ func (b *Bridge) createPortal(ctx context.Context, local string, joiner jid.JID)
 	name, server, _ := b.scheme.ParseRoomJID(roomJID)
 	alias := id.RoomAlias("#" + name + ":" + server)
 	log := b.Log.With().Stringer("alias", alias).Logger()
-	notFound := xmpp.StanzaError(stanza.ItemNotFound, noRoomText+alias.String())
 
 	roomID, err := b.Matrix.ResolveAlias(ctx, alias)
 	if errors.Is(err, mautrix.MNotFound) {
 		// The alias reached us case-folded; the room's may not be.
 		roomID, _, err = b.Matrix.FindRoomByAliasFold(ctx, alias)
 		if err == nil && roomID == "" {
-			return nil, notFound
+			// No room has the alias (unlike one that is closed, or that an
+			// invitation may open, which are asked about each time).
+			b.misses.note(local, time.Now())
+			return nil, xmpp.StanzaError(stanza.ItemNotFound, "There is no room "+alias.String())
 		}
 	}
 	if err != nil {

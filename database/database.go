@@ -95,15 +95,34 @@ type Database struct {
 
 // Open opens the database named by cfg and runs the pending upgrades.
 func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error) {
-	var db *dbutil.Database
-	var err error
-	if cfg.Type == TypePostgres {
-		db, err = openPostgres(cfg)
-	} else {
-		db, err = openSQLite(cfg)
+	driver, dsn := TypePostgres, cfg.URI // lib/pq's driver name
+	if cfg.Type != TypePostgres {
+		var err error
+		if dsn, err = sqliteDSN(cfg.URI); err != nil {
+			return nil, err
+		}
+		driver = "sqlite" // modernc's
 	}
+	raw, err := sql.Open(driver, dsn)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("failed to open database: %w", err)
+	}
+	if driver == TypePostgres {
+		raw.SetMaxOpenConns(cfg.MaxOpenConns)
+		raw.SetMaxIdleConns(cfg.MaxIdleConns)
+		raw.SetConnMaxIdleTime(cfg.MaxConnIdleTime)
+		raw.SetConnMaxLifetime(cfg.MaxConnLifetime)
+	} else {
+		// SQLite has one writer at a time; a few connections let reads
+		// proceed beside it in WAL mode, more only queue on the busy
+		// timeout.
+		raw.SetMaxOpenConns(4)
+		raw.SetMaxIdleConns(4)
+	}
+	db, err := dbutil.NewWithDB(raw, driver)
+	if err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("failed to wrap database: %w", err)
 	}
 	db.Owner = "mxpp"
 	db.Log = dbutil.ZeroLogger(log)
@@ -114,44 +133,6 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error
 		return nil, fmt.Errorf("failed to upgrade database: %w", err)
 	}
 	return out, nil
-}
-
-func openSQLite(cfg Config) (*dbutil.Database, error) {
-	dsn, err := sqliteDSN(cfg.URI)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open database: %w", err)
-	}
-	// SQLite has one writer at a time; a few connections let reads proceed
-	// beside it in WAL mode, more only queue on the busy timeout.
-	raw.SetMaxOpenConns(4)
-	raw.SetMaxIdleConns(4)
-	db, err := dbutil.NewWithDB(raw, "sqlite")
-	if err != nil {
-		_ = raw.Close()
-		return nil, fmt.Errorf("failed to wrap database: %w", err)
-	}
-	return db, nil
-}
-
-func openPostgres(cfg Config) (*dbutil.Database, error) {
-	raw, err := sql.Open("postgres", cfg.URI) // lib/pq
-	if err != nil {
-		return nil, fmt.Errorf("failed to open database: %w", err)
-	}
-	raw.SetMaxOpenConns(cfg.MaxOpenConns)
-	raw.SetMaxIdleConns(cfg.MaxIdleConns)
-	raw.SetConnMaxIdleTime(cfg.MaxConnIdleTime)
-	raw.SetConnMaxLifetime(cfg.MaxConnLifetime)
-	db, err := dbutil.NewWithDB(raw, "postgres")
-	if err != nil {
-		_ = raw.Close()
-		return nil, fmt.Errorf("failed to wrap database: %w", err)
-	}
-	return db, nil
 }
 
 // upgradeLockKey names the PostgreSQL advisory lock that upgrades take.

@@ -77,42 +77,47 @@ func (c *Connector) SetPendingStore(s PendingStore) { c.keys.store = s }
 // queueBehindKey queues an event behind its room's wait, if the room has
 // one, and reports whether it did.
 func (c *Connector) queueBehindKey(ctx context.Context, evt *event.Event) bool {
-	c.keys.mu.Lock()
-	r := c.keys.rooms[evt.RoomID]
-	if r != nil {
-		r.queue = append(r.queue, evt)
-	}
-	c.keys.mu.Unlock()
-	if r != nil {
-		c.notePending(ctx, evt)
-	}
-	return r != nil
+	return c.enqueueKeyWait(ctx, evt, false, true)
 }
 
 // waitForKey starts a wait for the room key of evt in its room, or queues
-// evt behind the room's wait.
+// evt behind the room's wait. store notes its ID (not for events read back
+// from the store).
 func (c *Connector) waitForKey(ctx context.Context, evt *event.Event, store bool) {
+	c.enqueueKeyWait(ctx, evt, true, store)
+}
+
+// enqueueKeyWait queues evt behind its room's wait, starting one if start
+// is set and the room has none, and reports whether it queued it.
+func (c *Connector) enqueueKeyWait(ctx context.Context, evt *event.Event, start, store bool) bool {
 	c.keys.mu.Lock()
 	r := c.keys.rooms[evt.RoomID]
-	start := r == nil
-	if start {
+	started := false
+	if r == nil && start {
 		if c.keys.rooms == nil {
 			c.keys.rooms = map[id.RoomID]*keyRoom{}
 		}
 		r = &keyRoom{}
 		c.keys.rooms[evt.RoomID] = r
 		c.keys.running.Add(1)
+		started = true
 	}
-	r.queue = append(r.queue, evt)
+	if r != nil {
+		r.queue = append(r.queue, evt)
+	}
 	c.keys.mu.Unlock()
+	if r == nil {
+		return false
+	}
 	if store {
 		c.notePending(ctx, evt)
 	}
-	if start {
+	if started {
 		zerolog.Ctx(ctx).Debug().Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).
 			Msg("Waiting for the room key of an event beside the transaction")
 		go c.runKeyRoom(evt.RoomID, r)
 	}
+	return true
 }
 
 func (c *Connector) notePending(ctx context.Context, evt *event.Event) {

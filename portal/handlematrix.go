@@ -292,8 +292,8 @@ func (p *Portal) handleMatrixReachability(ctx context.Context, evt *event.Event)
 	p.log.Info().Stringer("alias", alias).Stringer("new_muc", newJID).Msg("Room alias changed, moving MUC")
 	p.destroyKeep(ctx, newJID, "The room has a new address")
 	oldLocal := p.MUCLocal
-	p.Alias, p.MUCLocal, p.roomJID = alias, newJID.Localpart(), newJID
-	p.log = p.deps.Log.With().Stringer("room_id", p.RoomID).Stringer("muc", newJID).Logger()
+	p.Alias, p.MUCLocal = alias, newJID.Localpart()
+	p.setRoomJID(newJID)
 	if err := p.deps.DB.Portal.Update(ctx, p.Portal); err != nil {
 		p.log.Error().Err(err).Msg("Failed to store new alias")
 	}

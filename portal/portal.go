@@ -197,13 +197,12 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 
 func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 	p := &Portal{
-		Portal:  row,
-		deps:    deps,
-		conv:    &msgconv.Converter{MediaLinks: deps.MediaLinks, Fetcher: deps.Fetcher},
-		log:     deps.Log.With().Stringer("room_id", row.RoomID).Stringer("muc", roomJID).Logger(),
-		roomJID: roomJID,
-		churn:   newChurn(),
+		Portal: row,
+		deps:   deps,
+		conv:   &msgconv.Converter{MediaLinks: deps.MediaLinks, Fetcher: deps.Fetcher},
+		churn:  newChurn(),
 	}
+	p.setRoomJID(roomJID)
 	p.Loop = roomloop.New(p, p.log)
 	if deps.Metrics != nil {
 		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(roomloop.Kind(evt), d) }
@@ -219,6 +218,12 @@ const (
 	churnBurst = 10
 	churnEvery = 30 * time.Second
 )
+
+// setRoomJID sets the MUC address the portal answers at, and its logger.
+func (p *Portal) setRoomJID(roomJID jid.JID) {
+	p.roomJID = roomJID
+	p.log = p.deps.Log.With().Stringer("room_id", p.RoomID).Stringer("muc", roomJID).Logger()
+}
 
 func newChurn() *ratelimit.Keyed { return ratelimit.New(churnEvery, churnBurst) }
 

@@ -76,8 +76,7 @@ func (p *Portal) rejoin(m *member) Outcome {
 // startHistoryCheck waits, after a rejoin that asked for the room's
 // history, for that history and the subject behind it, holding live
 // messages and the member's new ones meanwhile like a catch-up.
-func (p *Portal) startHistoryCheck(ctx context.Context, m *member) {
-	p.notice(ctx, p.room.String()+" keeps no message archive: messages sent there while the bridge was away may be missing here.", "")
+func (p *Portal) startHistoryCheck(m *member) {
 	id := xmpp.RandomID()
 	p.catching = &catchUp{queryID: id, from: m.occ.From, held: p.gapHeld, history: true}
 	p.gapHeld = nil
@@ -128,6 +127,10 @@ type archivePageDone struct {
 func (p *Portal) startCatchUp(ctx context.Context, m *member) {
 	if !p.muc.Archive {
 		p.notice(ctx, p.room.String()+" keeps no message archive: messages sent there while the bridge was away may be missing here.", "")
+		if !m.occ.HistorySince.IsZero() {
+			p.startHistoryCheck(m) // the join asked for the room's history instead
+			return
+		}
 		p.releaseHeld(ctx)
 		return
 	}

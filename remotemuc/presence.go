@@ -73,9 +73,7 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 				// The first of ours back after none of them was in (the
 				// bridge was away, or the room lost them).
 				p.gap = false
-				if !p.muc.Archive && !m.occ.HistorySince.IsZero() {
-					p.startHistoryCheck(ctx, m)
-				} else if p.startCatchUp(ctx, m); p.catching == nil {
+				if p.startCatchUp(ctx, m); p.catching == nil {
 					p.resendLost(ctx, false)
 				}
 			case p.catching == nil && p.joinedMembers() == 1:

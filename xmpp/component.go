@@ -481,13 +481,6 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 	switch st := v.(type) {
 	case *Message:
 		st.Size = r.size
-	case *Presence:
-		st.Size = r.size
-	case *IQ:
-		st.Size = r.size
-	}
-	switch st := v.(type) {
-	case *Message:
 		if st.Probe != nil && st.From.Equal(c.domain) {
 			c.handleProbe(st)
 			return nil
@@ -496,10 +489,12 @@ func (c *Component) dispatch(ctx context.Context, start xml.StartElement, r *ele
 			c.handler.HandleMessage(ctx, st)
 		}
 	case *Presence:
+		st.Size = r.size
 		if !c.fromOwnDomain(st.From.JID, start.Name.Local) {
 			c.handler.HandlePresence(ctx, st)
 		}
 	case *IQ:
+		st.Size = r.size
 		c.handleIQ(ctx, st)
 	}
 	return nil
