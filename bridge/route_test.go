@@ -47,7 +47,7 @@ func (rb *routeBridge) requested(want string) bool {
 	return false
 }
 
-func newRouteBridge(t *testing.T) *routeBridge {
+func newRouteBridge(t *testing.T, configure ...func(*Config)) *routeBridge {
 	t.Helper()
 	rb := &routeBridge{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,6 +75,9 @@ func newRouteBridge(t *testing.T) *routeBridge {
 	cfg.Homeserver.Address, cfg.Homeserver.Domain = hs.URL, "hs.test"
 	cfg.Appservice.ASToken, cfg.Appservice.HSToken = "as", "hs"
 	cfg.XMPP = xmpp.Config{Server: "127.0.0.1:1", Domain: "matrix.xmpp.test", Secret: "s"}
+	for _, f := range configure {
+		f(&cfg)
+	}
 	b, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,7 @@
 package xmpp
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -18,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/xmpp/xmpptest"
 )
 
 // fakeServer speaks the server side of XEP-0114 well enough to test the
@@ -74,28 +73,11 @@ func (s *fakeServer) accept() {
 }
 
 func (s *fakeServer) handshake(c net.Conn) {
-	r := bufio.NewReader(c)
-	dec := xml.NewDecoder(r)
-	if _, err := dec.Token(); err != nil { // <stream:stream ...>
+	dec, err := xmpptest.Handshake(c, "matrix.xmpp.test", "secret")
+	if err != nil {
 		c.Close()
 		return
 	}
-	io.WriteString(c, `<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='sid1' from='matrix.xmpp.test'>`)
-	var hs struct {
-		XMLName xml.Name `xml:"handshake"`
-		Digest  string   `xml:",chardata"`
-	}
-	if err := dec.Decode(&hs); err != nil {
-		c.Close()
-		return
-	}
-	sum := sha1.Sum([]byte("sid1" + "secret"))
-	if hs.Digest != hex.EncodeToString(sum[:]) {
-		io.WriteString(c, `<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`)
-		c.Close()
-		return
-	}
-	io.WriteString(c, `<handshake/>`)
 	var probes []*Message
 	for len(probes) < probeCount {
 		m := &Message{}
