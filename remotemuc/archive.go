@@ -14,18 +14,31 @@ import (
 // Catching up. While the bridge was away (stopped, its link cut, a server
 // restarting), the room went on without our occupants, and it has removed
 // them. When the first of them is back in, the portal asks the room's
-// archive (XEP-0313) for what was said after the newest message it bridged
-// (its stanza-id, else its time), page by page, and bridges that with the
-// messages' own times; live messages that come meanwhile wait, so that
+// archive (XEP-0313) for what was said since a while before the newest
+// message it bridged (catchUpOverlap), page by page, and bridges that with
+// the messages' own times; live messages that come meanwhile wait, so that
 // Matrix gets everything in the room's order. What came both ways is
-// bridged once (the room's stanza-id is in the message map). A room
-// without an archive cannot be asked: the portal says so.
+// bridged once (the room's stanza-id is in the message map, a reflection of
+// ours is known as such). A room without an archive cannot be asked: the
+// portal says so.
+//
+// The catch-up starts by time, not after the newest stanza-id, because a
+// room's live order need not be its archive's: a room hosted by a Matrix
+// bridge archives in its Matrix timeline's order, and sends a Matrix
+// user's message live when the homeserver hands it over, which can be
+// after the reflection of a message of ours that the timeline has later.
+// Following on from that reflection would skip the message before it,
+// lost if the link broke just then.
 
 // archivePage bounds one page of the catch-up; archiveMaxPages bounds the
 // whole (a week of a busy room is not worth a flood of old messages).
 const (
 	archivePage     = 50
 	archiveMaxPages = 40
+	// catchUpOverlap is how long before the newest message bridged the
+	// catch-up starts: more than a homeserver takes to hand a message to
+	// a bridge that hosts the room, and than servers' clocks differ.
+	catchUpOverlap = 2 * time.Minute
 	// maxHeld bounds the live messages that wait for a catch-up.
 	maxHeld = 2000
 	// archiveTimeout bounds one archive query.
@@ -37,11 +50,8 @@ type catchUp struct {
 	queryID string
 	from    jid.JID // our occupant that asks (archives answer occupants)
 	pages   int
-	// fellBack is set once the query by stanza-id failed (the archive no
-	// longer has it) and the catch-up goes by time instead.
-	fellBack bool
-	last     string          // the newest archive id bridged
-	held     []*xmpp.Message // live messages waiting for the catch-up
+	last    string          // the newest archive id bridged
+	held    []*xmpp.Message // live messages waiting for the catch-up
 	// complete is set once the archive was read to its end: it then shows
 	// every message of ours the room took.
 	complete bool
@@ -134,14 +144,15 @@ func (p *Portal) startCatchUp(ctx context.Context, m *member) {
 		p.releaseHeld(ctx)
 		return
 	}
-	if p.stored.LastStanzaID == "" && p.stored.LastTime.IsZero() {
+	if p.stored.LastTime.IsZero() {
 		p.releaseHeld(ctx)
 		return // nothing bridged yet: nothing to follow on from
 	}
 	p.catching = &catchUp{queryID: xmpp.RandomID(), from: m.occ.From, held: p.gapHeld}
 	p.gapHeld = nil
-	p.log.Info().Str("after", p.stored.LastStanzaID).Time("since", p.stored.LastTime).Msg("Catching up from the MUC's archive")
-	p.queryArchive(p.stored.LastStanzaID, p.stored.LastTime)
+	since := p.stored.LastTime.Add(-catchUpOverlap)
+	p.log.Info().Str("newest", p.stored.LastStanzaID).Time("since", since).Msg("Catching up from the MUC's archive")
+	p.queryArchive("", since)
 }
 
 // queryArchive asks for the page after a stanza-id, or from a time when
@@ -205,12 +216,6 @@ func (p *Portal) handleArchivePage(ctx context.Context, d archivePageDone) {
 	}
 	c.pages++
 	switch {
-	case d.err != nil && !c.fellBack && p.stored.LastStanzaID != "" && !p.stored.LastTime.IsZero():
-		// The archive no longer knows the stanza-id (it expired): by time.
-		p.log.Info().Err(d.err).Msg("The MUC's archive refused the catch-up by stanza-id; going by time")
-		c.fellBack = true
-		p.queryArchive("", p.stored.LastTime)
-		return
 	case d.err != nil:
 		p.log.Warn().Err(d.err).Msg("Catching up from the MUC's archive failed")
 		p.notice(ctx, "The bridge could not read "+p.room.String()+"'s archive: messages sent there while the bridge was away may be missing here.", "")

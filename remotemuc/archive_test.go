@@ -159,3 +159,69 @@ func TestPortalHistoryCheck(t *testing.T) {
 		t.Errorf("bridged %q; want anna-1 once", hs.sends)
 	}
 }
+
+// TestPortalCatchUpOverlap: the catch-up asks the archive by time, from a
+// while before the newest message bridged, not after its stanza-id: a room
+// hosted by a Matrix bridge archives in its timeline's order, which may
+// have a message before the reflection of ours that came to us first. What
+// the overlap brings again is bridged once.
+func TestPortalCatchUpOverlap(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	p, hs, x := newTestPortal(t, db, xmpp.NSStanzaID, xmpp.NSMAM)
+	mary := id.UserID("@mary:hs.test")
+	p.HandleEvent(ctx, memberEvent(mary, event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	anna, _ := testRoom.WithResource("Anna")
+	annaSays := func(n string) *xmpp.Message {
+		return &xmpp.Message{ID: "a-" + n, Type: xmpp.TypeGroupchat, From: xmpp.A(anna), To: xmpp.A(maryJID), Body: "anna-" + n,
+			StanzaID: &xmpp.StanzaID{ID: "sid-" + n, By: testRoom.String()}}
+	}
+	maryFrom, _ := testRoom.WithResource("Mary")
+	reflection := &xmpp.Message{ID: "$m1", Type: xmpp.TypeGroupchat, From: xmpp.A(maryFrom), To: xmpp.A(maryJID), Body: "mary-1",
+		OriginID: &xmpp.OriginID{ID: "$m1"}, StanzaID: &xmpp.StanzaID{ID: "sid-m1", By: testRoom.String()}}
+
+	p.HandleEvent(ctx, annaSays("1"))
+	p.HandleEvent(ctx, &event.Event{ID: "$m1", Type: event.EventMessage, Sender: mary, RoomID: p.RoomID,
+		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "mary-1"}}})
+	p.HandleEvent(ctx, reflection)
+	// anna-2, before mary-1 in the room's archive, was sent to us after
+	// mary-1's reflection, on a link that broke.
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, xmpp.TypeUnavailable, part, "", xmpp.StatusSelf, 333))
+	asked := time.Now()
+	p.HandleEvent(ctx, rejoinDue{user: mary})
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	c := p.catching
+	if c == nil {
+		t.Fatal("no catch-up after the rejoin")
+	}
+	var q *xmpp.MAMQuery
+	for deadline := time.Now().Add(5 * time.Second); q == nil && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if qs := x.mamQueries(); len(qs) > 0 {
+			q = qs[0]
+		}
+	}
+	if q == nil {
+		t.Fatal("the catch-up asked the archive nothing")
+	}
+	if q.Set != nil && q.Set.After != nil {
+		t.Errorf("the catch-up asked for what came after %q; want a start time", *q.Set.After)
+	}
+	start, err := time.Parse(time.RFC3339, q.Form.Value("start"))
+	if err != nil || start.After(asked.Add(-catchUpOverlap+time.Second)) || start.Before(asked.Add(-catchUpOverlap-5*time.Second)) {
+		t.Errorf("the catch-up starts at %q (%v); want %v before the newest message", q.Form.Value("start"), err, catchUpOverlap)
+	}
+	for _, m := range []*xmpp.Message{annaSays("1"), annaSays("2"), reflection, annaSays("3")} {
+		p.HandleEvent(ctx, &xmpp.Message{From: xmpp.A(testRoom), To: xmpp.A(maryJID),
+			MAMResult: &xmpp.MAMResult{QueryID: c.queryID, ID: m.StanzaID.ID, Forwarded: xmpp.Forwarded{Message: m}}})
+	}
+	p.HandleEvent(ctx, archivePageDone{queryID: c.queryID, fin: &xmpp.MAMFin{Complete: true}})
+	var bodies []string
+	for _, s := range hs.sends {
+		_, body, _ := strings.Cut(s, ": ")
+		bodies = append(bodies, body)
+	}
+	if want := []string{"anna-1", "anna-2", "anna-3"}; !slices.Equal(bodies, want) {
+		t.Errorf("bridged %q; want %q, each once", bodies, want)
+	}
+}

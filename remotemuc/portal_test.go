@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,12 +105,27 @@ type fakeXMPP struct {
 	sent     []any
 	features []string
 	link     uint64 // the component stream; 1 unless a test breaks it
+
+	mu  sync.Mutex
+	mam []*xmpp.MAMQuery // archive queries, sent beside the loop
+}
+
+// mamQueries returns the archive queries sent so far.
+func (f *fakeXMPP) mamQueries() []*xmpp.MAMQuery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.mam)
 }
 
 func (f *fakeXMPP) Send(_ context.Context, v any) error { f.sent = append(f.sent, v); return nil }
 func (f *fakeXMPP) WaitConnected(context.Context) error { return nil }
 func (f *fakeXMPP) Link() uint64                        { return max(f.link, 1) }
 func (f *fakeXMPP) SendIQ(_ context.Context, iq *xmpp.IQ) (*xmpp.IQ, error) {
+	if q, ok := iq.Body.(*xmpp.MAMQuery); ok {
+		f.mu.Lock()
+		f.mam = append(f.mam, q)
+		f.mu.Unlock()
+	}
 	var b strings.Builder
 	b.WriteString(`<iq type='result'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='conference' type='text' name='Team'/>`)
 	for _, f := range f.features {
