@@ -315,7 +315,7 @@ func (b *Bridge) Stop() {
 	// room waits for another.
 	b.cancel()
 	if b.Matrix != nil {
-		b.Matrix.StopKeyWaits()
+		b.Matrix.StopDeliveries()
 	}
 	for _, p := range portals {
 		wg.Add(1)
@@ -411,7 +411,7 @@ func (b *Bridge) queue(ctx context.Context, p roomPortal, evt *event.Event) {
 		return
 	}
 	if txn != nil {
-		txn.Await(p, b.flushPortal(p))
+		txn.AwaitEvent(p, evt.ID, b.flushPortal(p))
 	}
 }
 
@@ -428,17 +428,18 @@ func (b *Bridge) awaitDuplicate(ctx context.Context, evt *event.Event) {
 	p := b.byRoom[evt.RoomID]
 	b.mu.Unlock()
 	if p != nil {
-		txn.Await(p, b.flushPortal(p))
+		txn.AwaitEvent(p, evt.ID, b.flushPortal(p))
 	}
 }
 
 // flushPortal returns the wait of a transaction that handed events to a
 // portal: they must have been handled, and delivered to XMPP. Undelivered
-// ones are forgotten by the duplicate filter, so that the homeserver's
-// retry brings them again.
-func (b *Bridge) flushPortal(p roomPortal) func(context.Context) error {
-	return func(ctx context.Context) error {
-		failed, err := p.Flush(ctx)
+// ones are forgotten by the duplicate filter, so that the transaction's
+// retry (by the homeserver, or by the sync or catch-up that made it)
+// brings them again.
+func (b *Bridge) flushPortal(p roomPortal) func(context.Context, []id.EventID) error {
+	return func(ctx context.Context, events []id.EventID) error {
+		failed, err := p.Flush(ctx, events...)
 		if err != nil {
 			return fmt.Errorf("room %s: %w", p.Row().RoomID, err)
 		}

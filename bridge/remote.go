@@ -28,7 +28,7 @@ type roomPortal interface {
 	Queue(ctx context.Context, evt any) bool
 	QueueXMPP(st any) bool
 	TryQueue(evt any) bool
-	Flush(ctx context.Context) ([]id.EventID, error)
+	Flush(ctx context.Context, events ...id.EventID) ([]id.EventID, error)
 	Drain(ctx context.Context) ([]id.EventID, error)
 	Stop()
 	QueueLen() int

@@ -62,7 +62,10 @@ type Connector struct {
 	// (encryption set up): transactions before that get 503.
 	accepting atomic.Bool
 
-	keys         keyWaits // events waiting for their room key
+	keys keyWaits // events waiting for their room key
+	// redelivering counts the goroutines that hand events no transaction
+	// carried again until they are delivered (handUntilDelivered).
+	redelivering sync.WaitGroup
 	catchUpRooms func() []id.RoomID
 	decryptHook  func(context.Context, *event.Event, time.Duration) (*event.Event, error)
 

@@ -77,21 +77,22 @@ func (c *Connector) catchUpRoom(ctx context.Context, room id.RoomID, since time.
 		return
 	}
 	slices.Reverse(evts)
-	txn := &Txn{}
-	tctx := WithTxn(log.WithContext(ctx), txn)
 	// In turn with the homeserver's transactions, like one of them.
-	c.txnMu.Lock()
-	for _, evt := range evts {
-		evt.RoomID = room
-		evt.Mautrix.EventSource = event.SourceTimeline
-		c.handleEvent(tctx, evt)
+	hand := func(ctx context.Context) {
+		c.txnMu.Lock()
+		defer c.txnMu.Unlock()
+		for _, evt := range evts {
+			evt.RoomID = room
+			evt.Mautrix.EventSource = event.SourceTimeline
+			c.handleEvent(ctx, evt)
+		}
 	}
-	c.txnMu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, TxnTimeout)
-	defer cancel()
-	if err := txn.Finish(wctx); err != nil {
-		log.Warn().Err(err).Msg("Events read again after a homeserver outage were not all delivered")
-		return
-	}
-	log.Debug().Int("events", len(evts)).Msg("Caught up with a room's recent events")
+	// One room's events that cannot be delivered yet are tried again
+	// beside the catch-up of the others.
+	ctx = log.WithContext(ctx)
+	txn := &Txn{}
+	hand(WithTxn(ctx, txn))
+	c.redeliver(ctx, txn, "Events read again after a homeserver outage were", hand, func() {
+		log.Debug().Int("events", len(evts)).Msg("Caught up with a room's recent events")
+	})
 }

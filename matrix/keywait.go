@@ -182,25 +182,10 @@ func (c *Connector) handOn(ctx context.Context, evt *event.Event, wait time.Dura
 		}
 		evt = decrypted
 	}
-	backoff := time.Second
-	for {
-		txn := &Txn{}
-		c.handler.HandleMatrixEvent(WithTxn(ctx, txn), evt)
-		tctx, cancel := context.WithTimeout(ctx, TxnTimeout)
-		err := txn.Finish(tctx)
-		cancel()
-		if err == nil {
-			return true
-		}
-		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Stringer("retry_in", backoff).
-			Msg("An event that waited for its room key was not delivered; trying again")
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return false
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	log := zerolog.Ctx(ctx).With().Stringer("event_id", evt.ID).Logger()
+	return c.handUntilDelivered(log.WithContext(ctx), nil, "An event that waited for its room key was", func(ctx context.Context) {
+		c.handler.HandleMatrixEvent(ctx, evt)
+	})
 }
 
 // ResumeKeyWaits fetches the events that waited for a room key when the
@@ -239,9 +224,13 @@ func (c *Connector) ResumeKeyWaits(ctx context.Context) error {
 	return nil
 }
 
-// StopKeyWaits waits for the rooms' key waits to end once the context of
-// Start is done.
-func (c *Connector) StopKeyWaits() { c.keys.running.Wait() }
+// StopDeliveries waits, once the context of Start has ended, for the rooms'
+// key waits and for the redeliveries of events from the sync fallback and
+// catch-ups to end.
+func (c *Connector) StopDeliveries() {
+	c.keys.running.Wait()
+	c.redelivering.Wait()
+}
 
 // undecryptable reports an event the bridge could not decrypt: a log line,
 // and a notice in the room so that its sender knows it did not reach XMPP,

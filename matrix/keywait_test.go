@@ -80,7 +80,7 @@ func keyWaitConnector(t *testing.T, hs http.HandlerFunc) (*Connector, *recording
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		cancel()
-		c.StopKeyWaits()
+		c.StopDeliveries()
 	})
 	c.keys.ctx = ctx
 	store := &memPending{}

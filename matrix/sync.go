@@ -167,25 +167,35 @@ func (c *Connector) pushed() {
 	}
 }
 
+// dispatchSync hands a sync response's room events to the handler. Its
+// timeline events are like a transaction's: if they do not all reach XMPP
+// (the component link is down), they are handed again until they do,
+// beside the sync loop, which goes on (it also brings room keys). Typing
+// and receipts are handed once: they are out of date by a retry.
 func (c *Connector) dispatchSync(ctx context.Context, resp *mautrix.RespSync) {
+	var timeline []*event.Event
 	for roomID, room := range resp.Rooms.Join {
 		for _, evt := range room.Timeline.Events {
-			c.dispatchSyncEvent(ctx, roomID, evt, event.SourceJoin|event.SourceTimeline)
+			evt.RoomID, evt.Mautrix.EventSource = roomID, event.SourceJoin|event.SourceTimeline
+			timeline = append(timeline, evt)
 		}
 		for _, evt := range room.Ephemeral.Events {
-			c.dispatchSyncEvent(ctx, roomID, evt, event.SourceJoin|event.SourceEphemeral)
+			evt.RoomID, evt.Mautrix.EventSource = roomID, event.SourceJoin|event.SourceEphemeral
+			evt.Type.Class, evt.ID = event.EphemeralEventType, ""
+			c.handleEvent(ctx, evt)
 		}
 	}
-}
-
-func (c *Connector) dispatchSyncEvent(ctx context.Context, roomID id.RoomID, evt *event.Event, source event.Source) {
-	evt.RoomID = roomID
-	evt.Mautrix.EventSource = source
-	if source&event.SourceEphemeral != 0 {
-		evt.Type.Class = event.EphemeralEventType
-		evt.ID = ""
+	if len(timeline) == 0 {
+		return
 	}
-	c.handleEvent(ctx, evt)
+	hand := func(ctx context.Context) {
+		for _, evt := range timeline {
+			c.handleEvent(ctx, evt)
+		}
+	}
+	txn := &Txn{}
+	hand(WithTxn(ctx, txn))
+	c.redeliver(ctx, txn, "Events from the sync fallback were", hand, nil)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 )
 
 // syncServer answers /sync: a long poll waits until the client gives up,
@@ -115,5 +118,55 @@ func TestSyncPollsWhileBusy(t *testing.T) {
 		if next("after the traffic").long {
 			break
 		}
+	}
+}
+
+// TestSyncRedelivers: timeline events from the sync fallback whose
+// handling failed (the XMPP link was down) are handed again until they are
+// delivered, beside the sync loop; typing is handed once.
+func TestSyncRedelivers(t *testing.T) {
+	c, h, _ := keyWaitConnector(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	h.mu.Lock()
+	h.fail = errors.New("the XMPP link is down")
+	h.mu.Unlock()
+	var resp mautrix.RespSync
+	if err := json.Unmarshal([]byte(`{"next_batch":"s1","rooms":{"join":{"!a:hs.test":{
+		"timeline":{"events":[{"type":"m.room.redaction","event_id":"$del","sender":"@mary:hs.test","redacts":"$m","origin_server_ts":1,"content":{"redacts":"$m"}}]},
+		"ephemeral":{"events":[{"type":"m.typing","content":{"user_ids":["@mary:hs.test"]}}]}}}}}`), &resp); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.dispatchSync(ctx, &resp)
+	count := func(want id.EventID) (n int) {
+		for _, got := range h.ids() {
+			if got == want {
+				n++
+			}
+		}
+		return n
+	}
+	if count("$del") != 1 || count("") != 1 {
+		t.Fatalf("handled %v at once; want the deletion and the typing", h.ids())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count("$del") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if count("$del") < 2 {
+		t.Fatalf("handled %v; want the undelivered deletion handed again", h.ids())
+	}
+	h.mu.Lock()
+	h.fail = nil
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.redelivering.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deletion was still handed again after it was delivered")
+	}
+	if n := count(""); n != 1 {
+		t.Errorf("typing handed %d times; want once", n)
 	}
 }

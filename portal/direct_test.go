@@ -64,6 +64,9 @@ func (r *stanzaRecorder) Send(_ context.Context, v any) error {
 	return nil
 }
 
+func (r *stanzaRecorder) Link() uint64         { return 1 }
+func (r *stanzaRecorder) LinkUp(l uint64) bool { return l == 1 }
+
 // TestDirectChat: the Matrix user's messages go out as chat messages from
 // their contact JID; the XMPP user's come in without reflection; a bounce
 // tells the Matrix user; only the chat's XMPP user is heard; leaving ends

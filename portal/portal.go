@@ -66,6 +66,8 @@ type XMPPAPI interface {
 	SendIQ(ctx context.Context, iq *xmpp.IQ) (*xmpp.IQ, error)
 	Reply(ctx context.Context, iq *xmpp.IQ, body any, serr *stanza.Error)
 	WaitConnected(ctx context.Context) error
+	Link() uint64
+	LinkUp(link uint64) bool
 }
 
 var (
@@ -181,6 +183,8 @@ type Portal struct {
 	typing   map[id.UserID]bool // Matrix members typing now
 	lastRead map[id.UserID]id.EventID
 	late     roomloop.Lateness
+	// fanout notes what a Matrix event's stanzas reached (partial.go).
+	fanout sentStanzas
 
 	// direct is set when the portal is a direct chat rather than a room.
 	direct *direct
@@ -275,6 +279,8 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 	p.noteSender(evt)
 	switch e := evt.(type) {
 	case *event.Event:
+		p.fanout.begin(e.ID)
+		defer func() { p.fanout.end(e.ID, p.Delivered()) }()
 		return p.handleMatrixEvent(ctx, e)
 	case *xmpp.Message:
 		p.handleXMPPMessage(ctx, e)
@@ -398,6 +404,11 @@ func (p *Portal) refuse(ctx context.Context, st any, serr *stanza.Error) {
 // is down.
 func (p *Portal) send(ctx context.Context, stanzas ...any) {
 	for _, st := range stanzas {
+		key := p.fanout.key(st)
+		if p.fanout.reached(key, p.deps.XMPP.LinkUp) {
+			continue // a retry: this session had it on the stream that is still up
+		}
+		link := p.deps.XMPP.Link()
 		err := p.deps.XMPP.Send(ctx, st)
 		if err == xmpp.ErrNotConnected {
 			wctx, cancel := context.WithTimeout(ctx, linkWait)
@@ -410,7 +421,9 @@ func (p *Portal) send(ctx context.Context, stanzas ...any) {
 			p.log.Error().Err(err).Msg("Failed to send stanza to XMPP")
 			p.failed(ToXMPP, "xmpp_send")
 			p.DeliveryFailed()
+			continue
 		}
+		p.fanout.wentOut(key, link)
 	}
 }
 

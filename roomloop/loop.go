@@ -97,6 +97,9 @@ type Loop struct {
 	// so that a retry delivers them in order.
 	current     *event.Event
 	undelivered []id.EventID
+	// failures are the events that did not reach XMPP, from when, until
+	// the flush of their transaction claims them.
+	failures map[id.EventID]time.Time
 	// held are, per sender, the stanzas that came while something of that
 	// sender's is under way (a shared file: HoldSender); they wait for it,
 	// in order, while everyone else's go on.
@@ -215,38 +218,51 @@ func (l *Loop) QueueXMPP(st any) bool {
 // QueueLen returns how many events wait in the loop's queues.
 func (l *Loop) QueueLen() int { return len(l.queue) + l.inbox.len() }
 
-// flushEvent is answered once everything queued before it was handled.
-// Its state settles who has the undelivered events: the loop claims them
-// for the waiter (1), or the waiter gave up (2) and they stay for the next
-// flush, so that no failure is reported to nobody.
+// flushEvent is answered once everything queued before it was handled,
+// with the undelivered events among ids (all of them with drain). Its state
+// settles who has them: the loop claims them for the waiter (1), or the
+// waiter gave up (2) and they stay for a later flush, so that no failure is
+// reported to nobody.
 type flushEvent struct {
 	done  chan []id.EventID
 	state *atomic.Int32
-	drain bool // the XMPP inbox too (shutdown)
+	ids   []id.EventID
+	drain bool // the XMPP inbox too, and every failure (shutdown)
 }
 
+// Failures nobody claimed are kept for a while, for a retry of their
+// transaction, and then dropped with a log line: their homeserver gave up
+// on them, or they came from nowhere that retries.
+const (
+	keepFailures = 10 * time.Minute
+	maxFailures  = 10000
+)
+
 // Flush waits until every event queued before it was handled, and returns
-// the Matrix events among them that could not be delivered to XMPP (the
-// component link was down). Those were not marked as bridged: handed to the
-// loop again, they are delivered then.
+// those of ids that could not be delivered to XMPP (the component link was
+// down). Those were not marked as bridged: handed to the loop again, they
+// are delivered then. Each caller learns of its own events only: a
+// transaction, the sync fallback and a retry of either may wait at once,
+// and one's failure must neither fail another nor be lost with it.
 //
 // A loop that ended (its room closed) has nothing more to deliver: the
 // flush returns at once, without error, so that the homeserver does not
 // retry the transaction that closed it.
-func (l *Loop) Flush(ctx context.Context) ([]id.EventID, error) {
-	return l.flush(ctx, false)
+func (l *Loop) Flush(ctx context.Context, ids ...id.EventID) ([]id.EventID, error) {
+	return l.flush(ctx, ids, false)
 }
 
-// Drain is Flush that also handles what XMPP sent before it: for
-// shutdown. A transaction's Flush waits for its Matrix events only, so that
-// a burst from XMPP does not make the homeserver's transactions time out.
+// Drain is Flush that also handles what XMPP sent before it, and reports
+// every undelivered event: for shutdown. A transaction's Flush waits for
+// its Matrix events only, so that a burst from XMPP does not make the
+// homeserver's transactions time out.
 func (l *Loop) Drain(ctx context.Context) ([]id.EventID, error) {
-	return l.flush(ctx, true)
+	return l.flush(ctx, nil, true)
 }
 
-func (l *Loop) flush(ctx context.Context, drain bool) ([]id.EventID, error) {
+func (l *Loop) flush(ctx context.Context, ids []id.EventID, drain bool) ([]id.EventID, error) {
 	done := make(chan []id.EventID, 1)
-	f := flushEvent{done: done, state: new(atomic.Int32), drain: drain}
+	f := flushEvent{done: done, state: new(atomic.Int32), ids: ids, drain: drain}
 	if !l.Queue(ctx, f) {
 		if l.Ended() {
 			return nil, nil
@@ -264,6 +280,43 @@ func (l *Loop) flush(ctx context.Context, drain bool) ([]id.EventID, error) {
 		}
 		return <-done, nil // claimed just now: the answer is on its way
 	}
+}
+
+// answerFlush ends the stop on later events that a failure began (the
+// waiters retry in order from here), and hands the flush's waiter the
+// failures that are its own.
+func (l *Loop) answerFlush(f flushEvent) {
+	now := time.Now()
+	if l.failures == nil {
+		l.failures = map[id.EventID]time.Time{}
+	}
+	for _, evtID := range l.undelivered {
+		l.failures[evtID] = now
+	}
+	l.undelivered = nil
+	var mine []id.EventID
+	for _, evtID := range f.ids {
+		if _, failed := l.failures[evtID]; failed && !slices.Contains(mine, evtID) {
+			mine = append(mine, evtID)
+		}
+	}
+	for evtID, at := range l.failures {
+		switch {
+		case f.drain:
+			mine = append(mine, evtID)
+		case slices.Contains(mine, evtID):
+		case now.Sub(at) > keepFailures || len(l.failures) > maxFailures:
+			l.log.Warn().Stringer("event_id", evtID).Msg("Nobody asked again for a Matrix event that did not reach XMPP; dropping it")
+			delete(l.failures, evtID)
+		}
+	}
+	if !f.state.CompareAndSwap(0, 1) {
+		return // the waiter gave up: the failures stay for its retry
+	}
+	for _, evtID := range mine {
+		delete(l.failures, evtID)
+	}
+	f.done <- mine
 }
 
 // DeliveryFailed notes, from the loop's goroutine, that the Matrix event
@@ -411,10 +464,7 @@ func (l *Loop) handle(loopCtx context.Context, evt any) (alive bool) {
 				break
 			}
 		}
-		if f.state.CompareAndSwap(0, 1) {
-			f.done <- l.undelivered
-			l.undelivered = nil
-		}
+		l.answerFlush(f)
 		return true
 	}
 	if e, ok := evt.(*event.Event); ok && e.ID != "" {

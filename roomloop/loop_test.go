@@ -34,6 +34,8 @@ func (r *slowRoom) HandleEvent(_ context.Context, evt any) bool {
 		if r.fail[e.ID] {
 			r.loop.DeliveryFailed()
 		}
+	case func():
+		e()
 	case string:
 		time.Sleep(20 * time.Millisecond)
 		r.stanzas.Add(1)
@@ -72,8 +74,8 @@ func TestFlushLeavesTheInbox(t *testing.T) {
 }
 
 // TestFlushReportsUndelivered: a Matrix event that did not reach XMPP, and
-// every later one, is reported by the next Flush and not tried; the flush
-// after that starts clean.
+// every later one, is reported by the next Flush that asks for it and not
+// tried; the flush after that starts clean.
 func TestFlushReportsUndelivered(t *testing.T) {
 	r := &slowRoom{fail: map[id.EventID]bool{"$b": true}}
 	l := New(r, zerolog.Nop())
@@ -84,21 +86,66 @@ func TestFlushReportsUndelivered(t *testing.T) {
 	for _, e := range []id.EventID{"$a", "$b", "$c"} {
 		l.Queue(ctx, &event.Event{ID: e})
 	}
-	failed, err := l.Flush(ctx)
-	if err != nil || len(failed) != 2 || failed[0] != "$b" || failed[1] != "$c" {
+	failed, err := l.Flush(ctx, "$a", "$b", "$c")
+	if err != nil || !slices.Equal(failed, []id.EventID{"$b", "$c"}) {
 		t.Fatalf("Flush = %v, %v; want [$b $c]", failed, err)
 	}
 	if len(r.handled) != 2 {
 		t.Errorf("handled %v; $c must wait for the retry", r.handled)
 	}
 	l.Queue(ctx, &event.Event{ID: "$c"})
-	if failed, err = l.Flush(ctx); err != nil || len(failed) != 0 {
+	if failed, err = l.Flush(ctx, "$c"); err != nil || len(failed) != 0 {
 		t.Errorf("second Flush = %v, %v; want nothing", failed, err)
 	}
 	l.Stop()
-	if failed, err = l.Flush(ctx); err != nil || failed != nil {
+	if failed, err = l.Flush(ctx, "$c"); err != nil || failed != nil {
 		t.Errorf("Flush of a stopped loop = %v, %v; want nothing", failed, err)
 	}
+}
+
+// TestFlushClaimsOwnFailures: of two waiters, each learns only of its own
+// events' failures, whichever flush comes first; the failures of a waiter
+// that gave up wait for its retry; Drain reports what nobody claimed.
+func TestFlushClaimsOwnFailures(t *testing.T) {
+	r := &slowRoom{fail: map[id.EventID]bool{"$sync": true}}
+	l := New(r, zerolog.Nop())
+	r.loop = l
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Start(ctx)
+	// A sync event fails; a transaction's event queued after it is not
+	// tried; the transaction's flush comes first.
+	l.Queue(ctx, &event.Event{ID: "$sync"})
+	l.Queue(ctx, &event.Event{ID: "$txn"})
+	if failed, err := l.Flush(ctx, "$txn"); err != nil || !slices.Equal(failed, []id.EventID{"$txn"}) {
+		t.Fatalf("the transaction's Flush = %v, %v; want only its own [$txn]", failed, err)
+	}
+	if failed, err := l.Flush(ctx, "$sync"); err != nil || !slices.Equal(failed, []id.EventID{"$sync"}) {
+		t.Fatalf("the sync's Flush = %v, %v; want [$sync], claimed by nobody else", failed, err)
+	}
+	if failed, err := l.Flush(ctx, "$sync", "$txn"); err != nil || len(failed) != 0 {
+		t.Errorf("a third Flush = %v, %v; want nothing: each failure goes to one waiter", failed, err)
+	}
+
+	// A waiter that gives up before the loop reaches its flush leaves its
+	// failure for the retry.
+	block := make(chan struct{})
+	l.Queue(ctx, func() { <-block })
+	l.Queue(ctx, &event.Event{ID: "$sync"})
+	gone, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := l.Flush(gone, "$sync"); err == nil {
+		t.Fatal("a flush whose waiter gave up reported success")
+	}
+	close(block)
+	if failed, err := l.Flush(ctx, "$sync"); err != nil || !slices.Equal(failed, []id.EventID{"$sync"}) {
+		t.Errorf("the retry's Flush = %v, %v; want the failure the first waiter left", failed, err)
+	}
+	l.Queue(ctx, &event.Event{ID: "$sync"})
+	if failed, err := l.Drain(ctx); err != nil || !slices.Equal(failed, []id.EventID{"$sync"}) {
+		t.Errorf("Drain = %v, %v; want the unclaimed [$sync]", failed, err)
+	}
+	l.Stop()
 }
 
 func TestInbox(t *testing.T) {

@@ -123,6 +123,15 @@ func (c *Component) Domain() jid.JID { return c.domain }
 // bounce) may be lost when the number changes.
 func (c *Component) Link() uint64 { return c.links.Load() }
 
+// LinkUp reports whether stream number link (Link) is the one up now: what
+// was written to it then reaches the server as surely as what is written
+// next, while a stream that broke may have lost what it was sent last.
+func (c *Component) LinkUp(link uint64) bool {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.up.Load() && c.links.Load() == link
+}
+
 // Connected reports whether the stream is up and the component checked
 // whether it is alone on it.
 func (c *Component) Connected() bool { return c.up.Load() }

@@ -1,0 +1,91 @@
+package portal
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// flakyLink records stanzas and fails the first one to failTo; with
+// breaks, the stream breaks then and a new one comes up.
+type flakyLink struct {
+	stanzaRecorder
+	failTo string
+	breaks bool
+	link   uint64
+}
+
+func (f *flakyLink) Send(ctx context.Context, v any) error {
+	if m, ok := v.(*xmpp.Message); ok && m.To.String() == f.failTo {
+		f.failTo = ""
+		if f.breaks {
+			f.link++
+		}
+		return errors.New("write: broken pipe")
+	}
+	return f.stanzaRecorder.Send(ctx, v)
+}
+
+func (f *flakyLink) Link() uint64         { return f.link }
+func (f *flakyLink) LinkUp(l uint64) bool { return l == f.link }
+
+// TestRetrySkipsReachedSessions: a Matrix message that reached some of the
+// room's XMPP sessions before a send failed is sent again, on the
+// homeserver's retry, only to the others, as long as the stream it went out
+// on is up; after the stream broke, to all of them again (what a dying
+// stream took is unknown), with the same id.
+func TestRetrySkipsReachedSessions(t *testing.T) {
+	for _, breaks := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		db := openTestDB(t)
+		out := &flakyLink{failTo: "bob@xmpp.test/pc", breaks: breaks, link: 1}
+		p := testPortal()
+		p.deps.DB, p.deps.Matrix, p.deps.XMPP, p.log = db, &authorityHS{}, out, zerolog.Nop()
+		p.loaded = true
+		if err := db.Portal.Insert(ctx, p.Portal); err != nil {
+			t.Fatal(err)
+		}
+		p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"a": jid.MustParse("alice@xmpp.test/phone")}
+		p.occupants["bob@xmpp.test"] = &occupant{bare: jid.MustParse("bob@xmpp.test"), nick: "Bob", puppet: "@_xmpp_bob=40xmpp.test:hs.test",
+			sessions: map[string]jid.JID{"b": jid.MustParse("bob@xmpp.test/pc")}}
+		p.Start(ctx)
+		evt := &event.Event{ID: "$m", Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: p.RoomID, Timestamp: time.Now().UnixMilli(),
+			Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "hello"}}}
+		p.Queue(ctx, evt)
+		if failed, err := p.Flush(ctx, evt.ID); err != nil || !slices.Equal(failed, []id.EventID{"$m"}) {
+			t.Fatalf("breaks %v: first attempt's Flush = %v, %v; want $m undelivered", breaks, failed, err)
+		}
+		first := len(out.out)
+		p.Queue(ctx, evt) // the homeserver's retry
+		if failed, err := p.Flush(ctx, evt.ID); err != nil || len(failed) != 0 {
+			t.Fatalf("breaks %v: the retry's Flush = %v, %v; want delivered", breaks, failed, err)
+		}
+		var to []string
+		for _, st := range out.out[first:] {
+			m := st.(*xmpp.Message)
+			if m.ID != "$m" {
+				t.Errorf("breaks %v: the retry sent id %q; want the event's", breaks, m.ID)
+			}
+			to = append(to, m.To.String())
+		}
+		slices.Sort(to)
+		want := []string{"bob@xmpp.test/pc"}
+		if breaks {
+			want = []string{"alice@xmpp.test/phone", "bob@xmpp.test/pc"}
+		}
+		if !slices.Equal(to, want) {
+			t.Errorf("breaks %v: the retry went to %v; want %v", breaks, to, want)
+		}
+		p.Stop()
+	}
+}
