@@ -302,33 +302,37 @@ func TestE2EEncryptedRoom(t *testing.T) {
 			fetched.Status, fetched.Header.Get("Content-Type"), len(got))
 	}
 
-	shared := testPNG(t, color.RGBA{4, 5, 6, 255})
-	link := servePNG(t, shared, "/upload/x/shared.png")
-	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: link, OOB: &xmpp.OOB{URL: link}})
-	evt := mary.waitEvent("the shared image, encrypted", func(evt *event.Event) bool {
-		return evt.RoomID == room && evt.Sender == puppet && evt.Mautrix.WasEncrypted && evt.Type == event.EventMessage &&
-			evt.Content.AsMessage().MsgType == event.MsgImage
-	})
-	c := evt.Content.AsMessage()
-	if c.File == nil || c.URL != "" {
-		t.Fatalf("the shared image's content %+v: want an encrypted file, no plain URL", c)
-	}
-	mxc, err := c.File.URL.Parse()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cipher, err := mary.c.DownloadBytes(ctx(t), mxc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Equal(cipher, shared) {
-		t.Error("the media repository holds the shared image unencrypted")
-	}
-	if err = c.File.PrepareForDecryption(); err != nil {
-		t.Fatal(err)
-	}
-	if plain, err := c.File.Decrypt(cipher); err != nil || !bytes.Equal(plain, shared) {
-		t.Errorf("decrypting the shared image: %v", err)
+	// A small file is uploaded whole, a large one as it downloads
+	// (encrypted on the way): both decrypt to what was shared.
+	for _, shared := range [][]byte{testPNG(t, color.RGBA{4, 5, 6, 255}), largePNG(t)} {
+		name := fmt.Sprintf("shared-%d.png", len(shared))
+		link := servePNG(t, shared, "/upload/x/"+name)
+		alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: link, OOB: &xmpp.OOB{URL: link}})
+		evt := mary.waitEvent("the shared image, encrypted", func(evt *event.Event) bool {
+			return evt.RoomID == room && evt.Sender == puppet && evt.Mautrix.WasEncrypted && evt.Type == event.EventMessage &&
+				evt.Content.AsMessage().MsgType == event.MsgImage && evt.Content.AsMessage().Body == name
+		})
+		c := evt.Content.AsMessage()
+		if c.File == nil || c.URL != "" {
+			t.Fatalf("the shared image's content %+v: want an encrypted file, no plain URL", c)
+		}
+		mxc, err := c.File.URL.Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cipher, err := mary.c.DownloadBytes(ctx(t), mxc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(cipher, shared) {
+			t.Errorf("the media repository holds %s unencrypted", name)
+		}
+		if err = c.File.PrepareForDecryption(); err != nil {
+			t.Fatal(err)
+		}
+		if plain, err := c.File.Decrypt(cipher); err != nil || !bytes.Equal(plain, shared) {
+			t.Errorf("decrypting %s: %v", name, err)
+		}
 	}
 
 	// Events the bridge cannot decrypt: a notice, and nothing to XMPP. Their

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,6 +84,24 @@ func TestE2EMedia(t *testing.T) {
 		t.Errorf("downloaded %d bytes, %v; want the shared file", len(data), err)
 	}
 
+	// A large file whose size the server gives goes into the upload as it
+	// downloads (msgconv.StreamAbove): the same bytes arrive.
+	large := largePNG(t)
+	largeLink := servePNG(t, large, "/upload/ghi/large.png")
+	alice.send(&xmpp.Message{Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: largeLink, OOB: &xmpp.OOB{URL: largeLink}})
+	evt = mary.waitEvent("uploaded large image", func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Sender == puppet && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "large.png"
+	})
+	if c = evt.Content.AsMessage(); c.Info == nil || c.Info.Size != len(large) || c.Info.Width != 8 {
+		t.Errorf("large image info %+v; want %d bytes, 8 wide", c.Info, len(large))
+	}
+	if mxc, err = c.URL.Parse(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err = mary.c.DownloadBytes(ctx(t), mxc); err != nil || !bytes.Equal(data, large) {
+		t.Errorf("downloaded %d bytes, %v; want the large file's %d", len(data), err, len(large))
+	}
+
 	// A slow download holds up neither Matrix → XMPP nor the order of the
 	// sharer's later messages.
 	release := make(chan struct{})
@@ -126,8 +145,15 @@ func servePNG(t *testing.T, png []byte, path string) string {
 	t.Helper()
 	upload := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Content-Length", strconv.Itoa(len(png)))
 		w.Write(png)
 	}))
 	t.Cleanup(upload.Close)
 	return upload.URL + path
+}
+
+// largePNG is a PNG of 8×8 pixels padded past 2 MiB: larger than
+// msgconv.StreamAbove, so that it goes into the upload as it downloads.
+func largePNG(t *testing.T) []byte {
+	return append(testPNG(t, color.RGBA{0, 100, 200, 255}), bytes.Repeat([]byte{0}, 2<<20)...)
 }

@@ -134,6 +134,18 @@ func (c *Connector) downloadLegacy(ctx context.Context, mxc id.ContentURI) (*htt
 	return c.getMedia(ctx, c.Bot().Client.Client, legacyMediaPath(mxc))
 }
 
+// UploadMediaStream stores content of a known length in the media
+// repository as asUser while it is read from body. It is not retried: a
+// stream cannot be sent twice.
+func (c *Connector) UploadMediaStream(ctx context.Context, asUser id.UserID, body io.Reader, length int64, contentType, fileName string) (id.ContentURI, error) {
+	resp, err := c.Intent(asUser).UploadMedia(ctx, mautrix.ReqUploadMedia{Content: io.LimitReader(body, length), ContentLength: length,
+		ContentType: contentType, FileName: fileName})
+	if err != nil {
+		return id.ContentURI{}, fmt.Errorf("failed to upload media as %s: %w", asUser, err)
+	}
+	return resp.ContentURI, nil
+}
+
 // UploadMedia stores content in the media repository as asUser.
 func (c *Connector) UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error) {
 	resp, err := c.Intent(asUser).UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: data, ContentType: contentType, FileName: fileName})

@@ -1,6 +1,7 @@
 package msgconv
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -107,8 +109,37 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("64:ff9b:1::/48"),
 }
 
-// Fetch downloads a link.
-func (f *Fetcher) Fetch(ctx context.Context, link string) (*MediaFetched, error) {
+// fetchedFile is a download under way: the body, at most MaxBytes of it,
+// with what the server said of it. Close ends it and frees its slot.
+type fetchedFile struct {
+	body        *bufio.Reader
+	closer      io.Closer
+	release     func()
+	length      int64 // -1 when the server did not say
+	contentType string
+	fileName    string
+}
+
+func (f *fetchedFile) Read(p []byte) (int, error) { return f.body.Read(p) }
+
+func (f *fetchedFile) Close() error {
+	err := f.closer.Close()
+	f.release()
+	return err
+}
+
+// sniffSize is how much of a file is looked at before it goes on: its
+// type (http.DetectContentType reads 512 bytes) and an image's size.
+const sniffSize = 64 << 10
+
+// head returns up to sniffSize bytes of the file without consuming them.
+func (f *fetchedFile) head() []byte {
+	b, _ := f.body.Peek(sniffSize)
+	return b
+}
+
+// open starts downloading a link, waiting for a slot (MaxFetches).
+func (f *Fetcher) open(ctx context.Context, link string) (*fetchedFile, error) {
 	u, err := url.Parse(link)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("invalid link: %q", link)
@@ -120,39 +151,71 @@ func (f *Fetcher) Fetch(ctx context.Context, link string) (*MediaFetched, error)
 	if err != nil {
 		return nil, err
 	}
+	release := func() {}
 	if f.slots != nil {
 		select {
 		case f.slots <- struct{}{}:
-			defer func() { <-f.slots }()
+			release = sync.OnceFunc(func() { <-f.slots })
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
+		release()
 		return nil, err
 	}
-	defer resp.Body.Close()
+	fail := func(err error) (*fetchedFile, error) {
+		resp.Body.Close()
+		release()
+		return nil, err
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the server answered %s", resp.Status)
+		return fail(fmt.Errorf("the server answered %s", resp.Status))
 	}
 	if resp.ContentLength > f.MaxBytes {
-		return nil, fmt.Errorf("%w (%d bytes)", ErrFetchTooBig, resp.ContentLength)
+		return fail(fmt.Errorf("%w (%d bytes)", ErrFetchTooBig, resp.ContentLength))
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, f.MaxBytes+1))
+	file := &fetchedFile{body: bufio.NewReaderSize(&limitedReader{r: resp.Body, left: f.MaxBytes}, sniffSize),
+		closer: resp.Body, release: release, length: resp.ContentLength}
+	file.contentType = resp.Header.Get("Content-Type")
+	if file.contentType == "" || file.contentType == "application/octet-stream" {
+		file.contentType = http.DetectContentType(file.head())
+	}
+	file.fileName = path.Base(resp.Request.URL.Path)
+	if file.fileName == "." || file.fileName == "/" || file.fileName == "" {
+		file.fileName = "file"
+	}
+	return file, nil
+}
+
+// limitedReader fails with ErrFetchTooBig once more than left bytes came.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		return 0, ErrFetchTooBig
+	}
+	return n, err
+}
+
+// Fetch downloads a link whole.
+func (f *Fetcher) Fetch(ctx context.Context, link string) (*MediaFetched, error) {
+	file, err := f.open(ctx, link)
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > f.MaxBytes {
-		return nil, ErrFetchTooBig
+	defer file.Close()
+	data, err := io.ReadAll(file)
+	if err != nil {
+		return nil, err
 	}
-	contentType := resp.Header.Get("Content-Type")
-	if contentType == "" || contentType == "application/octet-stream" {
-		contentType = http.DetectContentType(data)
-	}
-	name := path.Base(resp.Request.URL.Path)
-	if name == "." || name == "/" || name == "" {
-		name = "file"
-	}
-	return &MediaFetched{Data: data, ContentType: contentType, FileName: name}, nil
+	return &MediaFetched{Data: data, ContentType: file.contentType, FileName: file.fileName}, nil
 }

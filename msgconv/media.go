@@ -8,6 +8,7 @@ import (
 	_ "image/gif"  // image sizes for m.image info
 	_ "image/jpeg" // image sizes for m.image info
 	_ "image/png"  // image sizes for m.image info
+	"io"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,19 @@ type Uploader interface {
 	UploadMedia(ctx context.Context, asUser id.UserID, data []byte, contentType, fileName string) (id.ContentURI, error)
 }
 
+// StreamUploader is an Uploader that also takes a file as it comes, of a
+// known length, without holding it whole.
+type StreamUploader interface {
+	Uploader
+	UploadMediaStream(ctx context.Context, asUser id.UserID, body io.Reader, length int64, contentType, fileName string) (id.ContentURI, error)
+}
+
+// StreamAbove is the size from which a shared file whose length the server
+// gave goes into the upload as it downloads, instead of whole: memory
+// stays small for large files, while small ones keep the upload's retries
+// (a stream cannot be sent twice).
+const StreamAbove = 1 << 20
+
 // MediaLink returns the link by which an XMPP message shares a file: an
 // out-of-band URL (XEP-0066, as HTTP upload clients send it) or a file
 // sharing source (XEP-0447) that is the whole body.
@@ -59,36 +73,60 @@ func (c *Converter) MatrixMedia(ctx context.Context, up Uploader, encrypted bool
 	if c.Fetcher == nil {
 		return nil, ErrMediaOff
 	}
-	f, err := c.Fetcher.Fetch(ctx, link)
+	f, err := c.Fetcher.open(ctx, link)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	var cfg image.Config
-	if strings.HasPrefix(f.ContentType, "image/") {
-		// Before encryption, which works in place.
-		cfg, _, _ = image.DecodeConfig(bytes.NewReader(f.Data))
+	if strings.HasPrefix(f.contentType, "image/") {
+		// From the file's head: the size is near the start of an image.
+		cfg, _, _ = image.DecodeConfig(bytes.NewReader(f.head()))
 	}
 	var file *attachment.EncryptedFile
-	uploadType := f.ContentType
+	uploadType := f.contentType
 	if encrypted {
 		// The media repository gets ciphertext; the key travels in the
 		// (encrypted) event.
 		file = attachment.NewEncryptedFile()
-		file.EncryptInPlace(f.Data)
 		uploadType = "application/octet-stream"
 	}
-	uri, err := up.UploadMedia(ctx, puppet, f.Data, uploadType, f.FileName)
-	if err != nil {
-		return nil, err
+	var uri id.ContentURI
+	size := f.length
+	if streamer, ok := up.(StreamUploader); ok && f.length > StreamAbove {
+		var body io.Reader = f
+		var enc io.Closer
+		if file != nil {
+			stream := file.EncryptStream(f)
+			body, enc = stream, stream
+		}
+		if uri, err = streamer.UploadMediaStream(ctx, puppet, body, f.length, uploadType, f.fileName); err != nil {
+			return nil, err
+		}
+		if enc != nil {
+			enc.Close() // fills in the hash of what went out, for the event
+		}
+	} else {
+		data, err := io.ReadAll(f)
+		if err != nil {
+			return nil, err
+		}
+		if file != nil {
+			file.EncryptInPlace(data)
+		}
+		if uri, err = up.UploadMedia(ctx, puppet, data, uploadType, f.fileName); err != nil {
+			return nil, err
+		}
+		size = int64(len(data))
 	}
-	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: f.FileName, FileName: f.FileName,
-		Info: &event.FileInfo{MimeType: f.ContentType, Size: len(f.Data)}}
+	content := &event.MessageEventContent{MsgType: event.MsgFile, Body: f.fileName, FileName: f.fileName,
+		Info: &event.FileInfo{MimeType: f.contentType, Size: int(size)}}
 	if file != nil {
 		content.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: uri.CUString()}
 	} else {
 		content.URL = uri.CUString()
 	}
-	switch strings.SplitN(f.ContentType, "/", 2)[0] {
+	switch strings.SplitN(f.contentType, "/", 2)[0] {
 	case "image":
 		content.MsgType = event.MsgImage
 		if cfg.Width > 0 {

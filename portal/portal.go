@@ -73,6 +73,8 @@ type XMPPAPI interface {
 var (
 	_ MatrixAPI = (*matrix.Connector)(nil)
 	_ XMPPAPI   = (*xmpp.Component)(nil)
+	// Large shared files go into the upload as they download.
+	_ msgconv.StreamUploader = (*matrix.Connector)(nil)
 )
 
 // Deps are the services every portal shares.
