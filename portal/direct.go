@@ -19,8 +19,10 @@ import (
 // the other members, and one-to-one chat messages on XMPP, between the XMPP
 // user and the Matrix user's contact JID. It runs the same loop and keeps
 // the same message map as a room; the XMPP user stands in it as an occupant
-// without sessions, so nothing meant for MUC occupants goes out.
-type direct struct {
+// without sessions, so nothing meant for MUC occupants goes out; what the
+// Matrix user does reaches the XMPP user as one-to-one chat messages.
+type directChat struct {
+	*Portal
 	user    id.UserID // the Matrix user
 	userJID jid.JID   // the Matrix user's contact JID on the component
 	remote  *occupant // the XMPP user
@@ -28,7 +30,7 @@ type direct struct {
 
 // chat addresses a message of the Matrix user to the XMPP user, as a
 // one-to-one chat message.
-func (d *direct) chat(m *xmpp.Message) *xmpp.Message {
+func (d *directChat) chat(m *xmpp.Message) *xmpp.Message {
 	m.Type, m.From, m.To = xmpp.TypeChat, xmpp.A(d.userJID), xmpp.A(d.remote.bare)
 	return m
 }
@@ -56,27 +58,26 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 	}
 	p := newPortal(row, deps, jid.JID{})
 	p.log = deps.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Logger()
-	p.direct = &direct{user: row.DMUser, userJID: userJID, remote: &occupant{
+	p.kind = &directChat{Portal: p, user: row.DMUser, userJID: userJID, remote: &occupant{
 		bare: bare, nick: nick, puppet: deps.Matrix.PuppetID(bare.String()), sessions: map[string]jid.JID{},
 	}}
 	return p, nil
 }
 
-// loadDirect fills the loop's state of a direct chat.
-func (p *Portal) loadDirect() {
-	p.occupants = map[string]*occupant{p.direct.remote.bare.String(): p.direct.remote}
-	p.roster.claim(p.direct.remote.nick, p.direct.remote.puppet)
+// onLoad makes the XMPP user the chat's one occupant.
+func (d *directChat) onLoad(context.Context) {
+	d.occupants = map[string]*occupant{d.remote.bare.String(): d.remote}
+	d.roster.claim(d.remote.nick, d.remote.puppet)
 }
 
-// handleDirectMatrixEvent handles an event of a direct chat's Matrix room.
-// Only the Matrix user's messages go to XMPP. It returns false when the
-// chat ended.
-func (p *Portal) handleDirectMatrixEvent(ctx context.Context, evt *event.Event) bool {
-	d := p.direct
+// onMatrixEvent handles an event of the chat's Matrix room. Only the
+// Matrix user's messages go to XMPP. It returns false when the chat ended.
+func (d *directChat) onMatrixEvent(ctx context.Context, evt *event.Event) bool {
+	p := d.Portal
 	switch evt.Type {
 	case event.EventMessage:
 		if evt.Sender == d.user {
-			p.directMatrixMessage(ctx, evt)
+			d.matrixMessage(ctx, evt)
 		}
 	case event.EventReaction:
 		if evt.Sender == d.user {
@@ -101,11 +102,11 @@ func (p *Portal) handleDirectMatrixEvent(ctx context.Context, evt *event.Event) 
 		switch {
 		case target == d.user && left:
 			p.log.Info().Msg("The Matrix user left a direct chat; closing it")
-			p.closeDirect(ctx, "The chat was left on Matrix")
+			d.close(ctx, "The chat was left on Matrix")
 			return false
 		case (target == d.remote.puppet || target == p.deps.Matrix.BotID()) && left:
 			p.log.Info().Stringer("user_id", target).Msg("The bridge was removed from a direct chat; closing it")
-			p.closeDirect(ctx, "The bridge was removed from the chat")
+			d.close(ctx, "The bridge was removed from the chat")
 			return false
 		case target == d.user && content.Membership == event.MembershipJoin:
 			p.roster.set(target, content.Displayname)
@@ -116,27 +117,27 @@ func (p *Portal) handleDirectMatrixEvent(ctx context.Context, evt *event.Event) 
 	return true
 }
 
-// directMatrixMessage sends the Matrix user's message to the XMPP user as
-// a chat message from the user's contact JID. Its id (and origin-id) is
-// the event ID, by which the XMPP side refers to it in corrections, replies,
+// matrixMessage sends the Matrix user's message to the XMPP user as a chat
+// message from the user's contact JID. Its id (and origin-id) is the event
+// ID, by which the XMPP side refers to it in corrections, replies,
 // reactions and retractions.
-func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
+func (d *directChat) matrixMessage(ctx context.Context, evt *event.Event) {
+	p := d.Portal
 	content := evt.Content.AsMessage()
 	if content.MsgType == "" && content.Body == "" || p.alreadyBridged(ctx, evt) {
 		return
 	}
-	d := p.direct
 	rel := &msgconv.Relation{}
 	render, _ := p.xmppRelations(ctx, evt.Sender, content, rel)
 	if rel.Reply != nil {
-		rel.Reply.ID, rel.Reply.To = p.directRef(ctx, id.EventID(rel.Reply.ID))
+		rel.Reply.ID, rel.Reply.To = d.ref(ctx, id.EventID(rel.Reply.ID))
 	}
 	body, _ := p.xmppBody(ctx, render)
 	link, oob, files, caption := p.conv.MediaPayloads(ctx, render)
 	delay := p.late.Stamp(ctx, evt, p.roomJID.String())
 	out := d.chat(&xmpp.Message{
 		ID: evt.ID.String(), Body: body,
-		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: p.directNick(), Delay: delay,
+		OriginID: &xmpp.OriginID{ID: evt.ID.String()}, Markable: &xmpp.Empty{}, Nick: d.nick(), Delay: delay,
 	})
 	if link != "" {
 		out.Body, out.OOB, out.FileSharing = link, oob, files
@@ -149,20 +150,19 @@ func (p *Portal) directMatrixMessage(ctx context.Context, evt *event.Event) {
 	p.markBridged(ctx, evt, rel, content)
 }
 
-// directNick is the Matrix user's name for XMPP clients (XEP-0172): their
+// nick is the Matrix user's name for XMPP clients (XEP-0172): their
 // display name in the chat, else their localpart.
-func (p *Portal) directNick() string {
-	if m := p.roster.members[p.direct.user]; m != nil && m.displayname != "" {
+func (d *directChat) nick() string {
+	if m := d.roster.members[d.user]; m != nil && m.displayname != "" {
 		return m.displayname
 	}
-	return p.direct.user.Localpart()
+	return d.user.Localpart()
 }
 
-// directRef is how the XMPP side of a direct chat names a Matrix event: the
-// id its sender gave it, and who sent it (XEP-0461 wants both).
-func (p *Portal) directRef(ctx context.Context, evtID id.EventID) (string, xmpp.Addr) {
-	d := p.direct
-	row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, evtID)
+// ref is how the XMPP side of a direct chat names a Matrix event: the id
+// its sender gave it, and who sent it (XEP-0461 wants both).
+func (d *directChat) ref(ctx context.Context, evtID id.EventID) (string, xmpp.Addr) {
+	row, err := d.deps.DB.Message.GetByEventID(ctx, d.RoomID, evtID)
 	if err != nil || row == nil {
 		return evtID.String(), xmpp.A(d.userJID)
 	}
@@ -172,26 +172,69 @@ func (p *Portal) directRef(ctx context.Context, evtID id.EventID) (string, xmpp.
 	return row.StanzaID, xmpp.A(d.userJID)
 }
 
-// handleDirectXMPPMessage handles a chat message from the XMPP user.
-func (p *Portal) handleDirectXMPPMessage(ctx context.Context, msg *xmpp.Message) {
-	occ := p.direct.remote
+// onXMPPMessage handles a chat message from the XMPP user.
+func (d *directChat) onXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	switch {
-	case !msg.From.Bare().Equal(occ.bare):
-		p.log.Error().Stringer("from", msg.From).Msg("Dropping a stanza routed to the wrong direct chat")
+	case !msg.From.Bare().Equal(d.remote.bare):
+		d.log.Error().Stringer("from", msg.From).Msg("Dropping a stanza routed to the wrong direct chat")
 		return
 	case msg.Type == xmpp.TypeError:
-		p.directBounce(ctx, msg)
+		d.bounce(ctx, msg)
 		return
 	case msg.Type == xmpp.TypeGroupchat:
-		p.refuse(ctx, msg, xmpp.StanzaError(stanza.BadRequest, "This is a user, not a room"))
+		d.refuse(ctx, msg, xmpp.StanzaError(stanza.BadRequest, "This is a user, not a room"))
 		return
 	}
-	p.handleOccupantMessage(ctx, occ, msg)
+	d.handleOccupantMessage(ctx, d.remote, msg)
 }
 
-// directBounce tells the Matrix user that a message did not reach the XMPP
+// onRepeat does nothing: one-to-one, a message is not reflected.
+func (d *directChat) onRepeat(context.Context, *xmpp.Message, *occupant, jid.JID, id.EventID) {}
+
+// onSubject does nothing: a chat has no subject.
+func (d *directChat) onSubject(context.Context, *occupant, *xmpp.Message) {}
+
+// sharer is the XMPP user, whose file it was.
+func (d *directChat) sharer(jid.JID) (*occupant, bool) { return d.remote, true }
+
+// tellTyping sends the Matrix user's chat state; others in the room are
+// not bridged.
+func (d *directChat) tellTyping(ctx context.Context, u id.UserID, _ *member, state string) {
+	if u == d.user {
+		d.send(ctx, msgconv.WithChatState(d.chat(&xmpp.Message{NoStore: &xmpp.Empty{}}), state))
+	}
+}
+
+// tellDisplayed sends the Matrix user's displayed marker for a message of
+// the XMPP user, by the id the XMPP user gave it.
+func (d *directChat) tellDisplayed(ctx context.Context, u id.UserID, _ *member, row *database.Message) {
+	if u == d.user && row.SenderJID == d.remote.bare.String() {
+		d.send(ctx, d.chat(&xmpp.Message{Displayed: &xmpp.Marker{ID: row.StanzaID}}))
+	}
+}
+
+// tellReactions sends the Matrix user's reactions to a message.
+func (d *directChat) tellReactions(ctx context.Context, _ string, userID id.UserID, target id.EventID, keys []string, _ *occupant) {
+	if userID == d.user {
+		ref, _ := d.ref(ctx, target)
+		d.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Reactions: &xmpp.Reactions{ID: ref, Reactions: keys}, Store: &xmpp.Empty{}}))
+	}
+}
+
+// tellRetraction retracts a message of the Matrix user: one-to-one, only
+// one's own messages can be retracted.
+func (d *directChat) tellRetraction(ctx context.Context, _ string, author id.UserID, target id.EventID, moderator *xmpp.Moderated, _ string) {
+	if author == d.user && moderator == nil {
+		ref, _ := d.ref(ctx, target)
+		d.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Body: retractedBody, Retract: &xmpp.Retract{ID: ref},
+			Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}}))
+	}
+}
+
+// bounce tells the Matrix user that a message did not reach the XMPP
 // user: the XMPP server answered it with an error.
-func (p *Portal) directBounce(ctx context.Context, msg *xmpp.Message) {
+func (d *directChat) bounce(ctx context.Context, msg *xmpp.Message) {
+	p := d.Portal
 	cond := "unknown error"
 	if msg.Error != nil {
 		cond = string(msg.Error.Condition)
@@ -207,16 +250,17 @@ func (p *Portal) directBounce(ctx context.Context, msg *xmpp.Message) {
 	}
 	p.log.Info().Str("condition", cond).Stringer("event_id", row.EventID).Msg("XMPP bounced a message of a direct chat")
 	p.failed(ToXMPP, "bounced")
-	text := fmt.Sprintf("Not delivered to %s (%s).", p.direct.remote.bare, cond)
+	text := fmt.Sprintf("Not delivered to %s (%s).", d.remote.bare, cond)
 	if _, err := p.deps.Matrix.SendNotice(ctx, p.RoomID, text, row.EventID); err != nil {
 		p.log.Warn().Err(err).Msg("Failed to tell the Matrix user about a bounced message")
 	}
 }
 
-// closeDirect ends a direct chat: the puppet and the bot leave the room and
-// the portal row goes with its mappings. A later message opens a new chat.
-func (p *Portal) closeDirect(ctx context.Context, reason string) {
-	if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, p.direct.remote.puppet, reason); err != nil {
+// close ends a direct chat: the puppet and the bot leave the room and the
+// portal row goes with its mappings. A later message opens a new chat.
+func (d *directChat) close(ctx context.Context, reason string) {
+	p := d.Portal
+	if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, d.remote.puppet, reason); err != nil {
 		p.log.Warn().Err(err).Msg("Puppet failed to leave a direct chat")
 	}
 	if err := p.deps.Matrix.LeavePuppet(ctx, p.RoomID, p.deps.Matrix.BotID(), reason); err != nil {
@@ -233,14 +277,14 @@ func (p *Portal) closeDirect(ctx context.Context, reason string) {
 	}
 }
 
-// handleDirectControl carries out the bridge's decisions in a direct chat:
-// removing the XMPP user (forget, ban, a denied domain) ends it.
-func (p *Portal) handleDirectControl(ctx context.Context, evt any) bool {
+// onControl carries out the bridge's decisions in a direct chat: removing
+// the XMPP user (forget, ban, a denied domain) ends it.
+func (d *directChat) onControl(ctx context.Context, evt any) bool {
 	switch e := evt.(type) {
 	case Unexpose:
 		defer close(e.Done)
 	case Remove:
-		if !e.Bare.Equal(p.direct.remote.bare) {
+		if !e.Bare.Equal(d.remote.bare) {
 			e.Done <- false
 			return true
 		}
@@ -249,6 +293,6 @@ func (p *Portal) handleDirectControl(ctx context.Context, evt any) bool {
 		close(e.Done)
 		return true
 	}
-	p.closeDirect(ctx, "The bridge no longer serves this chat")
+	d.close(ctx, "The bridge no longer serves this chat")
 	return false
 }

@@ -88,7 +88,7 @@ func TestDirectChat(t *testing.T) {
 	p.info = &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{"@mary:hs.test": {Displayname: "Mary"}},
 		Invited: map[id.UserID]bool{}, Banned: map[id.UserID]bool{}}
 	p.roster, p.typing, p.lastRead = newRoster(), map[id.UserID]bool{}, map[id.UserID]id.EventID{}
-	p.loadDirect()
+	p.kind.onLoad(ctx)
 	p.roster.set("@mary:hs.test", "Mary")
 	p.loaded = true
 	maryJID, alice := jid.MustParse("mary#hs.test@matrix.xmpp.test"), jid.MustParse("alice@xmpp.test/phone")

@@ -7,6 +7,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -55,17 +56,16 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 			continue
 		}
 		p.bridged(ToXMPP, "typing")
-		if d := p.direct; d != nil {
-			if u == d.user { // others in the room are not bridged
-				p.send(ctx, msgconv.WithChatState(d.chat(&xmpp.Message{NoStore: &xmpp.Empty{}}), state))
-			}
-			continue
-		}
-		p.broadcast(ctx, nil, func(to jid.JID) any {
-			return msgconv.WithChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
-				OccupantID: p.occupantID(u), NoStore: &xmpp.Empty{}}, state)
-		})
+		p.kind.tellTyping(ctx, u, m, state)
 	}
+}
+
+// tellTyping sends a member's chat state from their nick to every session.
+func (r muc) tellTyping(ctx context.Context, u id.UserID, m *member, state string) {
+	r.broadcast(ctx, nil, func(to jid.JID) any {
+		return msgconv.WithChatState(&xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(r.occupantJID(m.nick)), To: xmpp.A(to),
+			OccupantID: r.occupantID(u), NoStore: &xmpp.Empty{}}, state)
+	})
 }
 
 // handleXMPPDisplayed sends the puppet's read receipt for a message an
@@ -101,16 +101,16 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 			}
 			p.lastRead[u] = eventID
 			p.bridged(ToXMPP, "receipt")
-			if d := p.direct; d != nil {
-				if u == d.user && row.SenderJID == d.remote.bare.String() {
-					p.send(ctx, d.chat(&xmpp.Message{Displayed: &xmpp.Marker{ID: row.StanzaID}}))
-				}
-				continue
-			}
-			p.broadcast(ctx, nil, func(to jid.JID) any {
-				return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(m.nick)), To: xmpp.A(to),
-					OccupantID: p.occupantID(u), Displayed: &xmpp.Marker{ID: eventID.String()}}
-			})
+			p.kind.tellDisplayed(ctx, u, m, row)
 		}
 	}
+}
+
+// tellDisplayed sends a member's displayed marker for a message from their
+// nick to every session; the room's stanza-id of a message is its event ID.
+func (r muc) tellDisplayed(ctx context.Context, u id.UserID, m *member, row *database.Message) {
+	r.broadcast(ctx, nil, func(to jid.JID) any {
+		return &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(r.occupantJID(m.nick)), To: xmpp.A(to),
+			OccupantID: r.occupantID(u), Displayed: &xmpp.Marker{ID: row.EventID.String()}}
+	})
 }

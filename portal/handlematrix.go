@@ -19,10 +19,12 @@ import (
 // false when the portal is gone.
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
-	ctx = log.WithContext(ctx)
-	if p.direct != nil {
-		return p.handleDirectMatrixEvent(ctx, evt)
-	}
+	return p.kind.onMatrixEvent(log.WithContext(ctx), evt)
+}
+
+// handleRoomMatrixEvent handles an event of a room's Matrix side. It
+// returns false when the portal is gone.
+func (p *Portal) handleRoomMatrixEvent(ctx context.Context, evt *event.Event) bool {
 	switch evt.Type {
 	case event.EventMessage:
 		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
@@ -127,7 +129,7 @@ func (p *Portal) markBridged(ctx context.Context, evt *event.Event, rel *msgconv
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
 	}
-	log.Debug().Bool("direct", p.direct != nil).Msg("Bridged Matrix message to XMPP")
+	log.Debug().Bool("direct", p.IsDirect()).Msg("Bridged Matrix message to XMPP")
 	p.bridged(ToXMPP, msgconv.MessageKind(content))
 }
 

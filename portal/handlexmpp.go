@@ -251,11 +251,9 @@ func (p *Portal) dropOccupant(ctx context.Context, occ *occupant) {
 	}
 }
 
-func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
-	if p.direct != nil {
-		p.handleDirectXMPPMessage(ctx, msg)
-		return
-	}
+// handleRoomXMPPMessage handles a message stanza to a room or one of its
+// occupants.
+func (p *Portal) handleRoomXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	from := msg.From.JID
 	reject := func(cond stanza.Condition, text string) {
 		p.refuse(ctx, msg, xmpp.StanzaError(cond, text))
@@ -310,8 +308,8 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 		p.handleXMPPChatState(ctx, occ, state)
 	}
 	if msg.Body == "" {
-		if msg.Subject != nil && p.direct == nil {
-			p.setSubject(ctx, occ, msg)
+		if msg.Subject != nil {
+			p.kind.onSubject(ctx, occ, msg)
 		}
 		return // payload-only messages
 	}
@@ -333,9 +331,7 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 			// A resend of a message that is already on Matrix: only its
 			// sender needs the reflection again.
 			log.Debug().Stringer("event_id", prev.EventID).Msg("Ignoring repeated XMPP message")
-			if p.direct == nil {
-				p.send(ctx, p.reflection(msg, occ, from, prev.EventID.String()))
-			}
+			p.kind.onRepeat(ctx, msg, occ, from, prev.EventID)
 			return
 		}
 	}
@@ -374,10 +370,7 @@ const mediaTimeout = 5 * time.Minute
 // sender sent meanwhile.
 func (p *Portal) handleMediaReady(ctx context.Context, m mediaReady) {
 	defer p.ReleaseSender(m.msg.From.Bare().String())
-	occ, ok := p.session(m.msg.From.JID)
-	if p.direct != nil {
-		occ, ok = p.direct.remote, true
-	}
+	occ, ok := p.kind.sharer(m.msg.From.JID)
 	if !ok {
 		p.log.Info().Stringer("jid", m.msg.From).Msg("Dropping a shared file: its sender left the room meanwhile")
 		return

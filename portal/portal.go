@@ -188,8 +188,8 @@ type Portal struct {
 	// fanout notes what a Matrix event's stanzas reached (partial.go).
 	fanout sentStanzas
 
-	// direct is set when the portal is a direct chat rather than a room.
-	direct *direct
+	// kind is what a room and a direct chat do differently (kind.go).
+	kind kind
 }
 
 // New returns a portal for a stored row; Start runs it.
@@ -209,6 +209,7 @@ func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
 		churn:  newChurn(),
 	}
 	p.setRoomJID(roomJID)
+	p.kind = muc{p}
 	p.Loop = roomloop.New(p, p.log)
 	if deps.Metrics != nil {
 		p.Loop.Handled = func(evt any, d time.Duration) { deps.Metrics.Handled(roomloop.Kind(evt), d) }
@@ -285,7 +286,7 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		defer func() { p.fanout.end(e.ID, p.Delivered()) }()
 		return p.handleMatrixEvent(ctx, e)
 	case *xmpp.Message:
-		p.handleXMPPMessage(ctx, e)
+		p.kind.onXMPPMessage(ctx, e)
 	case mediaReady:
 		p.handleMediaReady(ctx, e)
 	case *xmpp.Presence:
@@ -303,10 +304,7 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
 	case Unexpose, SettingsChanged, Remove:
-		if p.direct != nil {
-			return p.handleDirectControl(ctx, evt)
-		}
-		return p.handleControl(ctx, evt)
+		return p.kind.onControl(ctx, evt)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}
@@ -328,11 +326,6 @@ func (p *Portal) load(ctx context.Context) error {
 		return fmt.Errorf("failed to load room settings: %w", err)
 	}
 	p.info = info
-	if p.direct == nil {
-		if p.listed, err = p.deps.Matrix.InDirectory(ctx, p.RoomID); err != nil {
-			p.log.Warn().Err(err).Msg("Failed to read the room's directory visibility")
-		}
-	}
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
 	p.lastSeen = make(map[string]time.Time)
@@ -358,9 +351,7 @@ func (p *Portal) load(ctx context.Context) error {
 			occ.sessions[full.String()] = full
 		}
 	}
-	if p.direct != nil {
-		p.loadDirect()
-	}
+	p.kind.onLoad(ctx)
 	for userID, m := range info.Members {
 		if !p.deps.Matrix.IsBridgeUser(userID) {
 			p.roster.set(userID, m.Displayname)

@@ -108,6 +108,7 @@ func testPortal() *Portal {
 		deps:      Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
 		churn:     newChurn(),
 	}
+	p.kind = muc{p}
 	p.Loop = roomloop.New(p, zerolog.Nop())
 	p.roster.set("@mary:hs.test", "Mary Q")
 	alice := &occupant{bare: jid.MustParse("alice@xmpp.test"), nick: "Alice", puppet: "@_xmpp_alice=40xmpp.test:hs.test"}

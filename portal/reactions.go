@@ -33,7 +33,7 @@ func (p *Portal) handleXMPPReactions(ctx context.Context, occ *occupant, msg *xm
 		return
 	}
 	p.bridged(ToMatrix, "reaction")
-	p.broadcastReactions(ctx, occ.nick, occ.puppet, target, keys, nil)
+	p.kind.tellReactions(ctx, occ.nick, occ.puppet, target, keys, nil)
 }
 
 // reactions keeps the room's reactions in step.
@@ -41,19 +41,12 @@ func (p *Portal) reactions() msgconv.Reactions {
 	return msgconv.Reactions{Sender: p.sender(), Matrix: p.deps.Matrix, Hash: p.keyHash}
 }
 
-// broadcastReactions sends one user's reactions to a message to every
-// session but skip's.
-func (p *Portal) broadcastReactions(ctx context.Context, nick string, userID id.UserID, target id.EventID, keys []string, skip *occupant) {
-	if d := p.direct; d != nil {
-		if userID == d.user {
-			ref, _ := p.directRef(ctx, target)
-			p.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Reactions: &xmpp.Reactions{ID: ref, Reactions: keys}, Store: &xmpp.Empty{}}))
-		}
-		return
-	}
-	p.broadcast(ctx, skip, func(to jid.JID) any {
-		return &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, From: xmpp.A(p.occupantJID(nick)), To: xmpp.A(to),
-			OccupantID: p.occupantID(userID), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: keys}, Store: &xmpp.Empty{}}
+// tellReactions sends one user's reactions to a message to every session
+// but skip's.
+func (r muc) tellReactions(ctx context.Context, nick string, userID id.UserID, target id.EventID, keys []string, skip *occupant) {
+	r.broadcast(ctx, skip, func(to jid.JID) any {
+		return &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeGroupchat, From: xmpp.A(r.occupantJID(nick)), To: xmpp.A(to),
+			OccupantID: r.occupantID(userID), Reactions: &xmpp.Reactions{ID: target.String(), Reactions: keys}, Store: &xmpp.Empty{}}
 	})
 }
 
@@ -105,7 +98,7 @@ func (p *Portal) sendReactionSet(ctx context.Context, sender id.UserID, target i
 		p.log.Error().Err(err).Msg("Failed to look up reactions")
 		return
 	}
-	p.broadcastReactions(ctx, nick, sender, target, keys, nil)
+	p.kind.tellReactions(ctx, nick, sender, target, keys, nil)
 }
 
 // keyHash is how the reaction table keeps a reaction key.

@@ -38,7 +38,7 @@ func (p *Portal) handleXMPPRetraction(ctx context.Context, occ *occupant, msg *x
 	}
 	p.log.Debug().Stringer("event_id", target).Msg("Bridged XMPP retraction to Matrix")
 	p.bridged(ToMatrix, "redaction")
-	p.broadcastRetraction(ctx, occ.nick, occ.puppet, target, nil, "")
+	p.kind.tellRetraction(ctx, occ.nick, occ.puppet, target, nil, "")
 }
 
 // ownMessage finds the event of one of an occupant's own messages, by the
@@ -57,19 +57,11 @@ func (p *Portal) ownMessage(ctx context.Context, occ *occupant, stanzaID string)
 	return row.EventID, true
 }
 
-// broadcastRetraction tells every session that a message is gone: from the
+// tellRetraction tells every session that a message is gone: from the
 // author's nick for their own retraction (XEP-0424), from the room for a
 // moderator's (XEP-0425). The id is the room's stanza-id: the event ID.
-func (p *Portal) broadcastRetraction(ctx context.Context, nick string, author id.UserID, target id.EventID, moderator *xmpp.Moderated, reason string) {
-	if d := p.direct; d != nil {
-		// One-to-one, only one's own messages can be retracted.
-		if author == d.user && moderator == nil {
-			ref, _ := p.directRef(ctx, target)
-			p.send(ctx, d.chat(&xmpp.Message{ID: xmpp.RandomID(), Body: retractedBody, Retract: &xmpp.Retract{ID: ref},
-				Fallbacks: []xmpp.Fallback{{For: xmpp.NSRetract}}, Store: &xmpp.Empty{}}))
-		}
-		return
-	}
+func (r muc) tellRetraction(ctx context.Context, nick string, author id.UserID, target id.EventID, moderator *xmpp.Moderated, reason string) {
+	p := r.Portal
 	from, body := p.occupantJID(nick), retractedBody
 	if moderator != nil {
 		from, body = p.roomJID, moderatedBody
@@ -114,7 +106,7 @@ func (p *Portal) handleModerate(ctx context.Context, iq *xmpp.IQ) {
 	}
 	p.deps.XMPP.Reply(ctx, iq, nil, nil)
 	p.bridged(ToMatrix, "redaction")
-	p.broadcastRetraction(ctx, "", "", target, &xmpp.Moderated{By: xmpp.A(p.occupantJID(occ.nick)), OccupantID: p.occupantID(occ.puppet)}, req.Reason)
+	p.kind.tellRetraction(ctx, "", "", target, &xmpp.Moderated{By: xmpp.A(p.occupantJID(occ.nick)), OccupantID: p.occupantID(occ.puppet)}, req.Reason)
 }
 
 // handleMatrixRedaction passes a Matrix deletion on: a user deleting their
@@ -145,14 +137,14 @@ func (p *Portal) handleMatrixRedaction(ctx context.Context, evt *event.Event) {
 	p.bridged(ToXMPP, "redaction")
 	reason := evt.Content.AsRedaction().Reason
 	if author == evt.Sender {
-		p.broadcastRetraction(ctx, p.nickOf(author), author, target, nil, "")
+		p.kind.tellRetraction(ctx, p.nickOf(author), author, target, nil, "")
 		return
 	}
 	by := xmpp.A(p.roomJID)
 	if nick := p.nickOf(evt.Sender); nick != "" {
 		by = xmpp.A(p.occupantJID(nick))
 	}
-	p.broadcastRetraction(ctx, "", "", target, &xmpp.Moderated{By: by, OccupantID: p.occupantID(evt.Sender)}, reason)
+	p.kind.tellRetraction(ctx, "", "", target, &xmpp.Moderated{By: by, OccupantID: p.occupantID(evt.Sender)}, reason)
 }
 
 // rowAuthor is the sender of a mapped message, "" if its JID is not one.
