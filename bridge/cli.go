@@ -3,6 +3,14 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/matrix"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
 )
 
 // GenerateRegistration writes the appservice registration for the
@@ -52,4 +60,64 @@ func Run(ctx context.Context, configPath, version string) error {
 	}
 	b.Stop()
 	return err
+}
+
+// MigrateDB copies the bridge's SQLite database, as the config names it,
+// into an empty PostgreSQL database: portals, puppets, mappings, the state
+// store and the encryption keys. The bridge must be stopped. Afterwards the
+// config is to name the PostgreSQL database (database.type and uri).
+func MigrateDB(ctx context.Context, configPath, targetURI string, out io.Writer) error {
+	cfg, err := LoadConfig(configPath)
+	if err != nil {
+		return fmt.Errorf("%s: %w", configPath, err)
+	}
+	if cfg.Database.Type == database.TypePostgres {
+		return fmt.Errorf("%s: the bridge already uses PostgreSQL", configPath)
+	}
+	target := database.Config{Type: database.TypePostgres, URI: targetURI}
+	if err = target.Validate(); err != nil {
+		return err
+	}
+	log := zerolog.Nop()
+	from, err := openAllStores(ctx, cfg.Database, log)
+	if err != nil {
+		return fmt.Errorf("the SQLite database: %w", err)
+	}
+	defer from.Close()
+	to, err := openAllStores(ctx, target, log)
+	if err != nil {
+		return fmt.Errorf("the PostgreSQL database: %w", err)
+	}
+	defer to.Close()
+	copied, err := database.Copy(ctx, from.Database, to.Database)
+	if err != nil {
+		return err
+	}
+	tables := slices.Sorted(maps.Keys(copied))
+	total := 0
+	for _, t := range tables {
+		fmt.Fprintf(out, "%-32s %d rows\n", t, copied[t])
+		total += copied[t]
+	}
+	fmt.Fprintf(out, "Copied %d rows in %d tables. Set database.type: postgres and database.uri in %s, then start the bridge.\n",
+		total, len(tables), configPath)
+	return nil
+}
+
+// openAllStores opens a database and brings every store in it (the
+// bridge's, the state store, the crypto store) to the latest schema.
+func openAllStores(ctx context.Context, cfg database.Config, log zerolog.Logger) (*database.Database, error) {
+	db, err := database.Open(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	dblog := dbutil.ZeroLogger(log)
+	if err = db.Locked(ctx, matrix.NewStateStore(db.Database, dblog).Upgrade); err == nil {
+		err = db.Locked(ctx, func(ctx context.Context) error { return matrix.UpgradeCryptoStore(ctx, db.Database, dblog) })
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("failed to upgrade the stores: %w", err)
+	}
+	return db, nil
 }

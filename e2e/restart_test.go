@@ -3,6 +3,11 @@
 package e2e
 
 import (
+	"bytes"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxpp/mxpp/database/dbtest"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -150,4 +156,83 @@ func TestE2EDirectChatSurvivesRestart(t *testing.T) {
 	grace.waitFrom(mark, "the message sent during the outage", isChat(bobJID, "while the bridge was down"))
 	grace.send(&xmpp.Message{ID: "r1", Type: xmpp.TypeChat, To: xmpp.A(bobJID), Body: "back"})
 	bob.waitEvent("grace's answer after the restart", isMessage(room, puppet, "back"))
+}
+
+// TestE2EMigrateDB: the operator stops the bridge, copies its SQLite
+// database into PostgreSQL with -migrate-db and starts it on PostgreSQL:
+// the portal, its occupants and the message map carry on (an XMPP user's
+// correction of a message from before the move edits it on Matrix; a
+// Matrix reply to it is a reply on XMPP). Afterwards the shared test
+// bridge goes back to its SQLite file.
+func TestE2EMigrateDB(t *testing.T) {
+	v := need(t)
+	if v.postgres() {
+		t.Skip("the bridge runs on PostgreSQL already")
+	}
+	admin := os.Getenv(dbtest.EnvPostgres)
+	if admin == "" {
+		t.Skip("needs a PostgreSQL server: set " + dbtest.EnvPostgres)
+	}
+	mary, room, muc := v.newRoom(t, "Mary", "moving", "Moving", "")
+	alice := v.newXMPPClient(t, "alice", "move")
+	alice.mustJoin(muc, "Alice")
+	puppet := puppetOf("alice@" + v.XMPPDomain)
+	alice.send(&xmpp.Message{ID: "mv1", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "befor the move", OriginID: &xmpp.OriginID{ID: "mv1"}})
+	before := mary.waitEvent("the message before the move", isMessage(room, puppet, "befor the move"))
+
+	uri, drop, err := dbtest.NewPostgres(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(drop)
+	v.StopBridge(false)
+	sqliteConfig, err := os.ReadFile(v.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(v.Bin, "-c", v.Config, "-migrate-db", uri).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Copied") {
+		t.Fatalf("mxpp -migrate-db: %v\n%s", err, out)
+	}
+	pgConfig := regexp.MustCompile(`(?m)^  type: sqlite\n  uri: .*$`).ReplaceAll(sqliteConfig, []byte("  type: postgres\n  uri: "+uri))
+	if bytes.Equal(pgConfig, sqliteConfig) {
+		t.Fatal("the config names no SQLite database")
+	}
+	t.Cleanup(func() {
+		v.StopBridge(false)
+		if err := os.WriteFile(v.Config, sqliteConfig, 0o600); err != nil {
+			t.Error(err)
+		} else if err = v.startBridge(); err != nil {
+			t.Errorf("starting the bridge on SQLite again: %v", err)
+		}
+	})
+	if err = os.WriteFile(v.Config, pgConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err = v.startBridge(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Alice is still in the room, and her message is still hers.
+	alice.send(&xmpp.Message{ID: "mv2", Type: xmpp.TypeGroupchat, To: xmpp.A(muc), Body: "before the move", Replace: &xmpp.Replace{ID: "mv1"}})
+	edit := mary.waitEvent("the correction after the move", func(evt *event.Event) bool {
+		c := evt.Content.AsMessage()
+		return evt.RoomID == room && evt.Sender == puppet && c.NewContent != nil && c.NewContent.Body == "before the move"
+	})
+	if got := edit.Content.AsMessage().RelatesTo.GetReplaceID(); got != before.ID {
+		t.Errorf("the correction after the move edits %s; want %s, from before it", got, before.ID)
+	}
+	mark := alice.mark()
+	content := &event.MessageEventContent{MsgType: event.MsgText, Body: "welcome to PostgreSQL"}
+	content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(before.ID)
+	if _, err = mary.c.SendMessageEvent(ctx(t), room, event.EventMessage, content); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := alice.waitFrom(mark, "the reply after the move", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.From.Equal(occ(muc, "Mary")) && strings.HasSuffix(m.Body, "welcome to PostgreSQL")
+	})
+	if r := st.(*xmpp.Message).Reply; r == nil || r.ID != before.ID.String() || !r.To.Equal(occ(muc, "Alice")) {
+		t.Errorf("the reply after the move: %+v; want a reply to Alice's %s", r, before.ID)
+	}
 }

@@ -375,3 +375,10 @@ func (k *Crypto) normalizeKeyTimes(ctx context.Context) error {
 	}
 	return nil
 }
+
+// UpgradeCryptoStore brings the crypto store's tables in db to the latest
+// schema without logging a device in: for copying a database (migrate-db),
+// whose both sides must be at the same version.
+func UpgradeCryptoStore(ctx context.Context, db *dbutil.Database, log dbutil.DatabaseLogger) error {
+	return crypto.NewSQLCryptoStore(db, log, "", "", nil).DB.Upgrade(ctx)
+}

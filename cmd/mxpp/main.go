@@ -21,6 +21,7 @@ func main() {
 	registration := flag.String("r", "registration.yaml", "where -g writes the registration")
 	version := flag.Bool("version", false, "print the version and exit")
 	healthcheck := flag.String("healthcheck", "", "GET this URL and exit 0 if it answers 200 (for container health checks)")
+	migrate := flag.String("migrate-db", "", "copy the SQLite database the config names into this empty PostgreSQL database (postgres://…) and exit; stop the bridge first")
 	flag.Parse()
 
 	switch {
@@ -28,6 +29,11 @@ func main() {
 		fmt.Println("mxpp", Version)
 	case *healthcheck != "":
 		if err := bridge.HealthCheck(*healthcheck); err != nil {
+			fmt.Fprintln(os.Stderr, "mxpp:", err)
+			os.Exit(1)
+		}
+	case *migrate != "":
+		if err := bridge.MigrateDB(context.Background(), *configPath, *migrate, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "mxpp:", err)
 			os.Exit(1)
 		}
