@@ -55,20 +55,32 @@ func (b *Bridge) allowLookup(from jid.JID) bool {
 const directNotice = "This chat is encrypted: the bridge decrypts your messages so that they reach the XMPP user, " +
 	"who reads them unencrypted, and encrypts theirs."
 
-// routeDirect handles a stanza to a Matrix user's contact JID: vCard
-// requests, presence subscriptions and one-to-one chat messages.
+// routeDirect handles a stanza to a Matrix user's contact JID: vCard and
+// disco#info requests, presence subscriptions and one-to-one chat messages.
 func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server string) {
 	switch s := st.(type) {
 	case *xmpp.IQ:
-		if s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard {
-			if !b.allowLookup(s.From.JID) {
-				b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+		var answer func(context.Context, *xmpp.IQ, id.UserID)
+		switch {
+		case s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard:
+			answer = b.userVCard
+		case s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSDiscoInfo:
+			if serr := b.directRefusal(s.From.JID, user, server); serr != nil {
+				b.XMPP.Reply(ctx, s, nil, serr)
 				return
 			}
-			go b.userVCard(ctx, s, user)
+			answer = b.userDiscoInfo
+		default:
+			b.reject(ctx, st, stanza.ServiceUnavailable, "")
 			return
 		}
-		b.reject(ctx, st, stanza.ServiceUnavailable, "")
+		// A homeserver round trip: beside the XMPP read loop, and not more
+		// often than the sender's share of lookups allows.
+		if !b.allowLookup(s.From.JID) {
+			b.reject(ctx, st, stanza.ResourceConstraint, "Too many requests; try again later")
+			return
+		}
+		go answer(ctx, s, user)
 	case *xmpp.Presence:
 		b.directPresence(ctx, s, user, server)
 	case *xmpp.Message:
@@ -399,4 +411,33 @@ func (b *Bridge) AllowPuppet(remote string) bool {
 	bare, err := xmpp.ParseJID(remote)
 	return err == nil && b.Config.Bridge.DirectMessages && bare.Resourcepart() == "" && bare.String() == remote &&
 		bare.Domainpart() != b.XMPP.Domain().Domainpart() && b.policy.Allows(bare.Domainpart()) && !b.isBanned(remote)
+}
+
+// contactFeatures are what a Matrix user's contact JID does in a direct
+// chat, as disco#info tells XMPP clients (XEP-0030, XEP-0115 clients ask
+// before they offer corrections, reactions or receipts).
+var contactFeatures = xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSReceipts, xmpp.NSChatStates, xmpp.NSMarkers, xmpp.NSCorrect,
+	xmpp.NSReactions, xmpp.NSReply, xmpp.NSRetract, xmpp.NSVCard)
+
+// userDiscoInfo answers disco#info about a Matrix user: a client, named by
+// the user's display name, with the features of a direct chat; a user the
+// homeserver does not know is item-not-found.
+func (b *Bridge) userDiscoInfo(ctx context.Context, iq *xmpp.IQ, user id.UserID) {
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	name, _, err := b.Matrix.Profile(ctx, user)
+	switch {
+	case errors.Is(err, mautrix.MNotFound):
+		b.XMPP.Reply(ctx, iq, nil, xmpp.StanzaError(stanza.ItemNotFound, "No such Matrix user"))
+		return
+	case err != nil:
+		zerolog.Ctx(ctx).Debug().Err(err).Stringer("user_id", user).Msg("Failed to read a Matrix user's profile for disco#info")
+	}
+	if name == "" {
+		name = user.Localpart()
+	}
+	b.XMPP.Reply(ctx, iq, &xmpp.DiscoInfo{
+		Identities: []xmpp.DiscoIdentity{{Category: "client", Type: "pc", Name: name}},
+		Features:   contactFeatures,
+	}, nil)
 }

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -52,8 +53,29 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 	maryJID := v.contactJID(mary.id)
 	puppet := puppetOf("grace@" + v.XMPPDomain)
 
+	// Before any chat, an XMPP client asks what Mary's JID is and does
+	// (XEP-0030); a JID of nobody is not found.
+	info := grace.iq(maryJID, xmpp.TypeGet, &xmpp.DiscoInfo{})
+	var disco xmpp.DiscoInfo
+	if info.Type != xmpp.TypeResult || info.Payload.Decode(&disco) != nil || len(disco.Identities) != 1 ||
+		disco.Identities[0].Category != "client" || disco.Identities[0].Name != "Mary" {
+		t.Errorf("disco#info of Mary's JID: %s %+v; want a client named Mary", info.Type, disco)
+	}
+	for _, f := range []string{xmpp.NSReceipts, xmpp.NSChatStates, xmpp.NSCorrect, xmpp.NSReactions, xmpp.NSReply, xmpp.NSRetract, xmpp.NSVCard} {
+		if !slices.ContainsFunc(disco.Features, func(d xmpp.DiscoFeature) bool { return d.Var == f }) {
+			t.Errorf("disco#info of Mary's JID lacks %s", f)
+		}
+	}
+	if nobody := grace.iq(v.contactJID(id.UserID("@nobody:"+v.HSDomain)), xmpp.TypeGet, &xmpp.DiscoInfo{}); nobody.Error == nil ||
+		nobody.Error.Condition != stanza.ItemNotFound {
+		t.Errorf("disco#info of a JID of nobody: %s %+v; want item-not-found", nobody.Type, nobody.Error)
+	}
+
+	// The first message asks for a delivery receipt (XEP-0184), which
+	// comes once it is on Matrix.
+	receiptMark := grace.mark()
 	grace.send(&xmpp.Message{ID: "g1", Type: xmpp.TypeChat, To: xmpp.A(maryJID), Body: "hello Mary",
-		OriginID: &xmpp.OriginID{ID: "g1"}})
+		OriginID: &xmpp.OriginID{ID: "g1"}, ReceiptRequest: true})
 	// More at once, while the chat is being opened: they wait for it, in
 	// order, and none counts as opening another chat.
 	var burst []string
@@ -68,6 +90,13 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 	}
 	mary.join(room)
 	first := mary.waitEvent("grace's first message, decrypted", wasEncrypted(room, puppet, "hello Mary"))
+	isReceipt := func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Received != nil && m.From.Bare().Equal(maryJID)
+	}
+	if st, _ := grace.waitFrom(receiptMark, "the receipt of the first message", isReceipt); st.(*xmpp.Message).Received.ID != "g1" {
+		t.Errorf("the first receipt is for %q; want g1", st.(*xmpp.Message).Received.ID)
+	}
 	mary.waitEvent("the end of the burst", wasEncrypted(room, puppet, burst[len(burst)-1]))
 	if got := mary.messagesFrom(room, puppet); !slices.Equal(got, append([]string{"hello Mary"}, burst...)) {
 		t.Errorf("messages in the new chat: %q; want the first and the burst, in order", got)
@@ -92,6 +121,13 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 	st, _ := grace.waitFrom(mark, "mary's answer", isChat(maryJID, "hi Grace"))
 	if m := st.(*xmpp.Message); m.ID != hi.String() || m.OriginID == nil || m.OriginID.ID != hi.String() {
 		t.Errorf("mary's message has id %q, origin-id %+v; want the event ID %s", m.ID, m.OriginID, hi)
+	}
+	// Mary's answer came after the burst was bridged: the burst, which
+	// asked for none, got no receipts.
+	for _, st := range grace.since(receiptMark) {
+		if isReceipt(st) && st.(*xmpp.Message).Received.ID != "g1" {
+			t.Errorf("a receipt for %q, which asked for none", st.(*xmpp.Message).Received.ID)
+		}
 	}
 
 	// A correction from XMPP edits the Matrix message.

@@ -188,8 +188,25 @@ func (d *directChat) onXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	d.handleOccupantMessage(ctx, d.remote, msg)
 }
 
-// onRepeat does nothing: one-to-one, a message is not reflected.
-func (d *directChat) onRepeat(context.Context, *xmpp.Message, *occupant, jid.JID, id.EventID) {}
+// onBridged sends the delivery receipt the message asked for (XEP-0184):
+// it is on the homeserver. One-to-one, a message is not reflected.
+func (d *directChat) onBridged(ctx context.Context, msg *xmpp.Message, _ *occupant, _ id.EventID) {
+	d.receipt(ctx, msg)
+}
+
+// onRepeat sends the receipt again: the sender did not get it and resent.
+func (d *directChat) onRepeat(ctx context.Context, msg *xmpp.Message, _ *occupant, _ jid.JID, _ id.EventID) {
+	d.receipt(ctx, msg)
+}
+
+// receipt confirms a message that asked for it (XEP-0184): from the
+// address it was sent to, to its sender.
+func (d *directChat) receipt(ctx context.Context, msg *xmpp.Message) {
+	if !msg.ReceiptRequest || msg.ID == "" {
+		return
+	}
+	d.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), Type: xmpp.TypeChat, From: msg.To, To: msg.From, Received: &xmpp.Receipt{ID: msg.ID}})
+}
 
 // onSubject does nothing: a chat has no subject.
 func (d *directChat) onSubject(context.Context, *occupant, *xmpp.Message) {}

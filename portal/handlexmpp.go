@@ -423,11 +423,7 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 			p.sent(ctx, txn)
 		}
 	}
-	for _, o := range p.occupants {
-		for _, s := range o.sessions {
-			p.send(ctx, p.reflection(msg, occ, s, evtID.String()))
-		}
-	}
+	p.kind.onBridged(ctx, msg, occ, evtID)
 }
 
 // reflection is an XMPP message as the room sends it to one session: with

@@ -29,8 +29,10 @@ type kind interface {
 	onControl(ctx context.Context, evt any) bool
 	// onXMPPMessage handles a message stanza to the portal.
 	onXMPPMessage(ctx context.Context, msg *xmpp.Message)
-	// onRepeat answers an XMPP message that is on Matrix already, and
-	// onSubject a message that sets the subject.
+	// onBridged confirms an XMPP message that reached Matrix, onRepeat one
+	// that was there already, and onSubject handles a message that sets
+	// the subject.
+	onBridged(ctx context.Context, msg *xmpp.Message, occ *occupant, evtID id.EventID)
 	onRepeat(ctx context.Context, msg *xmpp.Message, occ *occupant, from jid.JID, evtID id.EventID)
 	onSubject(ctx context.Context, occ *occupant, msg *xmpp.Message)
 	// sharer returns the occupant whose shared file is ready, if it is
@@ -67,6 +69,16 @@ func (r muc) onMatrixEvent(ctx context.Context, evt *event.Event) bool {
 func (r muc) onControl(ctx context.Context, evt any) bool { return r.handleControl(ctx, evt) }
 
 func (r muc) onXMPPMessage(ctx context.Context, msg *xmpp.Message) { r.handleRoomXMPPMessage(ctx, msg) }
+
+// onBridged reflects the message to every session, the sender's too: that
+// is how a MUC confirms it (XEP-0045 §7.4).
+func (r muc) onBridged(ctx context.Context, msg *xmpp.Message, occ *occupant, evtID id.EventID) {
+	for _, o := range r.occupants {
+		for _, s := range o.sessions {
+			r.send(ctx, r.reflection(msg, occ, s, evtID.String()))
+		}
+	}
+}
 
 // onRepeat sends the sender its reflection again.
 func (r muc) onRepeat(ctx context.Context, msg *xmpp.Message, occ *occupant, from jid.JID, evtID id.EventID) {

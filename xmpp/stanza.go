@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/receipts"
 	"mellium.im/xmpp/stanza"
 )
 
@@ -96,16 +97,19 @@ type Message struct {
 	Reactions    *Reactions    `xml:"urn:xmpp:reactions:0 reactions"`
 	Markable     *Empty        `xml:"urn:xmpp:chat-markers:0 markable"`
 	Displayed    *Marker       `xml:"urn:xmpp:chat-markers:0 displayed"`
-	Composing    *Empty        `xml:"http://jabber.org/protocol/chatstates composing"`
-	Paused       *Empty        `xml:"http://jabber.org/protocol/chatstates paused"`
-	Active       *Empty        `xml:"http://jabber.org/protocol/chatstates active"`
-	Inactive     *Empty        `xml:"http://jabber.org/protocol/chatstates inactive"`
-	Gone         *Empty        `xml:"http://jabber.org/protocol/chatstates gone"`
-	Store        *Empty        `xml:"urn:xmpp:hints store"`
-	NoStore      *Empty        `xml:"urn:xmpp:hints no-store"`
-	OOB          *OOB          `xml:"jabber:x:oob x"`
-	FileSharing  *FileSharing  `xml:"urn:xmpp:sfs:0 file-sharing"`
-	MAMResult    *MAMResult    `xml:"urn:xmpp:mam:2 result"`
+	// ReceiptRequest asks for an XEP-0184 delivery receipt, Received is one.
+	ReceiptRequest receipts.Requested `xml:"urn:xmpp:receipts request,omitempty"`
+	Received       *Receipt           `xml:"urn:xmpp:receipts received"`
+	Composing      *Empty             `xml:"http://jabber.org/protocol/chatstates composing"`
+	Paused         *Empty             `xml:"http://jabber.org/protocol/chatstates paused"`
+	Active         *Empty             `xml:"http://jabber.org/protocol/chatstates active"`
+	Inactive       *Empty             `xml:"http://jabber.org/protocol/chatstates inactive"`
+	Gone           *Empty             `xml:"http://jabber.org/protocol/chatstates gone"`
+	Store          *Empty             `xml:"urn:xmpp:hints store"`
+	NoStore        *Empty             `xml:"urn:xmpp:hints no-store"`
+	OOB            *OOB               `xml:"jabber:x:oob x"`
+	FileSharing    *FileSharing       `xml:"urn:xmpp:sfs:0 file-sharing"`
+	MAMResult      *MAMResult         `xml:"urn:xmpp:mam:2 result"`
 	// Nick is the sender's name (XEP-0172), for one-to-one chats.
 	Nick string `xml:"http://jabber.org/protocol/nick nick,omitempty"`
 	// Probe is set on the messages the component sends itself to learn
@@ -519,6 +523,7 @@ const (
 	NSRetract    = "urn:xmpp:message-retract:1"
 	NSModerate   = "urn:xmpp:message-moderate:1"
 	NSChatStates = "http://jabber.org/protocol/chatstates"
+	NSReceipts   = receipts.NS
 	NSMarkers    = "urn:xmpp:chat-markers:0"
 	NSReactions  = "urn:xmpp:reactions:0"
 	NSFallback   = "urn:xmpp:fallback:0"
@@ -551,6 +556,12 @@ type Moderate struct {
 
 // Marker is an XEP-0333 chat marker.
 type Marker struct {
+	ID string `xml:"id,attr"`
+}
+
+// Receipt is an XEP-0184 delivery receipt for the message of an id (mellium
+// reads and writes only the request).
+type Receipt struct {
 	ID string `xml:"id,attr"`
 }
 

@@ -190,3 +190,32 @@ func TestErrorReply(t *testing.T) {
 		}
 	}
 }
+
+// TestReceipts: XEP-0184 requests are read and written with mellium's type,
+// receipts with ours; a message without either carries neither.
+func TestReceipts(t *testing.T) {
+	var m Message
+	if err := xml.Unmarshal([]byte(`<message id='m1'><body>hi</body><request xmlns='urn:xmpp:receipts'/></message>`), &m); err != nil || !bool(m.ReceiptRequest) {
+		t.Fatalf("a request: %v, %v", m.ReceiptRequest, err)
+	}
+	for _, tc := range []struct {
+		m    Message
+		want string
+	}{
+		{Message{ID: "a", ReceiptRequest: true}, `<request xmlns="urn:xmpp:receipts"></request>`},
+		{Message{ID: "b", Received: &Receipt{ID: "m1"}}, `<received xmlns="urn:xmpp:receipts" id="m1"></received>`},
+		{Message{ID: "c", Body: "x"}, ``},
+	} {
+		raw, err := xml.Marshal(&tc.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := strings.Contains(string(raw), "urn:xmpp:receipts"); tc.want == "" && has || tc.want != "" && !strings.Contains(string(raw), tc.want) {
+			t.Errorf("%s: %s; want %q", tc.m.ID, raw, tc.want)
+		}
+		var back Message
+		if err = xml.Unmarshal(raw, &back); err != nil || back.ReceiptRequest != tc.m.ReceiptRequest || (back.Received == nil) != (tc.m.Received == nil) {
+			t.Errorf("%s: read back %+v, %v", tc.m.ID, back, err)
+		}
+	}
+}
