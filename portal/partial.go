@@ -1,6 +1,8 @@
 package portal
 
 import (
+	"strconv"
+
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mxpp/mxpp/xmpp"
@@ -19,6 +21,10 @@ import (
 type sentStanzas struct {
 	current id.EventID
 	out     map[string]uint64 // the current event's: stanza key → link
+	// seq counts the current event's stanzas per addressee and id: one
+	// event may send several alike (a rename's unavailable and available
+	// presence), and a retry sends them in the same order.
+	seq map[string]int
 
 	partial map[id.EventID]map[string]uint64 // events that are to be retried
 	order   []id.EventID                     // of partial, oldest first
@@ -30,7 +36,7 @@ const maxPartial = 256
 // begin starts noting the stanzas of a Matrix event, with what an earlier
 // attempt sent.
 func (s *sentStanzas) begin(evtID id.EventID) {
-	s.current, s.out = evtID, s.partial[evtID]
+	s.current, s.out, s.seq = evtID, s.partial[evtID], nil
 	if evtID != "" && s.out == nil {
 		s.out = map[string]uint64{}
 	}
@@ -40,7 +46,7 @@ func (s *sentStanzas) begin(evtID id.EventID) {
 // delivered one.
 func (s *sentStanzas) end(evtID id.EventID, delivered bool) {
 	out := s.out
-	s.current, s.out = "", nil
+	s.current, s.out, s.seq = "", nil, nil
 	if evtID == "" {
 		return
 	}
@@ -72,22 +78,28 @@ func (s *sentStanzas) end(evtID id.EventID, delivered bool) {
 	}
 }
 
-// key names a stanza of the current event by its addressee and id; "" when
-// no Matrix event is being handled.
+// key names a stanza of the current event by its addressee, its id and how
+// many alike the event sent before it; "" when no Matrix event is being
+// handled.
 func (s *sentStanzas) key(st any) string {
 	if s.out == nil {
 		return ""
 	}
-	var to, stanzaID string
+	var base string
 	switch v := st.(type) {
 	case *xmpp.Message:
-		to, stanzaID = v.To.String(), v.ID
+		base = "message " + v.To.String() + " " + v.ID
 	case *xmpp.Presence:
-		to, stanzaID = v.To.String(), v.ID
+		base = "presence " + v.To.String() + " " + v.ID
 	default:
 		return ""
 	}
-	return to + " " + stanzaID
+	if s.seq == nil {
+		s.seq = map[string]int{}
+	}
+	n := s.seq[base]
+	s.seq[base]++
+	return base + " " + strconv.Itoa(n)
 }
 
 // reached reports whether a stanza of the current event went out before

@@ -87,3 +87,34 @@ func TestRetrySkipsReachedSessions(t *testing.T) {
 		p.Stop()
 	}
 }
+
+// TestEventSendsAlikeStanzas: one Matrix event may send a session several
+// stanzas alike (a rename: the old nick's unavailable presence, then the
+// new one's available presence, neither with an id); the delivery notes
+// keep them apart, and both go out.
+func TestEventSendsAlikeStanzas(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	out := &flakyLink{link: 1}
+	p := testPortal()
+	p.deps.DB, p.deps.Matrix, p.deps.XMPP, p.log = db, &authorityHS{}, out, zerolog.Nop()
+	p.loaded = true
+	p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"a": jid.MustParse("alice@xmpp.test/phone")}
+	join := func(evtID id.EventID, user id.UserID) {
+		p.HandleEvent(ctx, &event.Event{ID: evtID, Type: event.StateMember, Sender: user, StateKey: new(string(user)), RoomID: p.RoomID,
+			Content: event.Content{Parsed: &event.MemberEventContent{Membership: event.MembershipJoin, Displayname: "Sam"}}})
+	}
+	join("$j1", "@sam1:hs.test")
+	mark := len(out.out)
+	join("$j2", "@sam2:hs.test") // both become "Sam (localpart)"
+	var got []string
+	for _, st := range out.out[mark:] {
+		if pres, ok := st.(*xmpp.Presence); ok {
+			got = append(got, pres.Type+" "+pres.From.Resourcepart())
+		}
+	}
+	slices.Sort(got)
+	if want := []string{" Sam (sam1)", " Sam (sam2)", "unavailable Sam"}; !slices.Equal(got, want) {
+		t.Errorf("the second Sam's join sent %q; want %q", got, want)
+	}
+}
