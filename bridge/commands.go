@@ -72,6 +72,7 @@ func (b *Bridge) commandList() []*command {
 		{name: "deny-domain", usage: "[domain | *.domain | -domain]", help: "show or change the XMPP domains refused in this room",
 			need: needRoomAdmin, room: true, run: b.cmdDomains(false)},
 		{name: "status", help: "show uptime, rooms, puppets, occupants and queues", need: needAdmin, xmpp: true, run: b.cmdStatus},
+		{name: "privacy", help: "show the privacy report: who takes part, what is stored and logged", need: needAdmin, xmpp: true, run: b.cmdPrivacy},
 		{name: "kick", usage: "<jid>", help: "remove an XMPP user from every room", need: needAdmin, xmpp: true, arg: "jid", run: b.cmdKick(false)},
 		{name: "ban", usage: "<jid>", help: "remove an XMPP user from every room and keep them out", need: needAdmin, xmpp: true, arg: "jid", run: b.cmdKick(true)},
 		{name: "unban", usage: "<jid>", help: "let a banned XMPP user in again", need: needAdmin, xmpp: true, arg: "jid", run: b.cmdUnban},
@@ -332,6 +333,15 @@ func (b *Bridge) settingsChanged(ctx context.Context, roomID id.RoomID) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// cmdPrivacy answers the privacy report, as mxpp privacy-report prints it.
+func (b *Bridge) cmdPrivacy(ctx context.Context, _ *cmdEnv) (string, error) {
+	r, err := BuildPrivacyReport(ctx, b.Config, b.DB)
+	if err != nil {
+		return "", err
+	}
+	return r.Markdown(), nil
 }
 
 func (b *Bridge) cmdStatus(ctx context.Context, _ *cmdEnv) (string, error) {

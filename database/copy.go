@@ -70,26 +70,17 @@ func skipTable(name string) bool {
 // copyOrder lists the target's tables so that every table comes after the
 // tables its foreign keys refer to.
 func copyOrder(ctx context.Context, db *dbutil.Database) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT table_name FROM information_schema.tables
-		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
+	tables, err := listTables(ctx, db)
 	if err != nil {
-		return nil, fmt.Errorf("listing tables: %w", err)
+		return nil, err
 	}
 	var all []string
-	for rows.Next() {
-		var name string
-		if err = rows.Scan(&name); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	for _, name := range tables {
 		if !skipTable(name) {
 			all = append(all, name)
 		}
 	}
-	if err = rows.Close(); err != nil {
-		return nil, err
-	}
-	rows, err = db.Query(ctx, `SELECT DISTINCT tc.table_name, ccu.table_name
+	rows, err := db.Query(ctx, `SELECT DISTINCT tc.table_name, ccu.table_name
 		FROM information_schema.table_constraints tc
 		JOIN information_schema.constraint_column_usage ccu
 			ON tc.constraint_name = ccu.constraint_name AND tc.table_schema = ccu.table_schema
@@ -203,22 +194,62 @@ func copyTable(ctx context.Context, from, to *dbutil.Database, table string) (in
 
 // targetColumns lists a target table's columns.
 func targetColumns(ctx context.Context, db *dbutil.Database, table string) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT column_name FROM information_schema.columns
+	return queryStrings(ctx, db, `SELECT column_name FROM information_schema.columns
 		WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var cols []string
-	for rows.Next() {
-		var c string
-		if err = rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		cols = append(cols, c)
-	}
-	return cols, rows.Err()
 }
 
 // quoteIdent quotes a table or column name for PostgreSQL and SQLite.
 func quoteIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+// listTables lists a database's tables by name, on either dialect.
+func listTables(ctx context.Context, db *dbutil.Database) ([]string, error) {
+	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+	if db.Dialect == dbutil.Postgres {
+		q = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`
+	}
+	names, err := queryStrings(ctx, db, q)
+	if err != nil {
+		return nil, fmt.Errorf("listing tables: %w", err)
+	}
+	return names, nil
+}
+
+// queryStrings runs a query of one text column and returns its values.
+func queryStrings(ctx context.Context, db *dbutil.Database, q string, args ...any) ([]string, error) {
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err = rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// TableRows counts the rows of every table in the database but the
+// stores' version and owner tables: for the privacy report.
+func (db *Database) TableRows(ctx context.Context) (map[string]int, error) {
+	tables, err := listTables(ctx, db.Database)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, t := range tables {
+		if skipTable(t) {
+			continue
+		}
+		var n int
+		if err = db.QueryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(t)).Scan(&n); err != nil {
+			return nil, fmt.Errorf("counting %s: %w", t, err)
+		}
+		out[t] = n
+	}
+	return out, nil
+}

@@ -26,6 +26,7 @@ const (
 	roomSettingsColumns = `room_id, exposed, exposed_by, exposed_at, allowed_domains, denied_domains`
 	getRoomSettings     = `SELECT ` + roomSettingsColumns + ` FROM room_settings WHERE room_id=$1`
 	getExposedRooms     = `SELECT ` + roomSettingsColumns + ` FROM room_settings WHERE exposed=true ORDER BY room_id`
+	getAllRoomSettings  = `SELECT ` + roomSettingsColumns + ` FROM room_settings ORDER BY room_id`
 	upsertRoomSettings  = `INSERT INTO room_settings (` + roomSettingsColumns + `) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (room_id) DO UPDATE SET exposed=excluded.exposed, exposed_by=excluded.exposed_by,
 		exposed_at=excluded.exposed_at, allowed_domains=excluded.allowed_domains, denied_domains=excluded.denied_domains`
@@ -60,6 +61,12 @@ func (q *RoomSettingsQuery) Get(ctx context.Context, roomID id.RoomID) (*RoomSet
 // GetExposed returns the settings of every exposed room.
 func (q *RoomSettingsQuery) GetExposed(ctx context.Context) ([]*RoomSettings, error) {
 	return q.QueryMany(ctx, getExposedRooms)
+}
+
+// GetAll returns every room's stored settings: exposed rooms and rooms with
+// domain lists of their own.
+func (q *RoomSettingsQuery) GetAll(ctx context.Context) ([]*RoomSettings, error) {
+	return q.QueryMany(ctx, getAllRoomSettings)
 }
 
 // Put stores a room's settings.

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -712,4 +713,74 @@ func TestE2ENoneLevel(t *testing.T) {
 			t.Errorf("a user at level none made the bridge invite bob: %+v", m)
 		}
 	}
+}
+
+// TestE2EPrivacyReport: the privacy report, from the binary while the
+// bridge runs (Markdown and JSON) and from the bot for its admins, follows
+// the database (a room exposed just now) and the config (a domain denied
+// in the file shows up at the next report).
+func TestE2EPrivacyReport(t *testing.T) {
+	v := need(t)
+	_, room, muc := v.newRoom(t, "Mary", "privacy", "Privacy", "")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(v.Bin, append([]string{"privacy-report", "-c", v.Config}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mxpp privacy-report %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	exposure := v.exposure
+	if exposure == "" {
+		exposure = "opt-in"
+	}
+	md := run()
+	for _, want := range []string{"# Privacy report: " + v.HSDomain, "Exposure `" + exposure + "`",
+		"MUC `" + muc.String() + "`", "denied: `denied.test`", "`erin@xmpp.test`", filepath.Join(v.Dir, "audit.log"), "| `message` |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	var report struct {
+		Rooms []struct {
+			RoomID    id.RoomID `json:"room_id"`
+			Reachable bool      `json:"reachable"`
+		} `json:"rooms"`
+		XMPPDomains struct {
+			Denied []string `json:"denied"`
+		} `json:"xmpp_domains"`
+	}
+	if err := json.Unmarshal([]byte(run("-json")), &report); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range report.Rooms {
+		found = found || r.RoomID == room && r.Reachable
+	}
+	if !found {
+		t.Errorf("the JSON report lacks the exposed room %s: %+v", room, report.Rooms)
+	}
+
+	// A key changed in the file is in the next report.
+	cfg, err := os.ReadFile(v.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(v.Config, cfg, 0o600) })
+	changed := strings.Replace(string(cfg), "denied_domains: [denied.test]", "denied_domains: [denied.test, worse.example]", 1)
+	if changed == string(cfg) {
+		t.Fatal("the config has no denied_domains line to change")
+	}
+	if err = os.WriteFile(v.Config, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if md = run(); !strings.Contains(md, "denied: `denied.test`, `worse.example`") {
+		t.Errorf("after the config change the report says:\n%s", md)
+	}
+
+	// The bot's admins get it in Matrix; others may not.
+	admin := v.matrixUser(t, "opsadmin", "Ops")
+	admin.ask(admin.directChat(), "privacy", "MUC `"+muc.String()+"`")
+	stranger := v.newMatrixUser(t, "curious", "Curious")
+	stranger.ask(stranger.directChat(), "privacy", "You may not run `privacy`")
 }

@@ -16,6 +16,10 @@ import (
 var Version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "privacy-report" {
+		privacyReport(os.Args[2:])
+		return
+	}
 	configPath := flag.String("c", "config.yaml", "path to the config file")
 	generate := flag.Bool("g", false, "generate the appservice registration and exit")
 	registration := flag.String("r", "registration.yaml", "where -g writes the registration")
@@ -50,5 +54,19 @@ func main() {
 			fmt.Fprintln(os.Stderr, "mxpp:", err)
 			os.Exit(1)
 		}
+	}
+}
+
+// privacyReport runs "mxpp privacy-report [-c config.yaml] [-json]": what
+// leaves the Matrix side, who takes part, what is kept and logged, read
+// from the config and the database it names.
+func privacyReport(args []string) {
+	fs := flag.NewFlagSet("privacy-report", flag.ExitOnError)
+	configPath := fs.String("c", "config.yaml", "path to the config file")
+	asJSON := fs.Bool("json", false, "write JSON instead of Markdown")
+	_ = fs.Parse(args)
+	if err := bridge.WritePrivacyReport(context.Background(), *configPath, *asJSON, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "mxpp:", err)
+		os.Exit(1)
 	}
 }
