@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/portal"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -72,6 +73,11 @@ func (b *Bridge) commandList() []*command {
 		{name: "deny-domain", usage: "[domain | *.domain | -domain]", help: "show or change the XMPP domains refused in this room",
 			need: needRoomAdmin, room: true, run: b.cmdDomains(false)},
 		{name: "status", help: "show uptime, rooms, puppets, occupants and queues", need: needAdmin, xmpp: true, run: b.cmdStatus},
+		{name: "contacts", help: "list the XMPP users who see your presence, wait for your answer, or are denied or blocked", need: needUser, run: b.cmdContacts},
+		{name: "allow", usage: "<jid>", help: "let an XMPP user see your presence", need: needUser, run: b.cmdContact(database.ContactAllowed)},
+		{name: "deny", usage: "<jid>", help: "refuse an XMPP user your presence", need: needUser, run: b.cmdContact(database.ContactDenied)},
+		{name: "block", usage: "<jid>", help: "refuse an XMPP user your presence and their messages", need: needUser, run: b.cmdContact(database.ContactBlocked)},
+		{name: "unblock", usage: "<jid>", help: "lift a block", need: needUser, run: b.cmdContact("")},
 		{name: "privacy", help: "show the privacy report: who takes part, what is stored and logged", need: needAdmin, xmpp: true, run: b.cmdPrivacy},
 		{name: "kick", usage: "<jid>", help: "remove an XMPP user from every room", need: needAdmin, xmpp: true, arg: "jid", run: b.cmdKick(false)},
 		{name: "ban", usage: "<jid>", help: "remove an XMPP user from every room and keep them out", need: needAdmin, xmpp: true, arg: "jid", run: b.cmdKick(true)},

@@ -66,6 +66,10 @@ type BridgeConfig struct {
 	// direct chat on Matrix, and a Matrix user who invites a puppet to a
 	// direct chat reaches that XMPP user.
 	DirectMessages bool `yaml:"direct_messages"`
+	// Subscriptions is what happens when an XMPP user asks to see a
+	// Matrix user's presence: ask (the bot asks the Matrix user, who
+	// answers allow or deny), auto (approved) or deny (refused).
+	Subscriptions string `yaml:"subscriptions"`
 	// Permissions gives Matrix users a level, keyed by "*", a server name
 	// or a user ID (the most specific key wins): none, user or admin.
 	Permissions map[string]string `yaml:"permissions"`
@@ -92,6 +96,13 @@ type RemoteRoomsConfig struct {
 	// them on this homeserver even where it federates.
 	Federate bool `yaml:"federate"`
 }
+
+// Subscription modes (bridge.subscriptions).
+const (
+	SubscriptionsAsk  = "ask"
+	SubscriptionsAuto = "auto"
+	SubscriptionsDeny = "deny"
+)
 
 // Exposure modes (bridge.exposure).
 const (
@@ -138,6 +149,7 @@ func DefaultConfig() Config {
 			Media:            MediaConfig{LinkTTL: 7 * 24 * time.Hour, MaxSize: 50 << 20},
 			Exposure:         ExposureOptIn,
 			DirectMessages:   true,
+			Subscriptions:    SubscriptionsAsk,
 			Permissions:      map[string]string{"*": LevelUser},
 			CommandPrefix:    "!xmpp",
 			MessageRetention: 30 * 24 * time.Hour,
@@ -234,6 +246,11 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	case ExposureOptIn, ExposurePublic, ExposureOff:
 	default:
 		return fmt.Errorf("bridge.exposure: must be opt-in, public or off, got %q", c.Bridge.Exposure)
+	}
+	switch c.Bridge.Subscriptions {
+	case SubscriptionsAsk, SubscriptionsAuto, SubscriptionsDeny:
+	default:
+		return fmt.Errorf("bridge.subscriptions: must be ask, auto or deny, got %q", c.Bridge.Subscriptions)
 	}
 	for key, level := range c.Bridge.Permissions {
 		if _, ok := levels[level]; !ok {

@@ -65,7 +65,7 @@ func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server
 		case s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSVCard:
 			answer = b.userVCard
 		case s.Type == xmpp.TypeGet && s.Payload.XMLName.Space == xmpp.NSDiscoInfo:
-			if serr := b.directRefusal(s.From.JID, user, server); serr != nil {
+			if serr := b.directRefusal(ctx, s.From.JID, user, server); serr != nil {
 				b.XMPP.Reply(ctx, s, nil, serr)
 				return
 			}
@@ -90,7 +90,7 @@ func (b *Bridge) routeDirect(ctx context.Context, st any, user id.UserID, server
 
 // directRefusal says why an XMPP user may not chat with a Matrix user, or
 // nil.
-func (b *Bridge) directRefusal(from jid.JID, user id.UserID, server string) *stanza.Error {
+func (b *Bridge) directRefusal(ctx context.Context, from jid.JID, user id.UserID, server string) *stanza.Error {
 	switch {
 	case !b.Config.Bridge.DirectMessages:
 		return xmpp.StanzaError(stanza.FeatureNotImplemented, "Direct messages with Matrix users are turned off on this bridge")
@@ -102,52 +102,25 @@ func (b *Bridge) directRefusal(from jid.JID, user id.UserID, server string) *sta
 		return xmpp.StanzaError(stanza.Forbidden, "You are banned from this bridge")
 	case !b.Config.hasLevel(user, LevelUser):
 		return xmpp.StanzaError(stanza.Forbidden, "This Matrix user cannot be reached from XMPP")
+	case b.blocked(ctx, user, from.Bare().String()):
+		return xmpp.StanzaError(stanza.Forbidden, "This Matrix user does not accept messages from you")
 	}
 	return nil
 }
 
 // directPresence answers presence to a Matrix user's contact JID, so that
-// XMPP users can keep Matrix users in their rosters: a subscription
-// request is approved and answered with available presence carrying the
-// user's display name, as is a probe; for users who do not exist, or may
-// not be reached, they are refused. Matrix presence is not followed; a
-// reachable user shows as available.
+// XMPP users can keep Matrix users in their rosters: subscription requests,
+// probes and cancellations go by what the Matrix user decided
+// (contacts.go); for users who do not exist, or may not be reached, they
+// are refused. Matrix presence is not followed; a user whose presence an
+// XMPP user may see shows as available.
 func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user id.UserID, server string) {
-	from := xmpp.A(pres.To.Bare())
-	to := xmpp.A(pres.From.Bare())
-	refused := b.directRefusal(pres.From.JID, user, server) != nil
-	switch {
-	case pres.Type == "unsubscribe" || pres.Type == "subscribe" && refused:
-		b.send(ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
-	case pres.Type == "probe" && refused:
-		b.send(ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
-	case pres.Type == "subscribe" || pres.Type == "probe":
-		// The answer carries the user's display name (XEP-0172), which is
-		// a homeserver round trip: not in the XMPP read loop, and not more
-		// often than the sender's share of lookups allows.
-		if !b.allowLookup(pres.From.JID) {
-			zerolog.Ctx(ctx).Debug().Stringer("from", pres.From).Msg("Not answering presence: too many lookups")
-			return
-		}
-		go func() {
-			nick := user.Localpart()
-			name, _, err := b.Matrix.Profile(b.ctx, user)
-			switch {
-			case errors.Is(err, mautrix.MNotFound) && pres.Type == "subscribe":
-				b.send(b.ctx, &xmpp.Presence{Type: "unsubscribed", From: from, To: to})
-				return
-			case errors.Is(err, mautrix.MNotFound):
-				b.send(b.ctx, &xmpp.Presence{Type: xmpp.TypeUnavailable, From: from, To: to})
-				return
-			case err == nil && name != "":
-				nick = name
-			}
-			if pres.Type == "subscribe" {
-				b.send(b.ctx, &xmpp.Presence{Type: "subscribed", From: from, To: to})
-			}
-			b.send(b.ctx, &xmpp.Presence{From: from, To: to, Nick: nick})
-		}()
+	switch pres.Type {
+	case "subscribe", "probe", "unsubscribe", "unsubscribed":
+	default:
+		return
 	}
+	b.handleSubscription(ctx, pres, user, b.directRefusal(ctx, pres.From.JID, user, server) != nil)
 }
 
 // directMessage hands a chat message to a Matrix user to the direct chat
@@ -160,7 +133,7 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 		}
 		return
 	}
-	if serr := b.directRefusal(msg.From.JID, user, server); serr != nil {
+	if serr := b.directRefusal(ctx, msg.From.JID, user, server); serr != nil {
 		b.reject(ctx, msg, serr.Condition, serr.Error())
 		return
 	}
@@ -317,7 +290,7 @@ func (b *Bridge) acceptDirect(evt *event.Event, puppet id.UserID, remote string)
 		return
 	}
 	_, server, _ := evt.Sender.Parse()
-	switch serr := b.directRefusal(bare, evt.Sender, server); {
+	switch serr := b.directRefusal(ctx, bare, evt.Sender, server); {
 	case serr != nil:
 		decline(serr.Error())
 		return

@@ -18,6 +18,9 @@ func (b *Bridge) forget(ctx context.Context, bare jid.JID) (int, error) {
 	if err = b.erasePuppet(ctx, bare.String()); err != nil {
 		return n, err
 	}
+	if err = b.DB.Contact.DeleteByJID(ctx, bare.String()); err != nil {
+		return n, err
+	}
 	b.Audit.Info().Str("action", "forget").Stringer("jid", bare).Str("result", "ok").Msg("Erased an XMPP user's puppet and mappings")
 	return n, nil
 }

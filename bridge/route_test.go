@@ -63,6 +63,10 @@ func newRouteBridge(t *testing.T, configure ...func(*Config)) *routeBridge {
 			_, _ = w.Write([]byte(`{"room_id":"!r:hs.test"}`))
 			return
 		}
+		if strings.Contains(r.URL.Path, "/profile/@mary") {
+			_, _ = w.Write([]byte(`{"displayname":"Mary"}`))
+			return
+		}
 		if strings.Contains(r.URL.Path, "/publicRooms") {
 			_, _ = w.Write([]byte(`{"chunk":[]}`))
 			return

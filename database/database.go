@@ -91,6 +91,9 @@ type Database struct {
 
 	// Matrix events that wait for their room key.
 	KeyWait *KeyWaitQuery
+
+	// Matrix users' decisions about XMPP contacts.
+	Contact *ContactQuery
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -177,6 +180,7 @@ func New(db *dbutil.Database) *Database {
 		RemoteOccupant: &RemoteOccupantQuery{dbutil.MakeQueryHelper(db, newRemoteOccupant)},
 		RoomPuppet:     &RoomPuppetQuery{dbutil.MakeQueryHelper(db, newRoomPuppet)},
 		KeyWait:        &KeyWaitQuery{db: db},
+		Contact:        &ContactQuery{db: db},
 	}
 }
 

@@ -586,3 +586,42 @@ func TestSchemasAgree(t *testing.T) {
 		t.Errorf("PostgreSQL schema:\n%s\nSQLite schema:\n%s", got, want)
 	}
 }
+
+// TestContacts: a Matrix user's decisions about XMPP users, one per pair,
+// the last one standing; forget removes a JID from everyone's.
+func TestContacts(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	set := func(user id.UserID, jid, state string) {
+		t.Helper()
+		if err := db.Contact.Set(ctx, user, jid, state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("@mary:hs.test", "alice@xmpp.test", ContactPending)
+	set("@mary:hs.test", "alice@xmpp.test", ContactAllowed)
+	set("@mary:hs.test", "mallory@evil.test", ContactBlocked)
+	set("@sam:hs.test", "alice@xmpp.test", ContactDenied)
+	if s, err := db.Contact.State(ctx, "@mary:hs.test", "alice@xmpp.test"); err != nil || s != ContactAllowed {
+		t.Errorf("mary about alice: %q, %v; want allowed", s, err)
+	}
+	if s, err := db.Contact.State(ctx, "@mary:hs.test", "bob@xmpp.test"); err != nil || s != "" {
+		t.Errorf("mary about bob: %q, %v; want nothing", s, err)
+	}
+	list, err := db.Contact.List(ctx, "@mary:hs.test")
+	if err != nil || len(list) != 2 || list[0].JID != "alice@xmpp.test" || list[1].State != ContactBlocked {
+		t.Errorf("mary's contacts: %+v, %v", list, err)
+	}
+	if err = db.Contact.DeleteByJID(ctx, "alice@xmpp.test"); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := db.Contact.State(ctx, "@sam:hs.test", "alice@xmpp.test"); s != "" {
+		t.Errorf("after forgetting alice, sam's decision is still %q", s)
+	}
+	if err = db.Contact.Delete(ctx, "@mary:hs.test", "mallory@evil.test"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ = db.Contact.List(ctx, "@mary:hs.test"); len(list) != 0 {
+		t.Errorf("mary's contacts after deleting both: %+v", list)
+	}
+}

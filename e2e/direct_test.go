@@ -189,9 +189,10 @@ func TestE2EDirectFromXMPP(t *testing.T) {
 }
 
 // TestE2EDirectFromMatrix: a Matrix user who opens a direct chat with a
-// puppet reaches that XMPP user, in an unencrypted room too; a message to
-// a user who does not exist, or from a user the operator does not let in,
-// is refused.
+// puppet reaches that XMPP user, in an unencrypted room too; contact
+// requests wait for the Matrix user's answer in the bot's chat (allow,
+// deny, block, contacts); a message to a user who does not exist, or from
+// a user the operator does not let in, is refused.
 func TestE2EDirectFromMatrix(t *testing.T) {
 	v := need(t)
 	bob := v.newMatrixUser(t, "bob", "Bob")
@@ -250,15 +251,32 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 		return ok && m.From.Bare().Equal(bobJID) && m.Retract != nil && m.Retract.ID == hello.String()
 	})
 
-	// Heidi can add bob to her roster (the server tells only sessions that
-	// asked for the roster about subscriptions), and sees him available.
+	// Heidi asks to see Bob's presence (a roster subscription; the server
+	// tells only sessions that asked for the roster about subscriptions).
+	// The request waits while the bot asks Bob, in a chat of its own with
+	// him; Bob allows it, and Heidi sees him available.
 	heidi.sendRaw(`<iq type="get" id="roster1"><query xmlns="jabber:iq:roster"/></iq>`)
 	mark = heidi.mark()
+	heidiBare := "heidi@" + v.XMPPDomain
 	heidi.send(&xmpp.Presence{Type: "subscribe", To: xmpp.A(bobJID)})
-	heidi.waitFrom(mark, "the subscription approval", func(v any) bool {
+	botInvite := bob.waitEvent("the bot's chat", isDirectInvite(bob.id, botID()))
+	botChat := botInvite.RoomID
+	bob.join(botChat)
+	bob.waitEvent("the question", func(evt *event.Event) bool {
+		return evt.RoomID == botChat && evt.Sender == botID() &&
+			strings.Contains(evt.Content.AsMessage().Body, heidiBare+" wants to see your presence")
+	})
+	isSubscribed := func(v any) bool {
 		p, ok := v.(*xmpp.Presence)
 		return ok && p.Type == "subscribed" && p.From.Bare().Equal(bobJID)
-	})
+	}
+	for _, st := range heidi.since(mark) {
+		if isSubscribed(st) {
+			t.Fatal("the subscription was approved before Bob answered")
+		}
+	}
+	bob.ask(botChat, "allow "+heidiBare, "sees your presence now")
+	heidi.waitFrom(mark, "the subscription approval", isSubscribed)
 	st, _ = heidi.waitFrom(mark, "bob's presence", func(v any) bool {
 		p, ok := v.(*xmpp.Presence)
 		return ok && p.Type == "" && p.From.Bare().Equal(bobJID)
@@ -266,6 +284,41 @@ func TestE2EDirectFromMatrix(t *testing.T) {
 	if nick := st.(*xmpp.Presence).Nick; nick != "Bob" {
 		t.Errorf("bob's presence has nick %q; want his display name (XEP-0172)", nick)
 	}
+
+	// Ivan is denied, then blocked: no presence, and his messages are
+	// refused. Bob's contacts say so; Heidi's own unsubscribe takes her out.
+	ivan := v.newXMPPClient(t, "ivan", "dm")
+	ivanBare := "ivan@" + v.XMPPDomain
+	ivan.sendRaw(`<iq type="get" id="roster2"><query xmlns="jabber:iq:roster"/></iq>`)
+	ivanMark := ivan.mark()
+	ivan.send(&xmpp.Presence{Type: "subscribe", To: xmpp.A(bobJID)})
+	bob.waitEvent("the question about ivan", func(evt *event.Event) bool {
+		return evt.RoomID == botChat && strings.Contains(evt.Content.AsMessage().Body, ivanBare+" wants to see your presence")
+	})
+	bob.ask(botChat, "deny "+ivanBare, "does not see your presence")
+	ivan.waitFrom(ivanMark, "the refusal", func(v any) bool {
+		p, ok := v.(*xmpp.Presence)
+		return ok && p.Type == "unsubscribed" && p.From.Bare().Equal(bobJID)
+	})
+	bob.ask(botChat, "block "+ivanBare, "is blocked")
+	ivanMark = ivan.mark()
+	ivan.send(&xmpp.Message{ID: "iv1", Type: xmpp.TypeChat, To: xmpp.A(bobJID), Body: "let me in"})
+	if got := ivan.messageError(ivanMark, "iv1"); got != stanza.Forbidden {
+		t.Errorf("a blocked user's message: %s; want forbidden", got)
+	}
+	contacts := bob.ask(botChat, "contacts", heidiBare+": allowed")
+	if !strings.Contains(contacts, ivanBare+": blocked") {
+		t.Errorf("contacts: %q; want ivan blocked", contacts)
+	}
+	heidi.send(&xmpp.Presence{Type: "unsubscribe", To: xmpp.A(bobJID)})
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(contacts, heidiBare) && time.Now().Before(deadline) {
+		contacts = bob.ask(botChat, "contacts", ivanBare)
+	}
+	if strings.Contains(contacts, heidiBare) {
+		t.Errorf("after heidi's unsubscribe the contacts still list her: %q", contacts)
+	}
+	bob.ask(botChat, "unblock "+ivanBare, "is not blocked")
 
 	// Refusals: an unknown user; a user of another homeserver.
 	for to, want := range map[string]string{

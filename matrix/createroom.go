@@ -134,3 +134,20 @@ func (c *Connector) CreatePortalRoom(ctx context.Context, r PortalRoom) (id.Room
 	}
 	return resp.RoomID, nil
 }
+
+// CreateBotChat opens a direct chat of the bot with a Matrix user: a
+// private room marked is_direct, the user invited. The bot talks to users
+// there on its own (a contact request to answer).
+func (c *Connector) CreateBotChat(ctx context.Context, user id.UserID) (id.RoomID, error) {
+	resp, err := c.Bot().CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Visibility: "private",
+		Preset:     "trusted_private_chat",
+		Name:       "XMPP bridge",
+		Invite:     []id.UserID{user},
+		IsDirect:   true,
+	})
+	if err != nil {
+		return "", fmt.Errorf("failed to open a chat with %s: %w", user, err)
+	}
+	return resp.RoomID, nil
+}

@@ -1,4 +1,4 @@
--- v0 -> v10: Latest revision
+-- v0 -> v11: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -162,3 +162,16 @@ CREATE TABLE key_wait (
 	seq      BIGINT NOT NULL,
 	PRIMARY KEY (room_id, event_id)
 );
+
+-- Who may see a Matrix user's presence: an XMPP user's subscription request
+-- waits for the Matrix user's allow or deny (bridge.subscriptions: ask), and
+-- a blocked JID may neither subscribe nor chat. IDs only.
+CREATE TABLE contact (
+	user_id    TEXT   NOT NULL,
+	jid        TEXT   NOT NULL,
+	-- pending, allowed, denied or blocked.
+	state      TEXT   NOT NULL,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (user_id, jid)
+);
+CREATE INDEX contact_jid_idx ON contact (jid);
