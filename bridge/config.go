@@ -70,6 +70,9 @@ type BridgeConfig struct {
 	// Matrix user's presence: ask (the bot asks the Matrix user, who
 	// answers allow or deny), auto (approved) or deny (refused).
 	Subscriptions string `yaml:"subscriptions"`
+	// UserSearch answers XEP-0055 searches for Matrix users on the
+	// component from the homeserver's user directory: off or local.
+	UserSearch string `yaml:"user_search"`
 	// Permissions gives Matrix users a level, keyed by "*", a server name
 	// or a user ID (the most specific key wins): none, user or admin.
 	Permissions map[string]string `yaml:"permissions"`
@@ -96,6 +99,12 @@ type RemoteRoomsConfig struct {
 	// them on this homeserver even where it federates.
 	Federate bool `yaml:"federate"`
 }
+
+// User search modes (bridge.user_search).
+const (
+	UserSearchOff   = "off"
+	UserSearchLocal = "local"
+)
 
 // Subscription modes (bridge.subscriptions).
 const (
@@ -150,6 +159,7 @@ func DefaultConfig() Config {
 			Exposure:         ExposureOptIn,
 			DirectMessages:   true,
 			Subscriptions:    SubscriptionsAsk,
+			UserSearch:       UserSearchOff,
 			Permissions:      map[string]string{"*": LevelUser},
 			CommandPrefix:    "!xmpp",
 			MessageRetention: 30 * 24 * time.Hour,
@@ -246,6 +256,9 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	case ExposureOptIn, ExposurePublic, ExposureOff:
 	default:
 		return fmt.Errorf("bridge.exposure: must be opt-in, public or off, got %q", c.Bridge.Exposure)
+	}
+	if c.Bridge.UserSearch != UserSearchOff && c.Bridge.UserSearch != UserSearchLocal {
+		return fmt.Errorf("bridge.user_search: must be off or local, got %q", c.Bridge.UserSearch)
 	}
 	switch c.Bridge.Subscriptions {
 	case SubscriptionsAsk, SubscriptionsAuto, SubscriptionsDeny:

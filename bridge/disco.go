@@ -50,13 +50,20 @@ func (b *Bridge) handleServiceStanza(ctx context.Context, st any) {
 	}
 	switch {
 	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoInfo:
-		b.XMPP.Reply(ctx, iq, &xmpp.DiscoInfo{
+		info := &xmpp.DiscoInfo{
 			Identities: []xmpp.DiscoIdentity{
 				{Category: "conference", Type: "text", Name: "Matrix rooms"},
 				{Category: "gateway", Type: "matrix", Name: "Matrix bridge"},
 			},
 			Features: xmpp.Features(xmpp.NSDiscoInfo, xmpp.NSDiscoItems, xmpp.NSMUC, xmpp.NSPing, paging.NS, xmpp.NSCommands),
-		}, nil)
+		}
+		if b.Config.Bridge.UserSearch == UserSearchLocal {
+			info.Identities = append(info.Identities, xmpp.DiscoIdentity{Category: "directory", Type: "user", Name: "Matrix users"})
+			info.Features = append(info.Features, xmpp.Features(xmpp.NSSearch)...)
+		}
+		b.XMPP.Reply(ctx, iq, info, nil)
+	case iq.Payload.XMLName.Space == xmpp.NSSearch && b.Config.Bridge.UserSearch == UserSearchLocal:
+		b.handleUserSearch(ctx, iq)
 	case iq.Type == xmpp.TypeGet && iq.Payload.XMLName.Space == xmpp.NSDiscoItems:
 		var q itemsQuery
 		if iq.Payload.Decode(&q) == nil && q.Node == xmpp.NSCommands {

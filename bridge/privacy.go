@@ -30,21 +30,23 @@ import (
 
 // PrivacyReport is the report's content; its JSON form is -json's output.
 type PrivacyReport struct {
-	Generated   time.Time         `json:"generated"`
-	Component   string            `json:"component"`
-	Homeserver  string            `json:"homeserver"`
-	Exposure    ReportExposure    `json:"exposure"`
-	Rooms       []ReportRoom      `json:"rooms"`
-	RemoteRooms []string          `json:"remote_rooms"`
-	DirectChats ReportDirect      `json:"direct_chats"`
-	XMPPDomains ReportDomains     `json:"xmpp_domains"`
-	MatrixUsers map[string]string `json:"matrix_users"`
-	XMPPAdmins  []string          `json:"xmpp_admins"`
-	Storage     ReportStorage     `json:"storage"`
-	Logging     ReportLogging     `json:"logging"`
-	Encryption  ReportEncryption  `json:"encryption"`
-	Media       ReportMedia       `json:"media"`
-	Audit       ReportAudit       `json:"audit"`
+	Generated     time.Time         `json:"generated"`
+	Component     string            `json:"component"`
+	Homeserver    string            `json:"homeserver"`
+	Exposure      ReportExposure    `json:"exposure"`
+	Rooms         []ReportRoom      `json:"rooms"`
+	RemoteRooms   []string          `json:"remote_rooms"`
+	DirectChats   ReportDirect      `json:"direct_chats"`
+	Subscriptions string            `json:"subscriptions"`
+	UserSearch    string            `json:"user_search"`
+	XMPPDomains   ReportDomains     `json:"xmpp_domains"`
+	MatrixUsers   map[string]string `json:"matrix_users"`
+	XMPPAdmins    []string          `json:"xmpp_admins"`
+	Storage       ReportStorage     `json:"storage"`
+	Logging       ReportLogging     `json:"logging"`
+	Encryption    ReportEncryption  `json:"encryption"`
+	Media         ReportMedia       `json:"media"`
+	Audit         ReportAudit       `json:"audit"`
 }
 
 // ReportExposure is bridge.exposure and what it means.
@@ -162,9 +164,11 @@ func BuildPrivacyReport(ctx context.Context, cfg *Config, db *database.Database)
 		Exposure:   ReportExposure{Mode: cfg.Bridge.Exposure, Rule: exposureRule(cfg.Bridge.Exposure)},
 		XMPPDomains: ReportDomains{Allowed: orNone(cfg.XMPP.AllowedDomains, "*"),
 			Denied: orNone(cfg.XMPP.DeniedDomains)},
-		MatrixUsers: maps.Clone(cfg.Bridge.Permissions),
-		XMPPAdmins:  orNone(cfg.XMPP.Admins),
-		DirectChats: ReportDirect{Enabled: cfg.Bridge.DirectMessages},
+		MatrixUsers:   maps.Clone(cfg.Bridge.Permissions),
+		XMPPAdmins:    orNone(cfg.XMPP.Admins),
+		DirectChats:   ReportDirect{Enabled: cfg.Bridge.DirectMessages},
+		Subscriptions: cfg.Bridge.Subscriptions,
+		UserSearch:    cfg.Bridge.UserSearch,
 		Storage: ReportStorage{Database: describeDatabase(cfg.Database),
 			MessageRetention: cfg.Bridge.MessageRetention.String(), PuppetRetention: cfg.Bridge.PuppetRetention.String()},
 		Logging: ReportLogging{Level: cfg.Logging.Level, RedactBodies: cfg.Logging.RedactBodies,
@@ -384,6 +388,8 @@ func (r *PrivacyReport) Markdown() string {
 	p("- XMPP admins (ad-hoc commands): %s.", list(r.XMPPAdmins))
 	p("- Portals into MUCs hosted elsewhere: %d %s.", len(r.RemoteRooms), list(r.RemoteRooms))
 	p("- Direct chats: %s, %d open.", onOff(r.DirectChats.Enabled), r.DirectChats.Open)
+	p("- Who sees a Matrix user's presence (`bridge.subscriptions`): `%s`; finding Matrix users by name from XMPP (`bridge.user_search`): `%s`.",
+		r.Subscriptions, r.UserSearch)
 	p("")
 	p("## What is stored")
 	p("")

@@ -97,7 +97,7 @@ func TestPrivacyReport(t *testing.T) {
 	md, r := report()
 	has(md, "Exposure `opt-in`", "reachable from XMPP: 1", "`#lobby:hs.test`", "MUC `#lobby#hs.test@matrix.xmpp.test`",
 		"exposed by @boss:hs.test", "own denied domains `bad.example`", "allowed: `xmpp.test`, `*.partner.example`",
-		"`@boss:hs.test: admin`", "Direct chats: on, 1 open", "at level info", "no message bodies", "kept 720h0m0s")
+		"`@boss:hs.test: admin`", "Direct chats: on, 1 open", "`bridge.subscriptions`): `ask`", "(`bridge.user_search`): `off`", "at level info", "no message bodies", "kept 720h0m0s")
 	if len(r.Rooms) != 1 || !r.Rooms[0].Reachable {
 		t.Errorf("rooms %+v; want the exposed one, reachable", r.Rooms)
 	}

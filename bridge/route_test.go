@@ -63,6 +63,12 @@ func newRouteBridge(t *testing.T, configure ...func(*Config)) *routeBridge {
 			_, _ = w.Write([]byte(`{"room_id":"!r:hs.test"}`))
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/user_directory/search") {
+			_, _ = w.Write([]byte(`{"limited":false,"results":[{"user_id":"@mary:hs.test","display_name":"Mary Q"},` +
+				`{"user_id":"@_xmpp_alice=40xmpp.test:hs.test","display_name":"alice"},{"user_id":"@mary:other.test"},` +
+				`{"user_id":"@muted:hs.test","display_name":"Muted"}]}`))
+			return
+		}
 		if strings.Contains(r.URL.Path, "/profile/@mary") {
 			_, _ = w.Write([]byte(`{"displayname":"Mary"}`))
 			return

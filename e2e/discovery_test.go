@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -179,5 +180,54 @@ func TestE2EHistoryOnJoin(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"earlier 2"}) {
 		t.Errorf("history with maxstanzas=1 = %q", got)
+	}
+}
+
+// TestE2EUserSearch: with bridge.user_search off (the default) the
+// component offers no XEP-0055 search and refuses one; turned on, an XMPP
+// client finds a Matrix user by name and gets the JID to chat with.
+func TestE2EUserSearch(t *testing.T) {
+	v := need(t)
+	// A Matrix user the bot shares a room with: the directory shows them.
+	finn, _, _ := v.newRoom(t, "Finn Searchable", "findme", "Find me", "")
+	alice := v.newXMPPClient(t, "alice", "search")
+	component := jid.MustParse(v.CompDomain)
+	hasSearch := func() bool {
+		var info xmpp.DiscoInfo
+		if r := alice.iq(component, xmpp.TypeGet, &xmpp.DiscoInfo{}); r.Payload.Decode(&info) != nil {
+			t.Fatal("no disco#info of the component")
+		}
+		return slices.ContainsFunc(info.Features, func(f xmpp.DiscoFeature) bool { return f.Var == xmpp.NSSearch })
+	}
+	search := func(term string) *xmpp.IQ {
+		return alice.iq(component, xmpp.TypeSet, &xmpp.SearchQuery{Form: &xmpp.SearchForm{Type: "submit", Fields: []xmpp.FormField{
+			{Var: "FORM_TYPE", Type: "hidden", Values: []string{xmpp.NSSearch}}, {Var: "search", Values: []string{term}}}}})
+	}
+	if hasSearch() {
+		t.Error("user search advertised while off")
+	}
+	if r := search("Searchable"); r.Error == nil || r.Error.Condition != stanza.ServiceUnavailable {
+		t.Errorf("a search while off: %s %+v; want service-unavailable", r.Type, r.Error)
+	}
+
+	v.restartBridgeEditing(t, `(?m)^  exposure: (.*)$`, "  exposure: $1\n  user_search: local")
+	t.Cleanup(func() { v.restartBridgeEditing(t, `(?m)^  user_search: local\n`, "") })
+	if !hasSearch() {
+		t.Error("user search not advertised while on")
+	}
+	r := search("Searchable")
+	var result xmpp.SearchQuery
+	if r.Type != xmpp.TypeResult || r.Payload.Decode(&result) != nil || result.Form == nil {
+		t.Fatalf("a search: %s %+v", r.Type, r.Error)
+	}
+	want := v.contactJID(finn.id).String()
+	found := false
+	for _, item := range result.Form.Items {
+		for _, f := range item.Fields {
+			found = found || f.Var == "jid" && slices.Contains(f.Values, want)
+		}
+	}
+	if !found {
+		t.Errorf("the search for Finn found %+v; want %s", result.Form.Items, want)
 	}
 }

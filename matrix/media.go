@@ -171,3 +171,32 @@ func (c *Connector) Profile(ctx context.Context, userID id.UserID) (string, id.C
 	}
 	return resp.DisplayName, resp.AvatarURL.CUString(), nil
 }
+
+// FoundUser is a result of SearchUsers.
+type FoundUser struct {
+	UserID      id.UserID
+	DisplayName string
+}
+
+// SearchUsers asks the homeserver's user directory for users matching term,
+// as the bot: the directory shows the users who share a room with it or are
+// in a public room. The bridge's own users are left out.
+func (c *Connector) SearchUsers(ctx context.Context, term string, limit int) ([]FoundUser, error) {
+	resp, err := c.Bot().SearchUserDirectory(ctx, term, limit)
+	if err != nil {
+		return nil, fmt.Errorf("failed to search the user directory: %w", err)
+	}
+	var out []FoundUser
+	for _, u := range resp.Results {
+		if c.IsBridgeUser(u.UserID) {
+			continue
+		}
+		name := u.DisplayName
+		if spec, ok := u.Extra["display_name"].(string); ok && name == "" {
+			// The spec's key; mautrix v0.32 reads only "displayname".
+			name = spec
+		}
+		out = append(out, FoundUser{UserID: u.UserID, DisplayName: name})
+	}
+	return out, nil
+}
