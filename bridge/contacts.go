@@ -31,8 +31,8 @@ const kvBotChat = "bot_chat:"
 // ("" when nobody asked yet).
 func (b *Bridge) subscriptionState(ctx context.Context, user id.UserID, bare string) (string, error) {
 	state, err := b.DB.Contact.State(ctx, user, bare)
-	if err != nil || state == database.ContactBlocked {
-		return state, err
+	if err != nil || state == database.ContactBlocked || state == database.ContactDenied {
+		return state, err // the user's own refusal holds in every mode
 	}
 	switch b.Config.Bridge.Subscriptions {
 	case SubscriptionsAuto:

@@ -10,7 +10,7 @@ import (
 // TestSubscriptionModes: bridge.subscriptions decides what an XMPP user's
 // subscription request to a Matrix user's JID gets: auto approves it (with
 // the user's name), deny refuses it, ask leaves it waiting and notes it;
-// a block refuses it in every mode, and the user's own decision stands.
+// the user's own denial or block refuses it in every mode.
 func TestSubscriptionModes(t *testing.T) {
 	const mary, alice = "mary#hs.test@matrix.xmpp.test", "alice@xmpp.test"
 	subscribe := `<presence type='subscribe' from='` + alice + `/pc' to='` + mary + `'/>`
@@ -49,13 +49,16 @@ func TestSubscriptionModes(t *testing.T) {
 					t.Errorf("ask: the request is %q, %v; want pending", s, err)
 				}
 			}
-			// A block refuses in every mode.
-			if err := rb.DB.Contact.Set(rb.ctx, "@mary:hs.test", alice, database.ContactBlocked); err != nil {
-				t.Fatal(err)
-			}
-			srv.Send(subscribe)
-			if p := next(t, srv); p.Type != "unsubscribed" {
-				t.Errorf("%s, blocked: %+v; want unsubscribed", mode, p)
+			// The user's own refusal, a denial or a block, holds in every
+			// mode.
+			for _, state := range []string{database.ContactDenied, database.ContactBlocked} {
+				if err := rb.DB.Contact.Set(rb.ctx, "@mary:hs.test", alice, state); err != nil {
+					t.Fatal(err)
+				}
+				srv.Send(subscribe)
+				if p := next(t, srv); p.Type != "unsubscribed" {
+					t.Errorf("%s, %s: %+v; want unsubscribed", mode, state, p)
+				}
 			}
 		})
 	}
