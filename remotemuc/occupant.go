@@ -64,6 +64,9 @@ type Occupant struct {
 	queue      []held
 	renaming   string // the nick asked for while joined, until answered
 	rejoining  bool   // the join under way is a Rejoin with the nick the room knew
+	// refusals counts the refusals of rejoins since the occupant was last
+	// in (maxRejoinRefusals).
+	refusals int
 
 	// HistorySince, when set, makes the next join ask the room for its
 	// history since then (XEP-0045 §7.2.15) instead of none: in a room
@@ -313,6 +316,16 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 			o.state = Lost
 			return Outcome{}
 		}
+		if o.rejoining && o.refusals < maxRejoinRefusals {
+			// A room that had us in and did not remove us refuses the
+			// rejoin after an outage: more likely a server still starting
+			// (Prosody answers not-allowed while its s2s module loads)
+			// than a decision. Tried again a few times, with the caller's
+			// backoff, before it counts.
+			o.refusals++
+			o.state = Lost
+			return Outcome{}
+		}
 		o.state, o.queue = Out, nil
 		why := joinErrors[cond]
 		if why == "" {
@@ -336,7 +349,7 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 		o.renaming = ""
 	}
 	first := o.state != Joined
-	o.state = Joined
+	o.state, o.refusals = Joined, 0
 	var out Outcome
 	if p.HasStatus(xmpp.StatusCreated) {
 		// The room did not exist and our join made it: leave it again.
@@ -397,6 +410,10 @@ func (o *Occupant) removed(p *xmpp.Presence) Outcome {
 		return Outcome{}
 	}
 }
+
+// maxRejoinRefusals is how many refusals of a rejoin are tried again
+// before the occupant is out.
+const maxRejoinRefusals = 3
 
 // unreachable reports whether an error says that the room's server could
 // not be reached (RFC 6120 §8.3.3.15-16): it says nothing of the room, and

@@ -154,6 +154,9 @@ func TestOccupantJoinWaits(t *testing.T) {
 		{"server unreachable", false, stanza.Error{Type: stanza.Cancel, Condition: stanza.RemoteServerNotFound}, true},
 		{"server slow", true, stanza.Error{Type: stanza.Wait, Condition: stanza.RemoteServerTimeout}, true},
 		{"service starting again", true, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable}, true},
+		// A server whose s2s is still loading refuses a rejoin with
+		// not-allowed (Prosody): tried again.
+		{"rejoin refused while starting", true, stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAllowed}, true},
 		{"rejoin refused for good", true, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}, false},
 		{"full room", false, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable}, false},
 	} {
@@ -168,6 +171,17 @@ func TestOccupantJoinWaits(t *testing.T) {
 		refused := refusal("Mary", tc.err.Condition)
 		refused.Error = &tc.err
 		out := o.HandlePresence(refused)
+		if tc.rejoin && !tc.lost {
+			// A rejoin's refusal is tried again maxRejoinRefusals times
+			// before it counts.
+			for range maxRejoinRefusals {
+				if o.State() != Lost || out.Notice != "" {
+					t.Fatalf("%s: a refusal of a rejoin: state %s, %+v; want lost, to try again", tc.name, o.State(), out)
+				}
+				o.Rejoin("")
+				out = o.HandlePresence(refused)
+			}
+		}
 		if !tc.lost {
 			if o.State() != Out || out.Notice == "" {
 				t.Errorf("%s: state %s, %+v; want out with a notice", tc.name, o.State(), out)
