@@ -38,11 +38,7 @@ func (b *Bridge) checkDeparted(evt *event.Event) {
 				return
 			}
 		}
-		local, server, err := userID.Parse()
-		if err != nil {
-			return
-		}
-		contact, err := b.scheme.UserJID(local, server)
+		contact, err := b.userJID(userID)
 		if err != nil {
 			return
 		}

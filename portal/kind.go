@@ -73,11 +73,7 @@ func (r muc) onXMPPMessage(ctx context.Context, msg *xmpp.Message) { r.handleRoo
 // onBridged reflects the message to every session, the sender's too: that
 // is how a MUC confirms it (XEP-0045 §7.4).
 func (r muc) onBridged(ctx context.Context, msg *xmpp.Message, occ *occupant, evtID id.EventID) {
-	for _, o := range r.occupants {
-		for _, s := range o.sessions {
-			r.send(ctx, r.reflection(msg, occ, s, evtID.String()))
-		}
-	}
+	r.broadcast(ctx, nil, func(to jid.JID) any { return r.reflection(msg, occ, to, evtID.String()) })
 }
 
 // onRepeat sends the sender its reflection again.
