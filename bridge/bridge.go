@@ -44,12 +44,17 @@ type Bridge struct {
 	occupantIDKey []byte
 	avatars       *portal.Avatars
 	puppetAvatars *portal.PuppetAvatars
-	mediaLinks    *msgconv.MediaLinks
-	fetcher       *msgconv.Fetcher
-	ctx           context.Context
-	cancel        context.CancelFunc
-	failed        chan error // gets the error that ends the bridge on its own
-	wg            sync.WaitGroup
+	// presence throttles and keeps Matrix users' presence as XMPP shows
+	// it, puppetPresence XMPP users' presence for their puppets
+	// (presence.go).
+	presence       *throttle[shown]
+	puppetPresence *throttle[puppetShown]
+	mediaLinks     *msgconv.MediaLinks
+	fetcher        *msgconv.Fetcher
+	ctx            context.Context
+	cancel         context.CancelFunc
+	failed         chan error // gets the error that ends the bridge on its own
+	wg             sync.WaitGroup
 
 	dir    directoryCache
 	events *eventFilter
@@ -141,6 +146,7 @@ func New(cfg *Config, log zerolog.Logger) (*Bridge, error) {
 		Version:       "dev",
 	}
 	b.commands = b.commandList()
+	b.initPresence()
 	var comp *xmpp.Component
 	comp, err = xmpp.NewComponent(cfg.XMPP, b, log.With().Str("component", "xmpp").Logger())
 	if err != nil {
@@ -336,6 +342,10 @@ func (b *Bridge) Stop() {
 // HandleMatrixEvent implements matrix.Handler: it queues the event in its
 // room's portal. Rooms without a portal are not bridged.
 func (b *Bridge) HandleMatrixEvent(ctx context.Context, evt *event.Event) {
+	if evt.Type == event.EphemeralEventPresence {
+		b.matrixPresence(ctx, evt)
+		return
+	}
 	if !b.events.accept(evt) {
 		b.awaitDuplicate(ctx, evt)
 		return
@@ -545,6 +555,8 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 		HomeDomain:            homeDomain(b.XMPP.Domain().String()),
 		Banned:                b.isBanned,
 		Audit:                 b.Audit,
+		MemberPresence:        b.memberPresence,
+		PuppetPresence:        b.occupantPresence,
 		IsCommand:             b.isCommand,
 		Metrics:               b.portalMetrics(),
 		Log:                   b.Log.With().Str("component", "portal").Logger(),

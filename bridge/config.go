@@ -70,6 +70,8 @@ type BridgeConfig struct {
 	// Matrix user's presence: ask (the bot asks the Matrix user, who
 	// answers allow or deny), auto (approved) or deny (refused).
 	Subscriptions string `yaml:"subscriptions"`
+	// Presence carries presence both ways.
+	Presence PresenceConfig `yaml:"presence"`
 	// UserSearch answers XEP-0055 searches for Matrix users on the
 	// component from the homeserver's user directory: off or local.
 	UserSearch string `yaml:"user_search"`
@@ -85,6 +87,19 @@ type BridgeConfig struct {
 	PuppetRetention  time.Duration `yaml:"puppet_retention"`
 	// RemoteRooms is how Matrix users join MUCs hosted elsewhere.
 	RemoteRooms RemoteRoomsConfig `yaml:"remote_rooms"`
+}
+
+// PresenceConfig is the bridge.presence section.
+type PresenceConfig struct {
+	// Enabled makes Matrix users' presence (online, unavailable, offline,
+	// status message, last active) their XMPP presence, to their contacts
+	// and in rooms, and XMPP occupants' presence their puppets' Matrix
+	// presence.
+	Enabled bool `yaml:"enabled"`
+	// MinInterval is how often one user's presence may change on the
+	// other side: a change within it waits until it ends, and only the
+	// newest of those that waited goes.
+	MinInterval time.Duration `yaml:"min_interval"`
 }
 
 // RemoteRoomsConfig is the bridge.remote_rooms section: portals into MUCs
@@ -160,6 +175,7 @@ func DefaultConfig() Config {
 			DirectMessages:   true,
 			Subscriptions:    SubscriptionsAsk,
 			UserSearch:       UserSearchOff,
+			Presence:         PresenceConfig{Enabled: true, MinInterval: 5 * time.Second},
 			Permissions:      map[string]string{"*": LevelUser},
 			CommandPrefix:    "!xmpp",
 			MessageRetention: 30 * 24 * time.Hour,
@@ -259,6 +275,9 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 	}
 	if c.Bridge.UserSearch != UserSearchOff && c.Bridge.UserSearch != UserSearchLocal {
 		return fmt.Errorf("bridge.user_search: must be off or local, got %q", c.Bridge.UserSearch)
+	}
+	if c.Bridge.Presence.MinInterval < 0 {
+		return fmt.Errorf("bridge.presence.min_interval: must not be negative")
 	}
 	switch c.Bridge.Subscriptions {
 	case SubscriptionsAsk, SubscriptionsAuto, SubscriptionsDeny:

@@ -153,7 +153,9 @@ func (b *Bridge) approveContact(ctx context.Context, user id.UserID, bare jid.JI
 	if subscribed {
 		b.send(ctx, &xmpp.Presence{Type: "subscribed", From: from, To: to})
 	}
-	b.send(ctx, &xmpp.Presence{From: from, To: to, Nick: nick})
+	pres := &xmpp.Presence{From: from, To: to, Nick: nick}
+	b.contactPresence(user, pres)
+	b.send(ctx, pres)
 }
 
 // userJID is a Matrix user's contact JID on the component.

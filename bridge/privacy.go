@@ -39,6 +39,7 @@ type PrivacyReport struct {
 	DirectChats   ReportDirect      `json:"direct_chats"`
 	Subscriptions string            `json:"subscriptions"`
 	UserSearch    string            `json:"user_search"`
+	Presence      bool              `json:"presence"`
 	XMPPDomains   ReportDomains     `json:"xmpp_domains"`
 	MatrixUsers   map[string]string `json:"matrix_users"`
 	XMPPAdmins    []string          `json:"xmpp_admins"`
@@ -169,6 +170,7 @@ func BuildPrivacyReport(ctx context.Context, cfg *Config, db *database.Database)
 		DirectChats:   ReportDirect{Enabled: cfg.Bridge.DirectMessages},
 		Subscriptions: cfg.Bridge.Subscriptions,
 		UserSearch:    cfg.Bridge.UserSearch,
+		Presence:      cfg.Bridge.Presence.Enabled,
 		Storage: ReportStorage{Database: describeDatabase(cfg.Database),
 			MessageRetention: cfg.Bridge.MessageRetention.String(), PuppetRetention: cfg.Bridge.PuppetRetention.String()},
 		Logging: ReportLogging{Level: cfg.Logging.Level, RedactBodies: cfg.Logging.RedactBodies,
@@ -390,6 +392,11 @@ func (r *PrivacyReport) Markdown() string {
 	p("- Direct chats: %s, %d open.", onOff(r.DirectChats.Enabled), r.DirectChats.Open)
 	p("- Who sees a Matrix user's presence (`bridge.subscriptions`): `%s`; finding Matrix users by name from XMPP (`bridge.user_search`): `%s`.",
 		r.Subscriptions, r.UserSearch)
+	if r.Presence {
+		p("- Presence (`bridge.presence`): on. Matrix users' presence (online, away, offline, status message, last active) goes to the XMPP contacts they allowed and to the hosted rooms they are members of; XMPP occupants' presence becomes their puppets' presence. Kept in memory only.")
+	} else {
+		p("- Presence (`bridge.presence`): off. Matrix users show as available; XMPP users' presence does not reach Matrix.")
+	}
 	p("")
 	p("## What is stored")
 	p("")

@@ -97,7 +97,7 @@ func TestPrivacyReport(t *testing.T) {
 	md, r := report()
 	has(md, "Exposure `opt-in`", "reachable from XMPP: 1", "`#lobby:hs.test`", "MUC `#lobby#hs.test@matrix.xmpp.test`",
 		"exposed by @boss:hs.test", "own denied domains `bad.example`", "allowed: `xmpp.test`, `*.partner.example`",
-		"`@boss:hs.test: admin`", "Direct chats: on, 1 open", "`bridge.subscriptions`): `ask`", "(`bridge.user_search`): `off`", "at level info", "no message bodies", "kept 720h0m0s")
+		"`@boss:hs.test: admin`", "Direct chats: on, 1 open", "`bridge.subscriptions`): `ask`", "(`bridge.user_search`): `off`", "Presence (`bridge.presence`): on", "at level info", "no message bodies", "kept 720h0m0s")
 	if len(r.Rooms) != 1 || !r.Rooms[0].Reachable {
 		t.Errorf("rooms %+v; want the exposed one, reachable", r.Rooms)
 	}
@@ -120,8 +120,9 @@ func TestPrivacyReport(t *testing.T) {
 	cfg.Bridge.Media.MaxSize = 0
 	cfg.Bridge.MessageRetention = 48 * time.Hour
 	cfg.XMPP.DeniedDomains = []string{"evil.example"}
+	cfg.Bridge.Presence.Enabled = false
 	md, r = report()
-	has(md, "Exposure `off`", "reachable from XMPP: 0", "exposure is off", "message bodies included",
+	has(md, "Presence (`bridge.presence`): off", "Exposure `off`", "reachable from XMPP: 0", "exposure is off", "message bodies included",
 		"Encrypted rooms are not bridged", "are not fetched", "kept 48h0m0s", "denied: `evil.example`")
 	if r.Rooms[0].Reachable {
 		t.Error("a room is reachable with exposure off")

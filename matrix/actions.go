@@ -608,6 +608,15 @@ func (c *Connector) SetTyping(ctx context.Context, roomID id.RoomID, userID id.U
 	return nil
 }
 
+// SetPresence sets a puppet's presence and status message. A homeserver
+// with presence off takes it and does nothing (Dendrite), or refuses it.
+func (c *Connector) SetPresence(ctx context.Context, userID id.UserID, presence event.Presence, status string) error {
+	if err := c.Intent(userID).SetPresence(ctx, mautrix.ReqPresence{Presence: presence, StatusMsg: status}); err != nil {
+		return fmt.Errorf("failed to set the presence of %s: %w", userID, err)
+	}
+	return nil
+}
+
 // MarkRead sends a puppet's read receipt for an event.
 func (c *Connector) MarkRead(ctx context.Context, roomID id.RoomID, userID id.UserID, eventID id.EventID) error {
 	if err := c.Intent(userID).MarkRead(ctx, roomID, eventID); err != nil {

@@ -288,9 +288,10 @@ func (c *Connector) putTransaction(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEvent parses an event's content and hands it on. Room events need
-// an ID and a room; ephemeral events only a room.
+// an ID and a room; ephemeral events only a room, presence only a sender.
 func (c *Connector) handleEvent(ctx context.Context, evt *event.Event) {
-	if evt.RoomID == "" || (evt.ID == "" && evt.Type.Class != event.EphemeralEventType) {
+	presence := evt.Type.Class == event.EphemeralEventType && evt.Type.Type == event.EphemeralEventPresence.Type
+	if presence && evt.Sender == "" || !presence && (evt.RoomID == "" || (evt.ID == "" && evt.Type.Class != event.EphemeralEventType)) {
 		return
 	}
 	evt.Mautrix.ReceivedAt = time.Now()

@@ -18,10 +18,10 @@ type SyncStore interface {
 }
 
 // syncFilter asks only for what homeservers may not push to appservices:
-// redactions in the timeline, typing and receipts.
+// redactions in the timeline, typing, receipts and presence.
 var syncFilter = &mautrix.Filter{
 	AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
-	Presence:    &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
+	Presence:    &mautrix.FilterPart{Types: []event.Type{event.EphemeralEventPresence}},
 	Room: &mautrix.RoomFilter{
 		AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
 		State:       &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
@@ -173,6 +173,11 @@ func (c *Connector) pushed() {
 // beside the sync loop, which goes on (it also brings room keys). Typing
 // and receipts are handed once: they are out of date by a retry.
 func (c *Connector) dispatchSync(ctx context.Context, resp *mautrix.RespSync) {
+	for _, evt := range resp.Presence.Events {
+		evt.Mautrix.EventSource = event.SourceJoin | event.SourcePresence
+		evt.Type.Class, evt.ID = event.EphemeralEventType, ""
+		c.handleEvent(ctx, evt)
+	}
 	var timeline []*event.Event
 	for roomID, room := range resp.Rooms.Join {
 		for _, evt := range room.Timeline.Events {

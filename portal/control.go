@@ -72,6 +72,8 @@ func (p *Portal) handleControl(ctx context.Context, evt any) (alive bool) {
 			p.removeByBridge(ctx, o, e.Reason, e.Ban)
 		}
 		e.Done <- o != nil
+	case PresenceChanged:
+		p.handlePresenceChanged(ctx, e.User)
 	}
 	return true
 }

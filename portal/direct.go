@@ -309,6 +309,8 @@ func (d *directChat) onControl(ctx context.Context, evt any) bool {
 	case SettingsChanged:
 		close(e.Done)
 		return true
+	case PresenceChanged:
+		return true // the contact hears it from the bridge (contact JID)
 	}
 	d.close(ctx, "The bridge no longer serves this chat")
 	return false

@@ -136,6 +136,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	p.occupants[bare.String()] = occ
 	p.roster.claim(nick, puppet)
 	log.Info().Stringer("puppet", puppet).Msg("XMPP user joined")
+	p.puppetPresence(occ, pres)
 	if bare.Domainpart() != p.deps.HomeDomain {
 		p.deps.Audit.Info().Str("action", "join").Stringer("jid", bare).Stringer("room_id", p.RoomID).
 			Str("result", "joined").Msg("XMPP user from another domain joined")
@@ -182,6 +183,7 @@ func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID, 
 
 // broadcastStatus shares a joined session's new show/status (§7.7).
 func (p *Portal) broadcastStatus(ctx context.Context, occ *occupant, from jid.JID, pres *xmpp.Presence) {
+	p.puppetPresence(occ, pres)
 	for _, o := range p.occupants {
 		for _, s := range o.sessions {
 			var status []int
@@ -245,6 +247,7 @@ func (p *Portal) dropOccupant(ctx context.Context, occ *occupant) {
 	}
 	// Kept for bridge.puppet_retention once the user is in no room at all.
 	if rest, err := p.deps.DB.Occupant.GetByUser(ctx, occ.bare.String()); err == nil && len(rest) == 0 {
+		p.puppetPresence(occ, nil)
 		if err = p.deps.DB.Puppet.SetLeftAt(ctx, occ.bare.String(), time.Now()); err != nil {
 			p.log.Error().Err(err).Msg("Failed to note when a puppet left")
 		}

@@ -115,6 +115,12 @@ type Deps struct {
 	HomeDomain string
 	// Banned reports whether a bare JID is banned from the whole bridge.
 	Banned func(bare string) bool
+	// MemberPresence adds a Matrix user's presence (show, status, idle
+	// time) to their occupant presence; PuppetPresence tells the bridge
+	// an XMPP occupant's show and status (online false: they left), for
+	// their puppet's Matrix presence. Either may be nil.
+	MemberPresence func(id.UserID, *xmpp.Presence)
+	PuppetPresence func(puppet id.UserID, show, status string, online bool)
 	// Audit logs the events operators review (audit=true).
 	Audit zerolog.Logger
 	// IsCommand reports whether a message is a bot command, which is not
@@ -303,7 +309,7 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.answerArchive(ctx, e)
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
-	case Unexpose, SettingsChanged, Remove:
+	case Unexpose, SettingsChanged, Remove, PresenceChanged:
 		return p.kind.onControl(ctx, evt)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")

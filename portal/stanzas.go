@@ -67,6 +67,9 @@ func (p *Portal) availablePresence(userID id.UserID, nick string, to jid.JID, it
 		pres.OccupantID = p.occupantID(userID)
 		if m := p.info.Members[userID]; p.roster.members[userID] != nil {
 			pres.VCardUpdate = p.deps.Avatars.vcardUpdate(m.AvatarURL)
+			if p.deps.MemberPresence != nil {
+				p.deps.MemberPresence(userID, pres)
+			}
 		}
 	}
 	return pres

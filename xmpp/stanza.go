@@ -137,7 +137,14 @@ type Presence struct {
 	OccupantID  *OccupantID   `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 	Nick        string        `xml:"http://jabber.org/protocol/nick nick,omitempty"`
 	VCardUpdate *VCardUpdate  `xml:"vcard-temp:x:update x"`
+	Idle        *Idle         `xml:"urn:xmpp:idle:1 idle"`
 	Size        int           `xml:"-"` // as Message.Size
+}
+
+// Idle is XEP-0319's last user interaction: since when the user has been
+// idle.
+type Idle struct {
+	Since time.Time `xml:"since,attr"`
 }
 
 // WireSize returns the size a stanza read by the component took on the
