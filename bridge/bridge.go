@@ -556,6 +556,7 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 		Banned:                b.isBanned,
 		Audit:                 b.Audit,
 		MemberPresence:        b.memberPresence,
+		Private:               b.privateMessage,
 		PuppetPresence:        b.occupantPresence,
 		IsCommand:             b.isCommand,
 		Metrics:               b.portalMetrics(),
@@ -568,7 +569,7 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 	}
 	b.byRoom[row.RoomID] = p
 	if row.IsDirect() {
-		b.byDirect[directKey(row.DMUser, row.DMJID)] = p
+		b.byDirect[directKey(row.DMUser, row.DMJID, row.DMVia)] = p
 	} else {
 		b.byMUC[row.MUCLocal] = p
 	}
@@ -615,7 +616,7 @@ func (b *Bridge) forgetPortal(p roomPortal) {
 	if r := b.byRemote[row.RemoteJID]; r != nil && roomPortal(r) == p {
 		delete(b.byRemote, row.RemoteJID)
 	}
-	if key := directKey(row.DMUser, row.DMJID); row.IsDirect() && roomPortal(b.byDirect[key]) == p {
+	if key := directKey(row.DMUser, row.DMJID, row.DMVia); row.IsDirect() && roomPortal(b.byDirect[key]) == p {
 		delete(b.byDirect, key)
 	}
 }

@@ -72,6 +72,8 @@ func (b *Bridge) commandList() []*command {
 			need: needRoomAdmin, room: true, run: b.cmdDomains(true)},
 		{name: "deny-domain", usage: "[domain | *.domain | -domain]", help: "show or change the XMPP domains refused in this room",
 			need: needRoomAdmin, room: true, run: b.cmdDomains(false)},
+		{name: "allow-pm", usage: "[on | off]", help: "show or change whether XMPP occupants may send private messages in this room",
+			need: needRoomAdmin, room: true, run: b.cmdAllowPM},
 		{name: "status", help: "show uptime, rooms, puppets, occupants and queues", need: needAdmin, xmpp: true, run: b.cmdStatus},
 		{name: "contacts", help: "list the XMPP users who see your presence, wait for your answer, or are denied or blocked", need: needUser, run: b.cmdContacts},
 		{name: "allow", usage: "<jid>", help: "let an XMPP user see your presence", need: needUser, run: b.cmdContact(database.ContactAllowed)},
@@ -324,6 +326,35 @@ func (b *Bridge) cmdDomains(allow bool) func(ctx context.Context, e *cmdEnv) (st
 		}
 		return fmt.Sprintf("Domains %s in this room: %s", what, strings.Join(out, ", ")), nil
 	}
+}
+
+// cmdAllowPM shows or turns private messages in a room on or off.
+func (b *Bridge) cmdAllowPM(ctx context.Context, e *cmdEnv) (string, error) {
+	settings, err := b.DB.Settings.Get(ctx, e.room)
+	if err != nil {
+		return "", err
+	}
+	say := func() string {
+		if settings.PMOff {
+			return "Private messages in this room: off (XMPP occupants may not send them)."
+		}
+		return "Private messages in this room: on (an XMPP occupant's private message to a Matrix member opens a private chat with them)."
+	}
+	switch {
+	case len(e.args) == 0:
+		return say(), nil
+	case len(e.args) == 1 && (e.args[0] == "on" || e.args[0] == "off"):
+		settings.PMOff = e.args[0] == "off"
+	default:
+		return "", errUsage
+	}
+	if err = b.DB.Settings.Put(ctx, settings); err != nil {
+		return "", err
+	}
+	b.Audit.Info().Str("action", "allow_pm").Stringer("by", e.sender).Stringer("room_id", e.room).
+		Str("result", e.args[0]).Msg("Private messages in a room turned " + e.args[0])
+	b.settingsChanged(ctx, e.room)
+	return say(), nil
 }
 
 // settingsChanged makes a room's running portal apply its new settings.

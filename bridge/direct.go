@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -128,7 +129,7 @@ func (b *Bridge) directPresence(ctx context.Context, pres *xmpp.Presence, user i
 func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.UserID, server string) {
 	if msg.Type == xmpp.TypeError {
 		// A bounce of what the bridge sent; the chat reports it.
-		if p := b.directPortal(ctx, user, msg.From.Bare()); p != nil {
+		if p := b.directPortal(ctx, user, msg.From.Bare(), ""); p != nil {
 			b.queueXMPP(ctx, p, msg)
 		}
 		return
@@ -141,46 +142,57 @@ func (b *Bridge) directMessage(ctx context.Context, msg *xmpp.Message, user id.U
 		b.reject(ctx, msg, stanza.BadRequest, "This is a user, not a room")
 		return
 	}
-	bare := msg.From.Bare()
-	if p := b.directPortal(ctx, user, bare); p != nil {
+	b.toChat(ctx, msg, user, nil)
+}
+
+// toChat hands an XMPP user's message to their direct chat with a Matrix
+// user (a private chat when pm is set), opening one on Matrix for the first
+// message with a body; new chats are rate-limited per XMPP user.
+func (b *Bridge) toChat(ctx context.Context, msg *xmpp.Message, user id.UserID, pm *privateOrigin) {
+	bare, via := msg.From.Bare(), ""
+	if pm != nil {
+		via = pm.via.String()
+	}
+	if p := b.directPortal(ctx, user, bare, via); p != nil {
 		b.queueXMPP(ctx, p, msg)
 		return
 	}
 	if msg.Body == "" {
 		return // chat states and markers open no chat
 	}
-	key := directKey(user, bare.String())
+	key := directKey(user, bare.String(), via)
 	b.mu.Lock()
 	opening := b.pending[key] != nil // later messages of a chat being opened wait for it
 	b.mu.Unlock()
 	if !opening && !b.newChats.Allow(bare.String(), time.Now()) {
-		b.Audit.Info().Str("action", "direct_chat").Stringer("jid", bare).Stringer("user_id", user).
+		b.Audit.Info().Str("action", "direct_chat").Stringer("jid", bare).Stringer("user_id", user).Str("via", via).
 			Str("result", "refused").Str("reason", "rate").Msg("Refused to open another direct chat")
 		b.reject(ctx, msg, stanza.PolicyViolation, "You opened too many new chats; try again later")
 		return
 	}
 	b.lookup(key, msg, func(ctx context.Context) (*portal.Portal, *stanza.Error) {
-		return b.openDirect(ctx, user, bare)
+		return b.openDirect(ctx, user, bare, pm)
 	})
 }
 
 // directKey names the direct chat of a Matrix user with an XMPP user (a
-// bare JID) among the running portals and pending lookups.
-func directKey(user id.UserID, bare string) string {
-	return "dm\x00" + user.String() + "\x00" + bare
+// bare JID) among the running portals and pending lookups; via is the
+// occupant JID of a private chat ("" for others).
+func directKey(user id.UserID, bare, via string) string {
+	return "dm\x00" + user.String() + "\x00" + bare + "\x00" + via
 }
 
 // directPortal returns the running direct chat of a Matrix user with an
 // XMPP user, starting it from the database if needed, or nil. A running one
 // is found without asking the database: this is on every chat message.
-func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID) *portal.Portal {
+func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID, via string) *portal.Portal {
 	b.mu.Lock()
-	p := b.byDirect[directKey(user, bare.String())]
+	p := b.byDirect[directKey(user, bare.String(), via)]
 	b.mu.Unlock()
 	if p != nil {
 		return p
 	}
-	row, err := b.DB.Portal.GetDirect(ctx, user, bare.String())
+	row, err := b.DB.Portal.GetPrivate(ctx, user, bare.String(), via)
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Failed to look up a direct chat")
 		return nil
@@ -198,8 +210,12 @@ func (b *Bridge) directPortal(ctx context.Context, user id.UserID, bare jid.JID)
 // openDirect creates the Matrix room of a direct chat an XMPP user starts:
 // the user's puppet creates it and invites the Matrix user (and the bot).
 // It is encrypted when encryption.default (or require) says so.
-func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID) (*portal.Portal, *stanza.Error) {
-	if p := b.directPortal(ctx, user, bare); p != nil {
+func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID, pm *privateOrigin) (*portal.Portal, *stanza.Error) {
+	via := ""
+	if pm != nil {
+		via = pm.via.String()
+	}
+	if p := b.directPortal(ctx, user, bare, via); p != nil {
 		return p, nil
 	}
 	log := b.Log.With().Stringer("user_id", user).Stringer("jid", bare).Logger()
@@ -217,10 +233,19 @@ func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID) (
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
 	}
 	encrypted := b.Config.Encryption.Default || b.Config.Encryption.Require
-	roomID, err := b.Matrix.CreateDirectRoom(ctx, matrix.DirectRoom{
+	room := matrix.DirectRoom{
 		Puppet: puppet, User: user, Displayname: bare.String(), Encrypted: encrypted,
 		BridgeStateKey: b.directStateKey(bare), BridgeState: b.directState(bare, puppet, encrypted),
-	})
+	}
+	row := func(roomID id.RoomID) *database.Portal { return database.NewDirect(roomID, user, bare.String()) }
+	if pm != nil {
+		room.Name = fmt.Sprintf("%s (private, %s)", pm.nick, pm.alias)
+		room.Topic = fmt.Sprintf("Private messages with %s (%s), who wrote to you in the XMPP room of %s.", pm.nick, bare, pm.alias)
+		row = func(roomID id.RoomID) *database.Portal {
+			return database.NewPrivate(roomID, user, bare.String(), via)
+		}
+	}
+	roomID, err := b.Matrix.CreateDirectRoom(ctx, room)
 	if err != nil {
 		log.Warn().Err(err).Msg("Failed to create a direct chat on Matrix")
 		if errors.Is(err, mautrix.MForbidden) {
@@ -228,7 +253,7 @@ func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID) (
 		}
 		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not open the chat")
 	}
-	return b.startDirect(ctx, database.NewDirect(roomID, user, bare.String()), encrypted, "opened")
+	return b.startDirect(ctx, row(roomID), encrypted, "opened")
 }
 
 // startDirect stores and runs a new direct chat, replacing an older one of
@@ -236,7 +261,7 @@ func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID) (
 // encrypted.
 func (b *Bridge) startDirect(ctx context.Context, row *database.Portal, encrypted bool, how string) (*portal.Portal, *stanza.Error) {
 	log := b.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Str("jid", row.DMJID).Logger()
-	if old, err := b.DB.Portal.GetDirect(ctx, row.DMUser, row.DMJID); err == nil && old != nil && old.RoomID != row.RoomID {
+	if old, err := b.DB.Portal.GetPrivate(ctx, row.DMUser, row.DMJID, row.DMVia); err == nil && old != nil && old.RoomID != row.RoomID {
 		log.Info().Stringer("old_room_id", old.RoomID).Msg("A new direct chat replaces an older one")
 		if err = b.closeRoom(ctx, old.RoomID); err != nil {
 			log.Warn().Err(err).Msg("Failed to close the older direct chat")

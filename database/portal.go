@@ -20,6 +20,10 @@ type Portal struct {
 	// user of a direct chat; both are empty for a room.
 	DMUser id.UserID
 	DMJID  string
+	// DMVia is the occupant JID (room@component/nick) a private chat's
+	// Matrix user speaks from: the chat began as a private message to them
+	// in a hosted room. Empty for other chats.
+	DMVia string
 	// RemoteJID is the bare JID of the MUC of a portal into a MUC hosted
 	// elsewhere; empty for the other kinds.
 	RemoteJID string
@@ -39,6 +43,15 @@ func NewDirect(roomID id.RoomID, user id.UserID, bare string) *Portal {
 	return &Portal{RoomID: roomID, MUCLocal: roomID.String(), CreatedAt: time.Now(), DMUser: user, DMJID: bare}
 }
 
+// NewPrivate returns the row of a private chat: a direct chat that an XMPP
+// user opened with a Matrix member of a hosted room, who speaks from the
+// occupant JID via.
+func NewPrivate(roomID id.RoomID, user id.UserID, bare, via string) *Portal {
+	p := NewDirect(roomID, user, bare)
+	p.DMVia = via
+	return p
+}
+
 // NewRemote returns the row of a portal into the MUC room (a bare JID)
 // hosted elsewhere, whose Matrix room has alias.
 func NewRemote(roomID id.RoomID, alias id.RoomAlias, room string) *Portal {
@@ -48,16 +61,16 @@ func NewRemote(roomID id.RoomID, alias id.RoomAlias, room string) *Portal {
 func newPortal(_ *dbutil.QueryHelper[*Portal]) *Portal { return &Portal{} }
 
 const (
-	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid, remote_jid`
+	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid, dm_via, remote_jid`
 	getPortalByRoomID   = `SELECT ` + portalColumns + ` FROM portal WHERE room_id=$1`
 	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid='' AND remote_jid=''`
 	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid='' AND remote_jid=''`
 	getRemotePortals    = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid<>'' ORDER BY remote_jid`
 	getPortalByRemote   = `SELECT ` + portalColumns + ` FROM portal WHERE remote_jid=$1 AND remote_jid<>''`
-	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_jid<>''`
+	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_via=$3 AND dm_jid<>''`
 	getDirectByJID      = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=$1 AND dm_jid<>''`
 	getDirectByUser     = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid<>''`
-	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	updatePortal        = `UPDATE portal SET alias=$2, muc_local=$3 WHERE room_id=$1`
 	deletePortal        = `DELETE FROM portal WHERE room_id=$1`
 )
@@ -65,7 +78,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 	var created int64
-	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID, &p.RemoteJID)
+	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID, &p.DMVia, &p.RemoteJID)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +87,7 @@ func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 }
 
 func (p *Portal) sqlVariables() []any {
-	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID, p.RemoteJID}
+	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID, p.DMVia, p.RemoteJID}
 }
 
 // PortalQuery reads and writes the portal table.
@@ -119,7 +132,13 @@ func (pq *PortalQuery) CountRemote(ctx context.Context) (n int, err error) {
 // GetDirect returns the direct chat of a Matrix user with an XMPP user (a
 // bare JID), or nil if there is none.
 func (pq *PortalQuery) GetDirect(ctx context.Context, user id.UserID, bare string) (*Portal, error) {
-	return pq.QueryOne(ctx, getDirect, user, bare)
+	return pq.QueryOne(ctx, getDirect, user, bare, "")
+}
+
+// GetPrivate returns the private chat of a Matrix user, speaking from the
+// occupant JID via, with an XMPP user, or nil if there is none.
+func (pq *PortalQuery) GetPrivate(ctx context.Context, user id.UserID, bare, via string) (*Portal, error) {
+	return pq.QueryOne(ctx, getDirect, user, bare, via)
 }
 
 // CountDirect returns how many direct chats there are.

@@ -19,6 +19,9 @@ type DirectRoom struct {
 	Puppet, User id.UserID
 	// Displayname is the puppet's name in the room.
 	Displayname string
+	// Name and Topic, if set, name the room: a private chat says which
+	// room it came from.
+	Name, Topic string
 	Encrypted   bool
 	// BridgeStateKey and BridgeState make the room's m.bridge state.
 	BridgeStateKey string
@@ -53,6 +56,8 @@ func (c *Connector) CreateDirectRoom(ctx context.Context, r DirectRoom) (id.Room
 	resp, err := c.Intent(r.Puppet).CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset:       "trusted_private_chat",
 		IsDirect:     true,
+		Name:         r.Name,
+		Topic:        r.Topic,
 		Invite:       []id.UserID{r.User, bot},
 		InitialState: initial,
 		PowerLevelOverride: &event.PowerLevelsEventContent{

@@ -24,14 +24,22 @@ import (
 type directChat struct {
 	*Portal
 	user    id.UserID // the Matrix user
-	userJID jid.JID   // the Matrix user's contact JID on the component
+	userJID jid.JID   // the Matrix user's contact JID on the component, or their occupant JID
 	remote  *occupant // the XMPP user
+	// private: the chat began as a private message to the Matrix user in
+	// a hosted room, and they speak from their occupant JID there
+	// (XEP-0045 §7.5), so that XMPP clients keep it with the room.
+	private bool
 }
 
 // chat addresses a message of the Matrix user to the XMPP user, as a
-// one-to-one chat message.
+// one-to-one chat message; a private one carries the MUC user payload
+// that tells clients it comes through a room.
 func (d *directChat) chat(m *xmpp.Message) *xmpp.Message {
 	m.Type, m.From, m.To = xmpp.TypeChat, xmpp.A(d.userJID), xmpp.A(d.remote.bare)
+	if d.private {
+		m.MUCUser = &xmpp.MUCUser{}
+	}
 	return m
 }
 
@@ -52,13 +60,18 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("direct chat %s: %s has no JID: %w", row.RoomID, row.DMUser, err)
 	}
+	if row.DMVia != "" {
+		if userJID, err = xmpp.ParseJID(row.DMVia); err != nil || userJID.Resourcepart() == "" {
+			return nil, fmt.Errorf("private chat %s: invalid occupant JID %q", row.RoomID, row.DMVia)
+		}
+	}
 	nick := bare.Localpart()
 	if nick == "" {
 		nick = bare.Domainpart()
 	}
 	p := newPortal(row, deps, jid.JID{})
 	p.log = deps.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Logger()
-	p.kind = &directChat{Portal: p, user: row.DMUser, userJID: userJID, remote: &occupant{
+	p.kind = &directChat{Portal: p, user: row.DMUser, userJID: userJID, private: row.DMVia != "", remote: &occupant{
 		bare: bare, nick: nick, puppet: deps.Matrix.PuppetID(bare.String()), sessions: map[string]jid.JID{},
 	}}
 	return p, nil

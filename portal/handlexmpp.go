@@ -272,7 +272,7 @@ func (p *Portal) handleRoomXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		return
 	case msg.Type != xmpp.TypeGroupchat:
 		if msg.To.Resourcepart() != "" {
-			reject(stanza.FeatureNotImplemented, "Private messages are not supported yet")
+			p.handlePrivate(ctx, msg)
 		} else if msg.Body != "" {
 			reject(stanza.NotAcceptable, "Send messages to the room with type groupchat")
 		}

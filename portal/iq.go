@@ -60,6 +60,7 @@ func (p *Portal) discoInfo() *xmpp.DiscoInfo {
 		Moderated: p.moderated(),
 		Avatar:    p.deps.Avatars.vcardUpdate(p.info.Avatar),
 		Archive:   p.historyShared(),
+		PMOff:     p.settings != nil && p.settings.PMOff,
 	})
 }
 
@@ -77,6 +78,8 @@ type RoomSummary struct {
 	Avatar *xmpp.VCardUpdate
 	// Archive is whether the room's past messages can be queried (XEP-0313).
 	Archive bool
+	// PMOff is whether occupants' private messages are turned off.
+	PMOff bool
 }
 
 // RoomDiscoInfo is the disco#info of a room: its identity, the MUC features
@@ -97,6 +100,10 @@ func RoomDiscoInfo(r RoomSummary) *xmpp.DiscoInfo {
 		{Var: "muc#roominfo_description", Label: "Description", Values: []string{r.Topic}},
 		{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{r.Subject}},
 		{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(r.Occupants)}},
+		// Who may send private messages (XEP-0045 §10.2's room
+		// configuration field, shown here as the room is configured on
+		// Matrix): anyone, or none.
+		{Var: "muc#roomconfig_allowpm", Label: "Allow private messages", Values: []string{pick(r.PMOff, "none", "anyone")}},
 	}
 	if r.Avatar != nil && r.Avatar.Photo != nil && *r.Avatar.Photo != "" {
 		// XEP-0486: clients fetch the room's vCard when the hash changes.

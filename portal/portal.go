@@ -120,6 +120,9 @@ type Deps struct {
 	// an XMPP occupant's show and status (online false: they left), for
 	// their puppet's Matrix presence. Either may be nil.
 	MemberPresence func(id.UserID, *xmpp.Presence)
+	// Private carries an occupant's private message to a Matrix member
+	// (private.go); nil refuses them.
+	Private        func(context.Context, PrivateMessage)
 	PuppetPresence func(puppet id.UserID, show, status string, online bool)
 	// Audit logs the events operators review (audit=true).
 	Audit zerolog.Logger

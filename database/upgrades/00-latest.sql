@@ -1,4 +1,4 @@
--- v0 -> v11: Latest revision
+-- v0 -> v12: Latest revision
 -- Only identifiers live here: no message body, subject text or profile data
 -- beyond what addressing needs.
 
@@ -7,6 +7,9 @@
 -- (its messages and reactions map the same way): alias is empty, muc_local
 -- is the room ID (no MUC address starts with '!'), dm_user and dm_jid name
 -- the two sides. Both are empty for rooms.
+-- A private chat, opened by an XMPP occupant's private message to a Matrix
+-- member of a hosted room, is a direct chat whose dm_via is the occupant JID
+-- the member speaks from (room@component/nick); '' for other chats.
 -- So is a portal into a MUC hosted elsewhere: alias is its #_xmpp_… alias,
 -- muc_local the room ID, remote_jid the MUC's bare JID ('' for the others).
 CREATE TABLE portal (
@@ -18,9 +21,10 @@ CREATE TABLE portal (
 	created_at BIGINT  NOT NULL,
 	dm_user    TEXT    NOT NULL DEFAULT '',
 	dm_jid     TEXT    NOT NULL DEFAULT '',
+	dm_via     TEXT    NOT NULL DEFAULT '',
 	remote_jid TEXT    NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX portal_dm_idx ON portal (dm_user, dm_jid) WHERE dm_jid <> '';
+CREATE UNIQUE INDEX portal_dm_idx ON portal (dm_user, dm_jid, dm_via) WHERE dm_jid <> '';
 CREATE UNIQUE INDEX portal_remote_idx ON portal (remote_jid) WHERE remote_jid <> '';
 
 -- A puppet is the Matrix user that stands for one XMPP user (a bare JID).
@@ -106,7 +110,9 @@ CREATE TABLE room_settings (
 	-- Space-separated domain patterns that override xmpp.allowed_domains
 	-- and add to xmpp.denied_domains for this room.
 	allowed_domains TEXT    NOT NULL DEFAULT '',
-	denied_domains  TEXT    NOT NULL DEFAULT ''
+	denied_domains  TEXT    NOT NULL DEFAULT '',
+	-- Whether occupants may send private messages (XEP-0045 §7.5).
+	allow_pm        BOOLEAN NOT NULL DEFAULT true
 );
 
 -- Small bridge-wide values, such as the key that makes occupant ids.

@@ -1,0 +1,99 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/event"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/mxpp/mxpp/xmpp"
+)
+
+// TestE2EPrivateMessages: an occupant's private message to a Matrix member
+// (XEP-0045 §7.5) opens a private chat on Matrix, named after the room;
+// the member's answers come back from their occupant JID. Between two XMPP
+// occupants the room relays it. Non-occupants are refused, and so is
+// everyone once a room admin turns private messages off, which disco#info
+// shows.
+func TestE2EPrivateMessages(t *testing.T) {
+	v := need(t)
+	mary := v.newEncryptedUser(t, "mary", "Mary")
+	room, alias := mary.createRoom("pm", "Private", "")
+	mary.expose(room)
+	muc := mucJID(t, alias)
+	alice := v.newXMPPClient(t, "alice", "pm")
+	alice.mustJoin(muc, "Alice")
+	bob := v.newXMPPClient(t, "bob", "pm")
+	bob.mustJoin(muc, "Bob")
+	puppet := puppetOf("alice@" + v.XMPPDomain)
+
+	// Alice writes to Mary privately: a private chat opens on Matrix.
+	alice.send(&xmpp.Message{ID: "pm1", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "psst, Mary"})
+	invite := mary.waitEvent("the invitation to a private chat", isDirectInvite(mary.id, puppet))
+	chat := invite.RoomID
+	if chat == room {
+		t.Fatal("the private message went to the room")
+	}
+	mary.join(chat)
+	mary.waitEvent("Alice's private message", wasEncrypted(chat, puppet, "psst, Mary"))
+	var name event.RoomNameEventContent
+	if err := mary.c.StateEvent(ctx(t), chat, event.StateRoomName, "", &name); err != nil || !strings.Contains(name.Name, "Alice") ||
+		!strings.Contains(name.Name, alias.String()) {
+		t.Errorf("the private chat's name %q (%v); want it to name Alice and the room", name.Name, err)
+	}
+	for _, body := range mary.messagesFrom(room, puppet) {
+		if body == "psst, Mary" {
+			t.Error("the private message also reached the room")
+		}
+	}
+
+	// Mary answers: it comes from her occupant JID, marked as a MUC PM.
+	mark := alice.mark()
+	mary.say(chat, "yes, Alice?")
+	st, _ := alice.waitFrom(mark, "Mary's answer", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.Body == "yes, Alice?"
+	})
+	if m := st.(*xmpp.Message); !m.From.Equal(occ(muc, "Mary")) || m.MUCUser == nil {
+		t.Errorf("Mary's answer came from %s (muc#user %v); want her occupant JID %s with the MUC user payload",
+			m.From, m.MUCUser != nil, occ(muc, "Mary"))
+	}
+	// A second message goes to the same chat.
+	alice.send(&xmpp.Message{ID: "pm2", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "about tomorrow"})
+	mary.waitEvent("Alice's second private message", wasEncrypted(chat, puppet, "about tomorrow"))
+
+	// Between XMPP occupants the room relays it.
+	mark = alice.mark()
+	bob.send(&xmpp.Message{ID: "pm3", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Alice")), Body: "hi Alice, Bob here"})
+	alice.waitFrom(mark, "Bob's private message", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.Body == "hi Alice, Bob here" && m.From.Equal(occ(muc, "Bob"))
+	})
+
+	// Someone not in the room may not.
+	carol := v.newXMPPClient(t, "carol", "pm")
+	mark = carol.mark()
+	carol.send(&xmpp.Message{ID: "pm4", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "hello?"})
+	if cond := carol.messageError(mark, "pm4"); cond != stanza.NotAcceptable {
+		t.Errorf("a non-occupant's private message: %q; want not-acceptable", cond)
+	}
+
+	// The room admin turns them off: refused, and disco#info says so.
+	mary.command(room, "allow-pm off", "Private messages in this room: off")
+	mark = alice.mark()
+	alice.send(&xmpp.Message{ID: "pm5", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "still there?"})
+	if cond := alice.messageError(mark, "pm5"); cond != stanza.NotAllowed {
+		t.Errorf("a private message with them off: %q; want not-allowed", cond)
+	}
+	info := decodeInfo(t, alice.iq(muc, xmpp.TypeGet, &xmpp.DiscoInfo{}))
+	if !slices.ContainsFunc(info.Forms[0].Fields, func(f xmpp.FormField) bool {
+		return f.Var == "muc#roomconfig_allowpm" && slices.Equal(f.Values, []string{"none"})
+	}) {
+		t.Errorf("disco#info with private messages off: %+v; want muc#roomconfig_allowpm none", info.Forms)
+	}
+	mary.command(room, "allow-pm on", "Private messages in this room: on")
+}
