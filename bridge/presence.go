@@ -16,6 +16,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/portal"
+	"github.com/mxpp/mxpp/remotemuc"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -187,8 +188,11 @@ func (b *Bridge) spreadPresence(ctx context.Context, user id.UserID, s shown) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range b.byRoom {
-		if hosted, ok := p.(*portal.Portal); ok {
-			hosted.TryQueue(portal.PresenceChanged{User: user})
+		switch p := p.(type) {
+		case *portal.Portal:
+			p.TryQueue(portal.PresenceChanged{User: user})
+		case *remotemuc.Portal:
+			p.TryQueue(remotemuc.PresenceChanged{User: user})
 		}
 	}
 }

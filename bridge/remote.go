@@ -60,6 +60,9 @@ func (b *Bridge) startRemote(row *database.Portal) (*remotemuc.Portal, error) {
 		IsCommand:   b.isCommand,
 		Audit:       b.Audit,
 
+		MemberPresence: b.memberPresence,
+		PuppetPresence: b.occupantPresence,
+
 		CheckInterval: b.Config.Bridge.OccupantCheckInterval,
 		Metrics:       b.portalMetrics(),
 		Log:           b.Log.With().Str("component", "remote_portal").Logger(),

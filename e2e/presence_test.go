@@ -114,4 +114,22 @@ func TestE2EPresence(t *testing.T) {
 		resp, err := mary.c.GetPresence(ctx(t), puppet)
 		return err == nil && resp.Presence == event.PresenceOnline && resp.StatusMsg == "Free"
 	})
+
+	// In a MUC hosted elsewhere, the same both ways: Mary's occupant joins
+	// as she is (offline: extended away) and tells her changes; Dave's
+	// show and status become her room puppet's presence.
+	dave := v.newXMPPClient(t, "dave", "presence")
+	remote := v.remoteRoom(t, dave, "presence", "Dave")
+	mark = dave.mark()
+	portalRoom := mary.joinRemote(remote)
+	dave.waitFrom(mark, "Mary joining the MUC as she is", presenceFrom(occ(remote, "Mary"), "xa", "Gone home"))
+	mark = dave.mark()
+	mary.setPresence(event.PresenceOnline, "Back again")
+	dave.waitFrom(mark, "Mary back in the MUC", presenceFrom(occ(remote, "Mary"), "", "Back again"))
+	davePuppet := mary.puppetNamed(portalRoom, "Dave")
+	dave.send(&xmpp.Presence{To: xmpp.A(occ(remote, "Dave")), Show: "away", Status: "Coffee"})
+	waitFor(t, "Dave's puppet away", func() bool {
+		resp, err := mary.c.GetPresence(ctx(t), davePuppet)
+		return err == nil && resp.Presence == event.PresenceUnavailable && resp.StatusMsg == "Coffee"
+	})
 }

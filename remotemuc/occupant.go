@@ -190,6 +190,20 @@ func (o *Occupant) Rename(candidates []string) Outcome {
 	return Outcome{Send: []any{&xmpp.Presence{ID: xmpp.RandomID(), From: xmpp.A(o.From), To: xmpp.A(to)}}}
 }
 
+// Status is the presence that tells the room a joined occupant's new
+// show and status (XEP-0045 §7.7); the portal adds them. Nothing while
+// not joined: the join carries them.
+func (o *Occupant) Status() Outcome {
+	if o.state != Joined {
+		return Outcome{}
+	}
+	to, err := o.Room.WithResource(o.nick)
+	if err != nil {
+		return Outcome{}
+	}
+	return Outcome{Send: []any{&xmpp.Presence{ID: xmpp.RandomID(), From: xmpp.A(o.From), To: xmpp.A(to)}}}
+}
+
 // join joins with the nick candidates[try].
 func (o *Occupant) join() Outcome { return o.joinAs(o.candidates[o.try]) }
 

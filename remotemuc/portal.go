@@ -80,6 +80,11 @@ type Deps struct {
 	// Permitted reports whether a Matrix user may use the bridge; others
 	// do not become occupants. Nil permits everyone.
 	Permitted func(id.UserID) bool
+	// MemberPresence adds a Matrix user's presence to their occupant's
+	// presences; PuppetPresence tells the bridge another occupant's show
+	// and status (online false: they left). Either may be nil.
+	MemberPresence func(id.UserID, *xmpp.Presence)
+	PuppetPresence func(puppet id.UserID, show, status string, online bool)
 	// IsCommand reports whether a message is a bot command, not bridged.
 	IsCommand func(body string) bool
 	// CheckInterval is how long the room may be quiet before each of our
@@ -257,6 +262,8 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.handleModerationDone(ctx, e)
 	case removalDone:
 		p.handleRemovalDone(ctx, e)
+	case PresenceChanged:
+		p.handlePresenceChanged(ctx, e.User)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")
 	}
@@ -392,6 +399,13 @@ func (p *Portal) notice(ctx context.Context, text string, replyTo id.EventID) {
 // apply carries out an occupant's outcome: its stanzas, and its notice for
 // the user.
 func (p *Portal) apply(ctx context.Context, m *member, out Outcome) {
+	if p.deps.MemberPresence != nil {
+		for _, st := range out.Send {
+			if pres, ok := st.(*xmpp.Presence); ok && pres.Type == "" {
+				p.deps.MemberPresence(m.user, pres)
+			}
+		}
+	}
 	p.send(ctx, out.Send...)
 	m.sent.wentOut(out.Send, p.deps.XMPP.Link())
 	if out.Notice != "" {

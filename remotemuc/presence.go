@@ -237,7 +237,21 @@ func (p *Portal) handleOtherPresence(ctx context.Context, nick string, pres *xmp
 		x.affiliation, x.role = item.Affiliation, item.Role
 		if p.showOther(ctx, x) {
 			p.setLevel(ctx, x.puppet, item)
+			if p.deps.PuppetPresence != nil {
+				p.deps.PuppetPresence(x.puppet, pres.Show, pres.Status, true)
+			}
 		}
+	}
+}
+
+// PresenceChanged tells the portal that a Matrix user's presence changed:
+// their occupant, if joined, tells the room (a status change, XEP-0045
+// §7.7), with the show and status Deps.MemberPresence gives.
+type PresenceChanged struct{ User id.UserID }
+
+func (p *Portal) handlePresenceChanged(ctx context.Context, user id.UserID) {
+	if m := p.members[user]; m != nil {
+		p.apply(ctx, m, m.occ.Status())
 	}
 }
 
@@ -309,6 +323,9 @@ func (p *Portal) removeOther(ctx context.Context, x *other, pres *xmpp.Presence,
 	}
 	x.onMatrix = false
 	delete(p.info.Members, x.puppet)
+	if p.deps.PuppetPresence != nil {
+		p.deps.PuppetPresence(x.puppet, "", "", false)
+	}
 	reason := item.Reason
 	if item.Actor != nil && item.Actor.Nick != "" {
 		reason = "by " + item.Actor.Nick + withReason(reason)
