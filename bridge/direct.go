@@ -152,6 +152,9 @@ func (b *Bridge) toChat(ctx context.Context, msg *xmpp.Message, user id.UserID, 
 	bare, via := msg.From.Bare(), ""
 	if pm != nil {
 		via = pm.via.String()
+		if pm.puppet != "" {
+			bare = pm.peer
+		}
 	}
 	if p := b.directPortal(ctx, user, bare, via); p != nil {
 		b.queueXMPP(ctx, p, msg)
@@ -226,23 +229,30 @@ func (b *Bridge) openDirect(ctx context.Context, user id.UserID, bare jid.JID, p
 		log.Warn().Err(err).Msg("Failed to look up a Matrix user")
 		return nil, xmpp.StanzaError(stanza.RemoteServerTimeout, "The Matrix homeserver did not answer")
 	}
-	puppet := b.Matrix.PuppetID(bare.String())
-	err := b.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()})
-	if err != nil {
+	// An occupant of a MUC hosted elsewhere has their puppet in the
+	// portal already; anyone else gets (or has) the puppet of their JID.
+	puppet, displayname := b.Matrix.PuppetID(bare.String()), bare.String()
+	if pm != nil && pm.puppet != "" {
+		puppet, displayname = pm.puppet, pm.nick
+	} else if err := b.DB.Puppet.Upsert(ctx, &database.Puppet{JID: bare.String(), MXID: puppet, Registered: true, CreatedAt: time.Now()}); err != nil {
 		log.Error().Err(err).Msg("Failed to store puppet")
 		return nil, xmpp.StanzaError(stanza.InternalServerError, "")
 	}
 	encrypted := b.Config.Encryption.Default || b.Config.Encryption.Require
 	room := matrix.DirectRoom{
-		Puppet: puppet, User: user, Displayname: bare.String(), Encrypted: encrypted,
+		Puppet: puppet, User: user, Displayname: displayname, Encrypted: encrypted,
 		BridgeStateKey: b.directStateKey(bare), BridgeState: b.directState(bare, puppet, encrypted),
 	}
 	row := func(roomID id.RoomID) *database.Portal { return database.NewDirect(roomID, user, bare.String()) }
 	if pm != nil {
 		room.Name = fmt.Sprintf("%s (private, %s)", pm.nick, pm.alias)
-		room.Topic = fmt.Sprintf("Private messages with %s (%s), who wrote to you in the XMPP room of %s.", pm.nick, bare, pm.alias)
+		room.Topic = fmt.Sprintf("Private messages with %s, who wrote to you in the XMPP room %s.", pm.nick, pm.alias)
 		row = func(roomID id.RoomID) *database.Portal {
-			return database.NewPrivate(roomID, user, bare.String(), via)
+			r := database.NewPrivate(roomID, user, bare.String(), via)
+			if pm.puppet != "" {
+				r.DMPuppet = pm.puppet
+			}
+			return r
 		}
 	}
 	roomID, err := b.Matrix.CreateDirectRoom(ctx, room)

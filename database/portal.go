@@ -24,6 +24,10 @@ type Portal struct {
 	// Matrix user speaks from: the chat began as a private message to them
 	// in a hosted room. Empty for other chats.
 	DMVia string
+	// DMPuppet is the puppet of the XMPP side of a private chat with an
+	// occupant of a MUC hosted elsewhere (DMJID is then their occupant
+	// JID); empty for the puppet of DMJID.
+	DMPuppet id.UserID
 	// RemoteJID is the bare JID of the MUC of a portal into a MUC hosted
 	// elsewhere; empty for the other kinds.
 	RemoteJID string
@@ -61,7 +65,7 @@ func NewRemote(roomID id.RoomID, alias id.RoomAlias, room string) *Portal {
 func newPortal(_ *dbutil.QueryHelper[*Portal]) *Portal { return &Portal{} }
 
 const (
-	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid, dm_via, remote_jid`
+	portalColumns       = `room_id, alias, muc_local, created_at, dm_user, dm_jid, dm_via, dm_puppet, remote_jid`
 	getPortalByRoomID   = `SELECT ` + portalColumns + ` FROM portal WHERE room_id=$1`
 	getPortalByMUCLocal = `SELECT ` + portalColumns + ` FROM portal WHERE muc_local=$1 AND dm_jid='' AND remote_jid=''`
 	getAllPortals       = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid='' AND remote_jid=''`
@@ -70,7 +74,7 @@ const (
 	getDirect           = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid=$2 AND dm_via=$3 AND dm_jid<>''`
 	getDirectByJID      = `SELECT ` + portalColumns + ` FROM portal WHERE dm_jid=$1 AND dm_jid<>''`
 	getDirectByUser     = `SELECT ` + portalColumns + ` FROM portal WHERE dm_user=$1 AND dm_jid<>''`
-	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	insertPortal        = `INSERT INTO portal (` + portalColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	updatePortal        = `UPDATE portal SET alias=$2, muc_local=$3 WHERE room_id=$1`
 	deletePortal        = `DELETE FROM portal WHERE room_id=$1`
 )
@@ -78,7 +82,7 @@ const (
 // Scan implements dbutil.DataStruct.
 func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 	var created int64
-	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID, &p.DMVia, &p.RemoteJID)
+	err := row.Scan(&p.RoomID, &p.Alias, &p.MUCLocal, &created, &p.DMUser, &p.DMJID, &p.DMVia, &p.DMPuppet, &p.RemoteJID)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +91,7 @@ func (p *Portal) Scan(row dbutil.Scannable) (*Portal, error) {
 }
 
 func (p *Portal) sqlVariables() []any {
-	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID, p.DMVia, p.RemoteJID}
+	return []any{p.RoomID, p.Alias, p.MUCLocal, p.CreatedAt.UnixMilli(), p.DMUser, p.DMJID, p.DMVia, p.DMPuppet, p.RemoteJID}
 }
 
 // PortalQuery reads and writes the portal table.

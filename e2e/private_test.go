@@ -97,3 +97,40 @@ func TestE2EPrivateMessages(t *testing.T) {
 	}
 	mary.command(room, "allow-pm on", "Private messages in this room: on")
 }
+
+// TestE2ERemotePrivateMessages: in a MUC hosted elsewhere, another
+// occupant's private message to a Matrix user's occupant opens a private
+// chat with that occupant's puppet; the answer goes back through the room
+// to them.
+func TestE2ERemotePrivateMessages(t *testing.T) {
+	v := need(t)
+	alice := v.newXMPPClient(t, "alice", "rpm")
+	room := v.remoteRoom(t, alice, "rpm", "Alice")
+	mary := v.newEncryptedUser(t, "mary", "Mary")
+	mark := alice.mark()
+	portalRoom := mary.joinRemote(room)
+	alice.waitFrom(mark, "Mary joining the MUC", isPresence(occ(room, "Mary"), ""))
+	alicePuppet := mary.puppetNamed(portalRoom, "Alice")
+
+	alice.send(&xmpp.Message{ID: "rpm1", Type: xmpp.TypeChat, To: xmpp.A(occ(room, "Mary")), Body: "Mary, a word?",
+		MUCUser: &xmpp.MUCUser{}})
+	invite := mary.waitEvent("the invitation to a private chat", isDirectInvite(mary.id, alicePuppet))
+	chat := invite.RoomID
+	mary.join(chat)
+	mary.waitEvent("Alice's private message", wasEncrypted(chat, alicePuppet, "Mary, a word?"))
+	for _, body := range mary.messagesFrom(portalRoom, alicePuppet) {
+		if body == "Mary, a word?" {
+			t.Error("the private message also reached the portal room")
+		}
+	}
+
+	mark = alice.mark()
+	mary.say(chat, "sure, Alice")
+	alice.waitFrom(mark, "Mary's private answer through the room", func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.Body == "sure, Alice" && m.From.Equal(occ(room, "Mary"))
+	})
+	alice.send(&xmpp.Message{ID: "rpm2", Type: xmpp.TypeChat, To: xmpp.A(occ(room, "Mary")), Body: "thanks",
+		MUCUser: &xmpp.MUCUser{}})
+	mary.waitEvent("Alice's second private message, in the same chat", wasEncrypted(chat, alicePuppet, "thanks"))
+}

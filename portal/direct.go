@@ -48,8 +48,10 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 	if !row.IsDirect() {
 		return nil, fmt.Errorf("portal %s is not a direct chat", row.RoomID)
 	}
+	// The XMPP side: a bare JID, or for a private chat with an occupant
+	// of a MUC hosted elsewhere, their occupant JID.
 	bare, err := xmpp.ParseJID(row.DMJID)
-	if err != nil || bare.Resourcepart() != "" {
+	if err != nil || bare.Resourcepart() != "" && row.DMPuppet == "" {
 		return nil, fmt.Errorf("direct chat %s: invalid JID %q", row.RoomID, row.DMJID)
 	}
 	local, server, err := row.DMUser.Parse()
@@ -65,14 +67,17 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 			return nil, fmt.Errorf("private chat %s: invalid occupant JID %q", row.RoomID, row.DMVia)
 		}
 	}
-	nick := bare.Localpart()
+	nick, puppet := bare.Localpart(), deps.Matrix.PuppetID(bare.String())
 	if nick == "" {
 		nick = bare.Domainpart()
+	}
+	if row.DMPuppet != "" {
+		nick, puppet = bare.Resourcepart(), row.DMPuppet
 	}
 	p := newPortal(row, deps, jid.JID{})
 	p.log = deps.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Logger()
 	p.kind = &directChat{Portal: p, user: row.DMUser, userJID: userJID, private: row.DMVia != "", remote: &occupant{
-		bare: bare, nick: nick, puppet: deps.Matrix.PuppetID(bare.String()), sessions: map[string]jid.JID{},
+		bare: bare, nick: nick, puppet: puppet, sessions: map[string]jid.JID{},
 	}}
 	return p, nil
 }
@@ -188,7 +193,7 @@ func (d *directChat) ref(ctx context.Context, evtID id.EventID) (string, xmpp.Ad
 // onXMPPMessage handles a chat message from the XMPP user.
 func (d *directChat) onXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	switch {
-	case !msg.From.Bare().Equal(d.remote.bare):
+	case !msg.From.Bare().Equal(d.remote.bare) && !msg.From.Equal(d.remote.bare):
 		d.log.Error().Stringer("from", msg.From).Msg("Dropping a stanza routed to the wrong direct chat")
 		return
 	case msg.Type == xmpp.TypeError:

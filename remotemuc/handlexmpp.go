@@ -73,6 +73,9 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 	p.heard()
 	m := p.memberByJID(msg.To.JID)
 	switch {
+	case m != nil && msg.Type != xmpp.TypeGroupchat && msg.From.Resourcepart() != "":
+		p.handlePrivate(ctx, m, msg)
+		return
 	case msg.Type == xmpp.TypeError:
 		p.handleBounce(ctx, m, msg)
 		return
@@ -80,8 +83,8 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		p.handleArchived(ctx, m, msg)
 		return
 	case m == nil || msg.Type != xmpp.TypeGroupchat:
-		// Private messages through the room and mediated invitations are
-		// not bridged yet; they are dropped without an error.
+		// Mediated invitations are not bridged yet; they are dropped
+		// without an error.
 		p.log.Debug().Str("type", msg.Type).Stringer("from", msg.From).Msg("Ignoring a message from the MUC")
 		return
 	case p.handleHistory(ctx, m, msg):
@@ -90,6 +93,19 @@ func (p *Portal) handleXMPPMessage(ctx context.Context, msg *xmpp.Message) {
 		return // after the catch-up
 	}
 	p.handleGroupchat(ctx, m, msg, "")
+}
+
+// handlePrivate takes another occupant's private message to a member's
+// occupant (XEP-0045 §7.5), or the bounce of one the member sent: the
+// bridge carries it to their private chat. One from an occupant the
+// portal does not know is dropped.
+func (p *Portal) handlePrivate(ctx context.Context, m *member, msg *xmpp.Message) {
+	x := p.others.get(msg.From.Resourcepart())
+	if x == nil || p.deps.Private == nil {
+		p.log.Debug().Stringer("from", msg.From).Msg("Dropping a private message from an unknown occupant")
+		return
+	}
+	p.deps.Private(ctx, msg, m.user, m.occ.From, x.puppet)
 }
 
 // handleGroupchat bridges a groupchat message of the room, live (to

@@ -85,6 +85,11 @@ type Deps struct {
 	// and status (online false: they left). Either may be nil.
 	MemberPresence func(id.UserID, *xmpp.Presence)
 	PuppetPresence func(puppet id.UserID, show, status string, online bool)
+	// Private carries another occupant's private message to a Matrix
+	// user's occupant (XEP-0045 §7.5) to a private chat between the
+	// user, speaking from their occupant JID via, and the occupant's
+	// puppet. Nil drops them.
+	Private func(ctx context.Context, msg *xmpp.Message, user id.UserID, via jid.JID, puppet id.UserID)
 	// IsCommand reports whether a message is a bot command, not bridged.
 	IsCommand func(body string) bool
 	// CheckInterval is how long the room may be quiet before each of our

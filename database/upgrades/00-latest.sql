@@ -9,7 +9,10 @@
 -- the two sides. Both are empty for rooms.
 -- A private chat, opened by an XMPP occupant's private message to a Matrix
 -- member of a hosted room, is a direct chat whose dm_via is the occupant JID
--- the member speaks from (room@component/nick); '' for other chats.
+-- the member speaks from (room@component/nick); '' for other chats. One
+-- opened by an occupant of a MUC hosted elsewhere has their occupant JID
+-- (room@service/nick) in dm_jid, the Matrix user's occupant JID there in
+-- dm_via, and the occupant's puppet in dm_puppet ('' for dm_jid's puppet).
 -- So is a portal into a MUC hosted elsewhere: alias is its #_xmpp_… alias,
 -- muc_local the room ID, remote_jid the MUC's bare JID ('' for the others).
 CREATE TABLE portal (
@@ -22,6 +25,7 @@ CREATE TABLE portal (
 	dm_user    TEXT    NOT NULL DEFAULT '',
 	dm_jid     TEXT    NOT NULL DEFAULT '',
 	dm_via     TEXT    NOT NULL DEFAULT '',
+	dm_puppet  TEXT    NOT NULL DEFAULT '',
 	remote_jid TEXT    NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX portal_dm_idx ON portal (dm_user, dm_jid, dm_via) WHERE dm_jid <> '';
