@@ -133,3 +133,37 @@ func TestE2EPresence(t *testing.T) {
 		return err == nil && resp.Presence == event.PresenceUnavailable && resp.StatusMsg == "Coffee"
 	})
 }
+
+// TestE2ESubscriptionModes: with bridge.subscriptions auto a contact
+// request is approved at once, without asking the Matrix user; with deny
+// it is refused. (ask, the default, is in TestE2EDirectFromMatrix and
+// TestE2EPresence.)
+func TestE2ESubscriptionModes(t *testing.T) {
+	v := need(t)
+	ivan := v.newMatrixUser(t, "ivan", "Ivan")
+	ivanJID := v.contactJID(ivan.id)
+	frank := v.newXMPPClient(t, "frank", "subs")
+	frank.sendRaw(`<iq type="get" id="roster1"><query xmlns="jabber:iq:roster"/></iq>`)
+	answer := func(typ string) func(any) bool {
+		return func(v any) bool {
+			p, ok := v.(*xmpp.Presence)
+			return ok && p.Type == typ && p.From.Bare().Equal(ivanJID)
+		}
+	}
+
+	v.restartBridgeEditing(t, `(?m)^  exposure: (.*)$`, "  exposure: $1\n  subscriptions: auto")
+	t.Cleanup(func() { v.restartBridgeEditing(t, `(?m)^  subscriptions: .*\n`, "") })
+	mark := frank.mark()
+	frank.send(&xmpp.Presence{Type: "subscribe", To: xmpp.A(ivanJID)})
+	frank.waitFrom(mark, "the approval under auto", answer("subscribed"))
+	frank.waitFrom(mark, "Ivan's presence under auto", answer(""))
+	if ivan.seen(func(evt *event.Event) bool { return evt.Sender == botID() }) {
+		t.Error("under auto the bot asked Ivan")
+	}
+
+	v.restartBridgeEditing(t, `(?m)^  subscriptions: auto$`, "  subscriptions: deny")
+	frank.send(&xmpp.Presence{Type: "unsubscribe", To: xmpp.A(ivanJID)})
+	mark = frank.mark()
+	frank.send(&xmpp.Presence{Type: "subscribe", To: xmpp.A(ivanJID)})
+	frank.waitFrom(mark, "the refusal under deny", answer("unsubscribed"))
+}
