@@ -313,6 +313,9 @@ func TestPutTransaction(t *testing.T) {
 		// Handling fails: not acknowledged, so the retry is handled again.
 		{"handling failed", "t5", "hs-secret", events(1), 503, 6},
 		{"retry after failure", "t5", "hs-secret", events(1), 200, 7},
+		// Presence (MSC2409) has a sender and no room; without a sender
+		// it says nothing.
+		{"presence", "t6", "hs-secret", `{"de.sorunome.msc2409.ephemeral":[{"type":"m.presence","sender":"@u:hs.test","content":{"presence":"unavailable","status_msg":"away"}},{"type":"m.presence","content":{"presence":"online"}}]}`, 200, 8},
 	} {
 		h.mu.Lock()
 		h.fail = nil
@@ -335,16 +338,21 @@ func TestPutTransaction(t *testing.T) {
 			t.Errorf("event %d = %s %q; want in order", i, evt.ID, evt.Content.AsMessage().Body)
 		}
 	}
+	if pres := h.events[7]; pres.Type != event.EphemeralEventPresence || pres.Sender != "@u:hs.test" ||
+		pres.Content.AsPresence().Presence != event.PresenceUnavailable || pres.Content.AsPresence().StatusMessage != "away" {
+		t.Errorf("the presence event arrived as %+v", pres)
+	}
 }
 
 // FuzzTransaction: whatever a homeserver (or anyone with the token) sends
 // as a transaction gets 200 or a 4xx answer, never a panic, and only
-// events with a room reach the handler.
+// events with a room, or presence with a sender, reach the handler.
 func FuzzTransaction(f *testing.F) {
 	for _, seed := range []string{
 		`{"events":[{"type":"m.room.message","event_id":"$e","room_id":"!r:hs","sender":"@u:hs","content":{"msgtype":"m.text","body":"x"}}]}`,
 		`{"events":[{"type":"m.room.member","state_key":"@u:hs","event_id":"$m","room_id":"!r:hs","sender":"@u:hs","content":{"membership":"join","displayname":7}}]}`,
 		`{"ephemeral":[{"type":"m.typing","room_id":"!r:hs","content":{"user_ids":["@u:hs"]}}],"de.sorunome.msc2409.ephemeral":[null]}`,
+		`{"ephemeral":[{"type":"m.presence","sender":"@u:hs","content":{"presence":"online","last_active_ago":"x"}}]}`,
 		`{"events":[null,{},{"type":"m.room.redaction","event_id":"$r","room_id":"!r:hs","redacts":"$e","content":{}}]}`,
 		`{"events":{"not":"a list"}}`,
 		`[`,
@@ -370,7 +378,7 @@ func FuzzTransaction(f *testing.F) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for _, evt := range h.events {
-			if evt.RoomID == "" {
+			if evt.RoomID == "" && (evt.Type != event.EphemeralEventPresence || evt.Sender == "") {
 				t.Fatalf("an event without a room reached the handler from %q", body)
 			}
 		}
