@@ -49,12 +49,15 @@ type Bridge struct {
 	// (presence.go).
 	presence       *throttle[shown]
 	puppetPresence *throttle[puppetShown]
-	mediaLinks     *msgconv.MediaLinks
-	fetcher        *msgconv.Fetcher
-	ctx            context.Context
-	cancel         context.CancelFunc
-	failed         chan error // gets the error that ends the bridge on its own
-	wg             sync.WaitGroup
+	// instance is this process's hold on the database as the bridge's
+	// active process (standby.go).
+	instance   *database.InstanceLock
+	mediaLinks *msgconv.MediaLinks
+	fetcher    *msgconv.Fetcher
+	ctx        context.Context
+	cancel     context.CancelFunc
+	failed     chan error // gets the error that ends the bridge on its own
+	wg         sync.WaitGroup
 
 	dir    directoryCache
 	events *eventFilter
@@ -170,6 +173,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 		return err
 	}
 	b.DB = db
+	if err = b.takeInstance(ctx); err != nil {
+		return err
+	}
 	if b.occupantIDKey, err = db.Secret(ctx, database.KeyOccupantID); err != nil {
 		return fmt.Errorf("failed to load occupant id key: %w", err)
 	}
@@ -332,6 +338,7 @@ func (b *Bridge) Stop() {
 	}
 	wg.Wait()
 	b.wg.Wait()
+	b.instance.Release() // a standby takes over now
 	if b.DB != nil {
 		_ = b.DB.Close()
 	}

@@ -50,6 +50,9 @@ func Run(ctx context.Context, configPath, version string) error {
 	b.Version = version
 	if err = b.Start(ctx); err != nil {
 		b.Stop()
+		if ctx.Err() != nil {
+			return nil // stopped while on standby
+		}
 		return err
 	}
 	select {

@@ -38,6 +38,12 @@ type Config struct {
 	MaxIdleConns    int           `yaml:"max_idle_conns"`
 	MaxConnIdleTime time.Duration `yaml:"max_conn_idle_time"`
 	MaxConnLifetime time.Duration `yaml:"max_conn_lifetime"`
+	// FailoverTimeout bounds how long the lock of an active bridge process
+	// that PostgreSQL can no longer reach outlives it (keepalive probes),
+	// and how soon that process notices and stops (it checks every fifth
+	// of it): a standby takes over within about this time. A process that
+	// stops or dies on a reachable host lets go at once.
+	FailoverTimeout time.Duration `yaml:"failover_timeout"`
 }
 
 // Database types.
@@ -48,7 +54,7 @@ const (
 
 // DefaultConfig returns the defaults used for keys the config leaves out.
 func DefaultConfig() Config {
-	return Config{Type: TypeSQLite, URI: "file:mxpp.db", MaxOpenConns: 20, MaxIdleConns: 2}
+	return Config{Type: TypeSQLite, URI: "file:mxpp.db", MaxOpenConns: 20, MaxIdleConns: 2, FailoverTimeout: 10 * time.Second}
 }
 
 // Validate reports the first problem with the section, naming its key.
@@ -67,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOpenConns < 0 || c.MaxIdleConns < 0 || c.MaxConnIdleTime < 0 || c.MaxConnLifetime < 0 {
 		return fmt.Errorf("database: pool settings must not be negative")
+	}
+	if c.FailoverTimeout != 0 && c.FailoverTimeout < time.Second {
+		return fmt.Errorf("database.failover_timeout: must be at least 1s")
 	}
 	return nil
 }
@@ -94,6 +103,10 @@ type Database struct {
 
 	// Matrix users' decisions about XMPP contacts.
 	Contact *ContactQuery
+
+	// path is the SQLite database's file ("" in memory or on PostgreSQL),
+	// beside which the instance lock lives.
+	path string
 }
 
 // Open opens the database named by cfg and runs the pending upgrades.
@@ -131,6 +144,9 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Database, error
 	db.Log = dbutil.ZeroLogger(log)
 	db.UpgradeTable = upgrades.Table
 	out := New(db)
+	if driver != TypePostgres {
+		out.path = sqlitePath(cfg.URI)
+	}
 	if err = out.Locked(ctx, db.Upgrade); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("failed to upgrade database: %w", err)
@@ -189,6 +205,15 @@ func New(db *dbutil.Database) *Database {
 // writer), a busy timeout and immediate write transactions (no SQLITE_BUSY on
 // lock upgrades), NORMAL sync, which is durable across process crashes, and
 // times in SQLite's format.
+// sqlitePath is the file a SQLite URI names, "" for a database in memory.
+func sqlitePath(uri string) string {
+	path, query, _ := strings.Cut(strings.TrimPrefix(uri, "file:"), "?")
+	if path == ":memory:" || strings.Contains(query, "mode=memory") {
+		return ""
+	}
+	return path
+}
+
 func sqliteDSN(uri string) (string, error) {
 	switch {
 	case uri == "":
