@@ -46,6 +46,9 @@ type env struct {
 	// MXPP_TEST_POSTGRES names (dropDB drops it).
 	dbType, dbURI string
 	dropDB        func()
+	// beforeServers, if set, runs once the bridge is configured and
+	// before the servers start (shards_test.go adds a second bridge).
+	beforeServers func() error
 }
 
 // postgres reports whether the bridge runs on PostgreSQL: the tests that
@@ -160,6 +163,11 @@ func (v *env) start() error {
 	}
 	if err = v.Configure(v.bridgeConfig()); err != nil {
 		return err
+	}
+	if v.beforeServers != nil {
+		if err = v.beforeServers(); err != nil {
+			return err
+		}
 	}
 	if err = v.StartXMPP(); err != nil {
 		return err

@@ -29,6 +29,9 @@ type Stack struct {
 	HSDir, XMPPDir string // the servers' data and logs
 
 	Bin, Config, Registration string
+	// ExtraRegistrations and ExtraComponents ("domain:secret") let more
+	// bridges (shards) use the same servers (Prosody only).
+	ExtraRegistrations, ExtraComponents []string
 
 	HSURL, HSDomain string
 	HSPort, ASPort  int
@@ -194,7 +197,7 @@ func (s *Stack) StartXMPP() error {
 		"XMPP_DIR=" + s.XMPPDir, "XMPP_DOMAIN=" + s.XMPPDomain, "XMPP_COMPONENT_DOMAIN=" + s.CompDomain,
 		"XMPP_COMPONENT_SECRET=" + s.Secret, "XMPP_C2S_PORT=" + strings.TrimPrefix(s.C2SAddr, "127.0.0.1:"),
 		"XMPP_COMPONENT_PORT=" + strconv.Itoa(s.CompPort), "XMPP_USERS=" + strings.Join(users, " "),
-		"XMPP_MUC_DOMAIN=" + s.MUCDomain,
+		"XMPP_MUC_DOMAIN=" + s.MUCDomain, "XMPP_EXTRA_COMPONENTS=" + strings.Join(s.ExtraComponents, " "),
 	}
 	if s.S2SPort != 0 {
 		var routes []string
@@ -209,7 +212,7 @@ func (s *Stack) StartXMPP() error {
 // StartHomeserver starts Dendrite with the bridge's registration.
 func (s *Stack) StartHomeserver() error {
 	return s.Script("start-homeserver.sh", "HS_DIR="+s.HSDir, "HS_PORT="+strconv.Itoa(s.HSPort),
-		"HS_SERVER_NAME="+s.HSDomain, "AS_REGISTRATION="+s.Registration)
+		"HS_SERVER_NAME="+s.HSDomain, "AS_REGISTRATION="+strings.Join(append([]string{s.Registration}, s.ExtraRegistrations...), " "))
 }
 
 // StopServer stops the server whose data is in dir (HSDir or XMPPDir).

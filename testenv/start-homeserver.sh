@@ -12,7 +12,8 @@
 #   HS_QUEUE_MEMORY  1: keep Dendrite's internal queue (JetStream) in memory,
 #                    faster, but events not yet pushed to the appservice are
 #                    lost when it restarts                    0
-#   AS_REGISTRATION  the bridge's registration file          (required)
+#   AS_REGISTRATION  the bridge's registration file          (required); several files,
+#                    space-separated, for several bridges (shards)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +47,13 @@ sed -e "s|@DIR@|$HS_DIR|g" -e "s|@SERVER_NAME@|$HS_SERVER_NAME|g" \
     -e "s|@SHARED_SECRET@|$HS_REG_SECRET|g" -e "s|@LOG_LEVEL@|$HS_LOG_LEVEL|g" \
     -e "s|@QUEUE_MEMORY@|$([[ $HS_QUEUE_MEMORY == 1 ]] && echo true || echo false)|g" \
     "$HERE/dendrite.yaml.tmpl" > "$HS_DIR/dendrite.yaml"
-cp "$AS_REGISTRATION" "$HS_DIR/registration.yaml"
+# The first registration keeps its name; more (shards) get a number.
+regs="" n=0
+for r in $AS_REGISTRATION; do
+  name=registration.yaml; ((n > 0)) && name=registration-$n.yaml
+  cp "$r" "$HS_DIR/$name"; regs+="${regs:+, }$HS_DIR/$name"; n=$((n + 1))
+done
+sed -i "s|@REGISTRATIONS@|$regs|g" "$HS_DIR/dendrite.yaml"
 
 ! curl -sf "$url/_matrix/client/versions" > /dev/null || { log "something already answers on $url"; exit 1; }
 cd "$HS_DIR"

@@ -15,6 +15,8 @@
 #   XMPP_LOG_LEVEL             info, or debug for every stanza        info
 #   XMPP_EXTRA_DOMAIN          a second user domain, e.g. to test domain lists   (none)
 #   XMPP_EXTRA_USERS           "user:password ..." on the second domain          ""
+#   XMPP_EXTRA_COMPONENTS      "domain:secret ..." more external components, e.g. a second
+#                              bridge (shard) on the same component port                 ""
 #   XMPP_CLIENT_MODULES=1      what desktop and mobile clients ask for first: PEP and bookmarks,
 #                              vCard4, message archive, carbons, stream management, blocking,
 #                              and HTTP file sharing (upload.$XMPP_DOMAIN) on XMPP_HTTP_PORT  0
@@ -38,6 +40,7 @@ XMPP_LOG_LEVEL=${XMPP_LOG_LEVEL:-info}
 XMPP_START_TIMEOUT=${XMPP_START_TIMEOUT:-30}
 XMPP_EXTRA_DOMAIN=${XMPP_EXTRA_DOMAIN:-}
 XMPP_EXTRA_USERS=${XMPP_EXTRA_USERS:-}
+XMPP_EXTRA_COMPONENTS=${XMPP_EXTRA_COMPONENTS:-}
 XMPP_CLIENT_MODULES=${XMPP_CLIENT_MODULES:-0}
 XMPP_HTTP_PORT=${XMPP_HTTP_PORT:-15280}
 XMPP_S2S_PORT=${XMPP_S2S_PORT:-}
@@ -61,6 +64,10 @@ fi
 mkdir -p "$XMPP_DIR/data" "$XMPP_DIR/certs"
 extra_host=""
 [[ -n $XMPP_EXTRA_DOMAIN ]] && extra_host="VirtualHost \"$XMPP_EXTRA_DOMAIN\""
+extra_components=""
+for c in $XMPP_EXTRA_COMPONENTS; do
+  extra_components+="Component \"${c%%:*}\"\n  component_secret = \"${c#*:}\"\n"
+done
 # The tests keep to the few modules they need, so that nothing else (carbons,
 # archives) changes what a client receives; the local stack loads what real
 # clients expect.
@@ -87,7 +94,7 @@ if [[ -n $XMPP_S2S_PORT ]]; then
   s2s_settings="plugin_paths = { \"$HERE/prosody-plugins\" }\ns2s_require_encryption = false\ns2s_secure_auth = false\nuse_ipv6 = false\ns2s_timeout = 10\ns2s_static_routes = { $routes}"
   s2s_settings+="\nlimits = { s2sin = { rate = \"30kb/s\", burst = \"2s\" } }\nunlimited_jids = { $unlimited}"
 fi
-sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PORTS@|$http_ports|g" \
+sed -e "s|@EXTRA_HOST@|$extra_host|g" -e "s|@EXTRA_COMPONENTS@|$extra_components|g" -e "s|@MODULES@|$modules|g" -e "s|@HTTP_PORTS@|$http_ports|g" \
     -e "s|@UPLOAD_COMPONENT@|$upload|g" -e "s|@DIR@|$XMPP_DIR|g" -e "s|@BIND@|$XMPP_BIND|g" -e "s|@DOMAIN@|$XMPP_DOMAIN|g" \
     -e "s|@C2S_PORT@|$XMPP_C2S_PORT|g" -e "s|@COMPONENT_PORT@|$XMPP_COMPONENT_PORT|g" \
     -e "s|@COMPONENT_DOMAIN@|$XMPP_COMPONENT_DOMAIN|g" -e "s|@COMPONENT_SECRET@|$XMPP_COMPONENT_SECRET|g" \
