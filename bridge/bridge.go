@@ -564,6 +564,7 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 		Audit:                 b.Audit,
 		MemberPresence:        b.memberPresence,
 		Private:               b.privateMessage,
+		PrivateMoved:          b.privateMoved,
 		PuppetPresence:        b.occupantPresence,
 		IsCommand:             b.isCommand,
 		Metrics:               b.portalMetrics(),

@@ -6,6 +6,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/portal"
 	"github.com/mxpp/mxpp/xmpp"
 )
@@ -20,6 +21,48 @@ type privateOrigin struct {
 	// elsewhere: their occupant JID, and their puppet in the portal.
 	peer   jid.JID
 	puppet id.UserID
+}
+
+// privateMoved makes a Matrix user's private chats follow their new nick
+// in a hosted room: stored, and in the running chats (which are keyed by
+// it).
+func (b *Bridge) privateMoved(ctx context.Context, user id.UserID, from, to jid.JID) {
+	b.movePrivate(func(row *database.Portal) bool { return row.DMUser == user && row.DMVia == from.String() },
+		func(row *database.Portal) { row.DMVia = to.String() }, portal.Moved{Via: to},
+		func() (int64, error) { return b.DB.Portal.MoveVia(ctx, user, from.String(), to.String()) })
+}
+
+// peerMoved makes the private chats with an occupant of a MUC hosted
+// elsewhere follow their new nick there.
+func (b *Bridge) peerMoved(ctx context.Context, from, to jid.JID) {
+	b.movePrivate(func(row *database.Portal) bool { return row.DMPuppet != "" && row.DMJID == from.String() },
+		func(row *database.Portal) { row.DMJID = to.String() }, portal.Moved{Peer: to},
+		func() (int64, error) { return b.DB.Portal.MovePeer(ctx, from.String(), to.String()) })
+}
+
+// movePrivate stores the move of private chats, then re-keys the running
+// ones that match and tells them.
+func (b *Bridge) movePrivate(match func(*database.Portal) bool, move func(*database.Portal), tell portal.Moved, store func() (int64, error)) {
+	n, err := store()
+	if err != nil {
+		b.Log.Warn().Err(err).Msg("Failed to move private chats to a new nick; they keep the old one")
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for key, p := range b.byDirect {
+		row := p.Row()
+		if !match(row) {
+			continue
+		}
+		delete(b.byDirect, key)
+		move(row)
+		b.byDirect[directKey(row.DMUser, row.DMJID, row.DMVia)] = p
+		p.TryQueue(tell)
+	}
 }
 
 // remotePrivate carries a private message from an occupant of a MUC hosted

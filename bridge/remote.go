@@ -63,6 +63,7 @@ func (b *Bridge) startRemote(row *database.Portal) (*remotemuc.Portal, error) {
 		MemberPresence: b.memberPresence,
 		PuppetPresence: b.occupantPresence,
 		Private:        b.remotePrivate,
+		PrivateMoved:   b.peerMoved,
 
 		CheckInterval: b.Config.Bridge.OccupantCheckInterval,
 		Metrics:       b.portalMetrics(),

@@ -161,6 +161,26 @@ func (pq *PortalQuery) GetDirectByJID(ctx context.Context, bare string) ([]*Port
 	return pq.QueryMany(ctx, getDirectByJID, bare)
 }
 
+// MoveVia moves a Matrix user's private chats from one of their occupant
+// JIDs to another (they were renamed in the room), and returns how many.
+func (pq *PortalQuery) MoveVia(ctx context.Context, user id.UserID, from, to string) (int64, error) {
+	res, err := pq.GetDB().Exec(ctx, `UPDATE portal SET dm_via=$3 WHERE dm_user=$1 AND dm_via=$2 AND dm_jid<>''`, user, from, to)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// MovePeer moves the private chats with an occupant of a MUC hosted
+// elsewhere from their old occupant JID to their new one (renamed).
+func (pq *PortalQuery) MovePeer(ctx context.Context, from, to string) (int64, error) {
+	res, err := pq.GetDB().Exec(ctx, `UPDATE portal SET dm_jid=$2 WHERE dm_jid=$1 AND dm_puppet<>''`, from, to)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // Insert adds a portal.
 func (pq *PortalQuery) Insert(ctx context.Context, p *Portal) error {
 	return pq.Exec(ctx, insertPortal, p.sqlVariables()...)

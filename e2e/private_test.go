@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix/event"
+	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/xmpp"
@@ -66,18 +67,27 @@ func TestE2EPrivateMessages(t *testing.T) {
 	alice.send(&xmpp.Message{ID: "pm2", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "about tomorrow"})
 	mary.waitEvent("Alice's second private message", wasEncrypted(chat, puppet, "about tomorrow"))
 
+	// Mary is renamed: the chat follows her new occupant JID both ways.
+	mark = alice.mark()
+	if err := mary.c.SetDisplayName(ctx(t), "Mary R"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitFrom(mark, "Mary's nick change", isPresence(occ(muc, "Mary R"), ""))
+	alice.send(&xmpp.Message{ID: "pm2b", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary R")), Body: "new name?"})
+	mary.waitEvent("Alice's message to the new nick, in the same chat", wasEncrypted(chat, puppet, "new name?"))
+	mark = alice.mark()
+	mary.say(chat, "yes, new name")
+	alice.waitFrom(mark, "Mary's answer from her new nick", isPrivate(occ(muc, "Mary R"), "yes, new name"))
+
 	// Between XMPP occupants the room relays it.
 	mark = alice.mark()
 	bob.send(&xmpp.Message{ID: "pm3", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Alice")), Body: "hi Alice, Bob here"})
-	alice.waitFrom(mark, "Bob's private message", func(v any) bool {
-		m, ok := v.(*xmpp.Message)
-		return ok && m.Type == xmpp.TypeChat && m.Body == "hi Alice, Bob here" && m.From.Equal(occ(muc, "Bob"))
-	})
+	alice.waitFrom(mark, "Bob's private message", isPrivate(occ(muc, "Bob"), "hi Alice, Bob here"))
 
 	// Someone not in the room may not.
 	carol := v.newXMPPClient(t, "carol", "pm")
 	mark = carol.mark()
-	carol.send(&xmpp.Message{ID: "pm4", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "hello?"})
+	carol.send(&xmpp.Message{ID: "pm4", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary R")), Body: "hello?"})
 	if cond := carol.messageError(mark, "pm4"); cond != stanza.NotAcceptable {
 		t.Errorf("a non-occupant's private message: %q; want not-acceptable", cond)
 	}
@@ -85,7 +95,7 @@ func TestE2EPrivateMessages(t *testing.T) {
 	// The room admin turns them off: refused, and disco#info says so.
 	mary.command(room, "allow-pm off", "Private messages in this room: off")
 	mark = alice.mark()
-	alice.send(&xmpp.Message{ID: "pm5", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary")), Body: "still there?"})
+	alice.send(&xmpp.Message{ID: "pm5", Type: xmpp.TypeChat, To: xmpp.A(occ(muc, "Mary R")), Body: "still there?"})
 	if cond := alice.messageError(mark, "pm5"); cond != stanza.NotAllowed {
 		t.Errorf("a private message with them off: %q; want not-allowed", cond)
 	}
@@ -126,11 +136,32 @@ func TestE2ERemotePrivateMessages(t *testing.T) {
 
 	mark = alice.mark()
 	mary.say(chat, "sure, Alice")
-	alice.waitFrom(mark, "Mary's private answer through the room", func(v any) bool {
-		m, ok := v.(*xmpp.Message)
-		return ok && m.Type == xmpp.TypeChat && m.Body == "sure, Alice" && m.From.Equal(occ(room, "Mary"))
-	})
+	alice.waitFrom(mark, "Mary's private answer through the room", isPrivate(occ(room, "Mary"), "sure, Alice"))
 	alice.send(&xmpp.Message{ID: "rpm2", Type: xmpp.TypeChat, To: xmpp.A(occ(room, "Mary")), Body: "thanks",
 		MUCUser: &xmpp.MUCUser{}})
 	mary.waitEvent("Alice's second private message, in the same chat", wasEncrypted(chat, alicePuppet, "thanks"))
+
+	// Alice changes her nick in the room: the chat follows her.
+	mark = alice.mark()
+	alice.send(&xmpp.Presence{To: xmpp.A(occ(room, "Alicia"))})
+	alice.waitFrom(mark, "Alice's new nick", isPresence(occ(room, "Alicia"), ""))
+	mary.waitEvent("Alice's puppet renamed", func(evt *event.Event) bool {
+		return evt.RoomID == portalRoom && evt.Type == event.StateMember && evt.StateKey != nil &&
+			*evt.StateKey == alicePuppet.String() && evt.Content.AsMember().Displayname == "Alicia"
+	})
+	alice.send(&xmpp.Message{ID: "rpm3", Type: xmpp.TypeChat, To: xmpp.A(occ(room, "Mary")), Body: "it's Alicia now",
+		MUCUser: &xmpp.MUCUser{}})
+	mary.waitEvent("Alicia's message, in the same chat", wasEncrypted(chat, alicePuppet, "it's Alicia now"))
+	mark = alice.mark()
+	mary.say(chat, "hello Alicia")
+	alice.waitFrom(mark, "Mary's answer to the new nick", isPrivate(occ(room, "Mary"), "hello Alicia"))
+}
+
+// isPrivate matches a private message through a room: a chat message from
+// an occupant JID with a body.
+func isPrivate(from jid.JID, body string) func(any) bool {
+	return func(v any) bool {
+		m, ok := v.(*xmpp.Message)
+		return ok && m.Type == xmpp.TypeChat && m.From.Equal(from) && m.Body == body
+	}
 }

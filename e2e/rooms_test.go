@@ -353,7 +353,7 @@ func TestE2EBadInput(t *testing.T) {
 	expectError(jid.MustParse("nobody@"+v.CompDomain), xmpp.TypeChat, stanza.ItemNotFound)
 	expectError(jid.MustParse("mary-nobody#hs.test@"+v.CompDomain), xmpp.TypeChat, stanza.ItemNotFound)
 	expectError(occ(muc, "Mary"), xmpp.TypeGroupchat, stanza.BadRequest)
-	expectError(occ(muc, "Mary"), xmpp.TypeChat, stanza.FeatureNotImplemented)
+	expectError(occ(muc, "Nobody"), xmpp.TypeChat, stanza.ItemNotFound) // a private message to no one
 	expectError(mucJID(t, id2alias("elsewhere", "other.example")), xmpp.TypeGroupchat, stanza.NotAcceptable)
 	long := strings.Repeat("x", 70<<10)
 	mark := alice.mark()

@@ -74,6 +74,8 @@ func (p *Portal) handleControl(ctx context.Context, evt any) (alive bool) {
 		e.Done <- o != nil
 	case PresenceChanged:
 		p.handlePresenceChanged(ctx, e.User)
+	case Moved:
+		// Only private chats have sides that move.
 	}
 	return true
 }

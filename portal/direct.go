@@ -329,6 +329,16 @@ func (d *directChat) onControl(ctx context.Context, evt any) bool {
 		return true
 	case PresenceChanged:
 		return true // the contact hears it from the bridge (contact JID)
+	case Moved:
+		if d.private && e.Via.Resourcepart() != "" {
+			d.userJID = e.Via
+		}
+		if d.private && e.Peer.Resourcepart() != "" {
+			delete(d.occupants, d.remote.bare.String())
+			d.remote.bare, d.remote.nick = e.Peer, e.Peer.Resourcepart()
+			d.occupants[d.remote.bare.String()] = d.remote
+		}
+		return true
 	}
 	d.close(ctx, "The bridge no longer serves this chat")
 	return false

@@ -211,6 +211,9 @@ func (p *Portal) announce(ctx context.Context, changes []nickChange) {
 				item.Nick = m.nick
 				return p.unavailablePresence(m.userID, old, to, item, xmpp.StatusNewNick)
 			})
+			if p.deps.PrivateMoved != nil {
+				p.deps.PrivateMoved(ctx, m.userID, p.occupantJID(old), p.occupantJID(m.nick))
+			}
 		}
 		p.broadcast(ctx, nil, func(to jid.JID) any { return p.availablePresence(m.userID, m.nick, to, p.memberItem(m)) })
 	}

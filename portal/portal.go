@@ -122,7 +122,10 @@ type Deps struct {
 	MemberPresence func(id.UserID, *xmpp.Presence)
 	// Private carries an occupant's private message to a Matrix member
 	// (private.go); nil refuses them.
-	Private        func(context.Context, PrivateMessage)
+	Private func(context.Context, PrivateMessage)
+	// PrivateMoved tells the bridge that a member's occupant JID changed
+	// (a new nick): their private chats follow it.
+	PrivateMoved   func(ctx context.Context, user id.UserID, from, to jid.JID)
 	PuppetPresence func(puppet id.UserID, show, status string, online bool)
 	// Audit logs the events operators review (audit=true).
 	Audit zerolog.Logger
@@ -312,7 +315,7 @@ func (p *Portal) HandleEvent(ctx context.Context, evt any) bool {
 		p.answerArchive(ctx, e)
 	case AvatarReady:
 		p.handleAvatarReady(ctx, e.URI)
-	case Unexpose, SettingsChanged, Remove, PresenceChanged:
+	case Unexpose, SettingsChanged, Remove, PresenceChanged, Moved:
 		return p.kind.onControl(ctx, evt)
 	default:
 		p.log.Error().Type("event_type", evt).Msg("Unknown portal event")

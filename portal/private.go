@@ -23,6 +23,11 @@ type PrivateMessage struct {
 	Room id.RoomAlias
 }
 
+// Moved tells a private chat that one of its sides has a new occupant JID
+// (renamed in the room): Via is the Matrix user's, Peer the XMPP side's
+// (an occupant of a MUC hosted elsewhere); the other is zero.
+type Moved struct{ Via, Peer jid.JID }
+
 // handlePrivate handles a message to one occupant. Only occupants may send
 // one, and only where the room allows them. To another XMPP occupant it is
 // relayed, from the sender's occupant JID, as a MUC service does; to a

@@ -90,6 +90,9 @@ type Deps struct {
 	// user, speaking from their occupant JID via, and the occupant's
 	// puppet. Nil drops them.
 	Private func(ctx context.Context, msg *xmpp.Message, user id.UserID, via jid.JID, puppet id.UserID)
+	// PrivateMoved tells the bridge that another occupant was renamed:
+	// private chats with them follow their new occupant JID.
+	PrivateMoved func(ctx context.Context, from, to jid.JID)
 	// IsCommand reports whether a message is a bot command, not bridged.
 	IsCommand func(body string) bool
 	// CheckInterval is how long the room may be quiet before each of our

@@ -222,6 +222,11 @@ func (p *Portal) handleOtherPresence(ctx context.Context, nick string, pres *xmp
 		if x != nil && item.Nick != "" && item.Nick != nick {
 			p.others.rename(x, item.Nick)
 			p.storeRoomPuppet(ctx, x)
+			if from, err := p.room.WithResource(nick); err == nil && p.deps.PrivateMoved != nil {
+				if to, err := p.room.WithResource(item.Nick); err == nil {
+					p.deps.PrivateMoved(ctx, from, to)
+				}
+			}
 		}
 	case pres.Type == xmpp.TypeUnavailable:
 		if x == nil {
