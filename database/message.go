@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -101,6 +102,16 @@ func (mq *MessageQuery) DeleteBefore(ctx context.Context, t time.Time) error {
 		return err
 	}
 	return mq.Exec(ctx, deleteMessagesBefore, t.UnixMilli())
+}
+
+// NewestTime returns when the newest mapping of a room was stored (zero
+// for none).
+func (mq *MessageQuery) NewestTime(ctx context.Context, roomID id.RoomID) (time.Time, error) {
+	var ms sql.NullInt64
+	if err := mq.GetDB().QueryRow(ctx, `SELECT MAX(timestamp) FROM message WHERE room_id=$1`, roomID).Scan(&ms); err != nil || !ms.Valid {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms.Int64), nil
 }
 
 // BeginSend notes that a send with txnID is about to go to the homeserver.

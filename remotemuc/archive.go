@@ -73,14 +73,42 @@ const historySlack = 5 * time.Second
 // rejoin joins a member's occupant again. In a room without an archive,
 // when messages of the member's went out and never came back, the join
 // asks for the room's history since then: it shows which the room took.
-func (p *Portal) rejoin(m *member) Outcome {
+func (p *Portal) rejoin(m *member) Outcome { return p.rejoinSince(m, time.Time{}) }
+
+// rejoinSince is rejoin that also asks for the history since a time, when
+// it asks for any: after a start, what the process before sent last is
+// unknown (rejoinAll).
+func (p *Portal) rejoinSince(m *member, also time.Time) Outcome {
 	m.occ.HistorySince = time.Time{}
 	// Only when none of ours is in: the history is then read as such
 	// (handleHistory), not taken for live messages.
-	if oldest := m.sent.oldestOut(); !p.muc.Archive && !oldest.IsZero() && p.joinedMembers() == 0 {
-		m.occ.HistorySince = oldest.Add(-historySlack)
+	if p.muc.Archive || p.joinedMembers() > 0 {
+		return m.occ.Rejoin(p.stored.Password)
+	}
+	since := m.sent.oldestOut()
+	if !also.IsZero() && (since.IsZero() || also.Before(since)) {
+		since = also
+	}
+	if !since.IsZero() {
+		m.occ.HistorySince = since.Add(-historySlack)
 	}
 	return m.occ.Rejoin(p.stored.Password)
+}
+
+// sinceLastMapped is when the room's newest mapping was stored, the first
+// time after the process started; zero after that or without one. A kill
+// can come between a message's send and its mapping: the room's history
+// since the newest mapping shows whether the room took it.
+func (p *Portal) sinceLastMapped(ctx context.Context) time.Time {
+	if !p.afterStart {
+		return time.Time{}
+	}
+	p.afterStart = false
+	newest, err := p.deps.DB.Message.NewestTime(ctx, p.RoomID)
+	if err != nil {
+		p.log.Warn().Err(err).Msg("Failed to read the room's newest mapping; not asking for its history")
+	}
+	return newest
 }
 
 // startHistoryCheck waits, after a rejoin that asked for the room's
@@ -114,10 +142,17 @@ func (p *Portal) handleHistory(ctx context.Context, m *member, msg *xmpp.Message
 		return true
 	case msg.Delay != nil:
 		origin := msgconv.StanzaIDOf(msg)
+		taken := false
 		for _, x := range p.members {
 			if _, ok := x.sent.take(origin); ok {
+				taken = true
 				p.log.Debug().Str("id", origin).Msg("The room's history shows it took a message of ours")
 			}
+		}
+		if !taken {
+			// One of ours from before a restart, or anyone's: only ours
+			// are noted.
+			p.reflection(ctx, msg.From.Resourcepart(), msg, "")
 		}
 		return true
 	}

@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -146,13 +147,7 @@ func TestPortalHistoryCheck(t *testing.T) {
 	mark = len(x.sent)
 	subject := ""
 	p.HandleEvent(ctx, &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(testRoom), To: xmpp.A(maryJID), Subject: &subject})
-	var again []string
-	for _, v := range x.sent[mark:] {
-		if m, ok := v.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat {
-			again = append(again, m.ID)
-		}
-	}
-	if !slices.Equal(again, []string{"$m2"}) {
+	if again := groupchatIDs(x, mark); !slices.Equal(again, []string{"$m2"}) {
 		t.Errorf("sent again %q; want only $m2 (the history shows the room took $m1)", again)
 	}
 	if len(hs.sends) != 1 {
@@ -224,4 +219,66 @@ func TestPortalCatchUpOverlap(t *testing.T) {
 	if want := []string{"anna-1", "anna-2", "anna-3"}; !slices.Equal(bodies, want) {
 		t.Errorf("bridged %q; want %q, each once", bodies, want)
 	}
+}
+
+// TestPortalTookBeforeRestart: a bridge killed between sending a message
+// of ours and mapping it starts again; in a room without an archive, its
+// first join asks for the history since the newest mapping, which shows
+// the message with its id. When the homeserver hands the event again, it
+// is mapped, not sent again; one the history does not show is sent.
+func TestPortalTookBeforeRestart(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	p, _, _ := newTestPortal(t, db) // no archive, no stanza-ids
+	mary := id.UserID("@mary:hs.test")
+	p.HandleEvent(ctx, memberEvent(mary, event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	p.HandleEvent(ctx, &event.Event{ID: "$m8", Type: event.EventMessage, Sender: mary, RoomID: p.RoomID,
+		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "mary-8"}}})
+	mapped := time.Now()
+	// $m9 went out, and the process died before mapping it. A new one
+	// starts.
+	defer func(was time.Time) { processStart = was }(processStart)
+	processStart = time.Now()
+	p2, hs2, x2 := newTestPortal(t, db)
+	hs2.info.Members[mary] = matrix.Member{Displayname: "Mary"}
+	p2.HandleEvent(ctx, Reconnected{})
+	var join *xmpp.Presence
+	for _, v := range x2.sent {
+		if pr, ok := v.(*xmpp.Presence); ok && pr.MUC != nil {
+			join = pr
+		}
+	}
+	if join == nil || join.MUC.History == nil || join.MUC.History.Since == nil || join.MUC.History.Since.After(mapped) {
+		t.Fatalf("the first join after the start asked for no history since the newest mapping: %+v", join)
+	}
+	p2.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	from, _ := testRoom.WithResource("Mary")
+	p2.HandleEvent(ctx, &xmpp.Message{ID: "$m9", Type: xmpp.TypeGroupchat, From: xmpp.A(from), To: xmpp.A(maryJID), Body: "mary-9",
+		OriginID: &xmpp.OriginID{ID: "$m9"}, Delay: &xmpp.Delay{Stamp: time.Now()}})
+	subject := ""
+	p2.HandleEvent(ctx, &xmpp.Message{Type: xmpp.TypeGroupchat, From: xmpp.A(testRoom), To: xmpp.A(maryJID), Subject: &subject})
+
+	mark := len(x2.sent)
+	for _, n := range []string{"9", "10"} {
+		p2.HandleEvent(ctx, &event.Event{ID: id.EventID("$m" + n), Type: event.EventMessage, Sender: mary, RoomID: p2.RoomID,
+			Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "mary-" + n}}})
+	}
+	if sent := groupchatIDs(x2, mark); !slices.Equal(sent, []string{"$m10"}) {
+		t.Errorf("sent %q; want only $m10 (the history shows the room took $m9)", sent)
+	}
+	if row, err := db.Message.GetByEventID(ctx, p2.RoomID, "$m9"); err != nil || row == nil {
+		t.Errorf("$m9 is not mapped: %v, %v", row, err)
+	}
+}
+
+// groupchatIDs returns the ids of the groupchat messages sent since mark.
+func groupchatIDs(x *fakeXMPP, mark int) []string {
+	var ids []string
+	for _, v := range x.sent[mark:] {
+		if m, ok := v.(*xmpp.Message); ok && m.Type == xmpp.TypeGroupchat {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
 }

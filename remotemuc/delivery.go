@@ -160,6 +160,10 @@ func (p *Portal) resendLost(ctx context.Context, archived bool) {
 			m.sent.again(s)
 		}
 		for _, s := range inOrder(append(lost, m.deferred...)) {
+			if p.took.has(s.m.ID) {
+				p.log.Info().Str("id", s.m.ID).Msg("The room's history shows it took this message before a restart; not sending it again")
+				continue
+			}
 			p.apply(ctx, m, p.occSend(ctx, m, s.m, s.order))
 		}
 		m.deferred = nil

@@ -147,6 +147,13 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 	if row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, evt.ID); err == nil && row != nil {
 		return // the homeserver sent it again
 	}
+	if p.took.has(evt.ID.String()) {
+		// The room has it already: sent before a restart that came
+		// before its mapping was stored.
+		p.log.Info().Stringer("event_id", evt.ID).Msg("The room's history shows it took this message before a restart; not sending it again")
+		p.mapSent(ctx, m, evt.ID, "")
+		return
+	}
 	rel := &msgconv.Relation{}
 	render := p.relations(ctx, m, content, rel)
 	body, refs := p.deps.Conv.XMPPBody(ctx, names{p}, render)
@@ -175,12 +182,18 @@ func (p *Portal) handleMatrixMessage(ctx context.Context, evt *event.Event) {
 		p.notice(ctx, p.mention(m)+outcome.Notice, evt.ID)
 		return
 	}
-	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evt.ID, SenderJID: m.occ.From.Bare().String(),
-		StanzaID: evt.ID.String(), TargetEventID: rel.Target, Timestamp: time.Now()})
+	p.mapSent(ctx, m, evt.ID, rel.Target)
+	p.bridged(roomloop.ToXMPP, msgconv.MessageKind(content))
+}
+
+// mapSent stores the mapping of a member's message sent to the room: its
+// id there is the event ID.
+func (p *Portal) mapSent(ctx context.Context, m *member, evtID, target id.EventID) {
+	err := p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: m.occ.From.Bare().String(),
+		StanzaID: evtID.String(), TargetEventID: target, Timestamp: time.Now()})
 	if err != nil {
 		p.log.Error().Err(err).Msg("Failed to store message mapping")
 	}
-	p.bridged(roomloop.ToXMPP, msgconv.MessageKind(content))
 }
 
 // relations fills rel with what a Matrix message's relation means in the

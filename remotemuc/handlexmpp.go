@@ -190,7 +190,11 @@ func (p *Portal) reflection(ctx context.Context, nick string, msg *xmpp.Message,
 	}
 	for _, m := range p.members {
 		if m.occ.Claims(nick) {
-			p.log.Debug().Str("nick", nick).Msg("Ignoring a message from one of our occupants that the bridge did not send")
+			if strings.HasPrefix(origin, "$") {
+				// Sent by the bridge before a restart, unmapped.
+				p.took.add(origin, "")
+			}
+			p.log.Debug().Str("nick", nick).Str("id", origin).Msg("Ignoring a message from one of our occupants that the bridge has no mapping for")
 			return true
 		}
 	}

@@ -135,6 +135,14 @@ type Portal struct {
 	// seen keeps the keys of the room's messages bridged lately: the room
 	// sends each to every one of our occupants.
 	seen *recent
+	// took keeps the ids of our occupants' messages that the room's
+	// history or archive shows and the message map lacks: sent before a
+	// restart (kill -9) that came between the send and the mapping. When
+	// the homeserver hands such an event again, it is mapped, not sent.
+	took *recent
+	// afterStart is set, for a portal from before this process started,
+	// until its first rejoin of all (archive.go).
+	afterStart bool
 	// confirming is set from a rejoin of everyone until the first of ours
 	// is back in: the puppets the room did not list again then leave, and
 	// the catch-up from the room's archive starts.
@@ -183,6 +191,9 @@ type member struct {
 }
 
 // New returns the portal of a stored row; Start runs it.
+// processStart is when this process started (a variable for the tests).
+var processStart = time.Now()
+
 func New(row *database.Portal, deps Deps) (*Portal, error) {
 	room, err := xmpp.ParseJID(row.RemoteJID)
 	if err != nil || room.Localpart() == "" || room.Resourcepart() != "" {
@@ -194,6 +205,11 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 		log:    deps.Log.With().Stringer("room_id", row.RoomID).Stringer("remote_muc", room).Logger(),
 		room:   room,
 		seen:   newRecent(4096),
+		took:   newRecent(256),
+
+		// Only a portal that existed before this process started can
+		// have messages that an earlier process sent and did not map.
+		afterStart: row.CreatedAt.Before(processStart),
 	}
 	p.Loop = roomloop.New(p, p.log)
 	// Every stanza comes from the room: its occupants are told apart by

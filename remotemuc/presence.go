@@ -364,11 +364,13 @@ func withReason(reason string) string {
 // first of ours is back in (dropUnconfirmed).
 func (p *Portal) rejoinAll(ctx context.Context) {
 	joining := false
+	also := p.sinceLastMapped(ctx)
 	for _, m := range p.members {
 		if !m.active || !p.permitted(m.user) {
 			continue
 		}
-		p.apply(ctx, m, p.rejoin(m))
+		p.apply(ctx, m, p.rejoinSince(m, also))
+		also = time.Time{} // one history check is enough
 		joining = true
 	}
 	if joining {
