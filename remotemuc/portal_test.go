@@ -427,3 +427,36 @@ func TestPortalBounce(t *testing.T) {
 			p.members["@mary:hs.test"].occ.State())
 	}
 }
+
+// TestPortalPresenceWhileJoining: a Matrix user's presence change while
+// their occupant joins goes out once the room has them in (the join
+// carried the presence before it); once in, a change goes out at once.
+func TestPortalPresenceWhileJoining(t *testing.T) {
+	ctx := context.Background()
+	p, _, x := newTestPortal(t, openTestDB(t))
+	show := "xa"
+	p.deps.MemberPresence = func(_ id.UserID, pres *xmpp.Presence) { pres.Show = show }
+	p.HandleEvent(ctx, memberEvent("@mary:hs.test", event.MembershipJoin, "Mary"))
+	if ps := x.presences(0); len(ps) != 1 || ps[0].MUC == nil || ps[0].Show != "xa" {
+		t.Fatalf("Mary's join sent %+v; want one join as extended away", ps)
+	}
+	show = ""
+	p.HandleEvent(ctx, PresenceChanged{User: "@mary:hs.test"})
+	if ps := x.presences(1); len(ps) != 0 {
+		t.Fatalf("a presence went out while joining: %+v", ps)
+	}
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	if ps := x.presences(1); len(ps) != 1 || ps[0].MUC != nil || ps[0].Show != "" || ps[0].To.String() != testRoom.String()+"/Mary" {
+		t.Fatalf("after the join: %+v; want Mary's status, available, to her occupant", ps)
+	}
+	show = "dnd"
+	p.HandleEvent(ctx, PresenceChanged{User: "@mary:hs.test"})
+	if ps := x.presences(2); len(ps) != 1 || ps[0].Show != "dnd" {
+		t.Fatalf("a change once in: %+v; want Mary's status, dnd", ps)
+	}
+	// Nothing due any more: another self-presence sends nothing more.
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	if ps := x.presences(3); len(ps) != 0 {
+		t.Fatalf("a second self-presence sent %+v", ps)
+	}
+}
