@@ -1,7 +1,9 @@
 // Package roomloop runs the events of one bridged room one at a time, on a
-// goroutine of its own: everything that concerns the room, from either
-// side, goes through its queue, which keeps the room's messages in order
-// while rooms run in parallel. Both kinds of portal run on it: the rooms
+// goroutine of its own while it has any: everything that concerns the
+// room, from either side, goes through its queue, which keeps the room's
+// messages in order while rooms run in parallel. An idle room holds no
+// goroutine and no queue buffer, so that tens of thousands of them cost
+// little. Both kinds of portal run on it: the rooms
 // the component hosts as MUCs (package portal) and the MUCs hosted
 // elsewhere that Matrix users join (package remotemuc).
 //
@@ -14,7 +16,6 @@ package roomloop
 
 import (
 	"context"
-	"fmt"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -72,24 +73,34 @@ type Handler interface {
 	HandleEvent(ctx context.Context, evt any) bool
 }
 
-// Loop is one room's goroutine with its queues.
+// Loop is one room's queues, and the goroutine that handles them while
+// they are not empty.
 type Loop struct {
 	log     zerolog.Logger
 	handler Handler
 	// Handled, if set, is told how long each event took, by kind.
 	Handled func(evt any, d time.Duration)
 
-	queue chan any
+	mu sync.Mutex
+	// events are the queued Matrix and control events, at most
+	// QueueSize; space, when not nil, is closed once a full queue has
+	// room again (producers wait on it).
+	events fifo
+	space  chan struct{}
+	// running is set while a goroutine handles the queues; started once
+	// Start gave the loop its context; ended once it is to stop.
+	running, started, ended bool
+	// fromInbox makes the next turn prefer a stanza, so that Matrix events
+	// and stanzas take turns.
+	fromInbox bool
+
 	// inbox holds the stanzas from XMPP, in order. Queueing them never
 	// blocks: the component's read loop serves every room and the IQ
 	// answers, so waiting for one busy room there would stall them all
 	// (and, with the XMPP server waiting on us in turn, deadlock).
-	inbox      inbox
-	inboxReady chan struct{}
-	baseCtx    context.Context // the loop's, for work beside it
-	stop       chan struct{}
-	done       chan struct{}
-	once       sync.Once
+	inbox   inbox
+	baseCtx context.Context // the loop's, for work beside it
+	done    chan struct{}   // closed once the loop ended and nothing runs
 
 	// Owned by the loop goroutine: the Matrix event being handled, and
 	// the ones that did not reach the XMPP server since the last Flush.
@@ -122,22 +133,17 @@ type Refuser interface {
 
 // New returns a loop that hands its events to h; Start runs it.
 func New(h Handler, log zerolog.Logger) *Loop {
-	return &Loop{
-		log:        log,
-		handler:    h,
-		queue:      make(chan any, QueueSize),
-		inboxReady: make(chan struct{}, 1),
-		baseCtx:    context.Background(),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-	}
+	return &Loop{log: log, handler: h, baseCtx: context.Background(), done: make(chan struct{})}
 }
 
 // Start runs the loop until ctx ends, Stop is called or the handler says
-// the room is gone.
+// the room is gone. Events queued before are handled then.
 func (l *Loop) Start(ctx context.Context) {
-	l.baseCtx = ctx
-	go l.run(ctx)
+	l.mu.Lock()
+	l.baseCtx, l.started = ctx, true
+	l.kick()
+	l.mu.Unlock()
+	context.AfterFunc(ctx, l.end)
 }
 
 // Context is the loop's context, for work that runs beside the loop and
@@ -147,8 +153,27 @@ func (l *Loop) Context() context.Context { return l.baseCtx }
 // Stop ends the loop after the event being handled; queued events are
 // dropped. It waits for the loop to finish.
 func (l *Loop) Stop() {
-	l.once.Do(func() { close(l.stop) })
+	l.end()
 	<-l.done
+}
+
+// end marks the loop as ending: the goroutine, if one runs, stops after
+// its event; otherwise the loop is done at once.
+func (l *Loop) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.ended = true
+	l.events = fifo{}
+	if l.space != nil { // producers waiting on a full queue give up
+		close(l.space)
+		l.space = nil
+	}
+	if !l.running {
+		close(l.done)
+	}
 }
 
 // Ended reports whether the loop has finished.
@@ -161,40 +186,62 @@ func (l *Loop) Ended() bool {
 	}
 }
 
+// kick starts a goroutine for the queues if they hold anything and none
+// runs. Called with mu held.
+func (l *Loop) kick() {
+	if l.running || !l.started || l.ended || l.events.len() == 0 && l.inbox.len() == 0 {
+		return
+	}
+	l.running = true
+	go l.run(l.baseCtx)
+}
+
 // Queue hands an event to the loop, waiting while the queue is full. It
 // reports false if the loop has stopped.
 func (l *Loop) Queue(ctx context.Context, evt any) bool {
-	if l.Ended() {
+	l.mu.Lock()
+	var waitingSince time.Time
+	for !l.ended && l.events.len() >= QueueSize {
+		if waitingSince.IsZero() {
+			waitingSince = time.Now()
+			l.log.Warn().Int("queue_size", QueueSize).Msg("Portal queue is full, waiting")
+		}
+		if l.space == nil {
+			l.space = make(chan struct{})
+		}
+		space := l.space
+		l.mu.Unlock()
+		select {
+		case <-space:
+		case <-l.done:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+		l.mu.Lock()
+	}
+	defer l.mu.Unlock()
+	if l.ended {
 		return false
 	}
-	select {
-	case l.queue <- evt:
-		return true
-	default:
+	if !waitingSince.IsZero() {
+		l.log.Debug().Stringer("waited", time.Since(waitingSince)).Msg("Queued event after waiting")
 	}
-	start := time.Now()
-	l.log.Warn().Int("queue_size", QueueSize).Msg("Portal queue is full, waiting")
-	select {
-	case l.queue <- evt:
-		l.log.Debug().Stringer("waited", time.Since(start)).Msg("Queued event after waiting")
-		return true
-	case <-l.stop:
-		return false
-	case <-l.done:
-		return false
-	case <-ctx.Done():
-		return false
-	}
+	l.events.push(evt)
+	l.kick()
+	return true
 }
 
 // TryQueue hands an event to the loop unless the queue is full.
 func (l *Loop) TryQueue(evt any) bool {
-	select {
-	case l.queue <- evt:
-		return true
-	default:
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended || l.events.len() >= QueueSize {
 		return false
 	}
+	l.events.push(evt)
+	l.kick()
+	return true
 }
 
 // QueueXMPP hands a stanza from XMPP to the loop without waiting. It
@@ -211,12 +258,19 @@ func (l *Loop) QueueXMPP(st any) bool {
 			Msg("Room is too far behind, or the sender has too much waiting; refusing a stanza from XMPP")
 		return false
 	}
-	l.wakeInbox()
+	l.mu.Lock()
+	l.kick()
+	l.mu.Unlock()
 	return true
 }
 
 // QueueLen returns how many events wait in the loop's queues.
-func (l *Loop) QueueLen() int { return len(l.queue) + l.inbox.len() }
+func (l *Loop) QueueLen() int {
+	l.mu.Lock()
+	n := l.events.len()
+	l.mu.Unlock()
+	return n + l.inbox.len()
+}
 
 // flushEvent is answered once everything queued before it was handled,
 // with the undelivered events among ids (all of them with drain). Its state
@@ -264,10 +318,14 @@ func (l *Loop) flush(ctx context.Context, ids []id.EventID, drain bool) ([]id.Ev
 	done := make(chan []id.EventID, 1)
 	f := flushEvent{done: done, state: new(atomic.Int32), ids: ids, drain: drain}
 	if !l.Queue(ctx, f) {
-		if l.Ended() {
+		// Stopped, or stopping after the event at hand: nothing more is
+		// delivered.
+		select {
+		case <-l.done:
 			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("portal stopped")
 	}
 	select {
 	case failed := <-done:
@@ -394,14 +452,6 @@ func (l *Loop) holdBehind(ctx context.Context, st any) bool {
 	return true
 }
 
-// wakeInbox tells the loop that stanzas wait in the inbox.
-func (l *Loop) wakeInbox() {
-	select {
-	case l.inboxReady <- struct{}{}:
-	default:
-	}
-}
-
 // delivering notes the Matrix event being handled; it reports false if it
 // is not to be tried because an earlier one failed.
 func (l *Loop) delivering(evt *event.Event) bool {
@@ -413,29 +463,68 @@ func (l *Loop) delivering(evt *event.Event) bool {
 	return true
 }
 
+// run handles the queues until they are empty or the loop ends: a queued
+// event and a stanza from the inbox take turns.
 func (l *Loop) run(ctx context.Context) {
-	defer close(l.done)
 	for {
-		select {
-		case evt := <-l.queue:
-			if !l.handle(ctx, evt) {
-				return
-			}
-		case <-l.inboxReady:
-			// One stanza at a time, so that Matrix events are not starved.
-			if st, more := l.inbox.pop(); st != nil {
-				if more {
-					l.wakeInbox()
-				}
-				if !l.holdBehind(ctx, st) && !l.handle(ctx, st) {
-					return
-				}
-			}
-		case <-l.stop:
-			return
-		case <-ctx.Done():
+		evt, ok := l.next()
+		if !ok {
 			return
 		}
+		if st, stanza := evt.(inboxed); stanza {
+			if l.holdBehind(ctx, st.st) {
+				continue
+			}
+			evt = st.st
+		}
+		if !l.handle(ctx, evt) {
+			l.end()
+			l.mu.Lock()
+			l.finish()
+			l.mu.Unlock()
+			return
+		}
+	}
+}
+
+// inboxed marks a stanza taken from the inbox by next.
+type inboxed struct{ st any }
+
+// next takes what to handle next, or reports false (and lets the goroutine
+// go) when there is nothing, or the loop ended.
+func (l *Loop) next() (any, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		l.finish()
+		return nil, false
+	}
+	hasEvent := l.events.len() > 0
+	if l.fromInbox || !hasEvent {
+		if st, _ := l.inbox.pop(); st != nil {
+			l.fromInbox = false
+			return inboxed{st}, true
+		}
+	}
+	if !hasEvent {
+		l.running = false
+		return nil, false
+	}
+	evt := l.events.pop()
+	if l.space != nil {
+		close(l.space)
+		l.space = nil
+	}
+	l.fromInbox = true
+	return evt, true
+}
+
+// finish lets the goroutine go from an ended loop, which is then done.
+// Called with mu held.
+func (l *Loop) finish() {
+	if l.running {
+		l.running = false
+		close(l.done)
 	}
 }
 
@@ -480,8 +569,7 @@ func (l *Loop) handle(loopCtx context.Context, evt any) (alive bool) {
 // (MaxInboxBytes) and each sender's bytes (MaxSenderBytes).
 type inbox struct {
 	mu     sync.Mutex
-	items  []any
-	head   int
+	items  fifo
 	bytes  int
 	sender map[string]int // bytes waiting per sender (bare JID)
 }
@@ -490,13 +578,13 @@ func (q *inbox) push(st any) bool {
 	size, from := xmpp.WireSize(st)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items)-q.head >= MaxInbox || q.bytes+size > MaxInboxBytes || q.sender[from]+size > MaxSenderBytes {
+	if q.items.len() >= MaxInbox || q.bytes+size > MaxInboxBytes || q.sender[from]+size > MaxSenderBytes {
 		return false
 	}
 	if q.sender == nil {
 		q.sender = map[string]int{}
 	}
-	q.items = append(q.items, st)
+	q.items.push(st)
 	q.bytes += size
 	q.sender[from] += size
 	return true
@@ -506,29 +594,52 @@ func (q *inbox) push(st any) bool {
 func (q *inbox) pop() (any, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
+	st := q.items.pop()
+	if st == nil {
 		return nil, false
-	}
-	st := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	} else if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items, q.head = append([]any(nil), q.items[q.head:]...), 0
 	}
 	size, from := xmpp.WireSize(st)
 	q.bytes -= size
 	if q.sender[from] -= size; q.sender[from] <= 0 {
 		delete(q.sender, from)
 	}
-	return st, q.head < len(q.items)
+	return st, q.items.len() > 0
 }
 
 func (q *inbox) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items) - q.head
+	return q.items.len()
+}
+
+// fifo is a queue that keeps no large buffer once it is empty: an idle
+// room costs a few words.
+type fifo struct {
+	items []any
+	head  int
+}
+
+func (f *fifo) push(v any) { f.items = append(f.items, v) }
+
+func (f *fifo) len() int { return len(f.items) - f.head }
+
+// pop takes the oldest item, nil if none.
+func (f *fifo) pop() any {
+	if f.head == len(f.items) {
+		return nil
+	}
+	v := f.items[f.head]
+	f.items[f.head] = nil
+	f.head++
+	switch {
+	case f.head == len(f.items) && cap(f.items) > 64:
+		f.items, f.head = nil, 0 // a burst's buffer is not kept
+	case f.head == len(f.items):
+		f.items, f.head = f.items[:0], 0
+	case f.head > 1024 && f.head*2 > len(f.items):
+		f.items, f.head = append([]any(nil), f.items[f.head:]...), 0
+	}
+	return v
 }
 
 // knownEventTypes are the Matrix event types portals handle.

@@ -307,3 +307,166 @@ func TestHoldSender(t *testing.T) {
 		t.Errorf("after the second file: %q …; want a4 first", got[5:7])
 	}
 }
+
+// recorder notes what it handled, in order, and can be held up.
+type recorder struct {
+	mu   sync.Mutex
+	got  []string
+	gate chan struct{} // when not nil, each event waits for a receive
+}
+
+func (r *recorder) HandleEvent(_ context.Context, evt any) bool {
+	if r.gate != nil {
+		<-r.gate
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := fmt.Sprint(evt)
+	r.got = append(r.got, s)
+	return s != "last"
+}
+
+func (r *recorder) handled() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// running reports whether a goroutine handles the loop's queues.
+func (l *Loop) isRunning() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running
+}
+
+// TestIdleLoop: a loop holds a goroutine only while it has something to
+// handle; what was queued before Start is handled after it, in order; a
+// full queue makes Queue wait (TryQueue refuses) until there is room;
+// Matrix events and stanzas take turns; the handler's false ends the
+// loop, and an ended loop takes nothing.
+func TestIdleLoop(t *testing.T) {
+	r := &recorder{}
+	l := New(r, zerolog.Nop())
+	ctx := context.Background()
+	l.Queue(ctx, "a")
+	l.Queue(ctx, "b")
+	if l.isRunning() {
+		t.Fatal("a loop runs before Start")
+	}
+	l.Start(ctx)
+	if _, err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.handled(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("handled %q; want a, b", got)
+	}
+	waitUntil(t, "the goroutine to go", func() bool { return !l.isRunning() })
+
+	// Full: Queue waits, TryQueue refuses, until the loop takes one.
+	r.gate = make(chan struct{})
+	for i := range QueueSize + 1 { // the first is taken and held up at once
+		l.Queue(ctx, i)
+	}
+	waitUntil(t, "the first event taken", func() bool { return l.QueueLen() == QueueSize })
+	if l.TryQueue("extra") {
+		t.Fatal("TryQueue took an event into a full queue")
+	}
+	queued := make(chan bool)
+	go func() { queued <- l.Queue(ctx, "waited") }()
+	select {
+	case <-queued:
+		t.Fatal("Queue did not wait on a full queue")
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.gate <- struct{}{} // event 0 done; event 1 taken: room for one
+	if !<-queued {
+		t.Fatal("Queue failed once there was room")
+	}
+	close(r.gate)
+	if _, err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.gate = nil
+	got := r.handled()
+	if len(got) != 2+QueueSize+2 || got[len(got)-1] != "waited" {
+		t.Fatalf("handled %d events ending %q; want every one, the waiting one last", len(got), got[len(got)-1])
+	}
+
+	// Turns: with stanzas and events waiting, neither waits for all of the other.
+	r.mu.Lock()
+	r.got = nil
+	r.gate = make(chan struct{})
+	r.mu.Unlock()
+	l.Queue(ctx, "hold")
+	waitUntil(t, "the loop busy", func() bool { return l.QueueLen() == 0 })
+	for i := range 3 {
+		l.Queue(ctx, fmt.Sprint("e", i))
+		l.QueueXMPP(fmt.Sprint("s", i))
+	}
+	close(r.gate)
+	if _, err := l.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.gate = nil
+	if got := r.handled(); !slices.Equal(got, []string{"hold", "s0", "e0", "s1", "e1", "s2", "e2"}) {
+		t.Errorf("handled %q; want stanzas and events by turns", got)
+	}
+
+	// The handler's false ends it; nothing is taken after.
+	l.Queue(ctx, "last")
+	waitUntil(t, "the loop ended", l.Ended)
+	if l.Queue(ctx, "after") || l.TryQueue("after") || l.QueueXMPP("after") {
+		t.Error("an ended loop took an event")
+	}
+	if _, err := l.Flush(ctx); err != nil {
+		t.Errorf("Flush of an ended loop: %v", err)
+	}
+	l.Stop()
+}
+
+// TestStopIdleLoop: Stop ends an idle loop at once, and ends a Queue that
+// waits on a full one; the loop's context ending ends it too.
+func TestStopIdleLoop(t *testing.T) {
+	l := New(&recorder{}, zerolog.Nop())
+	l.Start(context.Background())
+	l.Stop()
+	if !l.Ended() {
+		t.Fatal("Stop left an idle loop running")
+	}
+
+	r := &recorder{gate: make(chan struct{})}
+	l = New(r, zerolog.Nop())
+	l.Start(context.Background())
+	for i := range QueueSize + 1 {
+		l.Queue(context.Background(), i)
+	}
+	queued := make(chan bool)
+	go func() { queued <- l.Queue(context.Background(), "waiting") }()
+	stopped := make(chan struct{})
+	go func() { l.Stop(); close(stopped) }()
+	if <-queued {
+		t.Error("Queue on a stopping loop reported the event taken")
+	}
+	close(r.gate) // the event at hand ends; the rest are dropped
+	<-stopped
+	if n := len(r.handled()); n != 1 {
+		t.Errorf("%d events handled; want only the one at hand when Stop came", n)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	l = New(&recorder{}, zerolog.Nop())
+	l.Start(ctx)
+	cancel()
+	waitUntil(t, "the loop ended with its context", l.Ended)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
