@@ -630,24 +630,105 @@ func (b *Bridge) forgetPortal(p roomPortal) {
 }
 
 // HandleConnected implements xmpp.Handler: after the component (re)connects,
-// every portal with occupants checks that they are still there.
+// every portal with occupants checks that they are still there, and every
+// portal into a MUC hosted elsewhere joins its members again.
 func (b *Bridge) HandleConnected(ctx context.Context) {
 	b.closeClosedRooms(ctx)
+	start := time.Now()
+	// The portals into MUCs hosted elsewhere first: until they are back
+	// in, their members hear nothing of those rooms. A hosted room's
+	// traffic crosses before its check.
+	var restore []roomPortal
+	remotes := 0
+	remote, err := b.DB.Portal.GetRemote(ctx)
+	if err != nil {
+		b.Log.Error().Err(err).Msg("Failed to list the portals into MUCs hosted elsewhere")
+	}
+	for _, row := range remote {
+		if p, err := b.startRemote(row); err == nil {
+			restore = append(restore, p)
+			remotes++
+		} else {
+			b.Log.Error().Err(err).Stringer("room_id", row.RoomID).Msg("Failed to start a portal into a MUC hosted elsewhere")
+		}
+	}
+	if err := b.hostedWithOccupants(ctx, func(row *database.Portal) {
+		if p, err := b.startHosted(row); err == nil {
+			restore = append(restore, p)
+		}
+	}); err != nil {
+		b.Log.Error().Err(err).Msg("Failed to list the portals with occupants")
+	}
+	b.restorePortals(ctx, restore)
+	if ctx.Err() == nil {
+		b.Log.Info().Int("hosted", len(restore)-remotes).Int("remote", remotes).
+			Dur("took", time.Since(start)).Msg("Portals restored after connecting")
+	}
+}
+
+// hostedWithOccupants calls f with every hosted room's portal that has
+// occupant sessions stored, in two queries.
+func (b *Bridge) hostedWithOccupants(ctx context.Context, f func(*database.Portal)) error {
+	rooms, err := b.DB.Occupant.Rooms(ctx)
+	if err != nil {
+		return err
+	}
+	occupied := make(map[id.RoomID]bool, len(rooms))
+	for _, roomID := range rooms {
+		occupied[roomID] = true
+	}
 	rows, err := b.DB.Portal.GetAll(ctx)
 	if err != nil {
-		b.Log.Error().Err(err).Msg("Failed to list portals")
-		return
+		return err
 	}
 	for _, row := range rows {
-		occs, err := b.DB.Occupant.GetByRoom(ctx, row.RoomID)
-		if err != nil || len(occs) == 0 {
-			continue
-		}
-		if p, err := b.startHosted(row); err == nil {
-			p.Queue(ctx, portal.Reconnected{})
+		if occupied[row.RoomID] {
+			f(row)
 		}
 	}
-	b.rejoinRemote(ctx)
+	return nil
+}
+
+// restoreConcurrency is how many portals restore at once after a connect.
+// Each reads its room's state from the homeserver, then pings its sessions
+// or joins its members: ten thousand rooms at once would be as many
+// homeserver requests and a flood of stanzas, and traffic of the rooms in
+// use would wait behind them.
+var restoreConcurrency = 8
+
+// restorePortals tells each portal that the link is back, at most
+// restoreConcurrency at a time, each waited for until it handled it. A
+// portal that has traffic before its turn loads at once for it; the check
+// follows in turn. A new connection's restore replaces this one (ctx ends).
+func (b *Bridge) restorePortals(ctx context.Context, portals []roomPortal) {
+	turns := make(chan roomPortal)
+	var wg sync.WaitGroup
+	for range min(restoreConcurrency, len(portals)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range turns {
+				var evt any = portal.Reconnected{}
+				if _, ok := p.(*remotemuc.Portal); ok {
+					evt = remotemuc.Reconnected{}
+				}
+				if p.Queue(ctx, evt) {
+					_, _ = p.Flush(ctx)
+				}
+			}
+		}()
+	}
+	for _, p := range portals {
+		select {
+		case turns <- p:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(turns)
+	wg.Wait()
 }
 
 // avatarReady tells the running portals that an avatar's hash is known.

@@ -190,18 +190,28 @@ func (b *Bridge) roomOpen(ctx context.Context, roomID id.RoomID) (bool, error) {
 
 // findClosedRooms notes, at start, the bridged rooms that the exposure
 // setting no longer opens (it changed, or a room was never exposed under
-// opt-in): from then on nothing crosses in them.
+// opt-in): from then on nothing crosses in them. Two queries, whatever the
+// number of rooms: it runs before the bridge is ready.
 func (b *Bridge) findClosedRooms(ctx context.Context) error {
+	if b.Config.Bridge.Exposure == ExposurePublic {
+		return nil
+	}
 	rows, err := b.DB.Portal.GetAll(ctx)
 	if err != nil {
 		return fmt.Errorf("failed to list portals: %w", err)
 	}
-	for _, row := range rows {
-		open, err := b.roomOpen(ctx, row.RoomID)
+	exposed := map[id.RoomID]bool{}
+	if b.Config.Bridge.Exposure != ExposureOff {
+		settings, err := b.DB.Settings.GetExposed(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("failed to read room settings: %w", err)
 		}
-		if !open {
+		for _, s := range settings {
+			exposed[s.RoomID] = true
+		}
+	}
+	for _, row := range rows {
+		if !exposed[row.RoomID] {
 			b.Log.Warn().Stringer("room_id", row.RoomID).Str("exposure", b.Config.Bridge.Exposure).
 				Msg("Closing a bridged room that bridge.exposure no longer opens to XMPP")
 			b.mu.Lock()

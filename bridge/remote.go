@@ -95,23 +95,6 @@ func (b *Bridge) remoteByJID(ctx context.Context, room jid.JID) (*remotemuc.Port
 	return b.startRemote(row)
 }
 
-// rejoinRemote has every portal into a MUC hosted elsewhere join its
-// occupants again: at start, and after the component link came back.
-func (b *Bridge) rejoinRemote(ctx context.Context) {
-	rows, err := b.DB.Portal.GetRemote(ctx)
-	if err != nil {
-		b.Log.Error().Err(err).Msg("Failed to list the portals into MUCs hosted elsewhere")
-		return
-	}
-	for _, row := range rows {
-		if p, err := b.startRemote(row); err == nil {
-			p.Queue(ctx, remotemuc.Reconnected{})
-		} else {
-			b.Log.Error().Err(err).Stringer("room_id", row.RoomID).Msg("Failed to start a portal into a MUC hosted elsewhere")
-		}
-	}
-}
-
 // routeRemote hands a stanza from a MUC hosted elsewhere to one of our
 // occupants to the MUC's portal, and reports whether there is one. Such
 // traffic is never answered with an error (a MUC removes occupants that

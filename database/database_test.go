@@ -129,6 +129,9 @@ func TestPortalPuppetOccupant(t *testing.T) {
 	if err != nil || len(occs) != 2 {
 		t.Fatalf("GetByRoom = %d occupants, %v; want 2", len(occs), err)
 	}
+	if rooms, err := db.Occupant.Rooms(ctx); err != nil || len(rooms) != 1 || rooms[0] != room {
+		t.Fatalf("Rooms = %v, %v; want the one room, once", rooms, err)
+	}
 	if err = db.Occupant.Delete(ctx, room, occ.FullJID); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ const (
 	deleteOccupant      = `DELETE FROM occupant WHERE room_id=$1 AND full_jid=$2`
 	deleteUserOccupants = `DELETE FROM occupant WHERE room_id=$1 AND user_jid=$2`
 	countOccupants      = `SELECT COUNT(*) FROM occupant`
+	getOccupiedRooms    = `SELECT DISTINCT room_id FROM occupant`
 )
 
 // Scan implements dbutil.DataStruct.
@@ -53,6 +54,12 @@ type OccupantQuery struct {
 // GetByRoom returns a portal's occupant sessions in joining order.
 func (oq *OccupantQuery) GetByRoom(ctx context.Context, roomID id.RoomID) ([]*Occupant, error) {
 	return oq.QueryMany(ctx, getOccupantsByRoom, roomID)
+}
+
+// Rooms returns the portals that have occupant sessions, in one query.
+func (oq *OccupantQuery) Rooms(ctx context.Context) ([]id.RoomID, error) {
+	rows, err := oq.GetDB().Query(ctx, getOccupiedRooms)
+	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.RoomID], err).AsList()
 }
 
 // GetByUser returns every session of a bare JID in every portal.
