@@ -67,8 +67,9 @@ func Run(ctx context.Context, configPath, version string) error {
 
 // MigrateDB copies the bridge's SQLite database, as the config names it,
 // into an empty PostgreSQL database: portals, puppets, mappings, the state
-// store and the encryption keys. The bridge must be stopped. Afterwards the
-// config is to name the PostgreSQL database (database.type and uri).
+// store and the encryption keys. The bridge must be stopped: while it holds
+// the database, the copy is refused. Afterwards the config is to name the
+// PostgreSQL database (database.type and uri).
 func MigrateDB(ctx context.Context, configPath, targetURI string, out io.Writer) error {
 	cfg, err := LoadConfig(configPath)
 	if err != nil {
@@ -87,6 +88,11 @@ func MigrateDB(ctx context.Context, configPath, targetURI string, out io.Writer)
 		return fmt.Errorf("the SQLite database: %w", err)
 	}
 	defer from.Close()
+	lock, err := from.AcquireInstance(ctx, "", 0, log, func() {})
+	if err != nil {
+		return fmt.Errorf("the SQLite database: %w; stop the bridge first", err)
+	}
+	defer lock.Release()
 	to, err := openAllStores(ctx, target, log)
 	if err != nil {
 		return fmt.Errorf("the PostgreSQL database: %w", err)

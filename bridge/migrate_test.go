@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,20 @@ func TestMigrateDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(drop)
+	// Not while a bridge holds the database.
+	running, err := database.Open(ctx, src, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := running.AcquireInstance(ctx, "", 0, zerolog.Nop(), func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = MigrateDB(ctx, cfgPath, uri, io.Discard); !errors.Is(err, database.ErrInstanceActive) {
+		t.Fatalf("migrate-db beside a running bridge: %v; want it refused", err)
+	}
+	held.Release()
+	_ = running.Close()
 	var out bytes.Buffer
 	if err = MigrateDB(ctx, cfgPath, uri, &out); err != nil {
 		t.Fatalf("migrate-db: %v", err)
