@@ -41,6 +41,9 @@ type MetricsConfig struct {
 	// Listen is a separate host:port for /metrics; empty serves it on the
 	// appservice listener.
 	Listen string `yaml:"listen"`
+	// Profiling serves Go's profiler (/debug/pprof/) on Listen, which it
+	// needs: never on the appservice listener, which the homeserver reaches.
+	Profiling bool `yaml:"profiling"`
 }
 
 // BridgeConfig is the bridge section: how the bridge behaves.
@@ -310,6 +313,9 @@ func (c *Config) Validate(allowEmptyTokens bool) error {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 			return fmt.Errorf("metrics.listen: must be host:port, got %q", c.Metrics.Listen)
 		}
+	}
+	if c.Metrics.Profiling && (!c.Metrics.Enabled || c.Metrics.Listen == "") {
+		return fmt.Errorf("metrics.profiling: needs metrics.enabled and a listener of its own (metrics.listen)")
 	}
 	if c.XMPP.Domain == c.Homeserver.Domain {
 		return fmt.Errorf("xmpp.domain: must differ from homeserver.domain")

@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/appservice"
+
+	"github.com/mxpp/mxpp/database"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -117,6 +123,7 @@ func TestValidateNamesKey(t *testing.T) {
 		{"encryption.default", func(c *Config) { c.Encryption.Default = true }},
 		{"encryption.self_sign", func(c *Config) { c.Encryption.SelfSign = true }},
 		{"encryption.pickle_key", func(c *Config) { c.Encryption.Allow = true }},
+		{"metrics.profiling", func(c *Config) { c.Metrics.Profiling = true }},
 	} {
 		c := base()
 		tc.mutate(c)
@@ -167,5 +174,24 @@ func TestGenerateRegistration(t *testing.T) {
 	again, _ := LoadConfig(cfgPath)
 	if again.Appservice.ASToken != cfg.Appservice.ASToken {
 		t.Error("a second -g changed the tokens")
+	}
+}
+
+// TestProfiling: the profiler is served on the metrics listener only when
+// metrics.profiling asks for it.
+func TestProfiling(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		b := &Bridge{Config: &Config{Metrics: MetricsConfig{Enabled: true, Listen: "127.0.0.1:0", Profiling: on}}}
+		var err error
+		if b.DB, err = database.Open(context.Background(), database.Config{URI: "file:" + filepath.Join(t.TempDir(), "b.db")}, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.DB.Close() })
+		b.metrics = newMetrics(b)
+		w := httptest.NewRecorder()
+		b.metricsMux().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		if got := w.Code == http.StatusOK; got != on {
+			t.Errorf("profiling %v: /debug/pprof/heap answered %d", on, w.Code)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -33,6 +34,19 @@ func (b *Bridge) registerHealth(mux *http.ServeMux) {
 		}
 		writeJSON(w, status, answer)
 	})
+}
+
+// metricsMux serves /metrics on a listener of its own, and the profiler
+// when metrics.profiling asks for it.
+func (b *Bridge) metricsMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", b.metrics.handler())
+	if b.Config.Metrics.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
 }
 
 // homeserverUp reports whether the homeserver answers, asking it at most
@@ -64,9 +78,7 @@ func (b *Bridge) serveMetrics() error {
 	if err != nil {
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", b.metrics.handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: b.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-b.ctx.Done()
 		_ = srv.Close()
