@@ -38,6 +38,8 @@ type Bridge struct {
 	Matrix *matrix.Connector
 	XMPP   *xmpp.Component
 
+	// states is the Matrix state store (in DB): who is in which room.
+	states        *matrix.StateStore
 	auditCloser   io.Closer
 	policy        xmpp.DomainPolicy
 	scheme        xmpp.Scheme
@@ -184,6 +186,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 	}
 	stateLog := dbutil.ZeroLogger(b.Log.With().Str("component", "statestore").Logger())
 	stateStore := matrix.NewStateStore(db.Database, stateLog)
+	b.states = stateStore
 	if err = db.Locked(ctx, stateStore.Upgrade); err != nil {
 		return fmt.Errorf("failed to upgrade state store: %w", err)
 	}

@@ -167,7 +167,7 @@ func (b *Bridge) matrixPresence(ctx context.Context, evt *event.Event) {
 }
 
 // spreadPresence tells a Matrix user's allowed contacts and the running
-// rooms of which they are a member.
+// rooms they are joined to.
 func (b *Bridge) spreadPresence(ctx context.Context, user id.UserID, s shown) {
 	if contacts, err := b.DB.Contact.List(ctx, user); err != nil {
 		b.Log.Warn().Err(err).Stringer("user_id", user).Msg("Failed to list contacts for a presence change")
@@ -181,14 +181,21 @@ func (b *Bridge) spreadPresence(ctx context.Context, user id.UserID, s shown) {
 				continue
 			}
 			pres := &xmpp.Presence{From: xmpp.A(from), To: xmpp.A(to)}
-			applyContactPresence(pres, s)
+			s.apply(pres, false)
 			b.send(ctx, pres)
 		}
 	}
+	// The running rooms the user is in, by the state store's index: not
+	// every running room, of which there can be ten thousand.
+	rooms, err := b.states.RoomsOf(ctx, user)
+	if err != nil {
+		b.Log.Warn().Err(err).Stringer("user_id", user).Msg("Failed to list a user's rooms for a presence change")
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, p := range b.byRoom {
-		switch p := p.(type) {
+	for _, roomID := range rooms {
+		switch p := b.byRoom[roomID].(type) {
 		case *portal.Portal:
 			p.TryQueue(portal.PresenceChanged{User: user})
 		case *remotemuc.Portal:
@@ -204,15 +211,21 @@ func (b *Bridge) contactPresence(user id.UserID, pres *xmpp.Presence) {
 		return
 	}
 	if s, ok := b.presence.last(user.String()); ok {
-		applyContactPresence(pres, s)
+		s.apply(pres, false)
 	}
 }
 
-func applyContactPresence(pres *xmpp.Presence, s shown) {
-	if s.offline {
+// apply sets a presence's show, status and idle time. Offline is
+// unavailable as a contact, and extended away as a member of a room (still
+// a member).
+func (s shown) apply(pres *xmpp.Presence, member bool) {
+	pres.Show, pres.Status = s.show, s.status
+	switch {
+	case s.offline && member:
+		pres.Show = "xa"
+	case s.offline:
 		pres.Type = xmpp.TypeUnavailable
 	}
-	pres.Show, pres.Status = s.show, s.status
 	if !s.idleSince.IsZero() {
 		pres.Idle = &xmpp.Idle{Since: s.idleSince}
 	}
@@ -229,13 +242,7 @@ func (b *Bridge) memberPresence(user id.UserID, pres *xmpp.Presence) {
 	if !ok {
 		return
 	}
-	pres.Show, pres.Status = s.show, s.status
-	if s.offline {
-		pres.Show = "xa"
-	}
-	if !s.idleSince.IsZero() {
-		pres.Idle = &xmpp.Idle{Since: s.idleSince}
-	}
+	s.apply(pres, true)
 }
 
 // occupantPresence takes an XMPP occupant's presence for their puppet:

@@ -22,6 +22,25 @@ func NewStateStore(db *dbutil.Database, log dbutil.DatabaseLogger) *StateStore {
 	return &StateStore{sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, log), log, false)}
 }
 
+// Upgrade brings the state store's tables to the latest schema, with an
+// index of the bridge's own on members by user (RoomsOf): mautrix's
+// indexes are by room. It is made again if an upgrade of mautrix's tables
+// dropped it.
+func (s *StateStore) Upgrade(ctx context.Context) error {
+	if err := s.SQLStateStore.Upgrade(ctx); err != nil {
+		return err
+	}
+	_, err := s.Exec(ctx, `CREATE INDEX IF NOT EXISTS mxpp_user_profile_user_idx ON mx_user_profile (user_id)`)
+	return err
+}
+
+// RoomsOf returns the rooms a user is joined to, as the homeserver told
+// the bridge.
+func (s *StateStore) RoomsOf(ctx context.Context, userID id.UserID) ([]id.RoomID, error) {
+	rows, err := s.Query(ctx, `SELECT room_id FROM mx_user_profile WHERE user_id=$1 AND membership='join'`, userID)
+	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.RoomID], err).AsList()
+}
+
 // SetMembership implements mautrix.StateStore.
 func (s *StateStore) SetMembership(ctx context.Context, roomID id.RoomID, userID id.UserID, membership event.Membership) error {
 	if membership == event.MembershipLeave {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"go.mau.fi/util/dbutil"
@@ -101,5 +103,36 @@ func TestStateStoreForgetRoom(t *testing.T) {
 	}
 	if n := count(other); n != 2 {
 		t.Errorf("the other room has %d rows; want 2", n)
+	}
+}
+
+// TestRoomsOf: the rooms a user is joined to, found through the bridge's
+// index by user (checked to be used), not the rooms they were invited to
+// or left.
+func TestRoomsOf(t *testing.T) {
+	ctx := context.Background()
+	s, db := testStateStore(t)
+	alice := id.UserID("@alice:hs")
+	_ = s.SetMembership(ctx, "!a:hs", alice, event.MembershipJoin)
+	_ = s.SetMembership(ctx, "!b:hs", alice, event.MembershipJoin)
+	_ = s.SetMembership(ctx, "!c:hs", alice, event.MembershipInvite)
+	_ = s.SetMembership(ctx, "!d:hs", alice, event.MembershipJoin)
+	_ = s.SetMembership(ctx, "!d:hs", alice, event.MembershipLeave)
+	_ = s.SetMembership(ctx, "!a:hs", "@bob:hs", event.MembershipJoin)
+	rooms, err := s.RoomsOf(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(rooms)
+	if !slices.Equal(rooms, []id.RoomID{"!a:hs", "!b:hs"}) {
+		t.Errorf("RoomsOf = %v; want the two rooms she joined", rooms)
+	}
+	var plan string
+	var a, b, c any
+	if err = db.QueryRow(ctx, `EXPLAIN QUERY PLAN SELECT room_id FROM mx_user_profile WHERE user_id=$1 AND membership='join'`, alice).Scan(&a, &b, &c, &plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "mxpp_user_profile_user_idx") {
+		t.Errorf("RoomsOf's query plan: %q; want the index by user", plan)
 	}
 }
