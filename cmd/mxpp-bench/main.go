@@ -8,7 +8,16 @@
 //     to a do-nothing appservice, and a component sending them through
 //     Prosody to the same XMPP clients.
 //   - the bridge's CPU time per 1,000 messages, peak and idle RSS, and
-//     start-to-ready time and RSS with many portals and puppets stored.
+//     start-to-ready time;
+//   - at size: the bridge restarted on the rows of a large deployment
+//     (-portals hosted rooms, real rooms on the homeserver; -puppets
+//     puppets; -sessions occupant sessions at a component of the
+//     benchmark's that answers pings as live clients do): start to ready,
+//     how long restoring every portal takes, RSS, and the bridged paths
+//     again, for CPU per message and latency at that size.
+//
+// -postgres runs the bridge on a new database on a PostgreSQL server
+// instead of SQLite; -profile writes CPU profiles of the bridge.
 //
 // It prints a table and writes the numbers as JSON. Run it from the
 // repository root: go run -tags goolm ./cmd/mxpp-bench.
@@ -37,6 +46,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/database/dbtest"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -45,7 +55,11 @@ type options struct {
 	paced                    int
 	rate                     float64
 	portals, puppets         int
+	sessions                 int
+	postgres                 string
 	jsonPath, tmpfs          string
+	profile                  string
+	profileFor               time.Duration
 	keep                     bool
 }
 
@@ -56,14 +70,22 @@ func main() {
 	flag.IntVar(&o.rooms, "rooms", 5, "bridged rooms")
 	flag.IntVar(&o.paced, "paced", 60, "messages per path in the latency runs at moderate load")
 	flag.Float64Var(&o.rate, "rate", 20, "messages per second in the latency runs")
-	flag.IntVar(&o.portals, "portals", 1000, "synthetic portals for the start and memory figures")
-	flag.IntVar(&o.puppets, "puppets", 10000, "synthetic puppets for the start and memory figures")
+	flag.IntVar(&o.portals, "portals", 10000, "hosted rooms stored for the figures at size (made on the homeserver)")
+	flag.IntVar(&o.puppets, "puppets", 100000, "puppets stored for the figures at size")
+	flag.IntVar(&o.sessions, "sessions", 50000, "occupant sessions stored for the figures at size (spread over the rooms, all answering pings)")
+	flag.StringVar(&o.postgres, "postgres", "", "admin URI of a PostgreSQL server: the bridge runs on a new database there (empty: SQLite)")
 	flag.StringVar(&o.jsonPath, "json", "bench-result.json", "where to write the results as JSON (empty: nowhere)")
 	flag.StringVar(&o.tmpfs, "tmpfs", "/dev/shm", "tmpfs directory for the homeserver's data (empty: a temporary directory)")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the bridge from the start of the bridged runs to this file (at size: with -at-size before its extension)")
+	flag.DurationVar(&o.profileFor, "profile-for", 20*time.Second, "how long each profile runs")
 	flag.BoolVar(&o.keep, "keep", false, "keep the servers' directories and logs")
 	flag.Parse()
 	if o.clients < o.rooms || o.rooms < 1 || o.messages < o.clients {
 		fmt.Fprintln(os.Stderr, "mxpp-bench: need -n ≥ -clients ≥ -rooms ≥ 1")
+		os.Exit(2)
+	}
+	if o.portals < 1 || o.sessions > o.puppets {
+		fmt.Fprintln(os.Stderr, "mxpp-bench: need -portals ≥ 1 and -puppets ≥ -sessions")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -89,7 +111,8 @@ type report struct {
 	Options struct {
 		Messages, Clients, Rooms, Paced int
 		Rate                            float64
-		Portals, Puppets                int
+		Portals, Puppets, Sessions      int
+		Database                        string
 	} `json:"options"`
 	Throughput []result `json:"throughput"`
 	Latency    []result `json:"latency"`
@@ -104,9 +127,18 @@ type report struct {
 		PeakRSSMB         float64 `json:"peak_rss_mb"`
 		IdleRSSMB         float64 `json:"idle_rss_mb"`
 		ReadySeconds      float64 `json:"ready_seconds"`
-		LoadedRSSMB       float64 `json:"rss_mb_with_rows"`
-		LoadedReady       float64 `json:"ready_seconds_with_rows"`
 	} `json:"bridge"`
+	// AtSize is the bridge restarted on a large deployment's rows.
+	AtSize struct {
+		ReadySeconds      float64  `json:"ready_seconds"`
+		RestoreSeconds    float64  `json:"restore_seconds"`
+		SessionsPinged    int64    `json:"sessions_pinged"`
+		RSSMB             float64  `json:"rss_mb"`
+		PeakRSSMB         float64  `json:"peak_rss_mb"`
+		CPUSecondsPer1000 float64  `json:"cpu_seconds_per_1000_messages"`
+		Throughput        []result `json:"throughput"`
+		Latency           []result `json:"latency"`
+	} `json:"at_size"`
 }
 
 // bench is one run's state.
@@ -119,6 +151,7 @@ type bench struct {
 	clients []*xmppClient
 	rec     *arrivals
 	rep     report
+	db      database.Config
 }
 
 func run(o options) error {
@@ -140,15 +173,25 @@ func run(o options) error {
 	}
 	defer s.stop(o.keep)
 	b := &bench{o: o, s: s, rec: newArrivals()}
+	b.db = database.Config{Type: "sqlite", URI: "file:" + filepath.Join(s.Dir, "mxpp.db")}
+	if o.postgres != "" {
+		uri, drop, err := dbtest.NewPostgres(o.postgres)
+		if err != nil {
+			return fmt.Errorf("-postgres: %w", err)
+		}
+		defer drop()
+		b.db = database.Config{Type: "postgres", URI: uri}
+	}
 	r := &b.rep.Options
 	r.Messages, r.Clients, r.Rooms, r.Paced, r.Rate, r.Portals, r.Puppets = o.messages, o.clients, o.rooms, o.paced, o.rate, o.portals, o.puppets
+	r.Sessions, r.Database = o.sessions, b.db.Type
 
 	step("starting Dendrite, Prosody and the bridge")
 	var users []string
 	for i := range o.clients {
 		users = append(users, fmt.Sprintf("bench%d", i))
 	}
-	if err = s.start(users); err != nil {
+	if err = s.start(users, b.db); err != nil {
 		return err
 	}
 	ready, err := s.startBridge()
@@ -162,6 +205,7 @@ func run(o options) error {
 	}
 
 	step("bridged paths")
+	profiled := b.startProfile("")
 	before := s.proc()
 	bxm, err := b.xmppToMatrix("bxm", o.messages, 0)
 	if err != nil {
@@ -173,6 +217,9 @@ func run(o options) error {
 	}
 	after := s.proc()
 	b.rep.Bridge.CPUSecondsPer1000 = (after.cpu - before.cpu).Seconds() / float64(2*o.messages) * 1000
+	if err = profiled(); err != nil {
+		return err
+	}
 	lbxm, err := b.xmppToMatrix("lbxm", o.paced, o.rate)
 	if err != nil {
 		return err
@@ -207,21 +254,17 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	// The rooms are made while the do-nothing appservice takes what the
+	// homeserver pushes of them, so that the bridge does not get it later.
+	step(fmt.Sprintf("at size: making %d rooms on the homeserver", o.portals))
+	rooms, err := b.createRooms(o.portals)
+	if err != nil {
+		return err
+	}
 	_ = srv.Close()
-
-	step(fmt.Sprintf("start with %d portals and %d puppets stored", o.portals, o.puppets))
-	for _, c := range b.clients {
-		c.close()
-	}
-	if err = b.addRows(); err != nil {
+	if err = b.atSize(rooms); err != nil {
 		return err
 	}
-	if ready, err = s.startBridge(); err != nil {
-		return err
-	}
-	time.Sleep(2 * time.Second)
-	b.rep.Bridge.LoadedReady = ready.Seconds()
-	b.rep.Bridge.LoadedRSSMB = mb(s.proc().rss)
 
 	rawMX, rawLMX := slower(ras, rcomp), slower(lras, lrcomp)
 	b.rep.Throughput = []result{bxm, rxm, bmx, ras, rcomp}
@@ -280,15 +323,23 @@ func (b *bench) setup() error {
 			return err
 		}
 		b.senders = append(b.senders, u)
-		c, err := dialXMPP(b.s.C2SAddr, fmt.Sprintf("bench%d", i), b.s.XMPPDomain, b.rec)
-		if err != nil {
+		if err = b.joinClient(i); err != nil {
 			return err
 		}
-		if err = c.join(b.mucs[i%b.o.rooms], fmt.Sprintf("Bench %d", i)); err != nil {
-			return err
-		}
-		b.clients = append(b.clients, c)
 	}
+	return nil
+}
+
+// joinClient connects XMPP client i and joins it to its room.
+func (b *bench) joinClient(i int) error {
+	c, err := dialXMPP(b.s.C2SAddr, fmt.Sprintf("bench%d", i), b.s.XMPPDomain, b.rec)
+	if err != nil {
+		return err
+	}
+	if err = c.join(b.mucs[i%b.o.rooms], fmt.Sprintf("Bench %d", i)); err != nil {
+		return err
+	}
+	b.clients = append(b.clients, c)
 	return nil
 }
 
@@ -564,35 +615,6 @@ func (b *bench) nullAppservice() (*http.Server, error) {
 	}
 }
 
-// addRows stores synthetic portals and puppets, as a large deployment has.
-func (b *bench) addRows() error {
-	ctx := context.Background()
-	db, err := database.Open(ctx, database.Config{URI: "file:" + filepath.Join(b.s.Dir, "mxpp.db")}, zerolog.Nop())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	now := time.Now()
-	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
-		for i := range b.o.portals {
-			err := db.Portal.Insert(ctx, &database.Portal{RoomID: id.RoomID(fmt.Sprintf("!synthetic%d:%s", i, b.s.HSDomain)),
-				Alias: id.RoomAlias(fmt.Sprintf("#synthetic%d:%s", i, b.s.HSDomain)), MUCLocal: fmt.Sprintf("#synthetic%d#%s", i, b.s.HSDomain), CreatedAt: now})
-			if err != nil {
-				return err
-			}
-		}
-		for i := range b.o.puppets {
-			bare := fmt.Sprintf("synthetic%d@remote%d.example", i, i%100)
-			err := db.Puppet.Upsert(ctx, &database.Puppet{JID: bare, MXID: id.UserID(fmt.Sprintf("@_xmpp_synthetic%d=40remote%d.example:%s", i, i%100, b.s.HSDomain)),
-				Registered: true, CreatedAt: now})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 func (b *bench) print(w io.Writer) {
 	line := func(r result) {
 		fmt.Fprintf(w, "| %-52s | %5d | %6d | %7.1f | %8.1f | %8.1f | %8.1f | %5d |\n",
@@ -622,7 +644,21 @@ func (b *bench) print(w io.Writer) {
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | ≤ 0.1 s |\n", br.CPUSecondsPer1000)
 	fmt.Fprintf(w, "| bridge RSS idle | %.1f MB | ≤ 50 MB |\n", br.IdleRSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS under load | %.1f MB | |\n", br.PeakRSSMB)
-	fmt.Fprintf(w, "| bridge RSS with %d portals, %d puppets | %.1f MB | ≤ 150 MB |\n", b.o.portals, b.o.puppets, br.LoadedRSSMB)
-	fmt.Fprintf(w, "| start to ready, empty | %.2f s | |\n", br.ReadySeconds)
-	fmt.Fprintf(w, "| start to ready with those rows | %.2f s | ≤ 1 s |\n", br.LoadedReady)
+	a := b.rep.AtSize
+	fmt.Fprintf(w, "\nAt size (%s): %d hosted rooms, %d puppets, %d occupant sessions stored\n\n", b.db.Type, b.o.portals, b.o.puppets, b.o.sessions)
+	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
+	fmt.Fprint(w, sep)
+	for _, r := range append(a.Throughput, a.Latency...) {
+		line(r)
+	}
+	fmt.Fprintf(w, "\n| figure at size | value | target |\n|---|---:|---:|\n")
+	fmt.Fprintf(w, "| start to ready | %.2f s | ≤ 2 s |\n", a.ReadySeconds)
+	fmt.Fprintf(w, "| restore after connecting (every room loaded, %d sessions pinged) | %.1f s | |\n", a.SessionsPinged, a.RestoreSeconds)
+	fmt.Fprintf(w, "| bridge RSS after the restore | %.1f MB | ≤ 150 MB |\n", a.RSSMB)
+	fmt.Fprintf(w, "| bridge peak RSS | %.1f MB | |\n", a.PeakRSSMB)
+	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | as empty (%.3f s) |\n", a.CPUSecondsPer1000, br.CPUSecondsPer1000)
+	if len(a.Latency) == 2 && len(b.rep.Latency) >= 3 {
+		fmt.Fprintf(w, "| XMPP → Matrix p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[0].P50ms, b.rep.Latency[0].P50ms)
+		fmt.Fprintf(w, "| Matrix → XMPP p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[1].P50ms, b.rep.Latency[2].P50ms)
+	}
 }

@@ -4,18 +4,22 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/testenv"
 )
 
 // stack is Dendrite, Prosody and the bridge on loopback.
 type stack struct {
 	*testenv.Stack
+	// MetricsPort serves the bridge's /metrics and profiler.
+	MetricsPort int
 }
 
 // newStack prepares directories and ports; fast is a directory on tmpfs
@@ -32,12 +36,12 @@ func newStack(root, fast string) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stack{s}, nil
+	return &stack{Stack: s, MetricsPort: testenv.FreePort()}, nil
 }
 
 // start builds the bridge, writes its config and registration, and starts
 // the servers with users xmppUsers (password = name+"pw").
-func (s *stack) start(xmppUsers []string) error {
+func (s *stack) start(xmppUsers []string, db database.Config) error {
 	if err := s.Build(); err != nil {
 		return err
 	}
@@ -53,18 +57,23 @@ xmpp:
   domain: %s
   secret: %s
 database:
-  uri: file:%s
+  type: %s
+  uri: %s
 bridge:
   exposure: public
   history_messages: 0
+metrics:
+  listen: 127.0.0.1:%d
+  profiling: true
 logging:
-  level: warn
+  level: info
   format: json
-`, s.HSURL, s.HSDomain, s.ASPort, s.ASPort, s.CompPort, s.CompDomain, s.Secret, filepath.Join(s.Dir, "mxpp.db"))
+`, s.HSURL, s.HSDomain, s.ASPort, s.ASPort, s.CompPort, s.CompDomain, s.Secret, db.Type, db.URI, s.MetricsPort)
 	if err := s.Configure(cfg); err != nil {
 		return err
 	}
 	s.Users = xmppUsers
+	s.ExtraComponents = []string{sessionsDomain + ":" + sessionsSecret}
 	if err := s.StartXMPP(); err != nil {
 		return err
 	}
@@ -123,4 +132,31 @@ func (s *stack) proc() proc {
 
 func waitCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// profile fetches a CPU profile of the bridge over the next d into path,
+// in the background; the returned function waits for it.
+func (s *stack) profile(path string, d time.Duration) func() error {
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.MetricsPort, int(d.Seconds())))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("profile: %s", resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
