@@ -224,6 +224,7 @@ func (s *streamParty) send(prefix string, n int, pause time.Duration) error {
 type arrival struct {
 	body    string
 	stamped bool
+	key     string // its stanza-id, else its body
 }
 
 // received returns the messages with a prefix that from sent to the room,
@@ -264,10 +265,52 @@ func (s *streamParty) received(from jid.JID, prefix string) []arrival {
 				continue
 			}
 			seen[key] = true
-			out = append(out, arrival{body: m.Body, stamped: m.Delay != nil})
+			out = append(out, arrival{body: m.Body, stamped: m.Delay != nil, key: key})
 		}
 	}
 	return out
+}
+
+// withArchive adds to what the party received of from the messages that
+// the room's archive (XEP-0313) holds and the party did not get, as a
+// client with an archive catches up after it reconnects: an XMPP server
+// that goes down can lose a message on its way to one session after it
+// took and archived it (seen with Prosody restarting: the room reflected a
+// Matrix user's message to the bridge and archived it, and the reader's
+// live copy never left). What the room took counts; archived copies count
+// as stamped (they carry their time). Each archive entry has its own
+// stanza-id, so a message the bridge sent twice still counts twice.
+func (s *streamParty) withArchive(got []arrival, from jid.JID, prefix string) []arrival {
+	c, err := s.client(time.Now().Add(20 * time.Second))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range got {
+		seen[a.key] = true
+	}
+	out := slices.Clone(got)
+	page := 100
+	var after *string
+	for q := 0; ; q++ {
+		res, fin, iq := c.mamPage(s.room, &xmpp.MAMQuery{QueryID: fmt.Sprintf("catchup%d", q), Set: &xmpp.RSMSet{Max: &page, After: after}})
+		if iq.Type != xmpp.TypeResult {
+			s.t.Fatalf("reading %s's archive: %+v", s.room, iq.Error)
+		}
+		for _, r := range res {
+			m := r.Forwarded.Message
+			if m == nil || !m.From.Equal(from) || !strings.HasPrefix(m.Body, prefix+"-") || seen[r.ID] {
+				continue
+			}
+			seen[r.ID] = true
+			out = append(out, arrival{body: m.Body, stamped: true, key: r.ID})
+		}
+		if fin.Complete || len(res) == 0 {
+			return out
+		}
+		last := res[len(res)-1].ID
+		after = &last
+	}
 }
 
 // sendMatrix sends numbered messages as a Matrix client does: each with

@@ -379,6 +379,9 @@ func remoteFaultStream(t *testing.T, name string, fault, recover func()) {
 			toMatrix = atMostOnceInOrder(got, "x", n)
 		}
 		toXMPP = inOrderOrStamped(reader.received(maryOcc, "m"), fromMary)
+		if toXMPP != nil && archive {
+			toXMPP = inOrderOrStamped(reader.withArchive(reader.received(maryOcc, "m"), maryOcc, "m"), fromMary)
+		}
 		if toMatrix == nil && toXMPP == nil {
 			break
 		}
@@ -407,7 +410,11 @@ func remoteFaultStream(t *testing.T, name string, fault, recover func()) {
 	if err := atMostOnceInOrder(mary.timelineFrom(portal, bob), "x", n); err != nil {
 		t.Errorf("XMPP → Matrix, later: %v", err)
 	}
-	if err := inOrderOrStamped(reader.received(maryOcc, "m"), fromMary); err != nil {
+	got := reader.received(maryOcc, "m")
+	if archive {
+		got = reader.withArchive(got, maryOcc, "m")
+	}
+	if err := inOrderOrStamped(got, fromMary); err != nil {
 		t.Errorf("Matrix → XMPP, later: %v", err)
 	}
 }
