@@ -644,6 +644,7 @@ func (b *bench) print(w io.Writer) {
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | ≤ 0.3 s |\n", br.CPUSecondsPer1000)
 	fmt.Fprintf(w, "| bridge RSS idle | %.1f MB | ≤ 50 MB |\n", br.IdleRSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS under load | %.1f MB | |\n", br.PeakRSSMB)
+	fmt.Fprintf(w, "| start to ready, empty | %.2f s | |\n", br.ReadySeconds)
 	a := b.rep.AtSize
 	fmt.Fprintf(w, "\nAt size (%s): %d hosted rooms, %d puppets, %d occupant sessions stored\n\n", b.db.Type, b.o.portals, b.o.puppets, b.o.sessions)
 	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
