@@ -64,6 +64,9 @@ type Occupant struct {
 	queue      []held
 	renaming   string // the nick asked for while joined, until answered
 	rejoining  bool   // the join under way is a Rejoin with the nick the room knew
+	// statusDue is set when Status was asked for while joining: the join
+	// presence carried the status before; the new one goes once in.
+	statusDue bool
 	// refusals counts the refusals of rejoins since the occupant was last
 	// in (maxRejoinRefusals).
 	refusals int
@@ -192,11 +195,19 @@ func (o *Occupant) Rename(candidates []string) Outcome {
 
 // Status is the presence that tells the room a joined occupant's new
 // show and status (XEP-0045 §7.7); the portal adds them. Nothing while
-// not joined: the join carries them.
+// not joined: the join carries them. Asked for while joining (the join
+// presence carried the old ones), it goes out once the room has us in.
 func (o *Occupant) Status() Outcome {
-	if o.state != Joined {
-		return Outcome{}
+	switch o.state {
+	case Joining:
+		o.statusDue = true
+	case Joined:
+		return o.status()
 	}
+	return Outcome{}
+}
+
+func (o *Occupant) status() Outcome {
 	to, err := o.Room.WithResource(o.nick)
 	if err != nil {
 		return Outcome{}
@@ -208,7 +219,7 @@ func (o *Occupant) Status() Outcome {
 func (o *Occupant) join() Outcome { return o.joinAs(o.candidates[o.try]) }
 
 func (o *Occupant) joinAs(nick string) Outcome {
-	o.state = Joining
+	o.state, o.statusDue = Joining, false
 	none := 0
 	to, err := o.Room.WithResource(nick)
 	if err != nil {
@@ -375,6 +386,10 @@ func (o *Occupant) HandlePresence(p *xmpp.Presence) Outcome {
 	}
 	if first && p.HasStatus(xmpp.StatusNickAssigned) && o.try < len(o.candidates) && o.nick != o.candidates[o.try] {
 		out.Notice = fmt.Sprintf("%s gave you the nick %q.", o.Room, o.nick)
+	}
+	if o.statusDue {
+		o.statusDue = false
+		out.Send = append(out.Send, o.status().Send...)
 	}
 	for _, h := range o.queue {
 		out.Send = append(out.Send, h.m)

@@ -188,9 +188,6 @@ type member struct {
 	// and read receipts.
 	typing   bool
 	lastRead id.EventID
-	// presenceDue is set when the user's presence changed while the
-	// occupant was joining: the join carried the presence before it.
-	presenceDue bool
 }
 
 // New returns the portal of a stored row; Start runs it.

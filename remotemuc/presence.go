@@ -98,10 +98,6 @@ func (p *Portal) handleOwnPresence(ctx context.Context, m *member, pres *xmpp.Pr
 		p.rejoinLater(m)
 	}
 	p.apply(ctx, m, out)
-	if m.presenceDue && m.occ.State() == Joined {
-		m.presenceDue = false
-		p.apply(ctx, m, m.occ.Status())
-	}
 	if out.Removed != "" {
 		// The Matrix room shows who is in the MUC: the user goes too, and
 		// may join again.
@@ -255,18 +251,12 @@ func (p *Portal) handleOtherPresence(ctx context.Context, nick string, pres *xmp
 
 // PresenceChanged tells the portal that a Matrix user's presence changed:
 // their occupant, if joined, tells the room (a status change, XEP-0045
-// §7.7), with the show and status Deps.MemberPresence gives. An
-// occupant still joining tells it once in: its join carried the old one.
+// §7.7), with the show and status Deps.MemberPresence gives; one still
+// joining tells it once in (Occupant.Status).
 type PresenceChanged struct{ User id.UserID }
 
 func (p *Portal) handlePresenceChanged(ctx context.Context, user id.UserID) {
-	m := p.members[user]
-	switch {
-	case m == nil:
-	case m.occ.State() == Joining:
-		p.log.Debug().Stringer("user_id", user).Msg("Presence changed while joining; told once in")
-		m.presenceDue = true
-	default:
+	if m := p.members[user]; m != nil {
 		p.apply(ctx, m, m.occ.Status())
 	}
 }
