@@ -378,9 +378,10 @@ func remoteFaultStream(t *testing.T, name string, fault, recover func()) {
 		} else {
 			toMatrix = atMostOnceInOrder(got, "x", n)
 		}
-		toXMPP = inOrderOrStamped(reader.received(maryOcc, "m"), fromMary)
+		live := reader.received(maryOcc, "m")
+		toXMPP = inOrderOrStamped(live, fromMary)
 		if toXMPP != nil && archive {
-			toXMPP = inOrderOrStamped(reader.withArchive(reader.received(maryOcc, "m"), maryOcc, "m"), fromMary)
+			toXMPP = inOrderOrStamped(reader.withArchive(live, maryOcc, "m"), fromMary)
 		}
 		if toMatrix == nil && toXMPP == nil {
 			break

@@ -245,37 +245,18 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 	if err = b.rejoin(); err != nil {
 		return err
 	}
-	profiled := b.startProfile("-at-size")
-	before := b.s.proc()
-	sxm, err := b.xmppToMatrix("sxm", b.o.messages, 0)
+	run, err := b.bridgedRuns("s", "-at-size")
 	if err != nil {
 		return err
 	}
-	smx, err := b.matrixToXMPP("smx", b.o.messages, 0)
-	if err != nil {
-		return err
-	}
-	after := b.s.proc()
-	r.CPUSecondsPer1000 = (after.cpu - before.cpu).Seconds() / float64(2*b.o.messages) * 1000
-	if err = profiled(); err != nil {
-		return err
-	}
-	lsxm, err := b.xmppToMatrix("lsxm", b.o.paced, b.o.rate)
-	if err != nil {
-		return err
-	}
-	lsmx, err := b.matrixToXMPP("lsmx", b.o.paced, b.o.rate)
-	if err != nil {
-		return err
-	}
-	r.PeakRSSMB = mb(b.s.proc().peak)
-	r.Throughput = []result{sxm, smx}
-	r.Latency = []result{lsxm, lsmx}
+	r.CPUSecondsPer1000, r.PeakRSSMB = run.cpuPer1000, run.peakMB
+	r.Throughput = []result{run.xm, run.mx}
+	r.Latency = []result{run.lxm, run.lmx}
 	return nil
 }
 
 // startProfile starts a CPU profile of the bridge over the next
-// -profile-seconds if -profile asks for one, written to its file with
+// -profile-for if -profile asks for one, written to its file with
 // suffix before the extension; the function it returns waits for it.
 func (b *bench) startProfile(suffix string) func() error {
 	if b.o.profile == "" {

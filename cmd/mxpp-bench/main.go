@@ -205,30 +205,12 @@ func run(o options) error {
 	}
 
 	step("bridged paths")
-	profiled := b.startProfile("")
-	before := s.proc()
-	bxm, err := b.xmppToMatrix("bxm", o.messages, 0)
+	bridged, err := b.bridgedRuns("b", "")
 	if err != nil {
 		return err
 	}
-	bmx, err := b.matrixToXMPP("bmx", o.messages, 0)
-	if err != nil {
-		return err
-	}
-	after := s.proc()
-	b.rep.Bridge.CPUSecondsPer1000 = (after.cpu - before.cpu).Seconds() / float64(2*o.messages) * 1000
-	if err = profiled(); err != nil {
-		return err
-	}
-	lbxm, err := b.xmppToMatrix("lbxm", o.paced, o.rate)
-	if err != nil {
-		return err
-	}
-	lbmx, err := b.matrixToXMPP("lbmx", o.paced, o.rate)
-	if err != nil {
-		return err
-	}
-	b.rep.Bridge.PeakRSSMB = mb(s.proc().peak)
+	bxm, bmx, lbxm, lbmx := bridged.xm, bridged.mx, bridged.lxm, bridged.lmx
+	b.rep.Bridge.CPUSecondsPer1000, b.rep.Bridge.PeakRSSMB = bridged.cpuPer1000, bridged.peakMB
 
 	step("raw paths (bridge stopped, a do-nothing appservice in its place)")
 	s.StopBridge(false)
@@ -284,6 +266,43 @@ func run(o options) error {
 }
 
 func step(s string) { fmt.Fprintln(os.Stderr, "==>", s) }
+
+// bridgedRun is the bridged paths measured once: both ways at once and
+// paced, the bridge's CPU per 1,000 messages over the first two, and its
+// peak RSS after them.
+type bridgedRun struct {
+	xm, mx, lxm, lmx   result
+	cpuPer1000, peakMB float64
+}
+
+// bridgedRuns measures the bridged paths, its bodies named with prefix, and
+// profiles the throughput runs (-profile, with suffix before the file's
+// extension).
+func (b *bench) bridgedRuns(prefix, suffix string) (bridgedRun, error) {
+	var r bridgedRun
+	var err error
+	profiled := b.startProfile(suffix)
+	before := b.s.proc()
+	if r.xm, err = b.xmppToMatrix(prefix+"xm", b.o.messages, 0); err != nil {
+		return r, err
+	}
+	if r.mx, err = b.matrixToXMPP(prefix+"mx", b.o.messages, 0); err != nil {
+		return r, err
+	}
+	after := b.s.proc()
+	r.cpuPer1000 = (after.cpu - before.cpu).Seconds() / float64(2*b.o.messages) * 1000
+	if err = profiled(); err != nil {
+		return r, err
+	}
+	if r.lxm, err = b.xmppToMatrix("l"+prefix+"xm", b.o.paced, b.o.rate); err != nil {
+		return r, err
+	}
+	if r.lmx, err = b.matrixToXMPP("l"+prefix+"mx", b.o.paced, b.o.rate); err != nil {
+		return r, err
+	}
+	r.peakMB = mb(b.s.proc().peak)
+	return r, nil
+}
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
