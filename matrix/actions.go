@@ -107,7 +107,12 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 		// Without a power levels event the creator has 100 (spec §10.5).
 		info.PowerLevels.Users = map[id.UserID]int{create.Sender: 100}
 	}
-	info.PowerLevels.CreateEvent = state[event.StateCreate][""]
+	if create := state[event.StateCreate][""]; create != nil {
+		// Only what the power checks read: the whole event with its raw
+		// JSON would stay in memory for as long as the room's portal.
+		info.PowerLevels.CreateEvent = &event.Event{Type: create.Type, RoomID: create.RoomID, Sender: create.Sender,
+			Content: event.Content{Parsed: create.Content.AsCreate()}}
+	}
 	for key, evt := range state[event.StateMember] {
 		m := evt.Content.AsMember()
 		switch m.Membership {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -68,15 +67,8 @@ func (h *recordingHandler) ids() []id.EventID {
 // test.
 func keyWaitConnector(t *testing.T, hs http.HandlerFunc) (*Connector, *recordingHandler, *memPending) {
 	t.Helper()
-	srv := httptest.NewServer(hs)
-	t.Cleanup(srv.Close)
-	cfg := testConfig()
-	cfg.Homeserver.Address = srv.URL
 	h := &recordingHandler{}
-	c, err := NewConnector(cfg, nil, h, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConnector(t, hs, h, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		cancel()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -26,6 +27,24 @@ func testConfig() Config {
 	as.Address = "http://127.0.0.1:29333"
 	as.ASToken, as.HSToken = "as-secret", "hs-secret"
 	return Config{Homeserver: HomeserverConfig{Address: "http://127.0.0.1:8008", Domain: "hs.test"}, Appservice: as}
+}
+
+// testConnector returns a connector whose homeserver is hs, served until
+// the test ends, with h (a recording handler if nil) and store (may be nil).
+func testConnector(t *testing.T, hs http.Handler, h Handler, store appservice.StateStore) *Connector {
+	t.Helper()
+	srv := httptest.NewServer(hs)
+	t.Cleanup(srv.Close)
+	cfg := testConfig()
+	cfg.Homeserver.Address = srv.URL
+	if h == nil {
+		h = &recordingHandler{}
+	}
+	c, err := NewConnector(cfg, store, h, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func TestPuppetID(t *testing.T) {
@@ -455,7 +474,7 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 // endpoint is used where authenticated media is missing.
 func TestStreamMedia(t *testing.T) {
 	const chunks = 6
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := testConnector(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer as-secret" {
 			http.Error(w, "no token", http.StatusUnauthorized)
 			return
@@ -473,14 +492,7 @@ func TestStreamMedia(t *testing.T) {
 			w.(http.Flusher).Flush()
 			time.Sleep(100 * time.Millisecond)
 		}
-	}))
-	defer hs.Close()
-	cfg := testConfig()
-	cfg.Homeserver.Address = hs.URL
-	c, err := NewConnector(cfg, nil, &recordingHandler{}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	}), nil, nil)
 	c.Bot().Client.Client.Timeout = 250 * time.Millisecond // shorter than the file takes
 	read := func(open func(context.Context, id.ContentURIString) (*http.Response, error), uri id.ContentURIString) (int, error) {
 		resp, err := open(context.Background(), uri)

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -64,16 +62,9 @@ func TestSendMessageSurvivesLostAnswers(t *testing.T) {
 	defer func(d time.Duration) { sendBackoff = d }(sendBackoff)
 	sendBackoff = 10 * time.Millisecond
 	hs := &fakeHomeserver{}
-	srv := httptest.NewServer(hs)
-	defer srv.Close()
-	cfg := testConfig()
-	cfg.Homeserver.Address = srv.URL
 	store, _ := testStateStore(t)
 	ctx := context.Background()
-	c, err := NewConnector(cfg, store, &recordingHandler{}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConnector(t, hs, nil, store)
 	puppet := c.PuppetID("alice@xmpp.test")
 	room := id.RoomID("!r:hs.test")
 	_ = store.SetMembership(ctx, room, puppet, event.MembershipJoin)

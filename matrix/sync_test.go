@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 )
@@ -65,14 +64,7 @@ func TestSyncPollsWhileBusy(t *testing.T) {
 	t.Cleanup(func() { SyncPace, syncBusyFor = pace, busyFor })
 
 	hs := &syncServer{arrived: make(chan syncRequest, 100)}
-	srv := httptest.NewServer(hs)
-	defer srv.Close()
-	cfg := testConfig()
-	cfg.Homeserver.Address = srv.URL
-	c, err := NewConnector(cfg, nil, &recordingHandler{}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConnector(t, hs, nil, nil)
 	c.AcceptTransactions()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
