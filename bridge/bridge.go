@@ -85,6 +85,9 @@ type Bridge struct {
 	byRemote map[string]*remotemuc.Portal
 	// byDirect holds the running direct chats by directKey.
 	byDirect map[string]*portal.Portal
+	// hostedDeps is what every hosted portal and direct chat is given,
+	// made with the first.
+	hostedDeps *portal.Deps
 	// closing are bridged rooms the exposure setting no longer opens to
 	// XMPP: nothing crosses in them until HandleConnected has closed them.
 	closing map[id.RoomID]bool
@@ -545,36 +548,40 @@ func (b *Bridge) startHosted(row *database.Portal) (*portal.Portal, error) {
 	if row.IsDirect() {
 		newPortal = portal.NewDirect
 	}
-	p, err := newPortal(row, portal.Deps{
-		Matrix:           b.Matrix,
-		XMPP:             b.XMPP,
-		DB:               b.DB,
-		Scheme:           b.scheme,
-		HomeserverDomain: b.Config.Homeserver.Domain,
-		OccupantIDKey:    b.occupantIDKey,
-		Permitted:        b.permitted,
-		MayInvite:        b.mayInvite,
-		HistoryMessages:  b.Config.Bridge.HistoryMessages,
+	if b.hostedDeps == nil {
+		// One set for every portal: a bridge at size runs thousands.
+		b.hostedDeps = &portal.Deps{
+			Matrix:           b.Matrix,
+			XMPP:             b.XMPP,
+			DB:               b.DB,
+			Scheme:           b.scheme,
+			HomeserverDomain: b.Config.Homeserver.Domain,
+			OccupantIDKey:    b.occupantIDKey,
+			Permitted:        b.permitted,
+			MayInvite:        b.mayInvite,
+			HistoryMessages:  b.Config.Bridge.HistoryMessages,
 
-		OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,
-		Avatars:               b.avatars,
-		PuppetAvatars:         b.puppetAvatars,
-		MediaLinks:            b.mediaLinks,
-		Fetcher:               b.fetcher,
-		Policy:                b.policy,
-		HomeDomain:            homeDomain(b.XMPP.Domain().String()),
-		Banned:                b.isBanned,
-		Audit:                 b.Audit,
-		MemberPresence:        b.memberPresence,
-		Private:               b.privateMessage,
-		PrivateMoved:          b.privateMoved,
-		PuppetPresence:        b.occupantPresence,
-		IsCommand:             b.isCommand,
-		Metrics:               b.portalMetrics(),
-		Log:                   b.Log.With().Str("component", "portal").Logger(),
-		OnGone:                func(p *portal.Portal) { b.forgetPortal(p) },
-		OnMoved:               b.portalMoved,
-	})
+			OccupantCheckInterval: b.Config.Bridge.OccupantCheckInterval,
+			Avatars:               b.avatars,
+			PuppetAvatars:         b.puppetAvatars,
+			MediaLinks:            b.mediaLinks,
+			Fetcher:               b.fetcher,
+			Policy:                b.policy,
+			HomeDomain:            homeDomain(b.XMPP.Domain().String()),
+			Banned:                b.isBanned,
+			Audit:                 b.Audit,
+			MemberPresence:        b.memberPresence,
+			Private:               b.privateMessage,
+			PrivateMoved:          b.privateMoved,
+			PuppetPresence:        b.occupantPresence,
+			IsCommand:             b.isCommand,
+			Metrics:               b.portalMetrics(),
+			Log:                   b.Log.With().Str("component", "portal").Logger(),
+			OnGone:                func(p *portal.Portal) { b.forgetPortal(p) },
+			OnMoved:               b.portalMoved,
+		}
+	}
+	p, err := newPortal(row, b.hostedDeps)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func (h enteringHS) RoomInfo(ctx context.Context, room id.RoomID) (*matrix.RoomI
 func testBridgePortal(t *testing.T, hs portal.MatrixAPI) (*Bridge, *portal.Portal) {
 	t.Helper()
 	row := &database.Portal{RoomID: "!r:hs.test", Alias: "#r:hs.test"}
-	p, err := portal.New(row, portal.Deps{Matrix: hs, Log: zerolog.Nop(), Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}})
+	p, err := portal.New(row, &portal.Deps{Matrix: hs, Log: zerolog.Nop(), Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRedactionAndEditAuthority(t *testing.T) {
 	p.roster.set(mod, "Mod")
 	p.info = &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{}, PowerLevels: &event.PowerLevelsEventContent{
 		Users: map[id.UserID]int{mod: 50}}}
-	p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"s": jid.MustParse("alice@xmpp.test/phone")}
+	p.occupants["alice@xmpp.test"].sessions = []session{{jid: jid.MustParse("alice@xmpp.test/phone")}}
 	for _, m := range []*database.Message{
 		{RoomID: p.RoomID, EventID: "$mary1", SenderJID: "mary#hs.test@matrix.xmpp.test", StanzaID: "$mary1"},
 		{RoomID: p.RoomID, EventID: "$mary2", SenderJID: "mary#hs.test@matrix.xmpp.test", StanzaID: "$mary2"},

@@ -90,7 +90,7 @@ func (p *Portal) removeByBridge(ctx context.Context, o *occupant, reason string,
 		code, item.Affiliation = xmpp.StatusBanned, xmpp.AffOutcast
 	}
 	item.Reason = reason
-	sessions := o.sessions
+	sessions := o.jids()
 	p.dropOccupant(ctx, o)
 	for _, s := range sessions {
 		p.send(ctx, p.unavailablePresence(o.puppet, o.nick, s, item, code, xmpp.StatusSelf))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -44,7 +45,7 @@ func (d *directChat) chat(m *xmpp.Message) *xmpp.Message {
 }
 
 // NewDirect returns the portal of a direct chat row; Start runs it.
-func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
+func NewDirect(row *database.Portal, deps *Deps) (*Portal, error) {
 	if !row.IsDirect() {
 		return nil, fmt.Errorf("portal %s is not a direct chat", row.RoomID)
 	}
@@ -75,9 +76,9 @@ func NewDirect(row *database.Portal, deps Deps) (*Portal, error) {
 		nick, puppet = bare.Resourcepart(), row.DMPuppet
 	}
 	p := newPortal(row, deps, jid.JID{})
-	p.log = deps.Log.With().Stringer("room_id", row.RoomID).Stringer("user_id", row.DMUser).Logger()
+	p.log = roomloop.WithFields(deps.Log, "room_id", string(row.RoomID), "user_id", string(row.DMUser))
 	p.kind = &directChat{Portal: p, user: row.DMUser, userJID: userJID, private: row.DMVia != "", remote: &occupant{
-		bare: bare, nick: nick, puppet: puppet, sessions: map[string]jid.JID{},
+		bare: bare, nick: nick, puppet: puppet,
 	}}
 	return p, nil
 }

@@ -80,7 +80,7 @@ func TestDirectChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs, out := &directHS{}, &stanzaRecorder{}
-	p, err := NewDirect(row, Deps{Matrix: hs, XMPP: out, DB: db, Log: zerolog.Nop(),
+	p, err := NewDirect(row, &Deps{Matrix: hs, XMPP: out, DB: db, Log: zerolog.Nop(),
 		Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}})
 	if err != nil {
 		t.Fatal(err)

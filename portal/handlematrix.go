@@ -12,13 +12,14 @@ import (
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/matrix"
 	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
 // handleMatrixEvent handles a room event from the homeserver. It returns
 // false when the portal is gone.
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
-	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
+	log := roomloop.WithFields(p.log, "event_id", string(evt.ID), "sender", string(evt.Sender), "event_type", evt.Type.Type)
 	return p.kind.onMatrixEvent(log.WithContext(ctx), evt)
 }
 
@@ -119,7 +120,7 @@ func (p *Portal) alreadyBridged(ctx context.Context, evt *event.Event) bool {
 // whose id there is the event ID. One that did not is not marked, so that
 // the homeserver's retry delivers it.
 func (p *Portal) markBridged(ctx context.Context, evt *event.Event, rel *msgconv.Relation, content *event.MessageEventContent) {
-	log := p.log.With().Stringer("event_id", evt.ID).Logger()
+	log := roomloop.WithFields(p.log, "event_id", string(evt.ID))
 	if !p.Delivered() {
 		log.Warn().Msg("Matrix message did not reach XMPP; the homeserver will retry it")
 		return
@@ -247,7 +248,7 @@ func (p *Portal) removedOnMatrix(ctx context.Context, puppet, actor id.UserID, c
 		item.Affiliation = xmpp.AffOutcast
 	}
 	code := kickStatus(content.Membership)
-	sessions := occ.sessions
+	sessions := occ.jids()
 	p.dropOccupant(ctx, occ)
 	for _, s := range sessions {
 		p.send(ctx, p.unavailablePresence(occ.puppet, occ.nick, s, item, code, xmpp.StatusSelf))
@@ -325,7 +326,7 @@ func (p *Portal) destroy(ctx context.Context, venue jid.JID, reason string) {
 // venue if set) and lets their puppets leave Matrix, keeping the portal row.
 func (p *Portal) destroyKeep(ctx context.Context, venue jid.JID, reason string) {
 	for _, o := range p.occupants {
-		for _, s := range o.sessions {
+		for _, s := range o.jids() {
 			pres := p.unavailablePresence(o.puppet, o.nick, s, xmpp.MUCItem{Affiliation: xmpp.AffNone, Role: xmpp.RoleNone}, xmpp.StatusSelf)
 			pres.MUCUser.Destroy = &xmpp.MUCDestroy{JID: xmpp.A(venue), Reason: reason}
 			p.send(ctx, pres)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mxpp/mxpp/database"
 	"github.com/mxpp/mxpp/msgconv"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -43,8 +44,7 @@ func (p *Portal) session(full jid.JID) (*occupant, bool) {
 	if occ == nil {
 		return nil, false
 	}
-	_, ok := occ.sessions[full.String()]
-	return occ, ok
+	return occ, occ.find(full) != nil
 }
 
 // handleJoin handles available presence to room/nick: a join, a rejoin, a
@@ -52,7 +52,7 @@ func (p *Portal) session(full jid.JID) (*occupant, bool) {
 func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	from, nick := pres.From.JID, pres.To.Resourcepart()
 	defer p.followAvatar(pres)
-	log := p.log.With().Stringer("jid", from).Str("nick", nick).Logger()
+	log := roomloop.WithFields(p.log, "jid", from.String(), "nick", nick)
 	fail := func(cond stanza.Condition, text string) {
 		log.Debug().Str("condition", string(cond)).Str("reason", text).Msg("Refusing join")
 		p.refuse(ctx, pres, xmpp.StanzaError(cond, text))
@@ -71,14 +71,14 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 	bare := from.Bare()
 	if occ := p.occupants[bare.String()]; occ != nil {
 		if occ.nick != nick {
-			if _, joined := occ.sessions[from.String()]; joined {
+			if occ.find(from) != nil {
 				p.changeNick(ctx, occ, from, pres)
 			} else {
 				fail(stanza.NotAcceptable, "You are in this room as "+occ.nick+" from another client; join with that nickname")
 			}
 			return
 		}
-		if _, joined := occ.sessions[from.String()]; joined && pres.MUC == nil {
+		if occ.find(from) != nil && pres.MUC == nil {
 			// A status change of a joined session (§7.7): share it.
 			p.broadcastStatus(ctx, occ, from, pres)
 			return
@@ -127,7 +127,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 		}
 		return
 	}
-	occ := &occupant{bare: bare, nick: nick, puppet: puppet, sessions: map[string]jid.JID{}}
+	occ := &occupant{bare: bare, nick: nick, puppet: puppet}
 	if err = p.addSession(ctx, occ, from); err != nil {
 		log.Error().Err(err).Msg("Failed to store occupant")
 		fail(stanza.InternalServerError, "")
@@ -153,8 +153,8 @@ func (p *Portal) addSession(ctx context.Context, occ *occupant, full jid.JID) er
 		RoomID: p.RoomID, FullJID: full.String(), UserJID: occ.bare.String(), Nick: occ.nick, JoinedAt: time.Now(),
 	})
 	if err == nil {
-		occ.sessions[full.String()] = full
-		p.touch(full)
+		s := occ.join(full)
+		s.lastSeen, s.misses = time.Now(), 0
 	}
 	return err
 }
@@ -185,7 +185,7 @@ func (p *Portal) sendRoomState(ctx context.Context, self *occupant, to jid.JID, 
 func (p *Portal) broadcastStatus(ctx context.Context, occ *occupant, from jid.JID, pres *xmpp.Presence) {
 	p.puppetPresence(occ, pres)
 	for _, o := range p.occupants {
-		for _, s := range o.sessions {
+		for _, s := range o.jids() {
 			var status []int
 			if s.Equal(from) {
 				status = []int{xmpp.StatusSelf}
@@ -217,9 +217,7 @@ func (p *Portal) handleLeave(ctx context.Context, pres *xmpp.Presence) {
 // removeSession ends one session of an occupant. When it was the last, the
 // occupant leaves the room for everyone, and its puppet leaves Matrix.
 func (p *Portal) removeSession(ctx context.Context, occ *occupant, session jid.JID, notifySelf bool, reason string) {
-	delete(occ.sessions, session.String())
-	delete(p.lastSeen, session.String())
-	delete(p.misses, session.String())
+	occ.leave(session)
 	if err := p.deps.DB.Occupant.Delete(ctx, p.RoomID, session.String()); err != nil {
 		p.log.Error().Err(err).Stringer("jid", session).Msg("Failed to delete occupant session")
 	}
@@ -321,7 +319,7 @@ func (p *Portal) handleOccupantMessage(ctx context.Context, occ *occupant, msg *
 		return
 	}
 	stanzaID := msgconv.StanzaIDOf(msg)
-	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
+	log := roomloop.WithFields(p.log, "jid", from.String(), "stanza_id", stanzaID)
 	var reuses id.EventID // the earlier message whose plain id this one reuses
 	if stanzaID != "" {
 		prev, err := p.deps.DB.Message.GetByStanzaID(ctx, p.RoomID, occ.bare.String(), stanzaID)
@@ -395,7 +393,7 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 		p.refuse(ctx, msg, xmpp.StanzaError(cond, text))
 	}
 	stanzaID := msgconv.StanzaIDOf(msg)
-	log := p.log.With().Stringer("jid", from).Str("stanza_id", stanzaID).Logger()
+	log := roomloop.WithFields(p.log, "jid", from.String(), "stanza_id", stanzaID)
 	if content == nil {
 		content = p.matrixContent(msgconv.StripReplyFallback(msg))
 	}

@@ -155,26 +155,30 @@ func quietPingTimeout(interval time.Duration) time.Duration {
 	return min(max(interval, 5*time.Second), 30*time.Second)
 }
 
-// startPings pings sessions (XEP-0199) beside the loop; each answer comes
-// back as a pingDone. A session with a ping still out is skipped, except
-// after a reconnect: a ping out on the old link is answered by nobody.
+// startPings pings the sessions due says so of (XEP-0199) beside the
+// loop; each answer comes back as a pingDone. A session with a ping still
+// out is skipped, except after a reconnect: a ping out on the old link is
+// answered by nobody.
 //
 // A bounced ping from the user's server says service-unavailable exactly
 // like a client that does not know pings; every client this bridge is for
 // answers pings, so that counts as gone.
-func (p *Portal) startPings(sessions map[string]*occupant, timeout time.Duration, reconnect bool) {
-	for full, o := range sessions {
-		if p.pinging[full] && !reconnect {
-			continue
+func (p *Portal) startPings(due func(*session) bool, timeout time.Duration, reconnect bool) {
+	for _, o := range p.occupants {
+		for i := range o.sessions {
+			s := &o.sessions[i]
+			if !due(s) || (s.pinging && !reconnect) {
+				continue
+			}
+			s.pinging = true
+			from, to := p.occupantJID(o.nick), s.jid
+			go func() {
+				ctx, cancel := context.WithTimeout(p.Context(), timeout)
+				defer cancel()
+				_, err := p.deps.XMPP.SendIQ(ctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(from), To: xmpp.A(to), Body: pingBody{}})
+				p.Queue(p.Context(), pingDone{session: to, outcome: pingResult(err), reconnect: reconnect})
+			}()
 		}
-		p.pinging[full] = true
-		from, to := p.occupantJID(o.nick), o.sessions[full]
-		go func() {
-			ctx, cancel := context.WithTimeout(p.Context(), timeout)
-			defer cancel()
-			_, err := p.deps.XMPP.SendIQ(ctx, &xmpp.IQ{Type: xmpp.TypeGet, From: xmpp.A(from), To: xmpp.A(to), Body: pingBody{}})
-			p.Queue(p.Context(), pingDone{session: to, outcome: pingResult(err), reconnect: reconnect})
-		}()
 	}
 }
 
@@ -198,13 +202,7 @@ func pingResult(err error) pingOutcome {
 // that a client that took bounced stanzas for a lost room sees that it is
 // still in.
 func (p *Portal) checkOccupants() {
-	all := map[string]*occupant{}
-	for _, o := range p.occupants {
-		for full := range o.sessions {
-			all[full] = o
-		}
-	}
-	p.startPings(all, 10*time.Second, true)
+	p.startPings(func(*session) bool { return true }, 10*time.Second, true)
 }
 
 // CheckQuiet asks a portal to ping the sessions it has not heard from for
@@ -220,25 +218,18 @@ func (p *Portal) checkQuiet() {
 	if interval <= 0 {
 		return
 	}
-	quiet := map[string]*occupant{}
-	for _, o := range p.occupants {
-		for full := range o.sessions {
-			if time.Since(p.lastSeen[full]) >= interval {
-				quiet[full] = o
-			}
-		}
-	}
+	quiet := func(s *session) bool { return time.Since(s.lastSeen) >= interval }
 	p.startPings(quiet, quietPingTimeout(interval), false)
 }
 
 // handlePingDone acts on the answer to a liveness ping.
 func (p *Portal) handlePingDone(ctx context.Context, d pingDone) {
-	full := d.session.String()
-	delete(p.pinging, full)
 	o, ok := p.session(d.session)
 	if !ok {
 		return
 	}
+	sess := o.find(d.session)
+	sess.pinging = false
 	s := d.session
 	switch d.outcome {
 	case pingAnswered:
@@ -254,18 +245,21 @@ func (p *Portal) handlePingDone(ctx context.Context, d pingDone) {
 		if d.reconnect {
 			return
 		}
-		p.misses[full]++
-		if p.misses[full] >= maxPingMisses {
-			p.log.Info().Stringer("jid", s).Int("misses", p.misses[full]).Msg("Removing XMPP session that stopped answering")
+		sess.misses++
+		if sess.misses >= maxPingMisses {
+			p.log.Info().Stringer("jid", s).Int("misses", sess.misses).Msg("Removing XMPP session that stopped answering")
 			p.removeSession(ctx, o, s, false, "The XMPP client stopped answering")
 		}
 	}
 }
 
-// touch notes that a session was heard from.
-func (p *Portal) touch(session jid.JID) {
-	p.lastSeen[session.String()] = time.Now()
-	delete(p.misses, session.String())
+// touch notes that a joined session was heard from.
+func (p *Portal) touch(from jid.JID) {
+	if o := p.occupants[from.Bare().String()]; o != nil {
+		if s := o.find(from); s != nil {
+			s.lastSeen, s.misses = time.Now(), 0
+		}
+	}
 }
 
 type pingBody struct {

@@ -51,7 +51,6 @@ func TestJoinChurn(t *testing.T) {
 	}
 	p.info.JoinRule = event.JoinRulePublic
 	p.settings = &database.RoomSettings{RoomID: p.RoomID}
-	p.lastSeen, p.misses, p.pinging = map[string]time.Time{}, map[string]int{}, map[string]bool{}
 	p.typing, p.lastRead = map[id.UserID]bool{}, map[id.UserID]id.EventID{}
 	p.loaded = true
 	eve := jid.MustParse("eve@xmpp.test/r")
@@ -108,12 +107,11 @@ func TestAliasMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.settings = &database.RoomSettings{RoomID: p.RoomID}
-	p.lastSeen, p.misses, p.pinging = map[string]time.Time{}, map[string]int{}, map[string]bool{}
 	p.typing, p.lastRead = map[id.UserID]bool{}, map[id.UserID]id.EventID{}
 	p.info.Invited, p.info.Banned = map[id.UserID]bool{}, map[id.UserID]bool{}
 	p.loaded = true
 	alice := p.occupants["alice@xmpp.test"]
-	alice.sessions = map[string]jid.JID{"alice@xmpp.test/r": jid.MustParse("alice@xmpp.test/r")}
+	alice.sessions = []session{{jid: jid.MustParse("alice@xmpp.test/r")}}
 	var moved string
 	p.deps.OnMoved = func(_ *Portal, old string) { moved = old }
 	key := ""
@@ -138,5 +136,58 @@ func TestAliasMove(t *testing.T) {
 	row, err := p.deps.DB.Portal.GetByRoomID(ctx, p.RoomID)
 	if err != nil || row == nil || row.Alias != "#new:hs.test" {
 		t.Errorf("stored portal %+v, %v", row, err)
+	}
+}
+
+// pingRecorder answers no liveness ping.
+type pingRecorder struct{ stanzaRecorder }
+
+func (*pingRecorder) SendIQ(context.Context, *xmpp.IQ) (*xmpp.IQ, error) { return nil, xmpp.ErrNoReply }
+
+// TestSessionLiveness: only sessions quiet for the check interval are
+// pinged, one ping at a time; a session that misses maxPingMisses pings in
+// a row is removed while the occupant's other session stays, a sign of life
+// clears the count, and a gone last session takes the occupant out.
+func TestSessionLiveness(t *testing.T) {
+	ctx := context.Background()
+	p := testPortal()
+	hs, out := &churnHS{}, &pingRecorder{}
+	p.deps.Matrix, p.deps.XMPP, p.deps.DB = hs, out, openTestDB(t)
+	p.deps.OccupantCheckInterval = time.Minute
+	if err := p.deps.DB.Portal.Insert(ctx, p.Portal); err != nil {
+		t.Fatal(err)
+	}
+	// A loop that has ended: the pings' answers are not handled behind
+	// the test's back, which hands them in itself.
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	p.Start(ended)
+	p.loaded = true
+	phone, laptop := jid.MustParse("alice@xmpp.test/phone"), jid.MustParse("alice@xmpp.test/laptop")
+	alice := p.occupants["alice@xmpp.test"]
+	alice.sessions = []session{{jid: phone, lastSeen: time.Now()}, {jid: laptop, lastSeen: time.Now().Add(-time.Hour)}}
+
+	p.checkQuiet()
+	if alice.find(phone).pinging || !alice.find(laptop).pinging {
+		t.Fatalf("pinging phone %v, laptop %v; want only the quiet laptop", alice.find(phone).pinging, alice.find(laptop).pinging)
+	}
+	for i := range maxPingMisses {
+		if alice.find(laptop) == nil {
+			t.Fatalf("laptop removed after %d missed pings; want %d", i, maxPingMisses)
+		}
+		p.handlePingDone(ctx, pingDone{session: laptop, outcome: pingSilent})
+	}
+	if alice.find(laptop) != nil || alice.find(phone) == nil || p.occupants["alice@xmpp.test"] == nil {
+		t.Fatalf("after %d missed pings: sessions %v", maxPingMisses, alice.jids())
+	}
+
+	p.handlePingDone(ctx, pingDone{session: phone, outcome: pingSilent})
+	p.touch(phone)
+	if s := alice.find(phone); s.misses != 0 || s.pinging {
+		t.Errorf("after a sign of life: misses %d, pinging %v", s.misses, s.pinging)
+	}
+	p.handlePingDone(ctx, pingDone{session: phone, outcome: pingGone})
+	if p.occupants["alice@xmpp.test"] != nil || hs.leaves != 1 {
+		t.Errorf("the last session gone: occupant kept %v, puppet left %d times", p.occupants["alice@xmpp.test"] != nil, hs.leaves)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"github.com/mxpp/mxpp/database"
+	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
 )
 
@@ -54,7 +55,7 @@ func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pr
 	p.roster.release(oldNick, occ.puppet)
 	p.roster.claim(newNick, occ.puppet)
 	occ.nick = newNick
-	for _, s := range occ.sessions {
+	for _, s := range occ.jids() {
 		err := p.deps.DB.Occupant.Upsert(ctx, &database.Occupant{RoomID: p.RoomID, FullJID: s.String(), UserJID: occ.bare.String(), Nick: newNick})
 		if err != nil {
 			p.log.Error().Err(err).Msg("Failed to store the new nick")
@@ -62,7 +63,7 @@ func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pr
 	}
 	p.log.Info().Stringer("jid", from).Str("old_nick", oldNick).Str("nick", newNick).Msg("XMPP user changed nick")
 	for _, other := range p.occupants {
-		for _, s := range other.sessions {
+		for _, s := range other.jids() {
 			self := []int{}
 			if other == occ {
 				self = []int{xmpp.StatusSelf}
@@ -125,8 +126,8 @@ func (p *Portal) applyAdminItem(ctx context.Context, occ *occupant, item xmpp.MU
 		return xmpp.StanzaError(stanza.ItemNotFound, "No such occupant or user")
 	}
 	actor := occ.puppet
-	log := p.log.With().Stringer("actor", actor).Stringer("target", target).Str("role", item.Role).
-		Str("affiliation", item.Affiliation).Logger()
+	log := roomloop.WithFields(p.log, "actor", string(actor), "target", target.String(), "role", item.Role,
+		"affiliation", item.Affiliation)
 	pl := p.powerLevels()
 	var err error
 	switch {

@@ -50,9 +50,9 @@ func TestRetrySkipsReachedSessions(t *testing.T) {
 		if err := db.Portal.Insert(ctx, p.Portal); err != nil {
 			t.Fatal(err)
 		}
-		p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"a": jid.MustParse("alice@xmpp.test/phone")}
+		p.occupants["alice@xmpp.test"].sessions = []session{{jid: jid.MustParse("alice@xmpp.test/phone")}}
 		p.occupants["bob@xmpp.test"] = &occupant{bare: jid.MustParse("bob@xmpp.test"), nick: "Bob", puppet: "@_xmpp_bob=40xmpp.test:hs.test",
-			sessions: map[string]jid.JID{"b": jid.MustParse("bob@xmpp.test/pc")}}
+			sessions: []session{{jid: jid.MustParse("bob@xmpp.test/pc")}}}
 		p.Start(ctx)
 		evt := &event.Event{ID: "$m", Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: p.RoomID, Timestamp: time.Now().UnixMilli(),
 			Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: "hello"}}}
@@ -99,7 +99,7 @@ func TestEventSendsAlikeStanzas(t *testing.T) {
 	p := testPortal()
 	p.deps.DB, p.deps.Matrix, p.deps.XMPP, p.log = db, &authorityHS{}, out, zerolog.Nop()
 	p.loaded = true
-	p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"a": jid.MustParse("alice@xmpp.test/phone")}
+	p.occupants["alice@xmpp.test"].sessions = []session{{jid: jid.MustParse("alice@xmpp.test/phone")}}
 	join := func(evtID id.EventID, user id.UserID) {
 		p.HandleEvent(ctx, &event.Event{ID: evtID, Type: event.StateMember, Sender: user, StateKey: new(string(user)), RoomID: p.RoomID,
 			Content: event.Content{Parsed: &event.MemberEventContent{Membership: event.MembershipJoin, Displayname: "Sam"}}})

@@ -176,7 +176,7 @@ type Portal struct {
 	*database.Portal
 	// The room's goroutine and queues; Queue, Flush and the rest are its.
 	*roomloop.Loop
-	deps    Deps
+	deps    *Deps // shared by every portal: not to be changed
 	conv    *msgconv.Converter
 	log     zerolog.Logger
 	roomJID jid.JID
@@ -188,9 +188,6 @@ type Portal struct {
 	listed    bool // in the room directory
 	roster    *roster
 	occupants map[string]*occupant // by bare JID
-	lastSeen  map[string]time.Time // by full JID of a session
-	misses    map[string]int       // unanswered liveness pings, by full JID
-	pinging   map[string]bool      // sessions with a liveness ping out
 	// churn bounds, per bare JID, the joins and nick changes that write
 	// membership and display-name events on Matrix.
 	churn    *ratelimit.Keyed
@@ -205,7 +202,7 @@ type Portal struct {
 }
 
 // New returns a portal for a stored row; Start runs it.
-func New(row *database.Portal, deps Deps) (*Portal, error) {
+func New(row *database.Portal, deps *Deps) (*Portal, error) {
 	roomJID, err := MUCJID(deps.Scheme, row.Alias)
 	if err != nil {
 		return nil, err
@@ -213,7 +210,7 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 	return newPortal(row, deps, roomJID), nil
 }
 
-func newPortal(row *database.Portal, deps Deps, roomJID jid.JID) *Portal {
+func newPortal(row *database.Portal, deps *Deps, roomJID jid.JID) *Portal {
 	p := &Portal{
 		Portal: row,
 		deps:   deps,
@@ -241,7 +238,7 @@ const (
 // setRoomJID sets the MUC address the portal answers at, and its logger.
 func (p *Portal) setRoomJID(roomJID jid.JID) {
 	p.roomJID = roomJID
-	p.log = p.deps.Log.With().Stringer("room_id", p.RoomID).Stringer("muc", roomJID).Logger()
+	p.log = roomloop.WithFields(p.deps.Log, "room_id", string(p.RoomID), "muc", roomJID.String())
 }
 
 func newChurn() *ratelimit.Keyed { return ratelimit.New(churnEvery, churnBurst) }
@@ -340,11 +337,8 @@ func (p *Portal) load(ctx context.Context) error {
 	p.info = info
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
-	p.lastSeen = make(map[string]time.Time)
 	p.typing = make(map[id.UserID]bool)
 	p.lastRead = make(map[id.UserID]id.EventID)
-	p.misses = make(map[string]int)
-	p.pinging = make(map[string]bool)
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.
 	for _, row := range rows {
 		occ := p.occupants[row.UserJID]
@@ -354,13 +348,13 @@ func (p *Portal) load(ctx context.Context) error {
 				p.log.Warn().Err(err).Str("jid", row.UserJID).Msg("Dropping occupant with invalid JID")
 				continue
 			}
-			occ = &occupant{bare: bare, nick: row.Nick, puppet: p.deps.Matrix.PuppetID(row.UserJID), sessions: map[string]jid.JID{}}
+			occ = &occupant{bare: bare, nick: row.Nick, puppet: p.deps.Matrix.PuppetID(row.UserJID)}
 			p.occupants[row.UserJID] = occ
 			p.roster.claim(row.Nick, occ.puppet)
 		}
 		full, err := xmpp.ParseJID(row.FullJID)
 		if err == nil {
-			occ.sessions[full.String()] = full
+			occ.join(full)
 		}
 	}
 	p.kind.onLoad(ctx)
@@ -445,7 +439,5 @@ func (p *Portal) noteSender(evt any) {
 	default:
 		return
 	}
-	if _, ok := p.session(from); ok {
-		p.touch(from)
-	}
+	p.touch(from)
 }

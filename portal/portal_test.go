@@ -105,7 +105,7 @@ func testPortal() *Portal {
 		roster:    newRoster(),
 		info:      &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{}},
 		occupants: map[string]*occupant{},
-		deps:      Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
+		deps:      &Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
 		churn:     newChurn(),
 	}
 	p.kind = muc{p}
@@ -344,7 +344,7 @@ func TestSendOnce(t *testing.T) {
 }
 
 // openTestDB opens a database of its own for a test, closed at its end.
-func openTestDB(t *testing.T) *database.Database {
+func openTestDB(t testing.TB) *database.Database {
 	t.Helper()
 	db, err := database.Open(context.Background(), database.Config{URI: "file:" + filepath.Join(t.TempDir(), "t.db")}, zerolog.Nop())
 	if err != nil {

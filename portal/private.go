@@ -61,7 +61,7 @@ func (p *Portal) handlePrivate(ctx context.Context, msg *xmpp.Message) {
 		if to == occ {
 			return // to oneself: nothing to carry
 		}
-		for _, s := range to.sessions {
+		for _, s := range to.jids() {
 			out := *msg
 			out.From, out.To, out.MUCUser = xmpp.A(p.occupantJID(occ.nick)), xmpp.A(s), &xmpp.MUCUser{}
 			p.send(ctx, &out)

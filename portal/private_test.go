@@ -24,9 +24,9 @@ func TestPrivateMessages(t *testing.T) {
 	var got []PrivateMessage
 	p.deps.XMPP, p.log = out, zerolog.Nop()
 	p.deps.Private = func(_ context.Context, pm PrivateMessage) { got = append(got, pm) }
-	p.occupants["alice@xmpp.test"].sessions = map[string]jid.JID{"alice@xmpp.test/phone": jid.MustParse("alice@xmpp.test/phone")}
+	p.occupants["alice@xmpp.test"].sessions = []session{{jid: jid.MustParse("alice@xmpp.test/phone")}}
 	bob := &occupant{bare: jid.MustParse("bob@xmpp.test"), nick: "Bob", puppet: "@_xmpp_bob=40xmpp.test:hs.test",
-		sessions: map[string]jid.JID{"bob@xmpp.test/pc": jid.MustParse("bob@xmpp.test/pc"), "bob@xmpp.test/tab": jid.MustParse("bob@xmpp.test/tab")}}
+		sessions: []session{{jid: jid.MustParse("bob@xmpp.test/pc")}, {jid: jid.MustParse("bob@xmpp.test/tab")}}}
 	p.occupants["bob@xmpp.test"] = bob
 	p.roster.claim("Bob", bob.puppet)
 	pm := func(from, nick, body string) *xmpp.Message {

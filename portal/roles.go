@@ -127,7 +127,7 @@ func (p *Portal) handlePowerLevels(ctx context.Context, evt *event.Event) {
 // status 110 for its own; mutate, if set, adds to each presence.
 func (p *Portal) broadcastOccupant(ctx context.Context, o *occupant, mutate func(*xmpp.Presence)) {
 	for _, other := range p.occupants {
-		for _, s := range other.sessions {
+		for _, s := range other.jids() {
 			var status []int
 			if other == o {
 				status = []int{xmpp.StatusSelf}

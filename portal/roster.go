@@ -3,6 +3,7 @@ package portal
 import (
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -19,10 +20,54 @@ const maxNickRunes = 64
 // occupant is an XMPP user in the MUC, with every session (full JID) it
 // joined from. All sessions share the nick and the puppet.
 type occupant struct {
-	bare     jid.JID
-	nick     string
-	puppet   id.UserID
-	sessions map[string]jid.JID
+	bare   jid.JID
+	nick   string
+	puppet id.UserID
+	// sessions is a slice, not a map: an occupant has one or a few, and a
+	// bridge at size holds tens of thousands of them.
+	sessions []session
+}
+
+// session is one client an occupant joined from, and what the liveness
+// checks know of it.
+type session struct {
+	jid      jid.JID
+	lastSeen time.Time
+	misses   int  // liveness pings unanswered in a row
+	pinging  bool // a liveness ping is out
+}
+
+// find returns the session joined from full, or nil.
+func (o *occupant) find(full jid.JID) *session {
+	for i := range o.sessions {
+		if o.sessions[i].jid.Equal(full) {
+			return &o.sessions[i]
+		}
+	}
+	return nil
+}
+
+// join adds a session unless it is in already, and returns it.
+func (o *occupant) join(full jid.JID) *session {
+	if s := o.find(full); s != nil {
+		return s
+	}
+	o.sessions = append(o.sessions, session{jid: full})
+	return &o.sessions[len(o.sessions)-1]
+}
+
+// leave removes a session.
+func (o *occupant) leave(full jid.JID) {
+	o.sessions = slices.DeleteFunc(o.sessions, func(s session) bool { return s.jid.Equal(full) })
+}
+
+// jids returns the full JIDs of the occupant's sessions.
+func (o *occupant) jids() []jid.JID {
+	out := make([]jid.JID, len(o.sessions))
+	for i, s := range o.sessions {
+		out[i] = s.jid
+	}
+	return out
 }
 
 // member is a Matrix user of the room as the MUC shows it.
@@ -47,11 +92,13 @@ type nickChange struct {
 type roster struct {
 	owner   map[string]id.UserID // nick key -> Matrix user or puppet
 	members map[id.UserID]*member
-	groups  map[string]map[id.UserID]*member // base key -> members
+	// groups holds the members by the key of their display name; most
+	// groups have one member, so a slice, not a map, in each.
+	groups map[string][]*member
 }
 
 func newRoster() *roster {
-	return &roster{owner: map[string]id.UserID{}, members: map[id.UserID]*member{}, groups: map[string]map[id.UserID]*member{}}
+	return &roster{owner: map[string]id.UserID{}, members: map[id.UserID]*member{}, groups: map[string][]*member{}}
 }
 
 // owns reports who holds a nick, or whose display name it is.
@@ -59,8 +106,8 @@ func (r *roster) owns(nick string) (id.UserID, bool) {
 	if u, ok := r.owner[msgconv.NickKey(nick)]; ok {
 		return u, true
 	}
-	for u := range r.groups[msgconv.NickKey(nick)] {
-		return u, true
+	if group := r.groups[msgconv.NickKey(nick)]; len(group) > 0 {
+		return group[0].userID, true
 	}
 	return "", false
 }
@@ -85,7 +132,7 @@ func (r *roster) set(userID id.UserID, displayname string) []nickChange {
 			return nil
 		}
 		oldKey = msgconv.NickKey(m.base)
-		delete(r.groups[oldKey], userID)
+		r.leaveGroup(oldKey, m)
 	} else {
 		m = &member{userID: userID}
 		r.members[userID] = m
@@ -99,10 +146,7 @@ func (r *roster) set(userID id.UserID, displayname string) []nickChange {
 		m.base = string(userID)
 	}
 	newKey := msgconv.NickKey(m.base)
-	if r.groups[newKey] == nil {
-		r.groups[newKey] = map[id.UserID]*member{}
-	}
-	r.groups[newKey][userID] = m
+	r.groups[newKey] = append(r.groups[newKey], m)
 	changes := r.renick(newKey)
 	if oldKey != "" && oldKey != newKey {
 		changes = append(changes, r.renick(oldKey)...)
@@ -119,21 +163,24 @@ func (r *roster) remove(userID id.UserID) (*member, []nickChange) {
 	}
 	delete(r.members, userID)
 	key := msgconv.NickKey(m.base)
-	delete(r.groups[key], userID)
+	r.leaveGroup(key, m)
 	r.release(m.nick, userID)
 	return m, r.renick(key)
 }
 
+// leaveGroup takes a member out of its display name group.
+func (r *roster) leaveGroup(key string, m *member) {
+	r.groups[key] = slices.DeleteFunc(r.groups[key], func(o *member) bool { return o == m })
+}
+
 // renick gives the members of one display name group their nicks.
 func (r *roster) renick(key string) []nickChange {
-	group := r.groups[key]
-	if len(group) == 0 {
+	ms := r.groups[key]
+	if len(ms) == 0 {
 		delete(r.groups, key)
 		return nil
 	}
-	ms := make([]*member, 0, len(group))
-	for _, m := range group {
-		ms = append(ms, m)
+	for _, m := range ms {
 		r.release(m.nick, m.userID)
 	}
 	slices.SortFunc(ms, func(a, b *member) int { return strings.Compare(string(a.userID), string(b.userID)) })

@@ -49,8 +49,8 @@ func (p *Portal) occupantItem(o *occupant, session jid.JID) xmpp.MUCItem {
 }
 
 func (o *occupant) anySession() jid.JID {
-	for _, s := range o.sessions {
-		return s
+	if len(o.sessions) > 0 {
+		return o.sessions[0].jid
 	}
 	return o.bare
 }
@@ -88,7 +88,7 @@ func (p *Portal) sessions() []jid.JID {
 	var out []jid.JID
 	for _, o := range p.occupants {
 		for _, s := range o.sessions {
-			out = append(out, s)
+			out = append(out, s.jid)
 		}
 	}
 	return out
@@ -102,7 +102,7 @@ func (p *Portal) broadcast(ctx context.Context, skip *occupant, build func(to ji
 			continue
 		}
 		for _, s := range o.sessions {
-			p.send(ctx, build(s))
+			p.send(ctx, build(s.jid))
 		}
 	}
 }

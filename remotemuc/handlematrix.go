@@ -17,7 +17,7 @@ import (
 // handleMatrixEvent handles an event of the portal room. It returns false
 // when the portal is gone.
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
-	log := p.log.With().Stringer("event_id", evt.ID).Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
+	log := roomloop.WithFields(p.log, "event_id", string(evt.ID), "sender", string(evt.Sender), "event_type", evt.Type.Type)
 	ctx = log.WithContext(ctx)
 	switch evt.Type {
 	case event.EventMessage:

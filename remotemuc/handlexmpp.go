@@ -265,7 +265,7 @@ func (p *Portal) handleMediaReady(ctx context.Context, r mediaReady) {
 // notes the mapping. content is the file it shared, if any.
 func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message, roomSID string, content *event.MessageEventContent) {
 	stanzaID := msgconv.StanzaIDOf(msg)
-	log := p.log.With().Str("nick", x.nick).Str("stanza_id", stanzaID).Str("room_stanza_id", roomSID).Logger()
+	log := roomloop.WithFields(p.log, "nick", x.nick, "stanza_id", stanzaID, "room_stanza_id", roomSID)
 	if content == nil {
 		content = msgconv.MatrixContent(names{p}, msgconv.StripReplyFallback(msg))
 	}

@@ -202,7 +202,7 @@ func New(row *database.Portal, deps Deps) (*Portal, error) {
 	p := &Portal{
 		Portal: row,
 		deps:   deps,
-		log:    deps.Log.With().Stringer("room_id", row.RoomID).Stringer("remote_muc", room).Logger(),
+		log:    roomloop.WithFields(deps.Log, "room_id", string(row.RoomID), "remote_muc", room.String()),
 		room:   room,
 		seen:   newRecent(4096),
 		took:   newRecent(256),
