@@ -346,6 +346,26 @@ func TestPendingSend(t *testing.T) {
 	if unfinished, _ := db.Message.BeginSend(ctx, room, "t1"); unfinished {
 		t.Fatal("BeginSend after a finished send reported it unfinished")
 	}
+	// The mapping stored and the send forgotten in one commit.
+	_, _ = db.Message.BeginSend(ctx, room, "t2")
+	if err := db.Message.InsertSent(ctx, &Message{RoomID: room, EventID: "$e2", SenderJID: "a@x.test", StanzaID: "s2", Timestamp: time.Now()}, "t2"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := db.Message.GetByEventID(ctx, room, "$e2"); err != nil || m == nil || m.StanzaID != "s2" {
+		t.Errorf("mapping after InsertSent: %+v, %v", m, err)
+	}
+	if unfinished, _ := db.Message.BeginSend(ctx, room, "t2"); unfinished {
+		t.Error("InsertSent left its send noted")
+	}
+	if err := db.Message.InsertSent(ctx, &Message{RoomID: "!other:hs.test", EventID: "$e3", StanzaID: "s3", Timestamp: time.Now()}, "t3"); err == nil {
+		t.Error("a mapping of a room that is no portal was stored")
+	}
+	err := db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		return db.Message.InsertSent(ctx, &Message{RoomID: room, EventID: "$e4", StanzaID: "s4", Timestamp: time.Now()}, "t4")
+	})
+	if m, _ := db.Message.GetByEventID(ctx, room, "$e4"); err != nil || m == nil {
+		t.Errorf("InsertSent inside a transaction: %v, stored %v", err, m != nil)
+	}
 	if err := db.Message.DeleteBefore(ctx, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,14 @@ func (mq *MessageQuery) BeginSend(ctx context.Context, roomID id.RoomID, txnID s
 	return err == nil && n == 0, err
 }
 
+// InsertSent adds the mapping of an event sent with txnID and forgets that
+// send (BeginSend), in one commit.
+func (mq *MessageQuery) InsertSent(ctx context.Context, m *Message, txnID string) error {
+	return mq.stmts.execAll(ctx,
+		statement{insertMessage, []any{m.RoomID, m.EventID, m.SenderJID, m.StanzaID, m.TargetEventID, m.Timestamp.UnixMilli(), m.RoomStanzaID}},
+		statement{deletePending, []any{m.RoomID, txnID}})
+}
+
 // FinishSend forgets a pending send whose event ID is stored.
 func (mq *MessageQuery) FinishSend(ctx context.Context, roomID id.RoomID, txnID string) error {
 	return mq.stmts.exec(ctx, deletePending, roomID, txnID)

@@ -52,6 +52,48 @@ func (c *stmtCache) exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
+// statement is a query with its arguments, for execAll.
+type statement struct {
+	query string
+	args  []any
+}
+
+// execAll runs statements in one transaction, each prepared when possible:
+// one commit instead of one for each. Inside a transaction already, they
+// run in it.
+func (c *stmtCache) execAll(ctx context.Context, stmts ...statement) error {
+	if c.db.Execable(ctx) != &c.db.LoggingDB {
+		for _, s := range stmts {
+			if _, err := c.db.Exec(ctx, s.query, s.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Prepared before the transaction takes its connection: preparing
+	// takes one too, and the pool may have no other.
+	prepared := make([]*sql.Stmt, len(stmts))
+	for i, s := range stmts {
+		prepared[i] = c.get(ctx, s.query)
+	}
+	tx, err := c.db.RawDB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for i, s := range stmts {
+		if prepared[i] != nil {
+			_, err = tx.StmtContext(ctx, prepared[i]).ExecContext(ctx, s.args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.query, s.args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 // execN runs a statement, prepared when possible, and returns the number
 // of rows it changed.
 func (c *stmtCache) execN(ctx context.Context, query string, args ...any) (int64, error) {

@@ -53,6 +53,15 @@ func (s Sender) Send(ctx context.Context, sender id.UserID, txn string, evtType 
 	return s.Matrix.SendMessage(ctx, s.RoomID, sender, txn, evtType, content, ts)
 }
 
+// Store stores the mapping of the message sent with txn and drops the note
+// of its send, in one commit.
+func (s Sender) Store(ctx context.Context, m *database.Message, txn string) error {
+	if strings.HasPrefix(txn, RandomTxnPrefix) {
+		return s.DB.Message.Insert(ctx, m)
+	}
+	return s.DB.Message.InsertSent(ctx, m, txn)
+}
+
 // Sent drops the note of a send whose event ID is stored.
 func (s Sender) Sent(ctx context.Context, txn string) {
 	if strings.HasPrefix(txn, RandomTxnPrefix) {

@@ -416,12 +416,10 @@ func (p *Portal) bridgeXMPPMessage(ctx context.Context, msg *xmpp.Message, occ *
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged XMPP message to Matrix")
 	p.bridged(ToMatrix, msgconv.MessageKind(content))
 	if stanzaID != "" {
-		err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(),
-			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()})
+		err = p.sender().Store(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: occ.bare.String(),
+			StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now()}, txn)
 		if err != nil {
 			log.Error().Err(err).Msg("Failed to store message mapping")
-		} else {
-			p.sent(ctx, txn)
 		}
 	}
 	p.kind.onBridged(ctx, msg, occ, evtID)
@@ -451,9 +449,6 @@ func (p *Portal) reflection(msg *xmpp.Message, occ *occupant, to jid.JID, eventI
 func (p *Portal) sendOnce(ctx context.Context, sender id.UserID, txn string, evtType event.Type, content any) (id.EventID, error) {
 	return p.sender().Send(ctx, sender, txn, evtType, content, time.Time{})
 }
-
-// sent drops the note of a send whose event ID is stored.
-func (p *Portal) sent(ctx context.Context, txn string) { p.sender().Sent(ctx, txn) }
 
 func (p *Portal) sender() msgconv.Sender {
 	return msgconv.Sender{DB: p.deps.DB, Matrix: p.deps.Matrix, RoomID: p.RoomID}

@@ -294,12 +294,10 @@ func (p *Portal) bridgeMessage(ctx context.Context, x *other, msg *xmpp.Message,
 	}
 	log.Debug().Stringer("event_id", evtID).Msg("Bridged a message from the MUC to Matrix")
 	p.bridged(roomloop.ToMatrix, msgconv.MessageKind(content))
-	err = p.deps.DB.Message.Insert(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: x.key,
-		StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now(), RoomStanzaID: p.roomRef(msg, roomSID)})
+	err = p.sender().Store(ctx, &database.Message{RoomID: p.RoomID, EventID: evtID, SenderJID: x.key,
+		StanzaID: stanzaID, TargetEventID: target, Timestamp: time.Now(), RoomStanzaID: p.roomRef(msg, roomSID)}, txn)
 	if err != nil {
 		log.Error().Err(err).Msg("Failed to store message mapping")
-	} else {
-		p.sender().Sent(ctx, txn)
 	}
 	p.noteLast(ctx, roomSID)
 }
