@@ -2,7 +2,12 @@ package matrix
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"slices"
+	"sync"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -15,11 +20,14 @@ import (
 // user's ID must not linger in the membership cache).
 type StateStore struct {
 	*sqlstatestore.SQLStateStore
+
+	mu         sync.Mutex
+	membership *sql.Stmt // prepared by membershipStmt
 }
 
 // NewStateStore returns the state store in its own tables of db.
 func NewStateStore(db *dbutil.Database, log dbutil.DatabaseLogger) *StateStore {
-	return &StateStore{sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, log), log, false)}
+	return &StateStore{SQLStateStore: sqlstatestore.NewSQLStateStore(db.Child(sqlstatestore.VersionTableName, sqlstatestore.UpgradeTable, log), log, false)}
 }
 
 // Upgrade brings the state store's tables to the latest schema, with an
@@ -39,6 +47,60 @@ func (s *StateStore) Upgrade(ctx context.Context) error {
 func (s *StateStore) RoomsOf(ctx context.Context, userID id.UserID) ([]id.RoomID, error) {
 	rows, err := s.Query(ctx, `SELECT room_id FROM mx_user_profile WHERE user_id=$1 AND membership='join'`, userID)
 	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.RoomID], err).AsList()
+}
+
+const getMembership = `SELECT membership FROM mx_user_profile WHERE room_id=$1 AND user_id=$2`
+
+// GetMembership implements mautrix.StateStore as mautrix's does, with a
+// prepared statement: a puppet asks it before every message it sends
+// (IntentAPI.EnsureJoined).
+func (s *StateStore) GetMembership(ctx context.Context, roomID id.RoomID, userID id.UserID) (event.Membership, error) {
+	st := s.membershipStmt(ctx)
+	if st == nil {
+		return s.SQLStateStore.GetMembership(ctx, roomID, userID)
+	}
+	var m event.Membership
+	err := st.QueryRowContext(ctx, roomID, userID).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return event.MembershipLeave, nil
+	}
+	return m, err
+}
+
+// membershipStmt returns the prepared statement of GetMembership, or nil
+// inside a transaction (which the statement is not of) or if preparing
+// failed.
+func (s *StateStore) membershipStmt(ctx context.Context) *sql.Stmt {
+	if s.Execable(ctx) != &s.LoggingDB {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.membership == nil {
+		s.membership, _ = s.RawDB.PrepareContext(context.WithoutCancel(ctx), getMembership)
+	}
+	return s.membership
+}
+
+// IsInRoom implements mautrix.StateStore (mautrix's calls its own
+// GetMembership).
+func (s *StateStore) IsInRoom(ctx context.Context, roomID id.RoomID, userID id.UserID) bool {
+	return s.IsMembership(ctx, roomID, userID, event.MembershipJoin)
+}
+
+// IsInvited implements mautrix.StateStore.
+func (s *StateStore) IsInvited(ctx context.Context, roomID id.RoomID, userID id.UserID) bool {
+	return s.IsMembership(ctx, roomID, userID, event.MembershipJoin, event.MembershipInvite)
+}
+
+// IsMembership implements mautrix.StateStore.
+func (s *StateStore) IsMembership(ctx context.Context, roomID id.RoomID, userID id.UserID, allowed ...event.Membership) bool {
+	m, err := s.GetMembership(ctx, roomID, userID)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to get membership")
+		return false
+	}
+	return slices.Contains(allowed, m)
 }
 
 // SetMembership implements mautrix.StateStore.

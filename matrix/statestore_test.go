@@ -73,6 +73,19 @@ func TestStateStoreKeepsNoLeaves(t *testing.T) {
 	if !s.IsInRoom(ctx, room, alice) || rows() != 1 {
 		t.Errorf("after ReplaceCachedMembers: %d rows, want only Alice's join", rows())
 	}
+	// Memberships read by the prepared statement, and inside a
+	// transaction without it.
+	carol := id.UserID("@carol:hs")
+	_ = s.SetMembership(ctx, room, carol, event.MembershipInvite)
+	if !s.IsInvited(ctx, room, carol) || s.IsInRoom(ctx, room, carol) || !s.IsInvited(ctx, room, alice) || s.IsInvited(ctx, room, bob) {
+		t.Error("invitations read wrong")
+	}
+	_ = s.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if !s.IsInRoom(ctx, room, alice) || s.IsInRoom(ctx, room, carol) {
+			t.Error("memberships read wrong inside a transaction")
+		}
+		return nil
+	})
 }
 
 // TestStateStoreForgetRoom: a room the bridge left for good leaves nothing
