@@ -35,7 +35,8 @@ type RoomInfo struct {
 	AltAliases              []id.RoomAlias
 	JoinRule                event.JoinRule
 	// PowerLevels is never nil: a room without the event gets the spec's
-	// defaults. Its CreateEvent is set, so room creators count as such.
+	// defaults. Its CreateEvent is set where room creators have power
+	// of their own (room version 12 on), so that they count as such.
 	PowerLevels       *event.PowerLevelsEventContent
 	HistoryVisibility event.HistoryVisibility
 	Avatar            id.ContentURIString
@@ -107,9 +108,12 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 		// Without a power levels event the creator has 100 (spec §10.5).
 		info.PowerLevels.Users = map[id.UserID]int{create.Sender: 100}
 	}
-	if create := state[event.StateCreate][""]; create != nil {
-		// Only what the power checks read: the whole event with its raw
-		// JSON would stay in memory for as long as the room's portal.
+	// mautrix attaches the whole create event, raw JSON and all, which
+	// would stay in memory for as long as the room's portal. The power
+	// checks read it only in room versions whose creators stand above
+	// every level, and then only its sender and content.
+	info.PowerLevels.CreateEvent = nil
+	if create := state[event.StateCreate][""]; create != nil && create.Content.AsCreate().SupportsCreatorPower() {
 		info.PowerLevels.CreateEvent = &event.Event{Type: create.Type, RoomID: create.RoomID, Sender: create.Sender,
 			Content: event.Content{Parsed: create.Content.AsCreate()}}
 	}

@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix/event"
@@ -28,10 +29,14 @@ func TestRoomInfo(t *testing.T) {
 		switch r.URL.Path {
 		case "/_matrix/client/v3/rooms/!r:hs.test/state":
 			w.Write([]byte(state))
+		case "/_matrix/client/v3/rooms/!old:hs.test/state":
+			w.Write([]byte(strings.Replace(state, `"12"`, `"10"`, 1)))
 		case "/_matrix/client/v3/register":
 			w.Write([]byte(`{"user_id": "@xmppbot:hs.test"}`))
-		case "/_matrix/client/v3/join/!r:hs.test", "/_matrix/client/v3/rooms/!r:hs.test/join":
+		case "/_matrix/client/v3/rooms/!r:hs.test/join":
 			w.Write([]byte(`{"room_id": "!r:hs.test"}`))
+		case "/_matrix/client/v3/rooms/!old:hs.test/join":
+			w.Write([]byte(`{"room_id": "!old:hs.test"}`))
 		default:
 			http.NotFound(w, r)
 		}
@@ -57,5 +62,12 @@ func TestRoomInfo(t *testing.T) {
 	}
 	if create := pl.CreateEvent; create.Content.VeryRaw != nil {
 		t.Error("the create event's raw JSON is kept")
+	}
+	// Before version 12 creators have the level the power levels give.
+	if info, err = c.RoomInfo(context.Background(), "!old:hs.test"); err != nil {
+		t.Fatal(err)
+	}
+	if info.PowerLevels.CreateEvent != nil || info.PowerLevels.GetUserLevel("@mary:hs.test") != 0 {
+		t.Errorf("version 10: create event kept %v, Mary's level %d; want none, 0", info.PowerLevels.CreateEvent != nil, info.PowerLevels.GetUserLevel("@mary:hs.test"))
 	}
 }

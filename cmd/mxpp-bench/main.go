@@ -673,7 +673,7 @@ func (b *bench) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n| figure at size | value | target |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| start to ready | %.2f s | ≤ 2 s |\n", a.ReadySeconds)
-	fmt.Fprintf(w, "| restore after connecting (every room loaded, %d sessions pinged) | %.1f s | |\n", a.SessionsPinged, a.RestoreSeconds)
+	fmt.Fprintf(w, "| restore after connecting (every room loaded; %d session pings answered by then) | %.1f s | |\n", a.SessionsPinged, a.RestoreSeconds)
 	fmt.Fprintf(w, "| bridge RSS after the restore | %.1f MB | ≤ 150 MB |\n", a.RSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS | %.1f MB | |\n", a.PeakRSSMB)
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | as empty (%.3f s) |\n", a.CPUSecondsPer1000, br.CPUSecondsPer1000)
