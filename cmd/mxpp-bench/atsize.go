@@ -250,8 +250,21 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 		return err
 	}
 	r.CPUSecondsPer1000, r.PeakRSSMB = run.cpuPer1000, run.peakMB
-	r.Throughput = []result{run.xm, run.mx}
-	r.Latency = []result{run.lxm, run.lmx}
+
+	// The homeserver now holds the rooms made for this part: its share of
+	// the time at size is its raw paths'.
+	step("at size: raw paths (bridge stopped, a do-nothing appservice in its place)")
+	b.s.StopBridge(false)
+	srv, err := b.nullAppservice()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	raw, err := b.rawRuns("s")
+	if err != nil {
+		return err
+	}
+	r.Throughput, r.Latency, r.Ratios = compare(run, raw)
 	return nil
 }
 

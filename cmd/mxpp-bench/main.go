@@ -116,13 +116,8 @@ type report struct {
 	} `json:"options"`
 	Throughput []result `json:"throughput"`
 	Latency    []result `json:"latency"`
-	Ratios     struct {
-		ToMatrixThroughput float64 `json:"xmpp_to_matrix_throughput"`
-		ToXMPPThroughput   float64 `json:"matrix_to_xmpp_throughput"`
-		ToMatrixOverheadMs float64 `json:"xmpp_to_matrix_p50_overhead_ms"`
-		ToXMPPOverheadMs   float64 `json:"matrix_to_xmpp_p50_overhead_ms"`
-	} `json:"ratios"`
-	Bridge struct {
+	Ratios     ratios   `json:"ratios"`
+	Bridge     struct {
 		CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000_messages"`
 		PeakRSSMB         float64 `json:"peak_rss_mb"`
 		IdleRSSMB         float64 `json:"idle_rss_mb"`
@@ -138,7 +133,16 @@ type report struct {
 		CPUSecondsPer1000 float64  `json:"cpu_seconds_per_1000_messages"`
 		Throughput        []result `json:"throughput"`
 		Latency           []result `json:"latency"`
+		Ratios            ratios   `json:"ratios"`
 	} `json:"at_size"`
+}
+
+// ratios compare the bridged paths with the raw ones.
+type ratios struct {
+	ToMatrixThroughput float64 `json:"xmpp_to_matrix_throughput"`
+	ToXMPPThroughput   float64 `json:"matrix_to_xmpp_throughput"`
+	ToMatrixOverheadMs float64 `json:"xmpp_to_matrix_p50_overhead_ms"`
+	ToXMPPOverheadMs   float64 `json:"matrix_to_xmpp_p50_overhead_ms"`
 }
 
 // bench is one run's state.
@@ -209,7 +213,6 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	bxm, bmx, lbxm, lbmx := bridged.xm, bridged.mx, bridged.lxm, bridged.lmx
 	b.rep.Bridge.CPUSecondsPer1000, b.rep.Bridge.PeakRSSMB = bridged.cpuPer1000, bridged.peakMB
 
 	step("raw paths (bridge stopped, a do-nothing appservice in its place)")
@@ -220,19 +223,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	rxm, err := b.rawMatrix("rxm", o.messages, 0)
-	if err != nil {
-		return err
-	}
-	lrxm, err := b.rawMatrix("lrxm", o.paced, o.rate)
-	if err != nil {
-		return err
-	}
-	ras, rcomp, err := b.rawToXMPP("raw", o.messages, 0)
-	if err != nil {
-		return err
-	}
-	lras, lrcomp, err := b.rawToXMPP("lraw", o.paced, o.rate)
+	raw, err := b.rawRuns("")
 	if err != nil {
 		return err
 	}
@@ -248,13 +239,7 @@ func run(o options) error {
 		return err
 	}
 
-	rawMX, rawLMX := slower(ras, rcomp), slower(lras, lrcomp)
-	b.rep.Throughput = []result{bxm, rxm, bmx, ras, rcomp}
-	b.rep.Latency = []result{lbxm, lrxm, lbmx, lras, lrcomp}
-	b.rep.Ratios.ToMatrixThroughput = bxm.PerSecond / rxm.PerSecond
-	b.rep.Ratios.ToXMPPThroughput = bmx.PerSecond / rawMX.PerSecond
-	b.rep.Ratios.ToMatrixOverheadMs = lbxm.P50ms - lrxm.P50ms
-	b.rep.Ratios.ToXMPPOverheadMs = lbmx.P50ms - rawLMX.P50ms
+	b.rep.Throughput, b.rep.Latency, b.rep.Ratios = compare(bridged, raw)
 	b.print(os.Stdout)
 	if o.jsonPath != "" {
 		data, _ := json.MarshalIndent(&b.rep, "", "  ")
@@ -302,6 +287,46 @@ func (b *bench) bridgedRuns(prefix, suffix string) (bridgedRun, error) {
 	}
 	r.peakMB = mb(b.s.proc().peak)
 	return r, nil
+}
+
+// rawRun is the raw paths measured once, at once and paced: Matrix
+// clients to the homeserver, the homeserver to a do-nothing appservice, and
+// a component through Prosody to the clients.
+type rawRun struct {
+	xm, lxm              result
+	as, comp, las, lcomp result
+}
+
+// rawRuns measures the raw paths, their bodies named with prefix, while a
+// do-nothing appservice stands in for the bridge.
+func (b *bench) rawRuns(prefix string) (rawRun, error) {
+	var r rawRun
+	var err error
+	if r.xm, err = b.rawMatrix(prefix+"rxm", b.o.messages, 0); err != nil {
+		return r, err
+	}
+	if r.lxm, err = b.rawMatrix("l"+prefix+"rxm", b.o.paced, b.o.rate); err != nil {
+		return r, err
+	}
+	if r.as, r.comp, err = b.rawToXMPP(prefix+"raw", b.o.messages, 0); err != nil {
+		return r, err
+	}
+	r.las, r.lcomp, err = b.rawToXMPP("l"+prefix+"raw", b.o.paced, b.o.rate)
+	return r, err
+}
+
+// compare sets bridged and raw runs side by side: the throughput and
+// latency rows, each bridged path before its raw ones, and the ratios
+// (Matrix → XMPP against the slower of its two legs).
+func compare(bridged bridgedRun, raw rawRun) (throughput, latency []result, ra ratios) {
+	rawMX, rawLMX := slower(raw.as, raw.comp), slower(raw.las, raw.lcomp)
+	throughput = []result{bridged.xm, raw.xm, bridged.mx, raw.as, raw.comp}
+	latency = []result{bridged.lxm, raw.lxm, bridged.lmx, raw.las, raw.lcomp}
+	ra.ToMatrixThroughput = bridged.xm.PerSecond / raw.xm.PerSecond
+	ra.ToXMPPThroughput = bridged.mx.PerSecond / rawMX.PerSecond
+	ra.ToMatrixOverheadMs = bridged.lxm.P50ms - raw.lxm.P50ms
+	ra.ToXMPPOverheadMs = bridged.lmx.P50ms - rawLMX.P50ms
+	return throughput, latency, ra
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
@@ -654,12 +679,14 @@ func (b *bench) print(w io.Writer) {
 		line(r)
 	}
 	br := b.rep.Bridge
-	ra := b.rep.Ratios
+	printRatios := func(ra ratios) {
+		fmt.Fprintf(w, "| XMPP → Matrix throughput, bridged / raw | %.2f | ≥ 0.9 |\n", ra.ToMatrixThroughput)
+		fmt.Fprintf(w, "| Matrix → XMPP throughput, bridged / raw (slower leg) | %.2f | ≥ 0.9 |\n", ra.ToXMPPThroughput)
+		fmt.Fprintf(w, "| XMPP → Matrix p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToMatrixOverheadMs)
+		fmt.Fprintf(w, "| Matrix → XMPP p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToXMPPOverheadMs)
+	}
 	fmt.Fprintf(w, "\n| figure | value | target |\n|---|---:|---:|\n")
-	fmt.Fprintf(w, "| XMPP → Matrix throughput, bridged / raw | %.2f | ≥ 0.9 |\n", ra.ToMatrixThroughput)
-	fmt.Fprintf(w, "| Matrix → XMPP throughput, bridged / raw (slower leg) | %.2f | ≥ 0.9 |\n", ra.ToXMPPThroughput)
-	fmt.Fprintf(w, "| XMPP → Matrix p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToMatrixOverheadMs)
-	fmt.Fprintf(w, "| Matrix → XMPP p50 overhead at moderate load | %.1f ms | ≤ 5 ms |\n", ra.ToXMPPOverheadMs)
+	printRatios(b.rep.Ratios)
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | ≤ 0.3 s |\n", br.CPUSecondsPer1000)
 	fmt.Fprintf(w, "| bridge RSS idle | %.1f MB | ≤ 50 MB |\n", br.IdleRSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS under load | %.1f MB | |\n", br.PeakRSSMB)
@@ -677,8 +704,9 @@ func (b *bench) print(w io.Writer) {
 	fmt.Fprintf(w, "| bridge RSS after the restore | %.1f MB | ≤ 150 MB |\n", a.RSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS | %.1f MB | |\n", a.PeakRSSMB)
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | as empty (%.3f s) |\n", a.CPUSecondsPer1000, br.CPUSecondsPer1000)
-	if len(a.Latency) == 2 && len(b.rep.Latency) >= 3 {
+	if len(a.Latency) == 5 && len(b.rep.Latency) == 5 {
 		fmt.Fprintf(w, "| XMPP → Matrix p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[0].P50ms, b.rep.Latency[0].P50ms)
-		fmt.Fprintf(w, "| Matrix → XMPP p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[1].P50ms, b.rep.Latency[2].P50ms)
+		fmt.Fprintf(w, "| Matrix → XMPP p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[2].P50ms, b.rep.Latency[2].P50ms)
 	}
+	printRatios(a.Ratios)
 }
