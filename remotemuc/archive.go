@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"time"
 
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
 	"github.com/mxpp/mxpp/msgconv"
@@ -147,6 +148,7 @@ func (p *Portal) handleHistory(ctx context.Context, m *member, msg *xmpp.Message
 			if _, ok := x.sent.take(origin); ok {
 				taken = true
 				p.log.Debug().Str("id", origin).Msg("The room's history shows it took a message of ours")
+				p.reflected(id.EventID(origin))
 			}
 		}
 		if !taken {

@@ -90,6 +90,11 @@ func (l *sentLog) take(msgID string) (sentMsg, bool) {
 	return sentMsg{}, false
 }
 
+// has reports whether a message with an id waits for its reflection.
+func (l *sentLog) has(msgID string) bool {
+	return slices.ContainsFunc(l.msgs, func(s sentMsg) bool { return s.m.ID == msgID })
+}
+
 // confirm forgets a message whose reflection came back.
 func (l *sentLog) confirm(msgID string) { l.take(msgID) }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/mxpp/mxpp/msgconv"
 	"github.com/mxpp/mxpp/roomloop"
 	"github.com/mxpp/mxpp/xmpp"
+	"github.com/rs/zerolog"
 )
 
 // handleMatrixEvent handles an event of the portal room. It returns false
@@ -19,6 +20,9 @@ import (
 func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 	log := roomloop.WithFields(p.log, "event_id", string(evt.ID), "sender", string(evt.Sender), "event_type", evt.Type.Type)
 	ctx = log.WithContext(ctx)
+	if p.waitForReflection(ctx, evt) {
+		return true
+	}
 	switch evt.Type {
 	case event.EventMessage:
 		if !p.deps.Matrix.IsBridgeUser(evt.Sender) {
@@ -44,6 +48,68 @@ func (p *Portal) handleMatrixEvent(ctx context.Context, evt *event.Event) bool {
 		p.info.PowerLevels = evt.Content.AsPowerLevels()
 	}
 	return true
+}
+
+// reflectionWait bounds how long a Matrix event that refers to a message
+// of ours waits for the room to reflect that message.
+const reflectionWait = 5 * time.Second
+
+// waitForReflection makes a Matrix event that refers to a message of ours
+// which the room has not reflected yet wait for that, with the events
+// behind it (roomloop.WaitBefore): a reply, reaction or retraction names
+// its target by the room's stanza-id, which only the reflection tells. A
+// user who answers their own message at once would otherwise reach the
+// room with a quote and no reference. It reports whether the event waits.
+func (p *Portal) waitForReflection(ctx context.Context, evt *event.Event) bool {
+	target := relationTarget(evt)
+	if target == "" || !p.muc.StanzaIDs || p.deps.Matrix.IsBridgeUser(evt.Sender) || !p.unreflected(target) {
+		return false
+	}
+	if !p.WaitBefore(reflectionWait) {
+		return false
+	}
+	p.awaited = target
+	zerolog.Ctx(ctx).Debug().Stringer("target", target).Msg("Waiting for the room to reflect the message this event refers to")
+	return true
+}
+
+// relationTarget is the message a reply, reaction or redaction refers to.
+// An edit names its message by our own id, which needs no reflection.
+func relationTarget(evt *event.Event) id.EventID {
+	switch evt.Type {
+	case event.EventMessage:
+		c := evt.Content.AsMessage()
+		if orig, _ := msgconv.EditOf(c); orig != "" {
+			return ""
+		}
+		return c.RelatesTo.GetReplyTo()
+	case event.EventReaction:
+		return evt.Content.AsReaction().RelatesTo.EventID
+	case event.EventRedaction:
+		if target := evt.Content.AsRedaction().Redacts; target != "" {
+			return target
+		}
+		return evt.Redacts
+	}
+	return ""
+}
+
+// unreflected reports whether a message of ours waits for its reflection.
+func (p *Portal) unreflected(evtID id.EventID) bool {
+	for _, m := range p.members {
+		if m.sent.has(evtID.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// reflected lets the event waiting for a message's reflection go on.
+func (p *Portal) reflected(evtID id.EventID) {
+	if evtID != "" && evtID == p.awaited {
+		p.awaited = ""
+		p.Resume()
+	}
 }
 
 // handleMatrixMember follows the Matrix users of the room: each that joins

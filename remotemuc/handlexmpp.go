@@ -185,6 +185,7 @@ func (p *Portal) reflection(ctx context.Context, nick string, msg *xmpp.Message,
 				}
 				p.noteLast(ctx, roomSID)
 			}
+			p.reflected(row.EventID)
 			return true
 		}
 	}

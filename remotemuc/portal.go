@@ -158,6 +158,9 @@ type Portal struct {
 	lastHeard time.Time
 	late      roomloop.Lateness
 	pinging   map[id.UserID]bool
+	// awaited is the message of ours whose reflection a Matrix event that
+	// refers to it waits for (waitForReflection).
+	awaited id.EventID
 }
 
 // member is a Matrix user of the portal room and its occupant of the MUC.

@@ -117,7 +117,25 @@ func (f *fakeXMPP) mamQueries() []*xmpp.MAMQuery {
 	return slices.Clone(f.mam)
 }
 
-func (f *fakeXMPP) Send(_ context.Context, v any) error { f.sent = append(f.sent, v); return nil }
+func (f *fakeXMPP) Send(_ context.Context, v any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, v)
+	return nil
+}
+
+// messages returns the messages sent so far, for a test whose loop runs.
+func (f *fakeXMPP) messages() []*xmpp.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*xmpp.Message
+	for _, v := range f.sent {
+		if m, ok := v.(*xmpp.Message); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 func (f *fakeXMPP) WaitConnected(context.Context) error { return nil }
 func (f *fakeXMPP) Link() uint64                        { return max(f.link, 1) }
 func (f *fakeXMPP) SendIQ(_ context.Context, iq *xmpp.IQ) (*xmpp.IQ, error) {
@@ -458,5 +476,66 @@ func TestPortalPresenceWhileJoining(t *testing.T) {
 	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
 	if ps := x.presences(3); len(ps) != 0 {
 		t.Fatalf("a second self-presence sent %+v", ps)
+	}
+}
+
+// TestPortalReplyWaitsForReflection: a Matrix user's reply to their own
+// message, handled before the room reflected that message, waits for the
+// reflection (which tells the room's stanza-id the reply must name), and
+// what came after it waits behind it; meanwhile the room's stanzas go on.
+func TestPortalReplyWaitsForReflection(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := openTestDB(t)
+	p, _, x := newTestPortal(t, db, xmpp.NSStanzaID)
+	p.HandleEvent(ctx, memberEvent("@mary:hs.test", event.MembershipJoin, "Mary"))
+	p.HandleEvent(ctx, fromRoom("Mary", maryJID, "", part, "", xmpp.StatusSelf))
+	var mu sync.Mutex
+	var handled []string
+	p.Handled = func(evt any, _ time.Duration) {
+		if e, ok := evt.(*event.Event); ok {
+			mu.Lock()
+			handled = append(handled, e.ID.String())
+			mu.Unlock()
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(reflectionWait / 2); !cond(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	say := func(evtID id.EventID, c *event.MessageEventContent) *event.Event {
+		return &event.Event{ID: evtID, Type: event.EventMessage, Sender: "@mary:hs.test", RoomID: p.RoomID, Content: event.Content{Parsed: c}}
+	}
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "and more"}
+	reply.GetRelatesTo().SetReplyTo("$m1")
+	p.Start(ctx)
+	p.Queue(ctx, say("$m1", &event.MessageEventContent{MsgType: event.MsgText, Body: "hi"}))
+	p.Queue(ctx, say("$r1", reply))
+	p.Queue(ctx, say("$m2", &event.MessageEventContent{MsgType: event.MsgText, Body: "after"}))
+	waitFor("the reply handled once", func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(handled, "$r1") })
+	sentIDs := func() []string {
+		var ids []string
+		for _, m := range x.messages() {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	if got := sentIDs(); !slices.Equal(got, []string{"$m1"}) {
+		t.Fatalf("before the reflection, sent %q; want only $m1", got)
+	}
+	from, _ := testRoom.WithResource("Mary")
+	p.QueueXMPP(&xmpp.Message{ID: "$m1", Type: xmpp.TypeGroupchat, From: xmpp.A(from), To: xmpp.A(maryJID), Body: "hi",
+		OriginID: &xmpp.OriginID{ID: "$m1"}, StanzaID: &xmpp.StanzaID{ID: "sid-m1", By: testRoom.String()}})
+	waitFor("the reply and what came after it", func() bool { return len(x.messages()) == 3 })
+	msgs := x.messages()
+	if got := sentIDs(); !slices.Equal(got, []string{"$m1", "$r1", "$m2"}) {
+		t.Fatalf("after the reflection, sent %q; want the reply, then $m2", got)
+	}
+	if msgs[1].Reply == nil || msgs[1].Reply.ID != "sid-m1" {
+		t.Errorf("the reply names %+v; want the room's stanza-id sid-m1", msgs[1].Reply)
 	}
 }

@@ -93,6 +93,11 @@ type Loop struct {
 	// fromInbox makes the next turn prefer a stanza, so that Matrix events
 	// and stanzas take turns.
 	fromInbox bool
+	// waiting is set while the event at the front of the queue waits
+	// (WaitBefore): the queue stands still, the inbox goes on; waitGen
+	// tells a wait's timer from a later wait's.
+	waiting bool
+	waitGen uint64
 
 	// inbox holds the stanzas from XMPP, in order. Queueing them never
 	// blocks: the component's read loop serves every room and the IQ
@@ -108,6 +113,9 @@ type Loop struct {
 	// so that a retry delivers them in order.
 	current     *event.Event
 	undelivered []id.EventID
+	// waited is the last Matrix event that waited (WaitBefore): it does
+	// not wait twice.
+	waited id.EventID
 	// failures are the events that did not reach XMPP, from when, until
 	// the flush of their transaction claims them.
 	failures map[id.EventID]time.Time
@@ -189,7 +197,7 @@ func (l *Loop) Ended() bool {
 // kick starts a goroutine for the queues if they hold anything and none
 // runs. Called with mu held.
 func (l *Loop) kick() {
-	if l.running || !l.started || l.ended || l.events.len() == 0 && l.inbox.len() == 0 {
+	if l.running || !l.started || l.ended || (l.events.len() == 0 || l.waiting) && l.inbox.len() == 0 {
 		return
 	}
 	l.running = true
@@ -385,6 +393,43 @@ func (l *Loop) DeliveryFailed() {
 	}
 }
 
+// WaitBefore puts the Matrix event being handled back at the front of the
+// queue, which then stands still with everything behind it (so that order
+// holds) until Resume, or for d at most, while the stanzas from XMPP go
+// on: for an event that needs something XMPP is about to send. The handler
+// returns without handling the event, which comes again after the wait.
+// It reports false, and nothing waits, if that event waited before.
+// Called on the loop's goroutine.
+func (l *Loop) WaitBefore(d time.Duration) bool {
+	if l.current == nil || l.current.ID == l.waited {
+		return false
+	}
+	l.waited = l.current.ID
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events.pushFront(l.current)
+	l.waiting = true
+	l.waitGen++
+	gen := l.waitGen
+	time.AfterFunc(d, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.waiting && l.waitGen == gen {
+			l.waiting = false
+			l.kick()
+		}
+	})
+	return true
+}
+
+// Resume ends a wait that WaitBefore began. Called on the loop's
+// goroutine.
+func (l *Loop) Resume() {
+	l.mu.Lock()
+	l.waiting = false
+	l.mu.Unlock()
+}
+
 // Delivered reports whether the Matrix event being handled has reached
 // XMPP so far.
 func (l *Loop) Delivered() bool {
@@ -499,7 +544,7 @@ func (l *Loop) next() (any, bool) {
 		l.finish()
 		return nil, false
 	}
-	hasEvent := l.events.len() > 0
+	hasEvent := l.events.len() > 0 && !l.waiting
 	if l.fromInbox || !hasEvent {
 		if st, _ := l.inbox.pop(); st != nil {
 			l.fromInbox = false
@@ -622,6 +667,16 @@ type fifo struct {
 func (f *fifo) push(v any) { f.items = append(f.items, v) }
 
 func (f *fifo) len() int { return len(f.items) - f.head }
+
+// pushFront puts an item before the others.
+func (f *fifo) pushFront(v any) {
+	if f.head > 0 {
+		f.head--
+		f.items[f.head] = v
+		return
+	}
+	f.items = append([]any{v}, f.items...)
+}
 
 // pop takes the oldest item, nil if none.
 func (f *fifo) pop() any {

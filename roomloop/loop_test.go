@@ -470,3 +470,78 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// waitRoom makes each Matrix event wait once for d (WaitBefore) and lets a
+// "resume" stanza end the wait; it notes what it handled.
+type waitRoom struct {
+	loop *Loop
+	d    time.Duration
+	recorder
+}
+
+func (r *waitRoom) HandleEvent(ctx context.Context, evt any) bool {
+	switch e := evt.(type) {
+	case *event.Event:
+		r.mu.Lock()
+		d := r.d
+		r.mu.Unlock()
+		if r.loop.WaitBefore(d) {
+			return r.recorder.HandleEvent(ctx, "wait "+e.ID.String())
+		}
+		return r.recorder.HandleEvent(ctx, e.ID.String())
+	case string:
+		if e == "resume" {
+			r.loop.Resume()
+		}
+	}
+	return r.recorder.HandleEvent(ctx, evt)
+}
+
+// TestWaitBefore: a Matrix event that waits holds the events behind it,
+// in order, while stanzas go on; Resume, or the end of the wait, lets it
+// come again, and it does not wait a second time.
+func TestWaitBefore(t *testing.T) {
+	r := &waitRoom{d: time.Minute}
+	l := New(r, zerolog.Nop())
+	r.loop = l
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Start(ctx)
+	waitFor := func(n int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); len(r.handled()) < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %d handled; have %q", n, r.handled())
+			}
+		}
+		return r.handled()
+	}
+	l.Queue(ctx, &event.Event{ID: "$a"})
+	l.Queue(ctx, &event.Event{ID: "$b"})
+	l.QueueXMPP("s1")
+	if got, want := waitFor(2), []string{"wait $a", "s1"}; !slices.Equal(got, want) {
+		t.Fatalf("handled %q; want %q", got, want)
+	}
+	// Nothing more while $a waits; a stanza still goes.
+	l.QueueXMPP("s2")
+	if got := waitFor(3); got[2] != "s2" {
+		t.Fatalf("while $a waits: handled %q", got)
+	}
+	l.QueueXMPP("resume")
+	if got, want := waitFor(6)[3:], []string{"resume", "$a", "wait $b"}; !slices.Equal(got, want) {
+		t.Fatalf("after Resume: handled %q; want %q", got, want)
+	}
+	// $b waits in turn: its wait ends on its own.
+	r.mu.Lock()
+	r.d = 50 * time.Millisecond
+	r.mu.Unlock()
+	l.Queue(ctx, &event.Event{ID: "$c"})
+	l.QueueXMPP("resume")
+	got := waitFor(9)[6:]
+	if want := []string{"resume", "$b", "wait $c"}; !slices.Equal(got, want) {
+		t.Fatalf("after the second Resume: handled %q; want %q", got, want)
+	}
+	if got := waitFor(10)[9]; got != "$c" {
+		t.Errorf("after a wait of %s: handled %q; want $c", r.d, got)
+	}
+}
