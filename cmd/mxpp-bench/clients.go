@@ -61,6 +61,25 @@ func (a *arrivals) count(prefix string) int {
 	return n
 }
 
+// first is the earliest arrival of a body with the prefix at a receiver
+// whose name contains who.
+func (a *arrivals) first(prefix, who string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var at time.Time
+	for body, rs := range a.at {
+		if !strings.HasPrefix(body, prefix) {
+			continue
+		}
+		for r, t := range rs {
+			if strings.Contains(r, who) && (at.IsZero() || t.Before(at)) {
+				at = t
+			}
+		}
+	}
+	return at, !at.IsZero()
+}
+
 // waitFor waits until want pairs with the prefix arrived, or the timeout.
 func (a *arrivals) waitFor(prefix string, want int, timeout time.Duration) error {
 	deadline := time.After(timeout)

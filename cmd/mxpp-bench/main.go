@@ -123,6 +123,8 @@ type report struct {
 		IdleRSSMB         float64 `json:"idle_rss_mb"`
 		ReadySeconds      float64 `json:"ready_seconds"`
 	} `json:"bridge"`
+	// Failover is the standby's takeover (PostgreSQL only).
+	Failover *failoverResult `json:"failover,omitempty"`
 	// AtSize is the bridge restarted on a large deployment's rows.
 	AtSize struct {
 		ReadySeconds      float64  `json:"ready_seconds"`
@@ -214,6 +216,15 @@ func run(o options) error {
 		return err
 	}
 	b.rep.Bridge.CPUSecondsPer1000, b.rep.Bridge.PeakRSSMB = bridged.cpuPer1000, bridged.peakMB
+
+	if b.db.Type == "postgres" {
+		step("failover: a standby process, the active one killed with SIGKILL")
+		fo, err := b.failover()
+		if err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+		b.rep.Failover = &fo
+	}
 
 	step("raw paths (bridge stopped, a do-nothing appservice in its place)")
 	s.StopBridge(false)
@@ -691,6 +702,10 @@ func (b *bench) print(w io.Writer) {
 	fmt.Fprintf(w, "| bridge RSS idle | %.1f MB | ≤ 50 MB |\n", br.IdleRSSMB)
 	fmt.Fprintf(w, "| bridge peak RSS under load | %.1f MB | |\n", br.PeakRSSMB)
 	fmt.Fprintf(w, "| start to ready, empty | %.2f s | |\n", br.ReadySeconds)
+	if fo := b.rep.Failover; fo != nil {
+		fmt.Fprintf(w, "| failover: kill -9 of the active process to the standby's /ready | %.2f s | a few seconds |\n", fo.ReadySeconds)
+		fmt.Fprintf(w, "| failover: kill -9 to the first message bridged by the standby (XMPP → Matrix, one sent every 50 ms) | %.2f s | |\n", fo.FirstMessageSeconds)
+	}
 	a := b.rep.AtSize
 	fmt.Fprintf(w, "\nAt size (%s): %d hosted rooms, %d puppets, %d occupant sessions stored\n\n", b.db.Type, b.o.portals, b.o.puppets, b.o.sessions)
 	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
