@@ -182,6 +182,7 @@ func (db *Database) Locked(ctx context.Context, fn func(context.Context) error) 
 // New wraps an open and upgraded dbutil database.
 func New(db *dbutil.Database) *Database {
 	stmts := &stmtCache{db: db}
+	stmts.batch.commit = stmts.run
 	return &Database{
 		Database: db,
 		stmts:    stmts,

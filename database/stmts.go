@@ -14,7 +14,8 @@ import (
 // a tenth of the bridge's CPU time under load. Inside a transaction the
 // statements are not used (they belong to the pool, not the transaction).
 type stmtCache struct {
-	db *dbutil.Database
+	db    *dbutil.Database
+	batch batcher
 
 	mu sync.Mutex
 	m  map[string]*sql.Stmt
@@ -42,13 +43,9 @@ func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
 	return st
 }
 
-// exec runs a statement, prepared when possible.
+// exec runs a statement that writes (write).
 func (c *stmtCache) exec(ctx context.Context, query string, args ...any) error {
-	if st := c.get(ctx, query); st != nil {
-		_, err := st.ExecContext(ctx, args...)
-		return err
-	}
-	_, err := c.db.Exec(ctx, query, args...)
+	_, err := c.write(ctx, statement{query, args})
 	return err
 }
 
@@ -58,56 +55,75 @@ type statement struct {
 	args  []any
 }
 
-// execAll runs statements in one transaction, each prepared when possible:
-// one commit instead of one for each. Inside a transaction already, they
-// run in it.
+// execAll runs statements in one transaction (write): one commit instead
+// of one for each.
 func (c *stmtCache) execAll(ctx context.Context, stmts ...statement) error {
-	if c.db.Execable(ctx) != &c.db.LoggingDB {
-		for _, s := range stmts {
-			if _, err := c.db.Exec(ctx, s.query, s.args...); err != nil {
-				return err
-			}
-		}
-		return nil
+	_, err := c.write(ctx, stmts...)
+	return err
+}
+
+// execN runs a statement that writes (write) and returns the number of
+// rows it changed.
+func (c *stmtCache) execN(ctx context.Context, query string, args ...any) (int64, error) {
+	n, err := c.write(ctx, statement{query, args})
+	if err != nil {
+		return 0, err
 	}
+	return n[0], nil
+}
+
+// write runs statements that write, all or none, and returns the rows each
+// changed. Inside a transaction they run in it; else they are committed
+// together with whatever other writes wait at the time (group commit).
+func (c *stmtCache) write(ctx context.Context, stmts ...statement) ([]int64, error) {
+	if c.db.Execable(ctx) == &c.db.LoggingDB {
+		return c.batch.do(stmts)
+	}
+	n := make([]int64, len(stmts))
+	for i, s := range stmts {
+		res, err := c.db.Exec(ctx, s.query, s.args...)
+		if err != nil {
+			return nil, err
+		}
+		if n[i], err = res.RowsAffected(); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// run runs writes in one transaction, their statements prepared where
+// possible, and fills in the rows each statement changed.
+func (c *stmtCache) run(ctx context.Context, writes []*write) error {
 	// Prepared before the transaction takes its connection: preparing
 	// takes one too, and the pool may have no other.
-	prepared := make([]*sql.Stmt, len(stmts))
-	for i, s := range stmts {
-		prepared[i] = c.get(ctx, s.query)
+	for _, w := range writes {
+		for i, s := range w.stmts {
+			w.prepared[i] = c.get(ctx, s.query)
+		}
 	}
 	tx, err := c.db.RawDB.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	for i, s := range stmts {
-		if prepared[i] != nil {
-			_, err = tx.StmtContext(ctx, prepared[i]).ExecContext(ctx, s.args...)
-		} else {
-			_, err = tx.ExecContext(ctx, s.query, s.args...)
-		}
-		if err != nil {
-			return err
+	for _, w := range writes {
+		for i, s := range w.stmts {
+			var res sql.Result
+			if w.prepared[i] != nil {
+				res, err = tx.StmtContext(ctx, w.prepared[i]).ExecContext(ctx, s.args...)
+			} else {
+				res, err = tx.ExecContext(ctx, s.query, s.args...)
+			}
+			if err == nil {
+				w.changed[i], err = res.RowsAffected()
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit()
-}
-
-// execN runs a statement, prepared when possible, and returns the number
-// of rows it changed.
-func (c *stmtCache) execN(ctx context.Context, query string, args ...any) (int64, error) {
-	var res sql.Result
-	var err error
-	if st := c.get(ctx, query); st != nil {
-		res, err = st.ExecContext(ctx, args...)
-	} else {
-		res, err = c.db.Exec(ctx, query, args...)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 // queryOne runs a query for one row, prepared when possible; no row is
@@ -128,6 +144,7 @@ func queryOne[T dbutil.DataStruct[T]](ctx context.Context, c *stmtCache, fresh f
 }
 
 func (c *stmtCache) close() {
+	c.batch.close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, st := range c.m {
