@@ -251,6 +251,12 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 	}
 	r.CPUSecondsPer1000, r.PeakRSSMB = run.cpuPer1000, run.peakMB
 
+	if b.o.memLimit != "" {
+		if err = b.withMemLimit(); err != nil {
+			return err
+		}
+	}
+
 	// The homeserver now holds the rooms made for this part: its share of
 	// the time at size is its raw paths'.
 	step("at size: raw paths (bridge stopped, a do-nothing appservice in its place)")
@@ -266,6 +272,57 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 	}
 	r.Throughput, r.Latency, r.Ratios = compare(run, raw)
 	return nil
+}
+
+// withMemLimit restarts the bridge at size with GOMEMLIMIT set to
+// -memlimit, and measures its restore, memory and CPU per message again:
+// what the operator's lever costs.
+func (b *bench) withMemLimit() error {
+	step("at size: the bridge restarted with GOMEMLIMIT=" + b.o.memLimit)
+	for _, c := range b.clients {
+		c.close()
+	}
+	b.s.StopBridge(false)
+	var offset int64
+	if st, err := os.Stat(b.s.LogPath()); err == nil {
+		offset = st.Size()
+	}
+	if err := os.Setenv("GOMEMLIMIT", b.o.memLimit); err != nil {
+		return err
+	}
+	_, err := b.s.startBridge()
+	_ = os.Unsetenv("GOMEMLIMIT") // the bridge has it; later starts do not
+	if err != nil {
+		return err
+	}
+	m := &memLimitResult{Limit: b.o.memLimit}
+	took, err := b.waitRestored(offset, 15*time.Minute)
+	if err != nil {
+		return err
+	}
+	m.RestoreSeconds, m.RSSMB = took.Seconds(), mb(b.s.proc().rss)
+	if err = b.rejoin(); err != nil {
+		return err
+	}
+	run, err := b.bridgedRuns("g", "-memlimit")
+	if err != nil {
+		return err
+	}
+	m.CPUSecondsPer1000, m.PeakRSSMB = run.cpuPer1000, run.peakMB
+	m.ToMatrixPerSecond, m.ToXMPPPerSecond = run.xm.PerSecond, run.mx.PerSecond
+	b.rep.AtSize.MemLimit = m
+	return nil
+}
+
+// memLimitResult is the bridge at size under a soft memory limit.
+type memLimitResult struct {
+	Limit             string  `json:"gomemlimit"`
+	RestoreSeconds    float64 `json:"restore_seconds"`
+	RSSMB             float64 `json:"rss_mb"`
+	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	CPUSecondsPer1000 float64 `json:"cpu_seconds_per_1000_messages"`
+	ToMatrixPerSecond float64 `json:"xmpp_to_matrix_messages_per_second"`
+	ToXMPPPerSecond   float64 `json:"matrix_to_xmpp_messages_per_second"`
 }
 
 // startProfile starts a CPU profile of the bridge over the next

@@ -59,6 +59,7 @@ type options struct {
 	postgres                 string
 	jsonPath, tmpfs          string
 	profile                  string
+	memLimit                 string
 	profileFor               time.Duration
 	keep                     bool
 }
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&o.portals, "portals", 10000, "hosted rooms stored for the figures at size (made on the homeserver)")
 	flag.IntVar(&o.puppets, "puppets", 100000, "puppets stored for the figures at size")
 	flag.IntVar(&o.sessions, "sessions", 50000, "occupant sessions stored for the figures at size (spread over the rooms, all answering pings)")
+	flag.StringVar(&o.memLimit, "memlimit", "140MiB", "at size, restart the bridge with this GOMEMLIMIT and measure it again (empty: skip)")
 	flag.StringVar(&o.postgres, "postgres", "", "admin URI of a PostgreSQL server: the bridge runs on a new database there (empty: SQLite)")
 	flag.StringVar(&o.jsonPath, "json", "bench-result.json", "where to write the results as JSON (empty: nowhere)")
 	flag.StringVar(&o.tmpfs, "tmpfs", "/dev/shm", "tmpfs directory for the homeserver's data (empty: a temporary directory)")
@@ -136,6 +138,8 @@ type report struct {
 		Throughput        []result `json:"throughput"`
 		Latency           []result `json:"latency"`
 		Ratios            ratios   `json:"ratios"`
+		// MemLimit is the bridge at size again under -memlimit.
+		MemLimit *memLimitResult `json:"memlimit,omitempty"`
 	} `json:"at_size"`
 }
 
@@ -724,4 +728,15 @@ func (b *bench) print(w io.Writer) {
 		fmt.Fprintf(w, "| Matrix → XMPP p50 at moderate load | %.1f ms | as empty (%.1f ms) |\n", a.Latency[2].P50ms, b.rep.Latency[2].P50ms)
 	}
 	printRatios(a.Ratios)
+	if m := a.MemLimit; m != nil {
+		fmt.Fprintf(w, "\nAt size again, the bridge restarted with GOMEMLIMIT=%s\n\n| figure | value | without |\n|---|---:|---:|\n", m.Limit)
+		fmt.Fprintf(w, "| restore after connecting | %.1f s | %.1f s |\n", m.RestoreSeconds, a.RestoreSeconds)
+		fmt.Fprintf(w, "| bridge RSS after the restore | %.1f MB | %.1f MB |\n", m.RSSMB, a.RSSMB)
+		fmt.Fprintf(w, "| bridge peak RSS (the process's, from its start) | %.1f MB | %.1f MB |\n", m.PeakRSSMB, a.PeakRSSMB)
+		fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | %.3f s |\n", m.CPUSecondsPer1000, a.CPUSecondsPer1000)
+		if len(a.Throughput) == 5 {
+			fmt.Fprintf(w, "| XMPP → Matrix throughput | %.1f msg/s | %.1f msg/s |\n", m.ToMatrixPerSecond, a.Throughput[0].PerSecond)
+			fmt.Fprintf(w, "| Matrix → XMPP throughput | %.1f msg/s | %.1f msg/s |\n", m.ToXMPPPerSecond, a.Throughput[2].PerSecond)
+		}
+	}
 }
