@@ -49,6 +49,9 @@ func (p *Portal) handleMatrixTyping(ctx context.Context, evt *event.Event) {
 			changed[u] = "active"
 		}
 	}
+	if len(now) == 0 {
+		now = nil
+	}
 	p.typing = now
 	for u, state := range changed {
 		m := p.roster.members[u]
@@ -98,6 +101,9 @@ func (p *Portal) handleMatrixReceipts(ctx context.Context, evt *event.Event) {
 			row, err := p.deps.DB.Message.GetByEventID(ctx, p.RoomID, eventID)
 			if err != nil || row == nil {
 				continue
+			}
+			if p.lastRead == nil {
+				p.lastRead = map[id.UserID]id.EventID{}
 			}
 			p.lastRead[u] = eventID
 			p.bridged(ToXMPP, "receipt")

@@ -108,7 +108,7 @@ func (p *Portal) handleJoin(ctx context.Context, pres *xmpp.Presence) {
 		fail(stanza.RegistrationRequired, "This room is members-only: you need an invitation from a member")
 		return
 	}
-	if !p.churn.Allow(bare.String(), time.Now()) {
+	if !p.allowChurn(bare.String()) {
 		fail(stanza.ResourceConstraint, "You joined and left this room too often; try again in a minute")
 		return
 	}

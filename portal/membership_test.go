@@ -82,7 +82,7 @@ func TestJoinChurn(t *testing.T) {
 	}
 
 	// Nick changes: another user, the same bound.
-	p.churn = newChurn()
+	p.churn = nil // a fresh limit
 	out.out = nil
 	join("Eve")
 	for i := range churnBurst + 2 {

@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"errors"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -42,7 +41,7 @@ func (p *Portal) changeNick(ctx context.Context, occ *occupant, from jid.JID, pr
 		fail(xmpp.StanzaError(stanza.Conflict, "This nickname is already in use in the room"))
 		return
 	}
-	if !p.churn.Allow(occ.bare.String(), time.Now()) {
+	if !p.allowChurn(occ.bare.String()) {
 		fail(xmpp.StanzaError(stanza.ResourceConstraint, "You changed your nickname too often; try again in a minute"))
 		return
 	}

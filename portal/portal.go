@@ -189,7 +189,9 @@ type Portal struct {
 	roster    *roster
 	occupants map[string]*occupant // by bare JID
 	// churn bounds, per bare JID, the joins and nick changes that write
-	// membership and display-name events on Matrix.
+	// membership and display-name events on Matrix (allowChurn). It, typing
+	// and lastRead are made on first use: most of a large deployment's
+	// rooms never need them, and each empty map costs a few hundred bytes.
 	churn    *ratelimit.Keyed
 	typing   map[id.UserID]bool // Matrix members typing now
 	lastRead map[id.UserID]id.EventID
@@ -215,7 +217,6 @@ func newPortal(row *database.Portal, deps *Deps, roomJID jid.JID) *Portal {
 		Portal: row,
 		deps:   deps,
 		conv:   &msgconv.Converter{MediaLinks: deps.MediaLinks, Fetcher: deps.Fetcher},
-		churn:  newChurn(),
 	}
 	p.setRoomJID(roomJID)
 	p.kind = muc{p}
@@ -241,7 +242,13 @@ func (p *Portal) setRoomJID(roomJID jid.JID) {
 	p.log = roomloop.WithFields(p.deps.Log, "room_id", string(p.RoomID), "muc", roomJID.String())
 }
 
-func newChurn() *ratelimit.Keyed { return ratelimit.New(churnEvery, churnBurst) }
+// allowChurn reports whether an XMPP user may join or change its nick now.
+func (p *Portal) allowChurn(bare string) bool {
+	if p.churn == nil {
+		p.churn = ratelimit.New(churnEvery, churnBurst)
+	}
+	return p.churn.Allow(bare, time.Now())
+}
 
 // MUCJID returns the MUC JID of a Matrix room alias.
 func MUCJID(scheme xmpp.Scheme, alias id.RoomAlias) (jid.JID, error) {
@@ -337,8 +344,7 @@ func (p *Portal) load(ctx context.Context) error {
 	p.info = info
 	p.roster = newRoster()
 	p.occupants = make(map[string]*occupant)
-	p.typing = make(map[id.UserID]bool)
-	p.lastRead = make(map[id.UserID]id.EventID)
+	p.typing, p.lastRead = nil, nil
 	// XMPP occupants keep their nicks; Matrix members are fitted around them.
 	for _, row := range rows {
 		occ := p.occupants[row.UserJID]

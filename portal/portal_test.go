@@ -106,7 +106,6 @@ func testPortal() *Portal {
 		info:      &matrix.RoomInfo{Members: map[id.UserID]matrix.Member{}},
 		occupants: map[string]*occupant{},
 		deps:      &Deps{Scheme: xmpp.Scheme{Domain: jid.MustParse("matrix.xmpp.test")}, Matrix: fakeMatrix{}},
-		churn:     newChurn(),
 	}
 	p.kind = muc{p}
 	p.Loop = roomloop.New(p, zerolog.Nop())
