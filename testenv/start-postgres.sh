@@ -6,6 +6,8 @@
 #
 #   PG_DIR    state dir (data, socket, log, pid)    default .local/postgres
 #   PG_PORT   port on 127.0.0.1                      default 15432
+#   PG_DURABLE  set to 1 to keep fsync and synchronous commits on (the
+#             tests turn them off; a benchmark of PostgreSQL keeps them)
 #
 # PostgreSQL refuses to run as root: as root, the cluster runs as the
 # postgres user the Debian package creates (or one made here if missing).
@@ -42,9 +44,10 @@ if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
   "${as[@]}" "$BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 > "$PG_DIR/initdb.log" 2>&1 ||
     { tail -n 20 "$PG_DIR/initdb.log" >&2; exit 1; }
 fi
-# Durability is not what these tests are about: no fsync.
-"${as[@]}" "$BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t "$PG_START_TIMEOUT" \
-  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+# Durability is not what the tests are about: no fsync, unless PG_DURABLE.
+opts="-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200"
+[[ ${PG_DURABLE:-} == 1 ]] || opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+"${as[@]}" "$BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t "$PG_START_TIMEOUT" -o "$opts" \
   start > /dev/null || { tail -n 20 "$PG_DIR/postgres.log" >&2; exit 1; }
 head -n 1 "$PG_DIR/data/postmaster.pid" > "$PG_DIR/postgres.pid"
 log "PostgreSQL ready on 127.0.0.1:$PG_PORT"
