@@ -21,11 +21,14 @@ type syncServer struct {
 	mu       sync.Mutex
 	requests []syncRequest
 	arrived  chan syncRequest
+	// pollTakes is how long a poll takes to answer.
+	pollTakes time.Duration
 }
 
 type syncRequest struct {
 	long  bool
-	ended chan struct{} // closed when the client gave up on a long poll
+	at    time.Time     // when it arrived
+	ended chan struct{} // closed when the client gave up on a long poll, or the poll was answered
 }
 
 func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +37,7 @@ func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"filter_id": "1"})
 	case strings.HasSuffix(r.URL.Path, "/sync"):
 		timeout := r.URL.Query().Get("timeout")
-		req := syncRequest{long: timeout != "" && timeout != "0", ended: make(chan struct{})}
+		req := syncRequest{long: timeout != "" && timeout != "0", at: time.Now(), ended: make(chan struct{})}
 		s.mu.Lock()
 		s.requests = append(s.requests, req)
 		s.mu.Unlock()
@@ -44,6 +47,7 @@ func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			close(req.ended)
 			return
 		}
+		time.Sleep(s.pollTakes)
 		_ = json.NewEncoder(w).Encode(map[string]any{"next_batch": "s1"})
 	default:
 		_ = json.NewEncoder(w).Encode(map[string]any{})
@@ -109,6 +113,44 @@ func TestSyncPollsWhileBusy(t *testing.T) {
 	for {
 		if next("after the traffic").long {
 			break
+		}
+	}
+}
+
+// TestSyncPollPausesAfterCostlyPolls: while busy, a poll that took long is
+// followed by a pause of a few times as long, so that the bot's syncs
+// cannot take most of the homeserver's time (at size, each is costly).
+func TestSyncPollPausesAfterCostlyPolls(t *testing.T) {
+	pace, busyFor := SyncPace, syncBusyFor
+	SyncPace, syncBusyFor = 10*time.Millisecond, time.Minute
+	t.Cleanup(func() { SyncPace, syncBusyFor = pace, busyFor })
+
+	const takes = 100 * time.Millisecond
+	hs := &syncServer{arrived: make(chan syncRequest, 100), pollTakes: takes}
+	c := testConnector(t, hs, nil, nil)
+	c.AcceptTransactions()
+	c.pushed() // a transaction came: busy
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.RunSync(ctx, memSyncStore{}, true); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	var polls []syncRequest
+	for len(polls) < 3 {
+		select {
+		case req := <-hs.arrived:
+			if req.long {
+				t.Fatal("a busy bridge long-polls")
+			}
+			polls = append(polls, req)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d polls in 10 s", len(polls))
+		}
+	}
+	// From one poll's start to the next: its own time and the pause.
+	for i := 1; i < len(polls); i++ {
+		if gap := polls[i].at.Sub(polls[i-1].at); gap < (1+syncPauseFactor)*takes {
+			t.Errorf("poll %d came %s after the one before, which took %s; want a pause of %d times that after it", i, gap, takes, syncPauseFactor)
 		}
 	}
 }
