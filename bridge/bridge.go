@@ -252,7 +252,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.Matrix.RunSync(b.ctx, syncStore{b.DB}, b.Config.Bridge.SyncFallback != SyncOff)
+			b.Matrix.RunSync(b.ctx, syncStore{b.DB}, b.events.wantSync)
 		}()
 	}
 	if interval := b.Config.Bridge.OccupantCheckInterval; interval > 0 {

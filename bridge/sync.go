@@ -70,6 +70,20 @@ func newEventFilter(mode string) *eventFilter {
 	return &eventFilter{mode: mode, seen: make(map[id.EventID]struct{}, size), ring: make([]id.EventID, size)}
 }
 
+// wantSync reports whether the bot's sync still brings room events: not
+// when the fallback is off, and in auto mode not once the homeserver was
+// seen pushing both redactions and ephemeral events (all that sync would
+// bring is then dropped anyway).
+func (f *eventFilter) wantSync() bool {
+	switch f.mode {
+	case SyncOff:
+		return false
+	case SyncAuto:
+		return !f.pushedRedactions.Load() || !f.pushedEphemeral.Load()
+	}
+	return true
+}
+
 // forget lets events be accepted again: they were not handled, and the
 // homeserver sends them again.
 func (f *eventFilter) forget(ids ...id.EventID) {

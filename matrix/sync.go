@@ -3,12 +3,12 @@ package matrix
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 )
 
 // SyncStore keeps the bot's sync position across restarts.
@@ -30,39 +30,45 @@ var syncFilter = &mautrix.Filter{
 	},
 }
 
-// cryptoSyncFilter asks for nothing of rooms: the encryption device's sync
-// is for to-device messages (room keys), device lists and key counts,
-// which come whatever the filter.
-var cryptoSyncFilter = &mautrix.Filter{
-	AccountData: &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
-	Presence:    &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}},
-	Room:        &mautrix.RoomFilter{Rooms: []id.RoomID{}},
+// noRoomsFilter asks for nothing of rooms: the encryption device's sync is
+// for to-device messages (room keys), device lists and key counts, which
+// come whatever the filter, and a sync without rooms still notices an
+// outage of the homeserver. mautrix's Filter cannot say it (an empty
+// "rooms" list, the spec's way of leaving every room out, is omitted when
+// empty, and a filter without one includes every room), so it is spelt
+// out here.
+var noRoomsFilter = map[string]any{
+	"account_data": map[string]any{"not_types": []string{"*"}},
+	"presence":     map[string]any{"not_types": []string{"*"}},
+	"room":         map[string]any{"rooms": []string{}},
 }
 
 // FromSync reports whether an event came from the bot's sync rather than an
 // appservice transaction.
 func FromSync(evt *event.Event) bool { return evt.Mautrix.EventSource&event.SourceJoin != 0 }
 
-// RunSync runs the bridge bot's /sync loop until ctx ends. With rooms, it
-// hands room events and ephemeral events to the handler like pushed ones,
-// marked with FromSync: the fallback for homeservers that do not push
-// redactions, typing or receipts to appservices (Dendrite v0.13). With
+// RunSync runs the bridge bot's /sync loop until ctx ends. While rooms
+// reports true, it hands room events and ephemeral events to the handler
+// like pushed ones, marked with FromSync: the fallback for homeservers that
+// do not push redactions, typing or receipts to appservices (Dendrite
+// v0.13). Once it reports false (the homeserver was seen pushing them
+// itself), the loop syncs without rooms: a bot in thousands of rooms costs
+// a homeserver much for each sync that reads them (docs/scaling.md), and
+// what is left still notices an outage of the homeserver. With
 // encryption on, the loop runs as the bot's device and also feeds the
 // device what only /sync brings on homeservers without the appservice
 // encryption extensions (MSC2409/MSC3202): room keys, device-list changes,
 // one-time key counts. The first sync only takes a position, so that old
 // room events are not replayed.
-func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
+func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms func() bool) {
 	log := c.log.With().Str("loop", "sync").Logger()
-	client, filter := c.Bot().Client, syncFilter
+	client := c.Bot().Client
 	if c.crypto != nil {
 		client = c.crypto.client
 	}
-	if !rooms {
-		filter = cryptoSyncFilter
-	}
 	ctx = log.WithContext(ctx)
 	var filterID string
+	syncingRooms := rooms()
 	since, err := store.LoadNextBatch(ctx)
 	if err != nil {
 		log.Warn().Err(err).Msg("Failed to load the sync position; starting afresh")
@@ -70,8 +76,17 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 	backoff := time.Second
 	var down time.Time // when syncs began to fail
 	for ctx.Err() == nil {
+		if syncingRooms && !rooms() {
+			log.Info().Msg("The homeserver pushes what the bot's sync was for; syncing without rooms from now on")
+			syncingRooms, filterID = false, ""
+		}
 		if filterID == "" {
-			resp, err := client.CreateFilter(ctx, filter)
+			var filter any = syncFilter
+			if !syncingRooms {
+				filter = noRoomsFilter
+			}
+			var resp *mautrix.RespCreateFilter
+			_, err := client.MakeRequest(ctx, http.MethodPost, client.BuildClientURL("v3", "user", client.UserID, "filter"), filter, &resp)
 			if err == nil {
 				filterID = resp.FilterID
 			} else if ctx.Err() == nil {
@@ -127,7 +142,7 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms bool) {
 		if c.crypto != nil {
 			c.crypto.mach.ProcessSyncResponse(ctx, resp, since)
 		}
-		if rooms && since != "" {
+		if syncingRooms && since != "" {
 			c.dispatchSync(ctx, resp)
 		}
 		since = resp.NextBatch

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,21 +25,30 @@ type syncServer struct {
 	arrived  chan syncRequest
 	// pollTakes is how long a poll takes to answer.
 	pollTakes time.Duration
+	// filters are the filters the client made, in order; the nth has ID n.
+	filters []json.RawMessage
 }
 
 type syncRequest struct {
-	long  bool
-	at    time.Time     // when it arrived
-	ended chan struct{} // closed when the client gave up on a long poll, or the poll was answered
+	long   bool
+	filter string        // the filter ID it named
+	at     time.Time     // when it arrived
+	ended  chan struct{} // closed when the client gave up on a long poll, or the poll was answered
 }
 
 func (s *syncServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/filter"):
-		_ = json.NewEncoder(w).Encode(map[string]string{"filter_id": "1"})
+		var body json.RawMessage
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		s.mu.Lock()
+		s.filters = append(s.filters, body)
+		n := len(s.filters)
+		s.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]string{"filter_id": strconv.Itoa(n)})
 	case strings.HasSuffix(r.URL.Path, "/sync"):
 		timeout := r.URL.Query().Get("timeout")
-		req := syncRequest{long: timeout != "" && timeout != "0", at: time.Now(), ended: make(chan struct{})}
+		req := syncRequest{long: timeout != "" && timeout != "0", filter: r.URL.Query().Get("filter"), at: time.Now(), ended: make(chan struct{})}
 		s.mu.Lock()
 		s.requests = append(s.requests, req)
 		s.mu.Unlock()
@@ -72,7 +83,7 @@ func TestSyncPollsWhileBusy(t *testing.T) {
 	c.AcceptTransactions()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.RunSync(ctx, memSyncStore{}, true); close(done) }()
+	go func() { c.RunSync(ctx, memSyncStore{}, func() bool { return true }); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	next := func(what string) syncRequest {
@@ -132,7 +143,7 @@ func TestSyncPollPausesAfterCostlyPolls(t *testing.T) {
 	c.pushed() // a transaction came: busy
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.RunSync(ctx, memSyncStore{}, true); close(done) }()
+	go func() { c.RunSync(ctx, memSyncStore{}, func() bool { return true }); close(done) }()
 	defer func() { cancel(); <-done }()
 
 	var polls []syncRequest
@@ -152,6 +163,57 @@ func TestSyncPollPausesAfterCostlyPolls(t *testing.T) {
 		if gap := polls[i].at.Sub(polls[i-1].at); gap < (1+syncPauseFactor)*takes {
 			t.Errorf("poll %d came %s after the one before, which took %s; want a pause of %d times that after it", i, gap, takes, syncPauseFactor)
 		}
+	}
+}
+
+// TestSyncDropsRoomsWhenPushed: once the bridge reports that the
+// homeserver pushes what the sync fallback is for, the bot syncs with a
+// filter that leaves every room out, and hands nothing more.
+func TestSyncDropsRoomsWhenPushed(t *testing.T) {
+	pace := SyncPace
+	SyncPace = 10 * time.Millisecond
+	t.Cleanup(func() { SyncPace = pace })
+
+	hs := &syncServer{arrived: make(chan syncRequest, 100)}
+	c := testConnector(t, hs, nil, nil)
+	c.AcceptTransactions()
+	var wanted atomic.Bool
+	wanted.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.pushed() // busy: polls, which the server answers at once
+	go func() { c.RunSync(ctx, memSyncStore{}, wanted.Load); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	next := func() syncRequest {
+		t.Helper()
+		select {
+		case req := <-hs.arrived:
+			return req
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sync request")
+			return syncRequest{}
+		}
+	}
+	if first := next(); first.filter != "1" {
+		t.Fatalf("the first sync named filter %q; want 1", first.filter)
+	}
+	wanted.Store(false)
+	var req syncRequest
+	for req = next(); req.filter == "1"; req = next() {
+	}
+	if req.filter != "2" {
+		t.Fatalf("after rooms were no longer wanted, a sync named filter %q; want a new one, 2", req.filter)
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	var made struct {
+		Room struct {
+			Rooms *[]string `json:"rooms"`
+		} `json:"room"`
+	}
+	if err := json.Unmarshal(hs.filters[1], &made); err != nil || made.Room.Rooms == nil || len(*made.Room.Rooms) != 0 {
+		t.Errorf("the second filter does not leave every room out: %s", hs.filters[1])
 	}
 }
 
