@@ -60,6 +60,7 @@ type options struct {
 	jsonPath, tmpfs          string
 	profile                  string
 	memLimit                 string
+	syncFallback             string
 	profileFor               time.Duration
 	keep                     bool
 }
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&o.portals, "portals", 10000, "hosted rooms stored for the figures at size (made on the homeserver)")
 	flag.IntVar(&o.puppets, "puppets", 100000, "puppets stored for the figures at size")
 	flag.IntVar(&o.sessions, "sessions", 50000, "occupant sessions stored for the figures at size (spread over the rooms, all answering pings)")
+	flag.StringVar(&o.syncFallback, "sync-fallback", "auto", "the bridge's bridge.sync_fallback (auto, on, off)")
 	flag.StringVar(&o.memLimit, "memlimit", "140MiB", "at size, restart the bridge with this GOMEMLIMIT and measure it again (empty: skip)")
 	flag.StringVar(&o.postgres, "postgres", "", "admin URI of a PostgreSQL server: the bridge runs on a new database there (empty: SQLite)")
 	flag.StringVar(&o.jsonPath, "json", "bench-result.json", "where to write the results as JSON (empty: nowhere)")
@@ -114,7 +116,7 @@ type report struct {
 		Messages, Clients, Rooms, Paced int
 		Rate                            float64
 		Portals, Puppets, Sessions      int
-		Database                        string
+		Database, SyncFallback          string
 	} `json:"options"`
 	Throughput []result `json:"throughput"`
 	Latency    []result `json:"latency"`
@@ -194,14 +196,14 @@ func run(o options) error {
 	}
 	r := &b.rep.Options
 	r.Messages, r.Clients, r.Rooms, r.Paced, r.Rate, r.Portals, r.Puppets = o.messages, o.clients, o.rooms, o.paced, o.rate, o.portals, o.puppets
-	r.Sessions, r.Database = o.sessions, b.db.Type
+	r.Sessions, r.Database, r.SyncFallback = o.sessions, b.db.Type, o.syncFallback
 
 	step("starting Dendrite, Prosody and the bridge")
 	var users []string
 	for i := range o.clients {
 		users = append(users, fmt.Sprintf("bench%d", i))
 	}
-	if err = s.start(users, b.db); err != nil {
+	if err = s.start(users, b.db, o.syncFallback); err != nil {
 		return err
 	}
 	ready, err := s.startBridge()
@@ -681,7 +683,7 @@ func (b *bench) print(w io.Writer) {
 	}
 	head := "| %-52s | %5s | %6s | %7s | %8s | %8s | %8s | %5s |\n"
 	sep := "|" + strings.Repeat("-", 54) + "|------:|-------:|--------:|---------:|---------:|---------:|------:|\n"
-	fmt.Fprintf(w, "Throughput: %d messages per path at once, %d clients, %d rooms\n\n", b.o.messages, b.o.clients, b.o.rooms)
+	fmt.Fprintf(w, "Throughput: %d messages per path at once, %d clients, %d rooms; the bridge's sync fallback %s\n\n", b.o.messages, b.o.clients, b.o.rooms, b.o.syncFallback)
 	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
 	fmt.Fprint(w, sep)
 	for _, r := range b.rep.Throughput {

@@ -40,8 +40,9 @@ func newStack(root, fast string) (*stack, error) {
 }
 
 // start builds the bridge, writes its config and registration, and starts
-// the servers with users xmppUsers (password = name+"pw").
-func (s *stack) start(xmppUsers []string, db database.Config) error {
+// the servers with users xmppUsers (password = name+"pw"). syncFallback is
+// the bridge's bridge.sync_fallback.
+func (s *stack) start(xmppUsers []string, db database.Config, syncFallback string) error {
 	if err := s.Build(); err != nil {
 		return err
 	}
@@ -62,13 +63,14 @@ database:
 bridge:
   exposure: public
   history_messages: 0
+  sync_fallback: %s
 metrics:
   listen: 127.0.0.1:%d
   profiling: true
 logging:
   level: info
   format: json
-`, s.HSURL, s.HSDomain, s.ASPort, s.ASPort, s.CompPort, s.CompDomain, s.Secret, db.Type, db.URI, s.MetricsPort)
+`, s.HSURL, s.HSDomain, s.ASPort, s.ASPort, s.CompPort, s.CompDomain, s.Secret, db.Type, db.URI, syncFallback, s.MetricsPort)
 	if err := s.Configure(cfg); err != nil {
 		return err
 	}
