@@ -194,6 +194,20 @@ func (b *bench) waitRestored(offset int64, timeout time.Duration) (time.Duration
 	return 0, fmt.Errorf("the bridge did not restore its portals within %s", timeout)
 }
 
+// startRestored starts the bridge and waits until it restored its portals;
+// it returns how long the bridge took to be ready and the restore took.
+func (b *bench) startRestored() (ready, restore time.Duration, err error) {
+	var offset int64
+	if st, err := os.Stat(b.s.LogPath()); err == nil {
+		offset = st.Size()
+	}
+	if ready, err = b.s.startBridge(); err != nil {
+		return 0, 0, err
+	}
+	restore, err = b.waitRestored(offset, 15*time.Minute)
+	return ready, restore, err
+}
+
 // rejoin connects the XMPP clients again and joins them to their rooms.
 func (b *bench) rejoin() error {
 	b.clients = b.clients[:0]
@@ -223,21 +237,12 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 		return err
 	}
 	step("at size: starting the bridge, waiting for it to restore its portals")
-	var offset int64
-	if st, err := os.Stat(b.s.LogPath()); err == nil {
-		offset = st.Size()
-	}
-	ready, err := b.s.startBridge()
+	ready, took, err := b.startRestored()
 	if err != nil {
 		return err
 	}
 	r := &b.rep.AtSize
-	r.ReadySeconds = ready.Seconds()
-	took, err := b.waitRestored(offset, 15*time.Minute)
-	if err != nil {
-		return err
-	}
-	r.RestoreSeconds = took.Seconds()
+	r.ReadySeconds, r.RestoreSeconds = ready.Seconds(), took.Seconds()
 	r.SessionsPinged = resp.pings.Load()
 	r.RSSMB = mb(b.s.proc().rss)
 
@@ -283,23 +288,15 @@ func (b *bench) withMemLimit() error {
 		c.close()
 	}
 	b.s.StopBridge(false)
-	var offset int64
-	if st, err := os.Stat(b.s.LogPath()); err == nil {
-		offset = st.Size()
-	}
 	if err := os.Setenv("GOMEMLIMIT", b.o.memLimit); err != nil {
 		return err
 	}
-	_, err := b.s.startBridge()
+	_, took, err := b.startRestored()
 	_ = os.Unsetenv("GOMEMLIMIT") // the bridge has it; later starts do not
 	if err != nil {
 		return err
 	}
 	m := &memLimitResult{Limit: b.o.memLimit}
-	took, err := b.waitRestored(offset, 15*time.Minute)
-	if err != nil {
-		return err
-	}
 	m.RestoreSeconds, m.RSSMB = took.Seconds(), mb(b.s.proc().rss)
 	if err = b.rejoin(); err != nil {
 		return err
