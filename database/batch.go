@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"time"
@@ -42,17 +41,16 @@ type batcher struct {
 
 // write is one caller's statements, committed together.
 type write struct {
-	stmts    []statement
-	prepared []*sql.Stmt
-	changed  []int64 // rows each statement changed, once done
-	err      error
-	done     chan struct{}
+	stmts   []statement
+	changed []int64 // rows each statement changed, once done
+	err     error
+	done    chan struct{}
 }
 
 // do queues statements and waits for their commit.
 func (b *batcher) do(stmts []statement) ([]int64, error) {
 	b.once.Do(b.start)
-	w := &write{stmts: stmts, prepared: make([]*sql.Stmt, len(stmts)), changed: make([]int64, len(stmts)), done: make(chan struct{})}
+	w := &write{stmts: stmts, changed: make([]int64, len(stmts)), done: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

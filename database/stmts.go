@@ -97,9 +97,12 @@ func (c *stmtCache) write(ctx context.Context, stmts ...statement) ([]int64, err
 func (c *stmtCache) run(ctx context.Context, writes []*write) error {
 	// Prepared before the transaction takes its connection: preparing
 	// takes one too, and the pool may have no other.
+	prepared := make(map[string]*sql.Stmt)
 	for _, w := range writes {
-		for i, s := range w.stmts {
-			w.prepared[i] = c.get(ctx, s.query)
+		for _, s := range w.stmts {
+			if _, ok := prepared[s.query]; !ok {
+				prepared[s.query] = c.get(ctx, s.query)
+			}
 		}
 	}
 	tx, err := c.db.RawDB.BeginTx(ctx, nil)
@@ -110,8 +113,8 @@ func (c *stmtCache) run(ctx context.Context, writes []*write) error {
 	for _, w := range writes {
 		for i, s := range w.stmts {
 			var res sql.Result
-			if w.prepared[i] != nil {
-				res, err = tx.StmtContext(ctx, w.prepared[i]).ExecContext(ctx, s.args...)
+			if st := prepared[s.query]; st != nil {
+				res, err = tx.StmtContext(ctx, st).ExecContext(ctx, s.args...)
 			} else {
 				res, err = tx.ExecContext(ctx, s.query, s.args...)
 			}
