@@ -167,10 +167,11 @@ func (c *Connector) RunSync(ctx context.Context, store SyncStore, rooms func() b
 //
 // A poll that took long is followed by a pause of syncPauseFactor times
 // as long (at most a minute), so that the bot's syncs take at most a fifth
-// of the homeserver's time however costly they are: a bot in 10,000 rooms cost
-// Dendrite ~1.5 s per sync, and polling at the pace then starved the
-// homeserver of what the bridged messages needed (the benchmark at size
-// bridged 16 messages/s where the homeserver alone took 40).
+// of the homeserver's time however costly they are (with the bot in 10,000
+// rooms Dendrite took 1.5 s and more for one). That bounds their share; it
+// did not give the bridged paths at size their throughput back, nor did a
+// longer pause: on Dendrite over SQLite a sync seems to hold the
+// homeserver's writers off for as long as it reads (docs/scaling.md).
 const syncPauseFactor = 4
 
 var (
