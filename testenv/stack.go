@@ -34,7 +34,10 @@ type Stack struct {
 	ExtraRegistrations, ExtraComponents []string
 
 	HSURL, HSDomain string
-	HSPort, ASPort  int
+	// HSDatabase, if set, is a PostgreSQL URI Dendrite keeps its tables
+	// at (else SQLite files in HSDir).
+	HSDatabase     string
+	HSPort, ASPort int
 	// XMPPServer is "prosody" (the default) or "ejabberd".
 	XMPPServer string
 	// C2SAddr is the XMPP server's client port; CompPort its component port.
@@ -212,7 +215,8 @@ func (s *Stack) StartXMPP() error {
 // StartHomeserver starts Dendrite with the bridge's registration.
 func (s *Stack) StartHomeserver() error {
 	return s.Script("start-homeserver.sh", "HS_DIR="+s.HSDir, "HS_PORT="+strconv.Itoa(s.HSPort),
-		"HS_SERVER_NAME="+s.HSDomain, "AS_REGISTRATION="+strings.Join(append([]string{s.Registration}, s.ExtraRegistrations...), " "))
+		"HS_SERVER_NAME="+s.HSDomain, "HS_DATABASE="+s.HSDatabase,
+		"AS_REGISTRATION="+strings.Join(append([]string{s.Registration}, s.ExtraRegistrations...), " "))
 }
 
 // StopServer stops the server whose data is in dir (HSDir or XMPPDir).

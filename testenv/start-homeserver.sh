@@ -9,6 +9,8 @@
 #   HS_REG_SECRET    shared secret for create-account        testsecret
 #   HS_LOG_LEVEL     dendrite log level                      warn
 #   HS_FRESH=1       delete the databases before starting
+#   HS_DATABASE      a PostgreSQL URI: every Dendrite component keeps its
+#                    tables there, in one pool (empty: an SQLite file each)
 #   HS_QUEUE_MEMORY  1: keep Dendrite's internal queue (JetStream) in memory,
 #                    faster, but events not yet pushed to the appservice are
 #                    lost when it restarts                    0
@@ -27,6 +29,7 @@ HS_REG_SECRET=${HS_REG_SECRET:-testsecret}
 HS_LOG_LEVEL=${HS_LOG_LEVEL:-warn}
 HS_FRESH=${HS_FRESH:-0}
 HS_QUEUE_MEMORY=${HS_QUEUE_MEMORY:-0}
+HS_DATABASE=${HS_DATABASE:-}
 HS_START_TIMEOUT=${HS_START_TIMEOUT:-60}
 AS_REGISTRATION=${AS_REGISTRATION:?AS_REGISTRATION must name the bridge registration file}
 
@@ -47,6 +50,14 @@ sed -e "s|@DIR@|$HS_DIR|g" -e "s|@SERVER_NAME@|$HS_SERVER_NAME|g" \
     -e "s|@SHARED_SECRET@|$HS_REG_SECRET|g" -e "s|@LOG_LEVEL@|$HS_LOG_LEVEL|g" \
     -e "s|@QUEUE_MEMORY@|$([[ $HS_QUEUE_MEMORY == 1 ]] && echo true || echo false)|g" \
     "$HERE/dendrite.yaml.tmpl" > "$HS_DIR/dendrite.yaml"
+if [[ -n $HS_DATABASE ]]; then
+  # Dendrite's global pool serves every component that names no database
+  # of its own (its monolith mode).
+  uri=${HS_DATABASE//&/\\&}
+  sed -i -E -e 's|database: \{ connection_string: "file:[^"]*" \}|database: {}|' \
+    -e "s|^global:\$|global:\n  database: { connection_string: \"$uri\", max_open_conns: 50, max_idle_conns: 10 }|" \
+    "$HS_DIR/dendrite.yaml"
+fi
 # The first registration keeps its name; more (shards) get a number.
 regs="" n=0
 for r in $AS_REGISTRATION; do

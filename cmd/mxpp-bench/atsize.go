@@ -245,6 +245,11 @@ func (b *bench) atSize(rooms []id.RoomID) error {
 	r.ReadySeconds, r.RestoreSeconds = ready.Seconds(), took.Seconds()
 	r.SessionsPinged = resp.pings.Load()
 	r.RSSMB = mb(b.s.proc().rss)
+	live, err := b.s.heap(b.profilePath("-at-size-heap"))
+	if err != nil {
+		return err
+	}
+	r.HeapLiveMB = mb(live)
 
 	step("at size: bridged paths")
 	if err = b.rejoin(); err != nil {
@@ -329,7 +334,15 @@ func (b *bench) startProfile(suffix string) func() error {
 	if b.o.profile == "" {
 		return func() error { return nil }
 	}
+	return b.s.profile(b.profilePath(suffix), b.o.profileFor)
+}
+
+// profilePath is -profile's file with suffix before its extension, or ""
+// if no profile was asked for.
+func (b *bench) profilePath(suffix string) string {
+	if b.o.profile == "" {
+		return ""
+	}
 	ext := filepath.Ext(b.o.profile)
-	path := strings.TrimSuffix(b.o.profile, ext) + suffix + ext
-	return b.s.profile(path, b.o.profileFor)
+	return strings.TrimSuffix(b.o.profile, ext) + suffix + ext
 }

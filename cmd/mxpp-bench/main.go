@@ -57,6 +57,7 @@ type options struct {
 	portals, puppets         int
 	sessions                 int
 	postgres                 string
+	hsPostgres               bool
 	jsonPath, tmpfs          string
 	profile                  string
 	memLimit                 string
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&o.syncFallback, "sync-fallback", "auto", "the bridge's bridge.sync_fallback (auto, on, off)")
 	flag.StringVar(&o.memLimit, "memlimit", "140MiB", "at size, restart the bridge with this GOMEMLIMIT and measure it again (empty: skip)")
 	flag.StringVar(&o.postgres, "postgres", "", "admin URI of a PostgreSQL server: the bridge runs on a new database there (empty: SQLite)")
+	flag.BoolVar(&o.hsPostgres, "hs-postgres", false, "Dendrite too keeps its tables on the -postgres server (default: SQLite files)")
 	flag.StringVar(&o.jsonPath, "json", "bench-result.json", "where to write the results as JSON (empty: nowhere)")
 	flag.StringVar(&o.tmpfs, "tmpfs", "/dev/shm", "tmpfs directory for the homeserver's data (empty: a temporary directory)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the bridge from the start of the bridged runs to this file (at size: with -at-size before its extension)")
@@ -86,6 +88,10 @@ func main() {
 	flag.Parse()
 	if o.clients < o.rooms || o.rooms < 1 || o.messages < o.clients {
 		fmt.Fprintln(os.Stderr, "mxpp-bench: need -n ≥ -clients ≥ -rooms ≥ 1")
+		os.Exit(2)
+	}
+	if o.hsPostgres && o.postgres == "" {
+		fmt.Fprintln(os.Stderr, "mxpp-bench: -hs-postgres needs -postgres")
 		os.Exit(2)
 	}
 	if o.portals < 1 || o.sessions > o.puppets {
@@ -109,6 +115,10 @@ type result struct {
 	P95ms      float64 `json:"p95_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	OutOfOrder int     `json:"out_of_order"`
+	// MachineBusy is the share of all cores in use during a throughput
+	// run; HomeserverCPUms the homeserver's CPU time per message then.
+	MachineBusy     float64 `json:"machine_busy,omitempty"`
+	HomeserverCPUms float64 `json:"homeserver_cpu_ms_per_message,omitempty"`
 }
 
 type report struct {
@@ -117,6 +127,7 @@ type report struct {
 		Rate                            float64
 		Portals, Puppets, Sessions      int
 		Database, SyncFallback          string
+		HomeserverDatabase              string `json:"homeserver_database"`
 	} `json:"options"`
 	Throughput []result `json:"throughput"`
 	Latency    []result `json:"latency"`
@@ -135,6 +146,7 @@ type report struct {
 		RestoreSeconds    float64  `json:"restore_seconds"`
 		SessionsPinged    int64    `json:"sessions_pinged"`
 		RSSMB             float64  `json:"rss_mb"`
+		HeapLiveMB        float64  `json:"heap_live_mb"`
 		PeakRSSMB         float64  `json:"peak_rss_mb"`
 		CPUSecondsPer1000 float64  `json:"cpu_seconds_per_1000_messages"`
 		Throughput        []result `json:"throughput"`
@@ -194,9 +206,22 @@ func run(o options) error {
 		defer drop()
 		b.db = database.Config{Type: "postgres", URI: uri}
 	}
+	if o.hsPostgres {
+		uri, drop, err := dbtest.NewPostgres(o.postgres)
+		if err != nil {
+			return fmt.Errorf("-hs-postgres: %w", err)
+		}
+		// Dropped after the stack stops (defers run last in, first out).
+		defer drop()
+		s.HSDatabase = uri
+	}
 	r := &b.rep.Options
 	r.Messages, r.Clients, r.Rooms, r.Paced, r.Rate, r.Portals, r.Puppets = o.messages, o.clients, o.rooms, o.paced, o.rate, o.portals, o.puppets
 	r.Sessions, r.Database, r.SyncFallback = o.sessions, b.db.Type, o.syncFallback
+	r.HomeserverDatabase = "sqlite"
+	if o.hsPostgres {
+		r.HomeserverDatabase = "postgres"
+	}
 
 	step("starting Dendrite, Prosody and the bridge")
 	var users []string
@@ -285,10 +310,10 @@ func (b *bench) bridgedRuns(prefix, suffix string) (bridgedRun, error) {
 	var err error
 	profiled := b.startProfile(suffix)
 	before := b.s.proc()
-	if r.xm, err = b.xmppToMatrix(prefix+"xm", b.o.messages, 0); err != nil {
+	if r.xm, err = b.withCPU(func() (result, error) { return b.xmppToMatrix(prefix+"xm", b.o.messages, 0) }); err != nil {
 		return r, err
 	}
-	if r.mx, err = b.matrixToXMPP(prefix+"mx", b.o.messages, 0); err != nil {
+	if r.mx, err = b.withCPU(func() (result, error) { return b.matrixToXMPP(prefix+"mx", b.o.messages, 0) }); err != nil {
 		return r, err
 	}
 	after := b.s.proc()
@@ -319,7 +344,7 @@ type rawRun struct {
 func (b *bench) rawRuns(prefix string) (rawRun, error) {
 	var r rawRun
 	var err error
-	if r.xm, err = b.rawMatrix(prefix+"rxm", b.o.messages, 0); err != nil {
+	if r.xm, err = b.withCPU(func() (result, error) { return b.rawMatrix(prefix+"rxm", b.o.messages, 0) }); err != nil {
 		return r, err
 	}
 	if r.lxm, err = b.rawMatrix("l"+prefix+"rxm", b.o.paced, b.o.rate); err != nil {
@@ -589,6 +614,7 @@ func (b *bench) rawMatrix(prefix string, n int, rate float64) (result, error) {
 // its registration), and a component (with the bridge's secret) sending the
 // same messages through Prosody to the clients of each room.
 func (b *bench) rawToXMPP(prefix string, n int, rate float64) (result, result, error) {
+	before := b.s.cpuSample()
 	sent, err := b.send(prefix+"as", n, rate, func(i int, body string) error {
 		return b.senders[i].send(b.rooms[i%b.o.rooms], body)
 	})
@@ -598,6 +624,9 @@ func (b *bench) rawToXMPP(prefix string, n int, rate float64) (result, result, e
 	as, err := b.measureAt("Matrix → XMPP, raw: homeserver → appservice", prefix+"as", sent, n, "appservice")
 	if err != nil {
 		return result{}, result{}, err
+	}
+	if rate <= 0 {
+		b.noteCPU(&as, before)
 	}
 
 	comp, err := xmpp.NewComponent(xmpp.Config{Server: fmt.Sprintf("127.0.0.1:%d", b.s.CompPort), Domain: b.s.CompDomain,
@@ -676,6 +705,17 @@ func (b *bench) nullAppservice() (*http.Server, error) {
 	}
 }
 
+// cpuLines prints, below a throughput table, how busy the machine was in
+// each run that was sampled and what the homeserver spent per message.
+func cpuLines(w io.Writer, rs []result) {
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		if r.MachineBusy > 0 {
+			fmt.Fprintf(w, "- %s: machine %.0f %% busy, homeserver %.1f ms CPU per message\n", r.Path, 100*r.MachineBusy, r.HomeserverCPUms)
+		}
+	}
+}
+
 func (b *bench) print(w io.Writer) {
 	line := func(r result) {
 		fmt.Fprintf(w, "| %-52s | %5d | %6d | %7.1f | %8.1f | %8.1f | %8.1f | %5d |\n",
@@ -683,12 +723,15 @@ func (b *bench) print(w io.Writer) {
 	}
 	head := "| %-52s | %5s | %6s | %7s | %8s | %8s | %8s | %5s |\n"
 	sep := "|" + strings.Repeat("-", 54) + "|------:|-------:|--------:|---------:|---------:|---------:|------:|\n"
+	opts := b.rep.Options
+	fmt.Fprintf(w, "Databases: the bridge's %s, Dendrite's %s\n\n", opts.Database, opts.HomeserverDatabase)
 	fmt.Fprintf(w, "Throughput: %d messages per path at once, %d clients, %d rooms; the bridge's sync fallback %s\n\n", b.o.messages, b.o.clients, b.o.rooms, b.o.syncFallback)
 	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
 	fmt.Fprint(w, sep)
 	for _, r := range b.rep.Throughput {
 		line(r)
 	}
+	cpuLines(w, b.rep.Throughput)
 	fmt.Fprintf(w, "\nLatency at moderate load: %d messages per path at %.0f/s\n\n", b.o.paced, b.o.rate)
 	fmt.Fprintf(w, head, "path", "msgs", "deliv.", "msg/s", "p50 ms", "p95 ms", "p99 ms", "order")
 	fmt.Fprint(w, sep)
@@ -719,10 +762,12 @@ func (b *bench) print(w io.Writer) {
 	for _, r := range append(a.Throughput, a.Latency...) {
 		line(r)
 	}
+	cpuLines(w, a.Throughput)
 	fmt.Fprintf(w, "\n| figure at size | value | target |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| start to ready | %.2f s | ≤ 2 s |\n", a.ReadySeconds)
 	fmt.Fprintf(w, "| restore after connecting (every room loaded; %d session pings answered by then) | %.1f s | |\n", a.SessionsPinged, a.RestoreSeconds)
 	fmt.Fprintf(w, "| bridge RSS after the restore | %.1f MB | ≤ 150 MB |\n", a.RSSMB)
+	fmt.Fprintf(w, "| bridge live heap after the restore | %.1f MB | |\n", a.HeapLiveMB)
 	fmt.Fprintf(w, "| bridge peak RSS | %.1f MB | |\n", a.PeakRSSMB)
 	fmt.Fprintf(w, "| bridge CPU per 1,000 messages | %.3f s | as empty (%.3f s) |\n", a.CPUSecondsPer1000, br.CPUSecondsPer1000)
 	if len(a.Latency) == 5 && len(b.rep.Latency) == 5 {

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,14 +106,7 @@ func (s *stack) proc() proc {
 		return proc{}
 	}
 	var p proc
-	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name, which is in parentheses.
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		utime, _ := strconv.ParseInt(f[11], 10, 64)
-		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		p.cpu = time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-		p.exists = true
-	}
+	p.cpu, p.exists = processCPU(strconv.Itoa(pid))
 	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, line := range strings.Split(string(status), "\n") {
 			f := strings.Fields(line)
@@ -134,6 +127,42 @@ func (s *stack) proc() proc {
 
 func waitCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// heap collects garbage in the bridge and returns its live heap in bytes
+// (the runtime's HeapAlloc); with a path, it also writes a heap profile
+// there.
+func (s *stack) heap(path string) (int64, error) {
+	get := func(query string) ([]byte, error) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1%s", s.MetricsPort, query))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("heap profile: %s", resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	if path != "" {
+		data, err := get("")
+		if err != nil {
+			return 0, err
+		}
+		if err = os.WriteFile(path, data, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	text, err := get("&debug=1")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(text)) {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("heap profile: no HeapAlloc line")
 }
 
 // profile fetches a CPU profile of the bridge over the next d into path,
