@@ -104,6 +104,7 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 	info.PowerLevels = &event.PowerLevelsEventContent{}
 	if evt := state[event.StatePowerLevels][""]; evt != nil {
 		info.PowerLevels = evt.Content.AsPowerLevels()
+		info.PowerLevels.Events = c.eventLevels.share(info.PowerLevels.Events)
 	} else if create := state[event.StateCreate][""]; create != nil {
 		// Without a power levels event the creator has 100 (spec §10.5).
 		info.PowerLevels.Users = map[id.UserID]int{create.Sender: 100}

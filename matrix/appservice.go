@@ -71,6 +71,8 @@ type Connector struct {
 
 	lastPush atomic.Int64                       // when the last transaction came, Unix ns
 	longPoll atomic.Pointer[context.CancelFunc] // ends the bot's waiting /sync
+
+	eventLevels levelTables // shared by the rooms' cached power levels
 }
 
 // NewConnector prepares the appservice. stateStore caches room membership
