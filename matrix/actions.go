@@ -43,10 +43,27 @@ type RoomInfo struct {
 	// Members holds the joined members, the bridge's own users included.
 	Members map[id.UserID]Member
 	// Invited holds the users invited and not yet joined; Banned the banned.
+	// Both are nil while empty, as most rooms' are: add with Invite and Ban.
 	Invited map[id.UserID]bool
 	Banned  map[id.UserID]bool
 	// Encrypted is whether the room has encryption on.
 	Encrypted bool
+}
+
+// Invite notes a user as invited.
+func (info *RoomInfo) Invite(user id.UserID) {
+	if info.Invited == nil {
+		info.Invited = map[id.UserID]bool{}
+	}
+	info.Invited[user] = true
+}
+
+// Ban notes a user as banned.
+func (info *RoomInfo) Ban(user id.UserID) {
+	if info.Banned == nil {
+		info.Banned = map[id.UserID]bool{}
+	}
+	info.Banned[user] = true
 }
 
 // ResolveAlias returns the room an alias points to. A missing alias is an
@@ -80,7 +97,7 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 		return nil, fmt.Errorf("failed to get state of %s: %w", roomID, err)
 	}
 	info := &RoomInfo{RoomID: roomID, JoinRule: event.JoinRuleInvite, HistoryVisibility: event.HistoryVisibilityShared,
-		Members: map[id.UserID]Member{}, Invited: map[id.UserID]bool{}, Banned: map[id.UserID]bool{}}
+		Members: map[id.UserID]Member{}}
 	if evt := state[event.StateRoomName][""]; evt != nil {
 		info.Name, info.NameSetter = evt.Content.AsRoomName().Name, evt.Sender
 	}
@@ -124,9 +141,9 @@ func (c *Connector) RoomInfo(ctx context.Context, roomID id.RoomID) (*RoomInfo, 
 		case event.MembershipJoin:
 			info.Members[id.UserID(key)] = Member{Displayname: m.Displayname, AvatarURL: m.AvatarURL}
 		case event.MembershipInvite:
-			info.Invited[id.UserID(key)] = true
+			info.Invite(id.UserID(key))
 		case event.MembershipBan:
-			info.Banned[id.UserID(key)] = true
+			info.Ban(id.UserID(key))
 		}
 	}
 	return info, nil

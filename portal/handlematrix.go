@@ -347,8 +347,8 @@ func (p *Portal) trackMembership(target id.UserID, content *event.MemberEventCon
 	case event.MembershipJoin:
 		p.info.Members[target] = matrix.Member{Displayname: content.Displayname, AvatarURL: content.AvatarURL}
 	case event.MembershipInvite:
-		p.info.Invited[target] = true
+		p.info.Invite(target)
 	case event.MembershipBan:
-		p.info.Banned[target] = true
+		p.info.Ban(target)
 	}
 }

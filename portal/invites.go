@@ -79,7 +79,7 @@ func (p *Portal) handleMediatedInvite(ctx context.Context, msg *xmpp.Message) {
 			reject(matrixError(err, "You may not invite to this room"))
 			return
 		}
-		p.info.Invited[target] = true
+		p.info.Invite(target)
 		if _, isPuppet := p.deps.Matrix.ParsePuppetID(target); isPuppet {
 			p.send(ctx, &xmpp.Message{ID: xmpp.RandomID(), From: xmpp.A(p.roomJID), To: xmpp.A(inv.To.Bare()),
 				MUCUser: &xmpp.MUCUser{Invite: []xmpp.MUCInvite{{From: xmpp.A(occ.bare), Reason: inv.Reason}}}})

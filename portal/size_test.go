@@ -22,7 +22,7 @@ type sizeHS struct{ fakeMatrix }
 
 func (sizeHS) RoomInfo(_ context.Context, room id.RoomID) (*matrix.RoomInfo, error) {
 	info := &matrix.RoomInfo{RoomID: room, Name: "Room " + string(room), JoinRule: event.JoinRulePublic,
-		Members: map[id.UserID]matrix.Member{}, Invited: map[id.UserID]bool{}, Banned: map[id.UserID]bool{},
+		Members:     map[id.UserID]matrix.Member{},
 		PowerLevels: &event.PowerLevelsEventContent{Users: map[id.UserID]int{}}}
 	for i := range 3 {
 		u := id.UserID(fmt.Sprintf("@user%d.%s:hs.test", i, room[1:]))
