@@ -26,13 +26,12 @@ func (s *stack) cpuSample() cpuSample {
 	var c cpuSample
 	if stat, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := bytes.Cut(stat, []byte("\n"))
-		f := strings.Fields(string(line)) // cpu user nice system idle iowait irq softirq steal ...
-		for i, v := range f[1:] {
+		// cpu user nice system idle iowait irq softirq steal, then guest
+		// times, which user counts already.
+		f := strings.Fields(string(line))
+		for i, v := range f[1:min(len(f), 9)] {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			d := time.Duration(n) * time.Second / userHZ
-			if i >= 8 { // guest times are counted in user already
-				break
-			}
 			c.total += d
 			if i != 3 && i != 4 { // idle, iowait
 				c.busy += d
