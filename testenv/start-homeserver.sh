@@ -10,7 +10,8 @@
 #   HS_LOG_LEVEL     dendrite log level                      warn
 #   HS_FRESH=1       delete the databases before starting
 #   HS_DATABASE      a PostgreSQL URI: every Dendrite component keeps its
-#                    tables there, in one pool (empty: an SQLite file each)
+#                    tables there, in one pool (empty: an SQLite file each);
+#                    HS_FRESH does not empty it: name a new database instead
 #   HS_QUEUE_MEMORY  1: keep Dendrite's internal queue (JetStream) in memory,
 #                    faster, but events not yet pushed to the appservice are
 #                    lost when it restarts                    0
